@@ -1,0 +1,95 @@
+using System.Diagnostics;
+
+namespace ToyVmm.Mmu.Secondary;
+
+/// <summary>Where a vCPU stands with respect to guest memory (KVM's <c>vcpu->mode</c>).</summary>
+public enum VcpuMode
+{
+    /// <summary>Not executing guest instructions; its software TLB is not in use.</summary>
+    OutsideGuest = 0,
+    /// <summary>Executing guest instructions with its software TLB live.</summary>
+    InGuest = 1,
+}
+
+/// <summary>
+/// The seam between one vCPU and the secondary MMU: the vCPU's mode and its
+/// pending requests. The secondary MMU asks for TLB flushes here and waits for
+/// the acknowledgement of every vCPU that is in guest mode.
+/// </summary>
+/// <remarks>
+/// Ordering (a Dekker pair, as in KVM's <c>kvm_make_all_cpus_request</c> against
+/// <c>vcpu_enter_guest</c>):
+/// <code>
+///   invalidator                        vCPU
+///   _requests |= Flush   (interlocked)  _mode = InGuest     (interlocked)
+///   read _mode                          read _requests
+/// </code>
+/// Both sides write then read with a full fence between, so at least one side
+/// sees the other: either the invalidator sees InGuest and waits for the
+/// acknowledgement, or the vCPU sees the request and flushes before it touches
+/// guest memory.
+/// </remarks>
+public sealed class VcpuLink
+{
+    public const int FlushRequest = 1;
+    public const int StopRequest = 2;
+
+    private int _mode;          // VcpuMode; written by the vCPU thread only.
+    private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
+    private long _flushAcks;    // incremented by the vCPU after each flush it performs.
+
+    public VcpuLink(int index) => Index = index;
+
+    public int Index { get; }
+
+    public VcpuMode Mode => (VcpuMode)Volatile.Read(ref _mode);
+
+    /// <summary>True when any request is pending; the vCPU polls this at block boundaries.</summary>
+    public bool HasRequests => Volatile.Read(ref _requests) != 0;
+
+    public long FlushAcks => Volatile.Read(ref _flushAcks);
+
+    /// <summary>
+    /// vCPU thread: enter guest mode. The caller must call <see cref="TakeRequests"/>
+    /// afterwards and act on it before touching guest memory through its TLB.
+    /// </summary>
+    public void EnterGuest() => Interlocked.Exchange(ref _mode, (int)VcpuMode.InGuest);
+
+    /// <summary>vCPU thread: leave guest mode before anything that can block.</summary>
+    public void ExitGuest() => Interlocked.Exchange(ref _mode, (int)VcpuMode.OutsideGuest);
+
+    /// <summary>vCPU thread: take and clear all pending requests.</summary>
+    public int TakeRequests() => Interlocked.Exchange(ref _requests, 0);
+
+    /// <summary>vCPU thread: the TLB has been flushed in answer to a request.</summary>
+    public void AcknowledgeFlush() => Interlocked.Increment(ref _flushAcks);
+
+    /// <summary>Any thread: ask the vCPU to stop at its next block boundary.</summary>
+    public void RequestStop() => Interlocked.Or(ref _requests, StopRequest);
+
+    /// <summary>
+    /// Any thread: ask the vCPU to flush its TLB. Returns a ticket to pass to
+    /// <see cref="WaitForFlush"/>, or -1 when the vCPU was not in guest mode
+    /// (it will see the request when it next enters, so nobody needs to wait).
+    /// </summary>
+    public long RequestFlush()
+    {
+        long acks = Volatile.Read(ref _flushAcks);
+        Interlocked.Or(ref _requests, FlushRequest);   // full fence; pairs with EnterGuest
+        return Mode == VcpuMode.InGuest ? acks : -1;
+    }
+
+    /// <summary>
+    /// Wait until the vCPU has flushed after <paramref name="ticket"/> or has left
+    /// guest mode (a vCPU outside guest mode holds no live TLB entry).
+    /// </summary>
+    public void WaitForFlush(long ticket)
+    {
+        if (ticket < 0) return;
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _flushAcks) == ticket && Mode == VcpuMode.InGuest)
+            spin.SpinOnce(sleep1Threshold: -1);
+        Debug.Assert(Volatile.Read(ref _flushAcks) != ticket || Mode != VcpuMode.InGuest,
+            "the vCPU acknowledged the flush or left guest mode");
+    }
+}

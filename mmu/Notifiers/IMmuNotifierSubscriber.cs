@@ -1,0 +1,41 @@
+namespace ToyVmm.Mmu.Notifiers;
+
+/// <summary>
+/// A secondary MMU (EPT, shadow MMU, a device) that mirrors part of a host
+/// address space and must be told before the host changes it.
+/// </summary>
+/// <remarks>
+/// Call-order contract, for every host operation that clears or changes PTEs:
+/// <code>
+///   InvalidateRangeStart(r)   -- before the host touches any PTE in r
+///   ... host clears/changes PTEs, flushes, and only then frees frames ...
+///   InvalidateRangeEnd(r)     -- after the PTEs hold their new values
+/// </code>
+/// Between start and end the subscriber must not establish a new mapping of
+/// any page in r (KVM's invalidate-in-progress count enforces that). Starts and
+/// ends nest and overlap across threads; each start is paired with one end.
+/// </remarks>
+public interface IMmuNotifierSubscriber
+{
+    /// <summary>
+    /// Tear down every secondary mapping of the range. Returns false only when
+    /// <see cref="InvalidateRange.MayBlock"/> is false and the subscriber would
+    /// have to block; the host operation then backs off and retries later.
+    /// </summary>
+    bool InvalidateRangeStart(in InvalidateRange range);
+
+    /// <summary>The host PTEs of the range hold their new values; faults may install mappings again.</summary>
+    void InvalidateRangeEnd(in InvalidateRange range);
+
+    /// <summary>Clear the accessed bits of the range's secondary mappings and flush; true if any was set.</summary>
+    bool ClearFlushYoung(Hva start, Hva end);
+
+    /// <summary>Clear the accessed bits without a flush (cheaper, used by aging); true if any was set.</summary>
+    bool ClearYoung(Hva start, Hva end);
+
+    /// <summary>True if the secondary mapping of the page was accessed since the bit was last cleared.</summary>
+    bool TestYoung(Hva address);
+
+    /// <summary>The address space is being torn down: drop every secondary mapping now.</summary>
+    void Release();
+}

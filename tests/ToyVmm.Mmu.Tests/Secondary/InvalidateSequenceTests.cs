@@ -1,0 +1,60 @@
+using Xunit;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Mmu.Tests.Secondary;
+
+public class InvalidateSequenceTests
+{
+    private readonly Lock _lock = new();
+
+    [Fact]
+    public void FaultMustRetry_NoInvalidation_Installs()
+    {
+        var s = new InvalidateSequence(_lock);
+        long seq = s.Sequence;
+        lock (_lock) Assert.False(s.FaultMustRetryLocked(10, seq));
+    }
+
+    [Fact]
+    public void FaultMustRetry_InvalidationInProgressOverPage_Retries()
+    {
+        var s = new InvalidateSequence(_lock);
+        long seq = s.Sequence;
+        lock (_lock)
+        {
+            s.BeginLocked(5, 20);
+            Assert.True(s.FaultMustRetryLocked(10, seq));
+            Assert.False(s.FaultMustRetryLocked(21, seq));   // outside the range, sequence unchanged
+        }
+    }
+
+    [Fact]
+    public void FaultMustRetry_InvalidationEndedSinceFaultStarted_Retries()
+    {
+        var s = new InvalidateSequence(_lock);
+        long seq = s.Sequence;
+        lock (_lock) { s.BeginLocked(100, 100); s.EndLocked(); }
+        lock (_lock) Assert.True(s.FaultMustRetryLocked(5, seq));
+        long again = s.Sequence;
+        lock (_lock) Assert.False(s.FaultMustRetryLocked(5, again));
+    }
+
+    [Fact]
+    public void OverlappingInvalidations_RangeMergesUntilLastEnd()
+    {
+        var s = new InvalidateSequence(_lock);
+        lock (_lock)
+        {
+            s.BeginLocked(10, 20);
+            s.BeginLocked(40, 50);
+            long seq = s.Sequence;
+            Assert.True(s.FaultMustRetryLocked(30, seq));    // inside the merged range [10, 50]
+            s.EndLocked();
+            Assert.Equal(1, s.InProgressLocked);
+            Assert.True(s.FaultMustRetryLocked(15, s.Sequence)); // range kept while one is in flight
+            s.EndLocked();
+            Assert.Equal(0, s.InProgressLocked);
+            Assert.False(s.FaultMustRetryLocked(15, s.Sequence));
+        }
+    }
+}

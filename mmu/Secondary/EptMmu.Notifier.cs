@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using ToyVmm.Mmu.Notifiers;
+
+namespace ToyVmm.Mmu.Secondary;
+
+// The MMU-notifier side of the EPT-like MMU: what the host calls before and
+// after it changes its page tables. See the protocol diagram in EptMmu.cs.
+public sealed unsafe partial class EptMmu
+{
+    public bool InvalidateRangeStart(in InvalidateRange range)
+    {
+        if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return true;
+        if (range.MayBlock) _mmuLock.Enter();
+        else if (!_mmuLock.TryEnter()) return false;   // "would block": the host backs off and retries
+        long started = Stopwatch.GetTimestamp();
+        try
+        {
+            _seq.BeginLocked(first, last);
+            int zapped = ZapLocked(range.Start, range.End);
+            if (zapped > 0) FlushAllVcpusLocked();
+        }
+        finally { _mmuLock.Exit(); }
+        Events?.InvalidateCompleted(Stopwatch.GetTimestamp() - started, range.Pages);
+        return true;
+    }
+
+    public void InvalidateRangeEnd(in InvalidateRange range)
+    {
+        if (!GfnSpan(range.Start, range.End, out _, out _)) return;
+        lock (_mmuLock) _seq.EndLocked();
+    }
+
+    /// <summary>
+    /// The broken-2008 variant's <c>invalidate_page</c>: the host calls it after
+    /// it has already cleared the PTE. It zaps, but nothing stops a fault that
+    /// found the page earlier from installing it afterwards.
+    /// </summary>
+    public void InvalidatePage(Hva address)
+    {
+        lock (_mmuLock)
+        {
+            if (ZapLocked(address.PageBase, address.PageBase.Add(Page.Size)) > 0) FlushAllVcpusLocked();
+        }
+    }
+
+    public bool ClearFlushYoung(Hva start, Hva end)
+    {
+        bool young;
+        lock (_mmuLock)
+        {
+            young = ClearYoungLocked(start, end);
+            if (young) FlushAllVcpusLocked();      // later accesses must fill the TLB and set A again
+        }
+        return young;
+    }
+
+    public bool ClearYoung(Hva start, Hva end)
+    {
+        lock (_mmuLock) return ClearYoungLocked(start, end);
+    }
+
+    public bool TestYoung(Hva address)
+    {
+        foreach (var slot in _slots.Slots)
+            if (slot.GfnsOf(address.PageBase, address.PageBase.Add(Page.Size), out ulong gfn, out _))
+                return _ept.Lookup(gfn).IsAccessed;
+        return false;
+    }
+
+    public void Release()
+    {
+        lock (_mmuLock)
+        {
+            foreach (var slot in _slots.Slots) ZapLocked(slot.HvaStart, slot.HvaEnd);
+            FlushAllVcpusLocked();
+        }
+    }
+
+    private bool GfnSpan(Hva start, Hva end, out ulong first, out ulong last)
+    {
+        first = ulong.MaxValue; last = 0;
+        foreach (var slot in _slots.Slots)
+        {
+            if (!slot.GfnsOf(start, end, out ulong f, out ulong l)) continue;
+            first = Math.Min(first, f); last = Math.Max(last, l);
+        }
+        return first <= last;
+    }
+
+    /// <summary>Zap every entry whose host page lies in [start, end); a dirty bit goes to the host page first.</summary>
+    private int ZapLocked(Hva start, Hva end)
+    {
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "zapping needs the MMU lock");
+        int zapped = 0;
+        foreach (var slot in _slots.Slots)
+        {
+            if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
+            _ept.ForEachPresent(first, last, (gfn, _) =>
+            {
+                var old = _ept.ZapLocked(gfn);
+                if (!old.IsPresent) return;
+                // The page was written through the secondary MMU: the host must not drop it as clean.
+                if (old.IsDirty) _host.SetPageDirty(old.Frame);
+                Checker?.OnZap(this, Gpa.FromPageNumber(gfn), old.Frame);
+                zapped++;
+            });
+        }
+        return zapped;
+    }
+
+    private bool ClearYoungLocked(Hva start, Hva end)
+    {
+        bool young = false;
+        foreach (var slot in _slots.Slots)
+        {
+            if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
+            _ept.ForEachPresent(first, last, (gfn, _) => young |= _ept.TestAndClearAccessed(gfn));
+        }
+        return young;
+    }
+
+    /// <summary>
+    /// Ask every vCPU to flush its TLB and wait for each one that is in guest
+    /// mode. A vCPU blocked on this lock has left guest mode first, so the wait
+    /// cannot deadlock.
+    /// </summary>
+    private void FlushAllVcpusLocked()
+    {
+        var vcpus = _vcpus;
+        Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
+        for (int i = 0; i < vcpus.Length; i++) tickets[i] = vcpus[i].RequestFlush();
+        for (int i = 0; i < vcpus.Length; i++) vcpus[i].WaitForFlush(tickets[i]);
+    }
+}

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using ToyVmm.Mmu.Notifiers;
+
+namespace ToyVmm.Mmu.Secondary;
+
+// Lock order (mmu/LOCKING.md): host locks taken inside GetUserPage are never
+// held when _mmuLock is taken by a fault; the host calls InvalidateRangeStart
+// with its own locks held, so _mmuLock nests inside them and a fault must not
+// hold _mmuLock across GetUserPage. _slotLock is outermost and only taken by
+// slot changes.
+//
+//   _slotLock   -> serialises slot changes; a slot change waits until no
+//                  invalidation is in flight.
+//   _mmuLock    -> guards _ept writes, _seq's count and range, _vcpus.
+//
+// The fault/invalidate protocol (DESIGN.md; the race of the 2008 thread):
+//
+//   vCPU fault on gfn                       host invalidation of hva range r
+//   ------------------------------------    --------------------------------------
+//   seq0 = _seq.Sequence                    InvalidateRangeStart(r):
+//   GetUserPage(hva) -> frame (+ref)           lock; in_progress++; range |= r
+//                                               zap entries in r; flush vCPUs; unlock
+//                                           host clears its PTEs, frees frames
+//   lock                                    InvalidateRangeEnd(r):
+//   if in_progress over gfn || seq != seq0:    lock; seq++; in_progress--; unlock
+//       unlock; PutUserPage(unused); retry
+//   install entry; unlock; PutUserPage
+//
+// Whatever the interleaving, a frame found by GetUserPage before or during an
+// invalidation is never installed: either the fault's locked re-check sees
+// in_progress over its gfn, or it sees seq moved. The broken-2008 variant
+// (Protocol = Broken2008) skips that re-check, and the invariant checker
+// catches the stale entry.
+
+/// <summary>Which fault/invalidate protocol the secondary MMU follows.</summary>
+public enum NotifierProtocol
+{
+    /// <summary>KVM's invalidate sequence: faults re-check under the MMU lock.</summary>
+    Sequence,
+    /// <summary>The 2008 bug: faults install without re-checking anything.</summary>
+    Broken2008,
+}
+
+/// <summary>
+/// The EPT-like secondary MMU: guest-physical page to host frame, populated by
+/// secondary faults through the host address space and torn down by its MMU
+/// notifier callbacks.
+/// </summary>
+public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscriber, IDisposable
+{
+    private readonly IHostMemory _host;
+    private readonly Lock _mmuLock = new();
+    private readonly Lock _slotLock = new();
+    private readonly EptTable _ept = new();
+    private readonly SlotTable _slots = new();
+    private readonly InvalidateSequence _seq;
+    private VcpuLink[] _vcpus = [];            // replaced under _mmuLock, read lock-free
+    private bool _registered;
+
+    public EptMmu(IHostMemory host, ulong ramBytes, Hva ramHva, NotifierProtocol protocol = NotifierProtocol.Sequence)
+    {
+        _host = host;
+        _seq = new InvalidateSequence(_mmuLock);
+        Protocol = protocol;
+        RamBytes = ramBytes;
+        _slots.Add(new MemorySlot(0, new Gpa(0), ramBytes, ramHva));
+        host.Notifiers.Register(this);
+        _registered = true;
+    }
+
+    public ulong RamBytes { get; }
+    public NotifierProtocol Protocol { get; }
+    public EptTable Table => _ept;
+    public SlotTable Slots => _slots;
+    public IHostMemory Host => _host;
+
+    /// <summary>Optional invariant checker, consulted at every install and zap.</summary>
+    public IMmuInvariantChecker? Checker { get; set; }
+
+    /// <summary>Optional latency recorder for faults and invalidations.</summary>
+    public IMmuEventSink? Events { get; set; }
+
+    public event Action<Gpa, ulong>? ContentsReplaced;
+
+    /// <summary>Test hook: runs on the faulting thread between GetUserPage and the locked re-check.</summary>
+    public Action<Gpa, Hfn>? AfterGetUserPageHook { get; set; }
+
+    public void AttachVcpu(VcpuLink vcpu)
+    {
+        lock (_mmuLock) _vcpus = [.. _vcpus, vcpu];
+    }
+
+    public TranslateStatus Translate(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
+    {
+        ulong gfn = gpa.PageNumber;
+        var entry = _ept.Lookup(gfn);
+        if (entry.Permits(kind))
+        {
+            bool write = kind == AccessKind.Write;
+            if (!entry.IsAccessed || (write && !entry.IsDirty)) _ept.MarkAccessed(gfn, write);
+            // SAFETY: the entry is present, so the frame stays allocated until an
+            // invalidation zaps it, and that invalidation waits for this vCPU to
+            // acknowledge a flush before the host frees the frame.
+            hostPage = _host.FrameAddress(entry.Frame);
+            return TranslateStatus.Ok;
+        }
+        return Fault(vcpu, gpa, kind, out hostPage);
+    }
+
+    private TranslateStatus Fault(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
+    {
+        hostPage = null;
+        var slot = _slots.Find(gpa);
+        if (slot is null) return TranslateStatus.Unbacked;
+        bool write = kind == AccessKind.Write;
+        if (write && slot.ReadOnly) return TranslateStatus.Protection;
+        ulong gfn = gpa.PageNumber;
+        Hva hva = slot.ToHva(gpa.PageBase);
+        long started = Stopwatch.GetTimestamp();
+        bool wasInGuest = vcpu.Mode == VcpuMode.InGuest;
+        if (wasInGuest) vcpu.ExitGuest();          // GetUserPage and the MMU lock may block
+        try
+        {
+            for (int attempt = 0; ; attempt++)
+            {
+                long seq = _seq.Sequence;
+                if (Protocol == NotifierProtocol.Sequence && _seq.FaultLikelyToRetry(gfn))
+                {
+                    Thread.Yield();                 // an invalidation covers us: let it finish first
+                    continue;
+                }
+                var r = _host.GetUserPage(hva, write, out var frame);
+                if (r != HostFaultResult.Ok)
+                    return r == HostFaultResult.Protection ? TranslateStatus.Protection : TranslateStatus.HostError;
+                AfterGetUserPageHook?.Invoke(gpa, frame);
+                lock (_mmuLock)
+                {
+                    if (Protocol == NotifierProtocol.Sequence && _seq.FaultMustRetryLocked(gfn, seq))
+                    {
+                        _host.PutUserPage(frame, PageRelease.Unused);
+                        Events?.FaultRetried(vcpu.Index);
+                        continue;
+                    }
+                    var entry = _ept.Lookup(gfn);
+                    if (!entry.IsPresent || entry.Frame != frame || (write && !entry.IsWritable))
+                    {
+                        var fresh = EptEntry.Make(frame, writable: write || (entry.IsPresent && entry.IsWritable && entry.Frame == frame), executable: true);
+                        Checker?.OnInstall(this, gpa.PageBase, hva, frame);
+                        _ept.SetLocked(gfn, fresh);
+                    }
+                    _ept.MarkAccessed(gfn, write);
+                }
+                _host.PutUserPage(frame, write ? PageRelease.Dirty : PageRelease.Clean);
+                // SAFETY: the entry is installed under the protocol; see Translate.
+                hostPage = _host.FrameAddress(frame);
+                Events?.FaultCompleted(vcpu.Index, Stopwatch.GetTimestamp() - started);
+                return TranslateStatus.Ok;
+            }
+        }
+        finally
+        {
+            // The caller checks VcpuLink.HasRequests after Translate: a flush asked
+            // while we were outside guest mode was not waited for.
+            if (wasInGuest) vcpu.EnterGuest();
+        }
+    }
+
+    public long PageOut(Gpa start, ulong bytes) => HostOperation(start, bytes, discard: false);
+
+    public long Discard(Gpa start, ulong bytes) => HostOperation(start, bytes, discard: true);
+
+    private long HostOperation(Gpa start, ulong bytes, bool discard)
+    {
+        if ((start.Value & Page.OffsetMask) != 0 || (bytes & Page.OffsetMask) != 0 ||
+            start.Value > RamBytes || bytes > RamBytes - start.Value)
+            return -22;
+        long pages = 0;
+        foreach (var slot in _slots.Slots)
+        {
+            ulong lo = Math.Max(start.Value, slot.GpaStart.Value), hi = Math.Min(start.Value + bytes, slot.GpaEnd.Value);
+            if (lo >= hi) continue;
+            var hva = slot.ToHva(new Gpa(lo));
+            pages += discard ? _host.DontNeed(hva, hi - lo) : _host.PageOut(hva, hi - lo);
+        }
+        if (discard && bytes != 0) ContentsReplaced?.Invoke(start, bytes);
+        return pages;
+    }
+
+    public void Dispose()
+    {
+        if (_registered)
+        {
+            _host.Notifiers.Unregister(this);
+            _registered = false;
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using ToyVmm.Mmu.Notifiers;
+
+namespace ToyVmm.Mmu.Secondary;
+
+/// <summary>Outcome of a host fault taken on behalf of a secondary fault.</summary>
+public enum HostFaultResult
+{
+    Ok,
+    /// <summary>No VMA covers the address.</summary>
+    NoMapping,
+    /// <summary>A write to a read-only mapping.</summary>
+    Protection,
+    /// <summary>No frame could be had, even after direct reclaim.</summary>
+    OutOfMemory,
+    /// <summary>The swap file could not be read or a slot failed its checksum.</summary>
+    IoError,
+}
+
+/// <summary>How a caller of get_user_pages gives its short-lived reference back.</summary>
+public enum PageRelease
+{
+    /// <summary>The page was not used (a retried fault).</summary>
+    Unused,
+    /// <summary>The page was read.</summary>
+    Clean,
+    /// <summary>The page was (or will be, through a writable mapping) written: it must not be dropped as clean.</summary>
+    Dirty,
+}
+
+/// <summary>
+/// What the secondary MMU needs of the host address space that backs guest
+/// RAM: get_user_pages of one page, the frames' bytes, the page flags it hands
+/// dirty and accessed bits to, the forced operations behind the hypercalls, and
+/// the notifier registry it subscribes to.
+/// </summary>
+public unsafe interface IHostMemory
+{
+    MmuNotifierRegistry Notifiers { get; }
+
+    /// <summary>
+    /// Fault the page at <paramref name="address"/> in (zero-fill or swap-in;
+    /// may block) and return its frame with a short-lived reference that the
+    /// caller gives back with <see cref="PutUserPage"/>. A reference keeps the
+    /// frame from being freed; it does not keep the host PTE in place.
+    /// </summary>
+    HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame);
+
+    void PutUserPage(Hfn frame, PageRelease how);
+
+    /// <summary>The 4 KiB of a frame (native memory that never moves).</summary>
+    byte* FrameAddress(Hfn frame);
+
+    /// <summary>Mark the page dirty (a secondary entry with its dirty bit set was zapped).</summary>
+    void SetPageDirty(Hfn frame);
+
+    /// <summary>MADV_PAGEOUT over the range; returns the pages acted on.</summary>
+    long PageOut(Hva start, ulong bytes);
+
+    /// <summary>MADV_DONTNEED over the range; returns the pages acted on.</summary>
+    long DontNeed(Hva start, ulong bytes);
+
+    /// <summary>For the invariant checker: true when the frame is allocated and the host PTE at <paramref name="address"/> maps it.</summary>
+    bool FrameBacks(Hfn frame, Hva address);
+}

@@ -98,6 +98,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         {
             bool write = kind == AccessKind.Write;
             if (!entry.IsAccessed || (write && !entry.IsDirty)) _ept.MarkAccessed(gfn, write);
+            Checker?.OnTlbFill(this, vcpu.Index, gpa.PageBase, entry.Frame);
             // SAFETY: the entry is present, so the frame stays allocated until an
             // invalidation zaps it, and that invalidation waits for this vCPU to
             // acknowledge a flush before the host frees the frame.

@@ -8,6 +8,9 @@ public interface IMmuInvariantChecker
 {
     void OnInstall(EptMmu mmu, Gpa gpa, Hva hva, Hfn frame);
     void OnZap(EptMmu mmu, Gpa gpa, Hfn frame);
+
+    /// <summary>A vCPU filled its TLB from a present entry (the fast path of Translate).</summary>
+    void OnTlbFill(EptMmu mmu, int vcpu, Gpa gpa, Hfn frame);
 }
 
 /// <summary>Receives fault and invalidation latencies (Stopwatch ticks) without locks or allocation.</summary>

@@ -1,0 +1,128 @@
+using System.Text;
+
+namespace ToyVmm.Mmu.Secondary;
+
+// Lock order: _lock is a leaf; it is taken inside the MMU lock (install, zap)
+// and inside host locks (frame free), and nothing is called while it is held.
+
+/// <summary>A broken invariant: "the spte must never be established when the pte isn't".</summary>
+public sealed record MmuViolation(string Rule, Hfn Frame, Gpa Gpa, string History)
+{
+    public override string ToString() => $"MMU invariant violated: {Rule} ({Frame}, {Gpa})\n{History}";
+}
+
+/// <summary>
+/// The invariant checker (DESIGN.md): at every secondary install, every TLB
+/// fill and every host frame free, no secondary entry and no vCPU TLB entry
+/// refers to a free frame or to a frame that now backs a different page. It
+/// keeps the last events so that a violation names what happened to both the
+/// frame and the guest page.
+/// </summary>
+public sealed class MmuInvariantChecker : IMmuInvariantChecker
+{
+    private enum Kind : byte { Install, Zap, TlbFill, FrameFree, Violation }
+    private readonly record struct Event(long Seq, Kind Kind, uint Frame, ulong Gfn, int Thread);
+
+    private const int HistorySize = 4096;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<uint, ulong> _installed = new();     // guarded by _lock: frame -> gfn of the secondary entry
+    private readonly Dictionary<uint, (VcpuLink Vcpu, long Acks)[]> _unflushed = new(); // guarded by _lock: zapped frame -> vCPUs that had not yet flushed
+    private readonly Event[] _history = new Event[HistorySize];      // guarded by _lock
+    private long _events;                                            // guarded by _lock
+    private MmuViolation? _first;
+    private int _violations;
+    private Func<VcpuLink[]>? _vcpus;
+
+    /// <summary>The first violation seen, or null.</summary>
+    public MmuViolation? FirstViolation => Volatile.Read(ref _first);
+    public int ViolationCount => Volatile.Read(ref _violations);
+    public long Checks => Volatile.Read(ref _events);
+
+    /// <summary>Raised once, at the first violation (the VM stops on it).</summary>
+    public event Action<MmuViolation>? Violated;
+
+    /// <summary>Lets the checker see the vCPUs' flush acknowledgements.</summary>
+    public void WatchVcpus(Func<VcpuLink[]> vcpus) => _vcpus = vcpus;
+
+    public void OnInstall(EptMmu mmu, Gpa gpa, Hva hva, Hfn frame)
+    {
+        bool backs = mmu.Host.FrameBacks(frame, hva);
+        lock (_lock)
+        {
+            Record(Kind.Install, frame, gpa.PageNumber);
+            if (!backs)
+                ViolateLocked("a secondary entry was installed for a page whose host PTE no longer maps that frame", frame, gpa.PageNumber);
+            _installed[frame.Value] = gpa.PageNumber;
+            _unflushed.Remove(frame.Value);
+        }
+    }
+
+    public void OnZap(EptMmu mmu, Gpa gpa, Hfn frame)
+    {
+        var vcpus = _vcpus?.Invoke() ?? [];
+        lock (_lock)
+        {
+            Record(Kind.Zap, frame, gpa.PageNumber);
+            _installed.Remove(frame.Value);
+            var live = vcpus.Where(v => v.Mode == VcpuMode.InGuest).Select(v => (v, v.FlushAcks)).ToArray();
+            if (live.Length > 0) _unflushed[frame.Value] = live;
+        }
+    }
+
+    public void OnTlbFill(EptMmu mmu, int vcpu, Gpa gpa, Hfn frame)
+    {
+        // Called lock-free on the vCPU's fast path; only the cheap check runs here.
+        if (!mmu.Host.FrameBacks(frame, mmu.Slots.Find(gpa)!.ToHva(gpa)))
+            lock (_lock)
+            {
+                Record(Kind.TlbFill, frame, gpa.PageNumber);
+                ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber);
+            }
+    }
+
+    /// <summary>The host is about to free <paramref name="frame"/> (after its invalidation has run).</summary>
+    public void OnFrameFree(Hfn frame)
+    {
+        lock (_lock)
+        {
+            Record(Kind.FrameFree, frame, ulong.MaxValue);
+            if (_installed.TryGetValue(frame.Value, out ulong gfn))
+                ViolateLocked("a host frame was freed while a secondary entry still maps it", frame, gfn);
+            if (_unflushed.Remove(frame.Value, out var waiting))
+                foreach (var (v, acks) in waiting)
+                    if (v.Mode == VcpuMode.InGuest && v.FlushAcks == acks && v.HasRequests)
+                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, ulong.MaxValue);
+        }
+    }
+
+    private void Record(Kind kind, Hfn frame, ulong gfn) =>
+        _history[_events++ % HistorySize] = new Event(_events, kind, frame.Value, gfn, Environment.CurrentManagedThreadId);
+
+    private void ViolateLocked(string rule, Hfn frame, ulong gfn)
+    {
+        Record(Kind.Violation, frame, gfn);
+        Interlocked.Increment(ref _violations);
+        if (_first is not null) return;
+        var gpa = gfn == ulong.MaxValue ? new Gpa(0) : Gpa.FromPageNumber(gfn);
+        var v = new MmuViolation(rule, frame, gpa, HistoryLocked(frame.Value, gfn));
+        Volatile.Write(ref _first, v);
+        Violated?.Invoke(v);
+    }
+
+    private string HistoryLocked(uint frame, ulong gfn)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"  last events on hfn:0x{frame:x} and {(gfn == ulong.MaxValue ? "its page" : Gpa.FromPageNumber(gfn).ToString())}:");
+        long from = Math.Max(0, _events - HistorySize);
+        var lines = new List<string>();
+        for (long i = _events - 1; i >= from && lines.Count < 12; i--)
+        {
+            var e = _history[i % HistorySize];
+            if (e.Frame == frame || (gfn != ulong.MaxValue && e.Gfn == gfn))
+                lines.Add($"    #{i} {e.Kind,-9} hfn:0x{e.Frame:x} {(e.Gfn == ulong.MaxValue ? "" : Gpa.FromPageNumber(e.Gfn).ToString())} thread {e.Thread}");
+        }
+        lines.Reverse();
+        foreach (var l in lines) sb.AppendLine(l);
+        return sb.ToString().TrimEnd();
+    }
+}

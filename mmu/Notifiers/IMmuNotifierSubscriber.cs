@@ -27,6 +27,12 @@ public interface IMmuNotifierSubscriber
     /// <summary>The host PTEs of the range hold their new values; faults may install mappings again.</summary>
     void InvalidateRangeEnd(in InvalidateRange range);
 
+    /// <summary>
+    /// The 2008 <c>invalidate_page</c>, kept only for the deliberately broken
+    /// protocol: the host calls it after it has already cleared the PTE.
+    /// </summary>
+    void InvalidatePage(Hva address);
+
     /// <summary>Clear the accessed bits of the range's secondary mappings and flush; true if any was set.</summary>
     bool ClearFlushYoung(Hva start, Hva end);
 

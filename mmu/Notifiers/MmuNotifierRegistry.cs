@@ -117,6 +117,17 @@ public sealed class MmuNotifierRegistry
         finally { Unpin(snap); }
     }
 
+    /// <summary>The broken-2008 protocol's after-the-fact single-page invalidation.</summary>
+    public void InvalidatePage(Hva address)
+    {
+        var snap = Pin();
+        try
+        {
+            foreach (var s in snap.Subscribers) s.InvalidatePage(address);
+        }
+        finally { Unpin(snap); }
+    }
+
     public bool ClearFlushYoung(Hva start, Hva end)
     {
         var snap = Pin();

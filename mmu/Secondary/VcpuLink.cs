@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>Where a vCPU stands with respect to guest memory (KVM's <c>vcpu->mode</c>).</summary>
@@ -89,7 +87,5 @@ public sealed class VcpuLink
         var spin = new SpinWait();
         while (Volatile.Read(ref _flushAcks) == ticket && Mode == VcpuMode.InGuest)
             spin.SpinOnce(sleep1Threshold: -1);
-        Debug.Assert(Volatile.Read(ref _flushAcks) != ticket || Mode != VcpuMode.InGuest,
-            "the vCPU acknowledged the flush or left guest mode");
     }
 }

@@ -18,6 +18,7 @@ public class MmuNotifierRegistryTests
             lock (log) log.Add($"{name}:start"); return true;
         }
         public void InvalidateRangeEnd(in InvalidateRange range) { lock (log) log.Add($"{name}:end"); }
+        public void InvalidatePage(Hva address) { lock (log) log.Add($"{name}:page"); }
         public bool ClearFlushYoung(Hva start, Hva end) { bool y = Young; Young = false; return y; }
         public bool ClearYoung(Hva start, Hva end) => ClearFlushYoung(start, end);
         public bool TestYoung(Hva address) => Young;
@@ -127,6 +128,7 @@ public class MmuNotifierRegistryTests
         public int Calls;
         public bool InvalidateRangeStart(in InvalidateRange range) { Interlocked.Increment(ref Calls); return true; }
         public void InvalidateRangeEnd(in InvalidateRange range) => Interlocked.Increment(ref Calls);
+        public void InvalidatePage(Hva address) => Interlocked.Increment(ref Calls);
         public bool ClearFlushYoung(Hva start, Hva end) => false;
         public bool ClearYoung(Hva start, Hva end) => false;
         public bool TestYoung(Hva address) => false;

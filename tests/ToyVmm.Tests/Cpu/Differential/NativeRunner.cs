@@ -1,0 +1,172 @@
+using System.Runtime.InteropServices;
+using Iced.Intel;
+
+namespace ToyVmm.Tests.Cpu.Differential;
+
+/// <summary>
+/// Runs a snippet on the host CPU. One process-wide instance owns one RWX block;
+/// callers hold <see cref="Gate"/> from <see cref="Load"/> through their last
+/// <see cref="Run"/> of that snippet.
+/// </summary>
+/// <remarks>
+/// The thunk written before and after the snippet:
+/// <code>
+///   push rbx, rbp, r12-r15; pushfq              ; what the host ABI needs back
+///   mov rax, &amp;state; mov [rax+HostRsp], rsp
+///   movdqu xmm0-15, [rax+Xmm]
+///   push [rax+Rflags]; popfq                    ; only CF PF AF ZF SF DF OF are ever set
+///   mov rsp, [rax+Rsp]; mov rcx..r15, [rax+...]; mov rax, [rax]
+/// snippet:
+///   ...
+/// epilogue:                                     ; the guest copy has hlt here
+///   mov [&amp;state.Tmp], rax (moffs64); mov rax, &amp;state
+///   mov [rax+...], rcx..r15 (rsp too); mov rsp, [rax+HostRsp]
+///   pushfq; pop rcx; mov [rax+Rflags], rcx; mov rcx, [rax+Tmp]; mov [rax], rcx
+///   movdqu [rax+Xmm], xmm0-15; popfq; pop r15..rbx; ret
+/// </code>
+/// Nothing between the snippet's last instruction and <c>pushfq</c> writes flags.
+/// </remarks>
+public sealed unsafe class NativeRunner : IDisposable
+{
+    private const int RflagsOffset = 128, HostRspOffset = 136, TmpOffset = 144, XmmOffset = 160, StateSize = XmmOffset + 256;
+
+    private static readonly Lazy<NativeRunner> s_instance = new(() => new NativeRunner());
+
+    /// <summary>The process-wide runner.</summary>
+    public static NativeRunner Instance => s_instance.Value;
+
+    /// <summary>Held by whoever has a snippet loaded and is running it.</summary>
+    public Lock Gate { get; } = new();
+
+    private readonly ExecutableRegion _region = new();
+    private byte* _state; // NativeMemory block of StateSize bytes, never moved
+    private LoadedSnippet? _loaded;
+
+    private NativeRunner()
+    {
+        _state = (byte*)NativeMemory.AlignedAlloc(StateSize, 64);
+        NativeMemory.Clear(_state, StateSize);
+    }
+
+    public ulong RegionBase => _region.Base;
+
+    /// <summary>Assembles the thunk around <paramref name="emitSnippet"/> and writes it to the code page.</summary>
+    public LoadedSnippet Load(Action<Assembler> emitSnippet)
+    {
+        if (!Gate.IsHeldByCurrentThread) throw new InvalidOperationException("hold NativeRunner.Gate while loading and running");
+        ulong codeBase = _region.Base + RegionLayout.CodeOffset;
+        ulong state = (ulong)_state;
+        var a = new Assembler(64);
+        Label start = a.CreateLabel("snippet"), end = a.CreateLabel("epilogue");
+
+        foreach (var r in CalleeSaved) a.AddInstruction(Instruction.Create(Code.Push_r64, r));
+        a.AddInstruction(Instruction.Create(Code.Pushfq));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, HostRspOffset), Register.RSP));
+        for (int i = 0; i < 16; i++)
+            a.AddInstruction(Instruction.Create(Code.Movdqu_xmm_xmmm128, Register.XMM0 + i, new MemoryOperand(Register.RAX, XmmOffset + 16 * i)));
+        a.AddInstruction(Instruction.Create(Code.Push_rm64, new MemoryOperand(Register.RAX, RflagsOffset)));
+        a.AddInstruction(Instruction.Create(Code.Popfq));
+        for (int i = 1; i < 16; i++)
+            a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX + i, new MemoryOperand(Register.RAX, 8 * i)));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX, new MemoryOperand(Register.RAX)));
+
+        a.Label(ref start);
+        emitSnippet(a);
+        a.Label(ref end);
+        a.db(0x48, 0xA3); // mov [moffs64], rax
+        a.dq(state + TmpOffset);
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
+        for (int i = 1; i < 16; i++)
+            a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, 8 * i), Register.RAX + i));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RSP, new MemoryOperand(Register.RAX, HostRspOffset)));
+        a.AddInstruction(Instruction.Create(Code.Pushfq));
+        a.AddInstruction(Instruction.Create(Code.Pop_r64, Register.RCX));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, RflagsOffset), Register.RCX));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RCX, new MemoryOperand(Register.RAX, TmpOffset)));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX), Register.RCX));
+        for (int i = 0; i < 16; i++)
+            a.AddInstruction(Instruction.Create(Code.Movdqu_xmmm128_xmm, new MemoryOperand(Register.RAX, XmmOffset + 16 * i), Register.XMM0 + i));
+        a.AddInstruction(Instruction.Create(Code.Popfq));
+        for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
+        a.AddInstruction(Instruction.Create(Code.Retnq));
+
+        var ms = new MemoryStream();
+        var result = a.Assemble(new StreamCodeWriter(ms), codeBase, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        byte[] code = ms.ToArray();
+        if (code.Length > RegionLayout.CodeSize)
+            throw new InvalidOperationException($"thunk of {code.Length} bytes does not fit the code page");
+        ulong snippetStart = result.GetLabelRIP(start), snippetEnd = result.GetLabelRIP(end);
+
+        var page = _region.Bytes(RegionLayout.CodeOffset, RegionLayout.CodeSize);
+        page.Fill(0xCC);
+        code.CopyTo(page);
+        var guestPage = page.ToArray();
+        guestPage[(int)(snippetEnd - codeBase)] = 0xF4; // hlt where the native epilogue starts
+        var snippetBytes = code.AsSpan((int)(snippetStart - codeBase), (int)(snippetEnd - snippetStart)).ToArray();
+        _loaded = new LoadedSnippet(codeBase, guestPage, snippetStart, snippetEnd, Disassemble(snippetBytes, snippetStart));
+        return _loaded;
+    }
+
+    /// <summary>Runs the loaded snippet natively from <paramref name="input"/> and returns the state it leaves.</summary>
+    public MachineState Run(MachineState input)
+    {
+        if (!Gate.IsHeldByCurrentThread) throw new InvalidOperationException("hold NativeRunner.Gate while loading and running");
+        if (_loaded is null) throw new InvalidOperationException("load a snippet first");
+        if ((input.Rflags & ~MachineState.InputFlags) != 0)
+            throw new ArgumentException($"input RFLAGS {input.Rflags:x} sets bits outside CF PF AF ZF SF DF OF", nameof(input));
+        ulong* gpr = (ulong*)_state;
+        for (int i = 0; i < 16; i++) gpr[i] = input.Gpr[i];
+        *(ulong*)(_state + RflagsOffset) = input.Rflags | 2;
+        for (int i = 0; i < 16; i++) *(UInt128*)(_state + XmmOffset + 16 * i) = input.Xmm[i];
+        input.Scratch.CopyTo(_region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize));
+        input.StackWindow.CopyTo(_region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize));
+
+        // SAFETY: the code page holds the thunk assembled by Load for this address; the
+        // thunk restores every register the unmanaged calling convention preserves.
+        ((delegate* unmanaged<void>)(_loaded.CodeBase))();
+
+        var output = new MachineState();
+        for (int i = 0; i < 16; i++) output.Gpr[i] = gpr[i];
+        output.Rflags = *(ulong*)(_state + RflagsOffset) & (MachineState.InputFlags | 2); // IF and the rest are the host's
+        for (int i = 0; i < 16; i++) output.Xmm[i] = *(UInt128*)(_state + XmmOffset + 16 * i);
+        _region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize).CopyTo(output.Scratch);
+        _region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize).CopyTo(output.StackWindow);
+        return output;
+    }
+
+    private static readonly Register[] CalleeSaved =
+        [Register.RBX, Register.RBP, Register.R12, Register.R13, Register.R14, Register.R15];
+
+    /// <summary>The snippet as text, one instruction per "; "-separated item (NASM syntax).</summary>
+    public static string Disassemble(byte[] bytes, ulong ip)
+    {
+        var decoder = Decoder.Create(64, bytes, ip);
+        var formatter = new NasmFormatter();
+        formatter.Options.HexPrefix = "0x";
+        formatter.Options.HexSuffix = null;
+        var output = new StringOutput();
+        var parts = new List<string>();
+        ulong endIp = ip + (ulong)bytes.Length;
+        while (decoder.IP < endIp)
+        {
+            decoder.Decode(out var instr);
+            formatter.Format(instr, output);
+            parts.Add(output.ToStringAndReset());
+        }
+        return string.Join("; ", parts);
+    }
+
+    public void Dispose()
+    {
+        _region.Dispose();
+        if (_state != null)
+        {
+            NativeMemory.AlignedFree(_state);
+            _state = null;
+        }
+    }
+}
+
+/// <summary>A snippet as loaded: the code page bytes the guest gets (with hlt at the epilogue) and where the snippet is.</summary>
+public sealed record LoadedSnippet(ulong CodeBase, byte[] GuestCodePage, ulong SnippetStart, ulong SnippetEnd, string Text);

@@ -1,1 +1,6 @@
-return 0;
+namespace ToyVmm;
+
+internal static class Program
+{
+    private static Task<int> Main(string[] args) => Cli.ToyVmmApp.RunAsync(args);
+}

@@ -1,0 +1,190 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ToyVmm.Cpu;
+using ToyVmm.Devices;
+using ToyVmm.Loader;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Vm;
+
+/// <summary>
+/// One VM: guest memory with the guest loaded and the boot structures built, its
+/// devices, and its vCPUs, each on a dedicated thread.
+/// </summary>
+/// <remarks>
+/// Life cycle: <c>Create</c> (load, build) --&gt; <see cref="Run"/> (once: threads run
+/// until every vCPU has halted or one event ends the VM) --&gt; <see cref="Dispose"/>.
+/// <para>
+/// The first event that ends the VM wins (<see cref="_result"/> is set once with a
+/// compare-exchange): the exit port, a VM error, the instruction limit, an internal
+/// error or cancellation. Whoever sets it then asks every vCPU to stop through its
+/// <see cref="VcpuLink"/>; vCPUs that see the request return StopRequested at their
+/// next block boundary. No lock: the only shared state is <see cref="_result"/>
+/// and the per-vCPU slots each thread writes once before it ends (read after Join).
+/// </para>
+/// </remarks>
+public sealed class VirtualMachine : IDisposable
+{
+    private const int VcpuThreadStackBytes = 8 << 20;
+
+    private readonly ISecondaryMmu _memory;
+    private readonly ElfImage _image;
+    private readonly ILogger _logger;
+    private readonly VcpuLink[] _links;
+    private readonly long[] _retired;
+    private VmResult? _result;   // set once, by compare-exchange
+    private int _state;          // 0 created, 1 running/ran, 2 disposed
+
+    private VirtualMachine(VmConfig config, BootLayout layout, ISecondaryMmu memory, ElfImage image, Stream consoleOutput, ILogger logger)
+    {
+        Config = config;
+        Layout = layout;
+        _memory = memory;
+        _image = image;
+        _logger = logger;
+        _links = new VcpuLink[config.VcpuCount];
+        _retired = new long[config.VcpuCount];
+        Devices = new VmDevices(memory, new GuestConsole(consoleOutput), OnExitPort);
+    }
+
+    public VmConfig Config { get; }
+    public BootLayout Layout { get; }
+    public VmDevices Devices { get; }
+    public ISecondaryMmu Memory => _memory;
+
+    /// <summary>
+    /// Builds a VM: checks the layout (refuses a vCPU count whose stacks do not fit),
+    /// allocates guest memory, copies every segment to its p_paddr (zeroing p_filesz..p_memsz),
+    /// and builds the GDT and identity page tables in the reserved top.
+    /// </summary>
+    /// <param name="memoryFactory">Guest memory for a RAM size; <see cref="FlatGuestMemory"/> when null.</param>
+    /// <exception cref="ArgumentException">Layout impossible (message says why).</exception>
+    /// <exception cref="OutOfMemoryException">The host cannot provide guest RAM.</exception>
+    public static VirtualMachine Create(VmConfig config, ElfImage image, Stream consoleOutput,
+        Func<ulong, ISecondaryMmu>? memoryFactory = null, ILogger? logger = null)
+    {
+        var layout = BootLayout.Create(config.RamBytes, config.VcpuCount);
+        if (image.Segments[^1].End.Value > layout.ReservedStart.Value)
+            throw new ArgumentException($"the guest's {image.Segments[^1]} reaches into the reserved top at 0x{layout.ReservedStart.Value:x}");
+        var memory = (memoryFactory ?? (static ram => new FlatGuestMemory(ram)))(config.RamBytes);
+        try
+        {
+            var writer = new GuestPhysicalWriter(memory);
+            foreach (var segment in image.Segments)
+            {
+                writer.Write(segment.Start, image.FileBytes(segment));
+                writer.Zero(segment.Start.Add(segment.FileSize), segment.MemorySize - segment.FileSize);
+            }
+            BootState.BuildTables(writer, layout);
+            return new VirtualMachine(config, layout, memory, image, consoleOutput, logger ?? NullLogger.Instance);
+        }
+        catch
+        {
+            (memory as IDisposable)?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs every vCPU on its own thread until the VM ends; returns how it ended.
+    /// Cancelling <paramref name="cancellation"/> stops all vCPUs (<see cref="VmOutcome.Interrupted"/>).
+    /// </summary>
+    public VmResult Run(CancellationToken cancellation = default)
+    {
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+            throw new InvalidOperationException("a VM runs once");
+
+        for (int i = 0; i < _links.Length; i++)
+        {
+            _links[i] = new VcpuLink(i);
+            _memory.AttachVcpu(_links[i]);
+        }
+
+        // Every thread builds its vCPU and sets the entry state, then waits here so that
+        // all vCPUs start at e_entry together (GUEST-ABI.md).
+        using var startGate = new ManualResetEventSlim(false);
+        var threads = new Thread[_links.Length];
+        for (int i = 0; i < threads.Length; i++)
+        {
+            int index = i;
+            threads[i] = new Thread(() => VcpuThread(index, startGate), VcpuThreadStackBytes)
+            {
+                Name = $"vcpu{index}",
+                IsBackground = true,
+            };
+            threads[i].Start();
+        }
+        using (cancellation.Register(() => Finish(new VmResult(VmOutcome.Interrupted, 0, "interrupted", 0))))
+        {
+            startGate.Set();
+            foreach (var t in threads) t.Join();
+        }
+        Devices.Console.Flush();
+
+        long retired = _retired.Sum();
+        var result = Volatile.Read(ref _result) ?? new VmResult(VmOutcome.AllHalted, 0, null, 0);
+        return result with { InstructionsRetired = retired };
+    }
+
+    private void VcpuThread(int index, ManualResetEventSlim startGate)
+    {
+        Vcpu? vcpu = null;
+        try
+        {
+            vcpu = new Vcpu(index, _memory, _links[index], Devices);
+            BootState.ApplyEntryState(vcpu, Layout, _image.Entry);
+            startGate.Wait();
+            var exit = vcpu.Run(Config.InstructionLimit);
+            Log.VcpuExited(_logger, index, exit.Kind, exit.Message ?? "");
+            switch (exit.Kind)
+            {
+                case VcpuExitKind.Halted:
+                case VcpuExitKind.StopRequested:
+                    break;
+                case VcpuExitKind.InstructionLimit:
+                    Finish(new VmResult(VmOutcome.InstructionLimit, 0,
+                        $"vCPU {index} reached the instruction limit ({Config.InstructionLimit})", 0));
+                    break;
+                case VcpuExitKind.VmError:
+                    Finish(new VmResult(VmOutcome.VmError, 0, $"vCPU {index}: {exit.Message ?? "VM error"}", 0));
+                    break;
+                default:
+                    Finish(new VmResult(VmOutcome.InternalError, 0, $"vCPU {index}: unknown exit {exit.Kind}", 0));
+                    break;
+            }
+        }
+        catch (Exception ex)
+        {
+            Finish(new VmResult(VmOutcome.InternalError, 0,
+                $"vCPU {index}: {ex.GetType().Name}: {ex.Message}", 0));
+        }
+        finally
+        {
+            _retired[index] = RetiredOf(vcpu);
+        }
+    }
+
+    private static long RetiredOf(Vcpu? vcpu)
+    {
+        if (vcpu is null) return 0;
+        try { return vcpu.InstructionsRetired; }
+        catch (NotImplementedException) { return 0; }
+    }
+
+    private void OnExitPort(int vcpuIndex, int status) =>
+        Finish(new VmResult(VmOutcome.ExitPort, status, $"vCPU {vcpuIndex} wrote exit status {status} to port 0xF4", 0));
+
+    /// <summary>Records the event that ends the VM (the first one wins) and asks every vCPU to stop.</summary>
+    private void Finish(VmResult result)
+    {
+        if (Interlocked.CompareExchange(ref _result, result, null) != null) return;
+        foreach (var link in _links)
+            link?.RequestStop();
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _state, 2) == 2) return;
+        (_memory as IDisposable)?.Dispose();
+    }
+}

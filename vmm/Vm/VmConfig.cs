@@ -1,0 +1,7 @@
+namespace ToyVmm.Vm;
+
+/// <summary>What one VM is made of. Checked by <see cref="BootLayout.Create"/> when the VM is built.</summary>
+/// <param name="RamBytes">Guest RAM, guest-physical [0, RamBytes).</param>
+/// <param name="VcpuCount">vCPUs, each on its own thread.</param>
+/// <param name="InstructionLimit">Per-vCPU instruction budget; reaching it ends the VM with <see cref="VmOutcome.InstructionLimit"/>.</param>
+public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue);

@@ -24,7 +24,8 @@ public static class CommandLine
           in a software x86-64 CPU. The guest's console goes to standard output, VMM
           messages to standard error; the exit status is the guest's (see README.md).
 
-          --memory SIZE          guest RAM, e.g. 64M, 1G (default 64M; multiple of 1M, 4M..64G)
+          --memory SIZE          guest RAM, e.g. 64M, 1G (default 64M; multiple of 1M, 4M..64G);
+                                 --ram is a synonym
           --vcpus N              vCPUs, each on its own thread (default 1)
           --max-instructions N   stop the VM when a vCPU has run about N instructions (exit 6)
           --verbose, -v          more VMM detail on standard error
@@ -41,6 +42,12 @@ public static class CommandLine
         ["--memory"] = new(true, static (o, v) =>
         {
             if (!SizeParser.TryParse(v, out ulong b, out string e)) return $"--memory: {e}";
+            o.MemoryBytes = b;
+            return null;
+        }),
+        ["--ram"] = new(true, static (o, v) =>
+        {
+            if (!SizeParser.TryParse(v, out ulong b, out string e)) return $"--ram: {e}";
             o.MemoryBytes = b;
             return null;
         }),

@@ -10,7 +10,10 @@
  * ToyVmm VMM: hypercalls are handled inside KVM, which answers -1000 to
  * PAGEOUT and DISCARD (so the pageout and discard guests fail here); rdtsc
  * runs at the host TSC rate; an exception with no guest IDT is a triple
- * fault, reported with the vCPU's RIP only.
+ * fault, reported with the vCPU's RIP only. On a host whose KVM emulates
+ * rather than executes some instructions (the "kvm-pvm" module, for one),
+ * SSE instructions stop the run with an internal error: use the
+ * -mgeneral-regs-only builds there.
  * Exit status: the guest's (port 0xF4, or 0 when every vCPU halted), 125
  * for a runner or KVM error.
  */
@@ -42,13 +45,15 @@ static int g_halted;
 static void die(const char *what)
 {
     fprintf(stderr, "kvmrun: %s: %s\n", what, strerror(errno));
-    exit(125);
+    fflush(stdout);
+    _exit(125);
 }
 
 static void fail(const char *msg)
 {
     fprintf(stderr, "kvmrun: %s\n", msg);
-    exit(125);
+    fflush(stdout);
+    _exit(125);
 }
 
 static void load_elf(const char *path)
@@ -175,7 +180,8 @@ static void *vcpu_loop(void *arg)
         case KVM_EXIT_MMIO:
             fprintf(stderr, "kvmrun: vCPU %d: access to unbacked address 0x%llx\n", v->index,
                     (unsigned long long)r->mmio.phys_addr);
-            exit(125);
+            fflush(stdout);
+            _exit(125);
         default: {
             struct kvm_regs regs;
             ioctl(v->fd, KVM_GET_REGS, &regs);
@@ -188,7 +194,7 @@ static void *vcpu_loop(void *arg)
                     (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
                     (unsigned long long)sregs.cr2);
             fprintf(stderr, "kvmrun: cr0 0x%llx cr4 0x%llx efer 0x%llx\n", (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer);
-            exit(125);
+            _exit(125);
         }
         }
     }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Cpu;
@@ -9,16 +10,27 @@ namespace ToyVmm.Cpu;
 /// <remarks>
 /// API contract used by the VMM, tests and benchmarks (the interpreter fills it in):
 /// registers are read and written through the accessors below; <see cref="Run"/>
-/// executes until an exit. Everything else is internal to <c>vmm/Cpu/</c>.
+/// executes until an exit. Everything else is internal to <c>vmm/Cpu/</c>
+/// (see vmm/Cpu/README.md).
 /// </remarks>
-public sealed partial class Vcpu
+public sealed unsafe partial class Vcpu : IDisposable
 {
+    private CpuState* _s;          // owned; freed in Dispose/finalizer
+    private GCHandle _self;        // weak: lets static handlers find this object on slow paths
+    private readonly CodeCache _code;
+
     public Vcpu(int index, ISecondaryMmu memory, VcpuLink link, IVcpuHost host)
     {
         Index = index;
         Memory = memory;
         Link = link;
         Host = host;
+        _code = CodeCache.For(memory);
+        _s = AllocState();
+        _self = GCHandle.Alloc(this, GCHandleType.Weak);
+        _s->Self = GCHandle.ToIntPtr(_self);
+        _tscBase = System.Diagnostics.Stopwatch.GetTimestamp();
+        FlushTlb();
     }
 
     public int Index { get; }
@@ -26,35 +38,99 @@ public sealed partial class Vcpu
     public VcpuLink Link { get; }
     public IVcpuHost Host { get; }
 
-    public ulong GetGpr(Gpr r) => throw new NotImplementedException();
-    public void SetGpr(Gpr r, ulong value) => throw new NotImplementedException();
-    public ulong Rip { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
+    internal CpuState* State => _s;
+    internal CodeCache Code => _code;
+
+    /// <summary>The vCPU that owns <paramref name="s"/> (slow paths only).</summary>
+    internal static Vcpu Of(CpuState* s) => (Vcpu)GCHandle.FromIntPtr(s->Self).Target!;
+
+    public ulong GetGpr(Gpr r) => _s->Regs[(int)r & 15];
+    public void SetGpr(Gpr r, ulong value) => _s->Regs[(int)r & 15] = value;
+    public ulong Rip { get => _s->Rip; set => _s->Rip = value; }
     /// <summary>Architectural RFLAGS (lazy flags materialised on read).</summary>
-    public ulong Rflags { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
-    public ulong Cr0 { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
-    public ulong Cr2 { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
-    public ulong Cr3 { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
-    public ulong Cr4 { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
-    public ulong Efer { get => throw new NotImplementedException(); set => throw new NotImplementedException(); }
-    public UInt128 GetXmm(int index) => throw new NotImplementedException();
-    public void SetXmm(int index, UInt128 value) => throw new NotImplementedException();
+    public ulong Rflags { get => Flags.Read(_s); set => Flags.Write(_s, value); }
+    public ulong Cr0 { get => _s->Cr0; set { _s->Cr0 = value | 0x10; FlushTlb(); } }
+    public ulong Cr2 { get => _s->Cr2; set => _s->Cr2 = value; }
+    public ulong Cr3 { get => _s->Cr3; set { _s->Cr3 = value; FlushTlb(); } }
+    public ulong Cr4 { get => _s->Cr4; set { _s->Cr4 = value; FlushTlb(); } }
+    public ulong Efer { get => _s->Efer; set { _s->Efer = value; FlushTlb(); } }
+    public UInt128 GetXmm(int index) => new(_s->Xmm[(index & 15) * 2 + 1], _s->Xmm[(index & 15) * 2]);
+    public void SetXmm(int index, UInt128 value)
+    {
+        _s->Xmm[(index & 15) * 2] = (ulong)value;
+        _s->Xmm[(index & 15) * 2 + 1] = (ulong)(value >> 64);
+    }
+
+    /// <summary>Current privilege level (0 or 3).</summary>
+    public int Cpl => _s->Cpl;
+
+    /// <summary>Model-specific register (the ones rdmsr/wrmsr implement); unknown ones read 0.</summary>
+    public ulong GetMsr(uint msr) => ReadMsr(msr) ?? 0;
 
     /// <summary>GDTR base and limit (the VMM points it at the GDT it builds in the reserved top).</summary>
-    public void SetGdtr(ulong baseAddress, ushort limit) => throw new NotImplementedException();
+    public void SetGdtr(ulong baseAddress, ushort limit) { _s->GdtBase = baseAddress; _s->GdtLimit = limit; }
     /// <summary>IDTR base and limit (limit 0 at entry: any exception is a VM error).</summary>
-    public void SetIdtr(ulong baseAddress, ushort limit) => throw new NotImplementedException();
+    public void SetIdtr(ulong baseAddress, ushort limit) { _s->IdtBase = baseAddress; _s->IdtLimit = limit; }
     /// <summary>Loads a segment register with a selector and flat base; CS must be a 64-bit code selector.</summary>
-    public void SetSegment(SegmentRegister seg, ushort selector, ulong baseAddress) => throw new NotImplementedException();
+    public void SetSegment(SegmentRegister seg, ushort selector, ulong baseAddress)
+    {
+        _s->Sel[(int)seg] = selector;
+        if (seg == SegmentRegister.Fs) _s->SegBase[1] = baseAddress;
+        else if (seg == SegmentRegister.Gs) _s->SegBase[2] = baseAddress;
+        else if (seg == SegmentRegister.Cs) SetCpl(selector & 3);
+    }
+
+    public ushort GetSelector(SegmentRegister seg) => _s->Sel[(int)seg];
+    public ulong GetSegmentBase(SegmentRegister seg) =>
+        seg == SegmentRegister.Fs ? _s->SegBase[1] : seg == SegmentRegister.Gs ? _s->SegBase[2] : 0;
 
     /// <summary>Instructions retired since construction.</summary>
-    public long InstructionsRetired => throw new NotImplementedException();
+    public long InstructionsRetired => _s->Retired;
 
-    /// <summary>
-    /// Execute guest instructions until an exit or until about
-    /// <paramref name="instructionLimit"/> more instructions have retired
-    /// (checked at block boundaries). Enters guest mode on entry and leaves it on return.
-    /// </summary>
-    public VcpuExit Run(long instructionLimit = long.MaxValue) => throw new NotImplementedException();
+    internal void SetCpl(int cpl)
+    {
+        _s->Cpl = cpl;
+        _s->TlbCplBit = cpl == 3 ? 1UL : 0;
+    }
+
+    private static CpuState* AllocState()
+    {
+        var s = (CpuState*)NativeMemory.AlignedAlloc((nuint)sizeof(CpuState), 64);
+        NativeMemory.Clear(s, (nuint)sizeof(CpuState));
+        s->TlbRead = (TlbEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(TlbEntry) * Mem.TlbSize), 64);
+        s->TlbWrite = (TlbEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(TlbEntry) * Mem.TlbSize), 64);
+        s->Jump = (JumpEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(JumpEntry) * JumpSize), 64);
+        s->Flags = 2;
+        s->Cr0 = 0x10;
+        s->Mxcsr = 0x1F80;
+        s->Fcw = 0x37F;
+        s->Pat = 0x0007040600070406;
+        s->ApicBase = 0xFEE00900;
+        return s;
+    }
+
+    private void FreeState()
+    {
+        if (_s == null) return;
+        NativeMemory.AlignedFree(_s->TlbRead);
+        NativeMemory.AlignedFree(_s->TlbWrite);
+        NativeMemory.AlignedFree(_s->Jump);
+        NativeMemory.AlignedFree(_s);
+        _s = null;
+    }
+
+    public void Dispose()
+    {
+        FreeState();
+        if (_self.IsAllocated) _self.Free();
+        GC.SuppressFinalize(this);
+    }
+
+    ~Vcpu()
+    {
+        FreeState();
+        if (_self.IsAllocated) _self.Free();
+    }
 }
 
 public enum SegmentRegister { Es, Cs, Ss, Ds, Fs, Gs }

@@ -1,0 +1,154 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using ToyVmm.Mmu;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Cpu;
+
+/// <summary>
+/// Decoded blocks shared by every vCPU of a VM, keyed by (guest-physical, guest-virtual)
+/// start, so a block decoded under one mapping is never reused under another.
+/// </summary>
+/// <remarks>
+/// Lock order: <c>_lock</c> only (never held while calling out).
+/// <c>_lock</c> guards <c>_blocks</c>, <c>_byPage</c>, <c>_pageGen</c> and arena allocation.
+/// <para>
+/// Invalidation (self- and cross-modifying code): a byte per guest-physical page says
+/// "decoded code lives here". The write fast path (Mem.Write) reads that byte through the
+/// write-TLB entry and goes slow when it is set; the slow path writes, then calls
+/// <see cref="NoteWrite"/>, which invalidates every block of the page: the block leaves the
+/// hash table and each of its ops gets the bail-out handler, so a vCPU still executing it
+/// (this one or another) leaves it at its next op and re-decodes. A per-page generation,
+/// read before decoding and checked on insert, discards a block whose page changed while it
+/// was being decoded. Blocks are never freed while the VM runs.
+/// </para>
+/// </remarks>
+internal sealed unsafe class CodeCache
+{
+    private static readonly ConditionalWeakTable<ISecondaryMmu, CodeCache> PerVm = new();
+
+    public static CodeCache For(ISecondaryMmu memory) => PerVm.GetValue(memory, m => new CodeCache(m));
+
+    private readonly object _lock = new();
+    private readonly Dictionary<(ulong Gpa, ulong Va), nint> _blocks = new();   // guarded by _lock
+    private readonly Dictionary<ulong, List<nint>> _byPage = new();             // guarded by _lock
+    private readonly int[] _pageGen;                                            // guarded by _lock
+    private readonly byte* _codeBits;                                           // set under _lock, read racily
+    private readonly ulong _pages;
+    private byte* _arena;                                                       // guarded by _lock
+    private nuint _arenaLeft;                                                   // guarded by _lock
+    private const int ArenaChunk = 1 << 20;
+
+    private CodeCache(ISecondaryMmu memory)
+    {
+        _pages = (memory.RamBytes >> Page.Shift) + 1;
+        _codeBits = (byte*)NativeMemory.AllocZeroed((nuint)_pages);
+        _pageGen = new int[_pages];
+        memory.ContentsReplaced += OnContentsReplaced;
+    }
+
+    /// <summary>Blocks decoded since the VM started (for reports and tests).</summary>
+    public long BlocksDecoded;
+    /// <summary>Blocks invalidated by writes or replaced contents.</summary>
+    public long BlocksInvalidated;
+
+    /// <summary>Pointer to the "has code" byte of a guest-physical page (stable for the cache's life).</summary>
+    public byte* CodeFlag(ulong gfn) => _codeBits + (gfn < _pages ? gfn : _pages - 1);
+
+    /// <summary>Called after a slow-path write to <paramref name="gfn"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void NoteWrite(ulong gfn)
+    {
+        if (gfn < _pages && Volatile.Read(ref _codeBits[gfn]) != 0) InvalidatePage(gfn);
+    }
+
+    public Block* Lookup(ulong gpa, ulong va)
+    {
+        lock (_lock)
+            return _blocks.TryGetValue((gpa, va), out nint b) ? (Block*)b : null;
+    }
+
+    /// <summary>Marks <paramref name="gfn"/> as holding code and returns its generation (call before reading its bytes).</summary>
+    public int BeginDecode(ulong gfn)
+    {
+        if (gfn >= _pages) return 0;
+        lock (_lock)
+        {
+            Volatile.Write(ref _codeBits[gfn], 1);
+            return _pageGen[gfn];
+        }
+    }
+
+    /// <summary>
+    /// Copies a decoded block into the arena and publishes it, unless a page it came from
+    /// changed since <see cref="BeginDecode"/> (then returns null: decode again).
+    /// </summary>
+    public Block* Publish(ulong va, ulong gpa, ulong gpa2, int gen1, int gen2, ReadOnlySpan<Op> ops)
+    {
+        lock (_lock)
+        {
+            ulong g1 = gpa >> Page.Shift, g2 = gpa2 >> Page.Shift;
+            if (g1 < _pages && _pageGen[g1] != gen1) return null;
+            if (gpa2 != ulong.MaxValue && g2 < _pages && _pageGen[g2] != gen2) return null;
+            if (_blocks.TryGetValue((gpa, va), out nint existing)) return (Block*)existing;
+            nuint size = (nuint)(Block.HeaderSize + ops.Length * sizeof(Op));
+            if (_arenaLeft < size)
+            {
+                _arena = (byte*)NativeMemory.AlignedAlloc(ArenaChunk, 64);
+                _arenaLeft = ArenaChunk;
+            }
+            var b = (Block*)_arena;
+            _arena += size;
+            _arenaLeft -= size;
+            b->Va = va;
+            b->Gpa = gpa;
+            b->Gpa2 = gpa2;
+            b->NumOps = ops.Length;
+            b->HashNext = null;
+            fixed (Op* src = ops)
+                Buffer.MemoryCopy(src, Block.OpsOf(b), ops.Length * sizeof(Op), ops.Length * sizeof(Op));
+            b->Valid = 1;
+            _blocks[(gpa, va)] = (nint)b;
+            AddToPage(g1, b);
+            if (gpa2 != ulong.MaxValue) AddToPage(g2, b);
+            BlocksDecoded++;
+            return b;
+        }
+    }
+
+    private void AddToPage(ulong gfn, Block* b)
+    {
+        if (!_byPage.TryGetValue(gfn, out var list)) _byPage[gfn] = list = new List<nint>();
+        list.Add((nint)b);
+    }
+
+    /// <summary>Invalidates every block decoded from guest-physical page <paramref name="gfn"/>.</summary>
+    public void InvalidatePage(ulong gfn)
+    {
+        lock (_lock)
+        {
+            if (gfn >= _pages) return;
+            _pageGen[gfn]++;
+            Volatile.Write(ref _codeBits[gfn], 0);
+            if (!_byPage.Remove(gfn, out var list)) return;
+            foreach (nint p in list)
+            {
+                var b = (Block*)p;
+                if (b->Valid == 0) continue;
+                Volatile.Write(ref b->Valid, 0);
+                _blocks.Remove((b->Gpa, b->Va));
+                Op* ops = Block.OpsOf(b);
+                for (int i = 0; i < b->NumOps; i++) ops[i].H = &Ops.Control.BailOut;
+                BlocksInvalidated++;
+            }
+        }
+    }
+
+    private void OnContentsReplaced(Gpa start, ulong bytes)
+    {
+        ulong first = start.Value >> Page.Shift;
+        ulong last = (start.Value + bytes + Page.OffsetMask) >> Page.Shift;
+        for (ulong g = first; g < last && g < _pages; g++)
+            if (Volatile.Read(ref _codeBits[g]) != 0) InvalidatePage(g);
+    }
+}

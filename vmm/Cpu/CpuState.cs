@@ -1,0 +1,85 @@
+using System.Runtime.InteropServices;
+
+namespace ToyVmm.Cpu;
+
+/// <summary>The signature of every instruction handler: execute <c>op</c>, return the next op or null to end the block.</summary>
+internal unsafe struct HandlerSlot
+{
+    public delegate*<CpuState*, Op*, Op*> Fn;
+}
+
+/// <summary>
+/// The architectural and interpreter state of one vCPU, in unmanaged memory so
+/// handlers index registers without bounds checks. Owned by its <see cref="Vcpu"/>
+/// and touched only by the vCPU's own thread.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CpuState
+{
+    /// <summary>Index of the always-zero register used for "no base" / "no index" in effective addresses.</summary>
+    public const int ZeroReg = 16;
+
+    public fixed ulong Regs[17];          // RAX..R15, then the zero register
+    public ulong Rip;
+
+    // Lazy arithmetic flags (Flags.cs): the last flag-setting result and its inputs.
+    public ulong LRes, LDst, LSrc, LAux;
+    public int LKind;                     // LazyKind << 2 | size log2; 0 = arithmetic flags are in Flags
+    public int Cpl;                       // 0 or 3
+    public ulong Flags;                   // RFLAGS; arithmetic bits valid only when LKind == 0
+
+    public fixed ulong SegBase[3];        // [0] = 0 (CS/DS/ES/SS in long mode), [1] = FS base, [2] = GS base
+    public fixed ushort Sel[6];           // selectors, SegmentRegister order
+
+    // Block execution bookkeeping.
+    public ulong BlockVa;                 // guest-virtual address of the executing block
+    public Op* CurOp;                     // op being executed (null outside a block)
+    public Block* CurBlock;
+    public long Retired;
+    public int ExitReason;                // ExitReasons.*; checked at block boundaries
+    public ulong TlbCplBit;               // 1 at CPL 3: part of every TLB tag
+
+    // System registers.
+    public ulong Cr0, Cr2, Cr3, Cr4, Cr8, Efer;
+    public ulong Star, Lstar, Cstar, Fmask, KernelGsBase, TscAux, ApicBase, Pat;
+    public ulong GdtBase, IdtBase, TrBase;
+    public ushort GdtLimit, IdtLimit, TrLimit, TrSel, LdtSel;
+
+    public uint Mxcsr;
+    public ushort Fcw, Fsw;
+    public byte Ftw;
+    public fixed ulong Xmm[32];           // XMM0..15, two qwords each (low first)
+
+    public nint Self;                     // GCHandle of the owning Vcpu (slow paths only)
+
+    public TlbEntry* TlbRead;
+    public TlbEntry* TlbWrite;
+    public JumpEntry* Jump;
+}
+
+internal static class ExitReasons
+{
+    public const int None = 0;
+    public const int Halted = 1;
+    public const int Stop = 2;
+}
+
+/// <summary>One software-TLB entry: guest-virtual page (| CPL bit) to host page.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct TlbEntry
+{
+    public ulong Tag;                     // page-aligned GVA | TlbCplBit; Invalid when empty
+    public long Addend;                   // host address = gva + Addend
+    public byte* Code;                    // write TLB: the page's "has decoded code" byte (slow path when nonzero)
+    public ulong Gpa;                     // guest-physical page base
+
+    public const ulong Invalid = ulong.MaxValue;
+}
+
+/// <summary>Per-vCPU cache from (RIP | CPL bit) to a decoded block; flushed with the TLB.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct JumpEntry
+{
+    public ulong Tag;
+    public Block* Block;
+}

@@ -1,0 +1,110 @@
+using Iced.Intel;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Cpu;
+
+// Decoding guest code into blocks, once per (guest-physical, guest-virtual) start.
+// Fetch permission (present, U/S, NX) is checked by the walk when a RIP is first
+// looked up under the current translation; the per-vCPU jump cache that remembers
+// the answer is flushed with the TLB.
+public sealed unsafe partial class Vcpu
+{
+    internal const int MaxOpsPerBlock = 64;
+    private readonly Op[] _opBuf = new Op[MaxOpsPerBlock + 1];
+    private readonly byte[] _fetchBuf = new byte[4096 + 16];
+
+    private Block* LookupOrDecode(ulong va)
+    {
+        byte* host = TranslateVa(va, AccessKind.Fetch, out ulong gpa);
+        Block* b = _code.Lookup(gpa, va);
+        if (b != null && b->Gpa2 != ulong.MaxValue)
+        {
+            // The block's last instruction crosses into the next page: that mapping must match too.
+            TranslateVa((va & Mem.PageMask) + 4096, AccessKind.Fetch, out ulong gpa2);
+            if ((gpa2 & Mem.PageMask) != b->Gpa2)
+            {
+                _code.InvalidatePage(gpa >> 12);
+                b = null;
+            }
+        }
+        return b != null ? b : Decode(va, gpa, host);
+    }
+
+    private Block* Decode(ulong va, ulong gpa, byte* host)
+    {
+        while (true)
+        {
+            int gen1 = _code.BeginDecode(gpa >> 12), gen2 = 0;
+            ulong gpa2 = ulong.MaxValue;
+            int avail = 4096 - (int)(va & 0xFFF);
+            new ReadOnlySpan<byte>(host, avail).CopyTo(_fetchBuf);
+            int n = DecodeInto(va, avail, crossed: false);
+            if (n < 0)
+            {
+                // The first instruction crosses the page end: fetch the next page too (may #PF).
+                ulong next = (va & Mem.PageMask) + 4096;
+                byte* host2 = TranslateVa(next, AccessKind.Fetch, out ulong g2);
+                gpa2 = g2 & Mem.PageMask;
+                gen2 = _code.BeginDecode(gpa2 >> 12);
+                new ReadOnlySpan<byte>(host2, 15).CopyTo(_fetchBuf.AsSpan(avail));
+                n = DecodeInto(va, avail + 15, crossed: true);
+            }
+            Block* b = _code.Publish(va, gpa & Mem.PageMask | (va & 0xFFF), gpa2, gen1, gen2, _opBuf.AsSpan(0, n));
+            if (b != null) return b;
+        }
+    }
+
+    /// <summary>
+    /// Decodes from <c>_fetchBuf[0..avail)</c> into <c>_opBuf</c>; returns the op count including the
+    /// terminating op, or -1 when the very first instruction needs bytes past the page.
+    /// </summary>
+    private int DecodeInto(ulong va, int avail, bool crossed)
+    {
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(_fetchBuf, 0, avail), va, DecoderOptions.None);
+        int n = 0;
+        int off = 0;
+        while (n < MaxOpsPerBlock)
+        {
+            decoder.Decode(out Instruction ins);
+            fixed (Op* op = &_opBuf[n])
+            {
+                *op = default;
+                if (ins.IsInvalid && decoder.LastError == DecoderError.NoMoreBytes && !crossed)
+                {
+                    if (n == 0) return -1;
+                    break;   // the next block starts with the crossing instruction
+                }
+                op->RipOff = (ushort)off;
+                op->Len = (byte)Math.Max(1, ins.Length);
+                bool ok = !ins.IsInvalid && Binder.Bind(ins, op);
+                if (!ok)
+                {
+                    long code = op->Imm;
+                    *op = default;
+                    op->RipOff = (ushort)off;
+                    op->Len = (byte)Math.Max(1, ins.Length);
+                    int nb = Math.Min(8, Math.Min(op->Len, avail - off));
+                    long bytes = 0;
+                    for (int i = 0; i < nb; i++) bytes |= (long)_fetchBuf[off + i] << (8 * i);
+                    op->Disp = bytes;
+                    op->X = (byte)nb;
+                    op->Imm = ins.IsInvalid ? 0 : (int)ins.Code;
+                    op->H = &Ops.Control.Ud;
+                    n++;
+                    off += op->Len;
+                    break;
+                }
+                n++;
+                off += ins.Length;
+                if (Binder.EndsBlock(ins.Mnemonic) || crossed || off >= avail) break;
+            }
+        }
+        fixed (Op* end = &_opBuf[n])
+        {
+            *end = default;
+            end->RipOff = (ushort)off;
+            end->H = &Ops.Control.BailOut;
+        }
+        return n + 1;
+    }
+}

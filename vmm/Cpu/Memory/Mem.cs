@@ -1,0 +1,85 @@
+using System.Runtime.CompilerServices;
+
+namespace ToyVmm.Cpu;
+
+/// <summary>
+/// Guest-virtual memory access from handlers. The fast path is one direct-mapped
+/// TLB probe (tag = page | CPL bit) and a host load/store; misses, page-crossing
+/// accesses and writes to pages holding decoded code go to the slow path in
+/// <see cref="Vcpu"/> (MemorySlow.cs).
+/// </summary>
+internal static unsafe class Mem
+{
+    public const int TlbBits = 9;
+    public const int TlbSize = 1 << TlbBits;
+    public const ulong TlbMask = TlbSize - 1;
+    public const ulong PageMask = ~0xFFFUL;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Ea(CpuState* s, Op* op) =>
+        s->Regs[op->B] + (s->Regs[op->I] << op->Scale) + (ulong)op->Disp + s->SegBase[op->Seg];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Read<T>(CpuState* s, ulong va) where T : struct, ISz
+    {
+        TlbEntry* e = s->TlbRead + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8))
+        {
+            byte* p = (byte*)(va + (ulong)e->Addend);
+            if (T.Bits == 8) return *p;
+            if (T.Bits == 16) return *(ushort*)p;
+            if (T.Bits == 32) return *(uint*)p;
+            return *(ulong*)p;
+        }
+        return Vcpu.Of(s).ReadSlow(va, T.Bits / 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Write<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
+    {
+        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8) && *e->Code == 0)
+        {
+            byte* p = (byte*)(va + (ulong)e->Addend);
+            if (T.Bits == 8) *p = (byte)v;
+            else if (T.Bits == 16) *(ushort*)p = (ushort)v;
+            else if (T.Bits == 32) *(uint*)p = (uint)v;
+            else *(ulong*)p = v;
+            return;
+        }
+        Vcpu.Of(s).WriteSlow(va, v, T.Bits / 8);
+    }
+
+    public static ulong Read64(CpuState* s, ulong va) => Read<S64>(s, va);
+    public static void Write64(CpuState* s, ulong va, ulong v) => Write<S64>(s, va, v);
+
+    /// <summary>Reads 16 bytes (two qwords, possibly across a page).</summary>
+    public static UInt128 Read128(CpuState* s, ulong va)
+    {
+        ulong lo = Read<S64>(s, va);
+        ulong hi = Read<S64>(s, va + 8);
+        return new UInt128(hi, lo);
+    }
+
+    /// <summary>Writes 16 bytes; both halves are checked before either is written.</summary>
+    public static void Write128(CpuState* s, ulong va, UInt128 v)
+    {
+        if ((va & 0xFFF) > 4096 - 16) Vcpu.Of(s).ProbeWrite(va, 16);
+        Write<S64>(s, va, (ulong)v);
+        Write<S64>(s, va + 8, (ulong)(v >> 64));
+    }
+
+    /// <summary>
+    /// Host pointer for a read-modify-write of <paramref name="bytes"/> at <paramref name="va"/>
+    /// (write permission checked, code on the page invalidated), or null when the access
+    /// crosses a page (callers then take the global lock path).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* RmwPtr(CpuState* s, ulong va, int bytes)
+    {
+        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
+            return (byte*)(va + (ulong)e->Addend);
+        return Vcpu.Of(s).RmwPtrSlow(va, bytes);
+    }
+}

@@ -1,0 +1,161 @@
+using ToyVmm.Mmu;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Cpu;
+
+// Slow paths of guest memory access: TLB misses, page-crossing accesses and
+// writes to pages that hold decoded code. Runs on the vCPU thread in guest mode.
+public sealed unsafe partial class Vcpu
+{
+    internal const int JumpSize = 1024;
+    private static readonly byte* NoCode = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(8);
+
+    /// <summary>Drops every TLB entry and every cached RIP-to-block association.</summary>
+    internal void FlushTlb()
+    {
+        for (int i = 0; i < Mem.TlbSize; i++)
+        {
+            _s->TlbRead[i].Tag = TlbEntry.Invalid;
+            _s->TlbWrite[i].Tag = TlbEntry.Invalid;
+            _s->TlbWrite[i].Code = NoCode;
+            _s->TlbRead[i].Code = NoCode;
+        }
+        for (int i = 0; i < JumpSize; i++) { _s->Jump[i].Tag = TlbEntry.Invalid; _s->Jump[i].Block = null; }
+    }
+
+    /// <summary>invlpg: drops the entries of one page (and all cached block lookups, which are cheap to rebuild).</summary>
+    internal void FlushPage(ulong va)
+    {
+        ulong i = (va >> 12) & Mem.TlbMask;
+        _s->TlbRead[i].Tag = TlbEntry.Invalid;
+        _s->TlbWrite[i].Tag = TlbEntry.Invalid;
+        for (int j = 0; j < JumpSize; j++) _s->Jump[j].Tag = TlbEntry.Invalid;
+    }
+
+    /// <summary>Takes pending link requests while in guest mode: flushes and acknowledges, remembers a stop.</summary>
+    internal void ServiceRequests()
+    {
+        int r = Link.TakeRequests();
+        if ((r & VcpuLink.FlushRequest) != 0)
+        {
+            FlushTlb();
+            Link.AcknowledgeFlush();
+        }
+        if ((r & VcpuLink.StopRequest) != 0) _s->ExitReason = ExitReasons.Stop;
+    }
+
+    /// <summary>RIP of the instruction being executed (for faults and error messages).</summary>
+    internal ulong CurrentRip => _s->CurOp != null ? _s->BlockVa + _s->CurOp->RipOff : _s->Rip;
+
+    /// <summary>Host page behind a guest-physical page, via the secondary MMU (VM error when unbacked).</summary>
+    internal byte* HostPage(ulong gpa, AccessKind kind, ulong va)
+    {
+        while (true)
+        {
+            var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
+            if (Link.HasRequests)
+            {
+                ServiceRequests();
+                continue;   // the answer may predate the flush: translate again
+            }
+            if (st == TranslateStatus.Ok) return host;
+            string what = st switch
+            {
+                TranslateStatus.Unbacked => "unbacked guest-physical address",
+                TranslateStatus.Protection => "protection violation on guest-physical address",
+                _ => "host error on guest-physical address",
+            };
+            throw new VmErrorException($"{kind.ToString().ToLowerInvariant()} access to {what} 0x{gpa:x} (guest-virtual 0x{va:x}) at RIP 0x{CurrentRip:x}");
+        }
+    }
+
+    /// <summary>
+    /// Translates <paramref name="va"/> for <paramref name="kind"/> at the current TLB CPL, fills the
+    /// matching TLB and returns the host address of the byte.
+    /// </summary>
+    internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa)
+    {
+        gpa = (_s->Cr0 & Cr0Pg) != 0 ? Walk(va, kind) : va;
+        byte* page = HostPage(gpa & Mem.PageMask, kind, va);
+        if (kind != AccessKind.Fetch)
+        {
+            TlbEntry* e = (kind == AccessKind.Write ? _s->TlbWrite : _s->TlbRead) + ((va >> 12) & Mem.TlbMask);
+            e->Tag = (va & Mem.PageMask) | _s->TlbCplBit;
+            e->Addend = (long)page - (long)(va & Mem.PageMask);
+            e->Gpa = gpa & Mem.PageMask;
+            e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
+        }
+        return page + (va & 0xFFF);
+    }
+
+    internal ulong ReadSlow(ulong va, int n)
+    {
+        if ((va & 0xFFF) + (ulong)n <= 4096)
+        {
+            byte* p = TranslateVa(va, AccessKind.Read, out _);
+            return n switch { 1 => *p, 2 => *(ushort*)p, 4 => *(uint*)p, _ => *(ulong*)p };
+        }
+        ulong split = 4096 - (va & 0xFFF);
+        byte* a = TranslateVa(va, AccessKind.Read, out _);
+        byte* b = TranslateVa(va + split, AccessKind.Read, out _);
+        ulong v = 0;
+        for (int i = 0; i < n; i++)
+            v |= (ulong)((ulong)i < split ? a[i] : b[(ulong)i - split]) << (8 * i);
+        return v;
+    }
+
+    internal void WriteSlow(ulong va, ulong v, int n)
+    {
+        if ((va & 0xFFF) + (ulong)n <= 4096)
+        {
+            byte* p = TranslateVa(va, AccessKind.Write, out ulong gpa);
+            switch (n)
+            {
+                case 1: *p = (byte)v; break;
+                case 2: *(ushort*)p = (ushort)v; break;
+                case 4: *(uint*)p = (uint)v; break;
+                default: *(ulong*)p = v; break;
+            }
+            _code.NoteWrite(gpa >> 12);
+            return;
+        }
+        ulong split = 4096 - (va & 0xFFF);
+        byte* a = TranslateVa(va, AccessKind.Write, out ulong g1);
+        byte* b = TranslateVa(va + split, AccessKind.Write, out ulong g2);
+        for (int i = 0; i < n; i++)
+        {
+            byte x = (byte)(v >> (8 * i));
+            if ((ulong)i < split) a[i] = x; else b[(ulong)i - split] = x;
+        }
+        _code.NoteWrite(g1 >> 12);
+        _code.NoteWrite(g2 >> 12);
+    }
+
+    /// <summary>Checks (and sets dirty bits for) a write of <paramref name="n"/> bytes without writing.</summary>
+    internal void ProbeWrite(ulong va, int n)
+    {
+        TranslateVa(va, AccessKind.Write, out _);
+        TranslateVa(va + (ulong)n - 1, AccessKind.Write, out _);
+    }
+
+    internal byte* RmwPtrSlow(ulong va, int n)
+    {
+        if ((va & 0xFFF) + (ulong)n > 4096)
+        {
+            ProbeWrite(va, n);
+            return null;
+        }
+        byte* p = TranslateVa(va, AccessKind.Write, out ulong gpa);
+        _code.NoteWrite(gpa >> 12);
+        return p;
+    }
+
+    /// <summary>Runs <paramref name="access"/> as an implicit supervisor access (IDT, GDT, TSS), whatever the CPL.</summary>
+    internal T Supervisor<T>(Func<T> access)
+    {
+        ulong saved = _s->TlbCplBit;
+        _s->TlbCplBit = 0;
+        try { return access(); }
+        finally { _s->TlbCplBit = saved; }
+    }
+}

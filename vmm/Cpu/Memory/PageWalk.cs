@@ -1,0 +1,75 @@
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Cpu;
+
+// The guest walk (DESIGN.md "The two walks", step 1): GVA -> GPA through the
+// guest's 4-level page tables at CR3, with 2 MiB and 1 GiB pages, U/S, R/W
+// (honouring CR0.WP for supervisor writes), NX (with EFER.NXE), and the
+// accessed / dirty bits set atomically (other vCPUs share the tables).
+public sealed unsafe partial class Vcpu
+{
+    internal const ulong Cr0Pe = 1, Cr0Mp = 2, Cr0Em = 4, Cr0Ts = 8, Cr0Wp = 1UL << 16, Cr0Am = 1UL << 18, Cr0Pg = 1UL << 31;
+    internal const ulong EferSce = 1, EferLme = 1 << 8, EferLma = 1 << 10, EferNxe = 1 << 11;
+    private const ulong PhysMask = 0x000F_FFFF_FFFF_F000;
+    private const ulong PteP = 1, PteRw = 2, PteUs = 4, PteA = 0x20, PteD = 0x40, PtePs = 0x80;
+
+    internal static bool Canonical(ulong va) => (ulong)((long)(va << 16) >> 16) == va;
+
+    /// <summary>
+    /// Walks the guest page tables for <paramref name="va"/>; returns the guest-physical address
+    /// or throws #PF (#GP for a non-canonical address). "User" is the TLB's CPL bit, so implicit
+    /// supervisor accesses (see <see cref="Supervisor{T}"/>) walk as supervisor.
+    /// </summary>
+    internal ulong Walk(ulong va, AccessKind kind)
+    {
+        if (!Canonical(va)) throw GuestFault.Gp();
+        bool user = _s->TlbCplBit != 0;
+        bool nxe = (_s->Efer & EferNxe) != 0;
+        ulong table = _s->Cr3 & PhysMask;
+        bool rw = true, us = true, nx = false;
+        ulong* ptes = stackalloc ulong[4];
+        int depth = 0;
+        ulong gpa = 0;
+        uint err = (kind == AccessKind.Write ? 2u : 0) | (user ? 4u : 0) | (kind == AccessKind.Fetch && nxe ? 16u : 0);
+        for (int level = 4; level >= 1; level--)
+        {
+            int shift = 12 + 9 * (level - 1);
+            ulong entryGpa = table + ((va >> shift) & 511) * 8;
+            ulong* pte = (ulong*)(HostPage(entryGpa & Mem.PageMask, AccessKind.Read, va) + (entryGpa & 0xFFF));
+            ulong e = Volatile.Read(ref *pte);
+            if ((e & PteP) == 0) throw new GuestFault(Vec.PF, err, true, va);
+            ptes[depth++] = (ulong)pte;
+            rw &= (e & PteRw) != 0;
+            us &= (e & PteUs) != 0;
+            if (nxe && (long)e < 0) nx = true;
+            bool large = (e & PtePs) != 0 && (level == 2 || level == 3);
+            if ((e & PtePs) != 0 && level == 4) throw new GuestFault(Vec.PF, err | 1 | 8, true, va);
+            if (level == 1 || large)
+            {
+                ulong size = 1UL << shift;
+                gpa = ((e & PhysMask) & ~(size - 1)) | (va & (size - 1));
+                break;
+            }
+            table = e & PhysMask;
+        }
+        bool fault = (user && !us)
+            || (kind == AccessKind.Write && !rw && (user || (_s->Cr0 & Cr0Wp) != 0))
+            || (kind == AccessKind.Fetch && nx);
+        if (fault) throw new GuestFault(Vec.PF, err | 1, true, va);
+        for (int i = 0; i < depth; i++)
+        {
+            ulong* p = (ulong*)ptes[i];
+            ulong want = PteA | (i == depth - 1 && kind == AccessKind.Write ? PteD : 0);
+            if ((Volatile.Read(ref *p) & want) != want) Interlocked.Or(ref *p, want);
+        }
+        return gpa;
+    }
+
+    /// <summary>Guest-virtual to guest-physical for tools and tests; null when not mapped.</summary>
+    public ulong? TranslateForDebug(ulong va)
+    {
+        if ((_s->Cr0 & Cr0Pg) == 0) return va;
+        try { return Walk(va, AccessKind.Read); }
+        catch (GuestFault) { return null; }
+    }
+}

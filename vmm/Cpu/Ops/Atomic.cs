@@ -1,0 +1,232 @@
+using System.Runtime.CompilerServices;
+using Iced.Intel;
+using static ToyVmm.Cpu.Operands;
+
+namespace ToyVmm.Cpu.Ops;
+
+/// <summary>
+/// Locked read-modify-write: a compare-exchange loop on the host pointer, so
+/// the operation is atomic against every other vCPU. An access that crosses a
+/// page (no single host pointer) takes <see cref="SplitLock"/> instead, like a
+/// bus lock; so do cmpxchg16b (no 128-bit interlocked in .NET).
+/// </summary>
+internal static unsafe class Atomic
+{
+    /// <summary>Global lock for locked accesses that cannot be done with one interlocked operation.</summary>
+    public static readonly object SplitLock = new();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Load<T>(byte* p) where T : struct, ISz
+    {
+        if (T.Bits == 8) return Volatile.Read(ref *p);
+        if (T.Bits == 16) return Volatile.Read(ref *(ushort*)p);
+        if (T.Bits == 32) return Volatile.Read(ref *(uint*)p);
+        return Volatile.Read(ref *(ulong*)p);
+    }
+
+    /// <summary>Compare-exchange; returns the value found.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Cas<T>(byte* p, ulong value, ulong expected) where T : struct, ISz
+    {
+        if (T.Bits == 8) return Interlocked.CompareExchange(ref *p, (byte)value, (byte)expected);
+        if (T.Bits == 16) return Interlocked.CompareExchange(ref *(ushort*)p, (ushort)value, (ushort)expected);
+        if (T.Bits == 32) return Interlocked.CompareExchange(ref *(uint*)p, (uint)value, (uint)expected);
+        return Interlocked.CompareExchange(ref *(ulong*)p, value, expected);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Swap<T>(byte* p, ulong value) where T : struct, ISz
+    {
+        if (T.Bits == 8) return Interlocked.Exchange(ref *p, (byte)value);
+        if (T.Bits == 16) return Interlocked.Exchange(ref *(ushort*)p, (ushort)value);
+        if (T.Bits == 32) return Interlocked.Exchange(ref *(uint*)p, (uint)value);
+        return Interlocked.Exchange(ref *(ulong*)p, value);
+    }
+
+    /// <summary>Atomically applies <typeparamref name="O"/> to memory; returns the old value.</summary>
+    public static ulong Rmw<O, T>(CpuState* s, ulong ea, ulong x) where O : struct, IAluOp where T : struct, ISz
+    {
+        byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+        if (p == null)
+        {
+            lock (SplitLock)
+            {
+                ulong d0 = Mem.Read<T>(s, ea);
+                Mem.Write<T>(s, ea, O.Do<T>(s, d0, x));
+                return d0;
+            }
+        }
+        while (true)
+        {
+            ulong d = Load<T>(p);
+            // Flags are recorded by each attempt; the successful one's stay.
+            ulong r = O.Do<T>(s, d, x);
+            if (Cas<T>(p, r, d) == (d & T.Mask)) return d;
+        }
+    }
+
+    // xchg r/m, r: with a memory operand always atomic.
+    public static Op* XchgRR<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong a = Reg.Get<T>(s, op->R), b = Reg.Get<T>(s, op->R2);
+        Reg.Set<T>(s, op->R, b);
+        Reg.Set<T>(s, op->R2, a);
+        return op + 1;
+    }
+
+    public static Op* XchgM<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong ea = Mem.Ea(s, op);
+        ulong v = Reg.Get<T>(s, op->R);
+        byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+        ulong old;
+        if (p == null)
+        {
+            lock (SplitLock) { old = Mem.Read<T>(s, ea); Mem.Write<T>(s, ea, v); }
+        }
+        else old = Swap<T>(p, v);
+        Reg.Set<T>(s, op->R, old);
+        return op + 1;
+    }
+
+    // cmpxchg r/m, r: compares the accumulator with the destination.
+    public static Op* CmpxchgR<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong acc = Reg.Get<T>(s, 0), d = Reg.Get<T>(s, op->R2);
+        Flags.Set<T>(s, Flags.Sub, acc - d, acc, d);
+        if (acc == d) Reg.Set<T>(s, op->R2, Reg.Get<T>(s, op->R));
+        else Reg.Set<T>(s, 0, d);
+        return op + 1;
+    }
+
+    public static Op* CmpxchgM<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong ea = Mem.Ea(s, op);
+        ulong acc = Reg.Get<T>(s, 0), src = Reg.Get<T>(s, op->R);
+        byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+        ulong d;
+        if (p == null)
+        {
+            lock (SplitLock)
+            {
+                d = Mem.Read<T>(s, ea);
+                Mem.Write<T>(s, ea, d == acc ? src : d);
+            }
+        }
+        else d = Cas<T>(p, src, acc);
+        Flags.Set<T>(s, Flags.Sub, acc - d, acc, d);
+        if (d != acc) Reg.Set<T>(s, 0, d);
+        return op + 1;
+    }
+
+    public static Op* XaddR<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong d = Reg.Get<T>(s, op->R2), x = Reg.Get<T>(s, op->R);
+        ulong r = AddOp.Do<T>(s, d, x);
+        Reg.Set<T>(s, op->R, d);
+        Reg.Set<T>(s, op->R2, r);
+        return op + 1;
+    }
+
+    public static Op* XaddM<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong old = Rmw<AddOp, T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R));
+        Reg.Set<T>(s, op->R, old);
+        return op + 1;
+    }
+
+    // cmpxchg8b (64-bit compare of EDX:EAX) and cmpxchg16b (RDX:RAX, 16-byte aligned).
+    public static Op* Cmpxchg8b(CpuState* s, Op* op)
+    {
+        ulong ea = Mem.Ea(s, op);
+        ulong acc = (uint)s->Regs[0] | (s->Regs[2] << 32);
+        ulong src = (uint)s->Regs[3] | (s->Regs[1] << 32);
+        byte* p = Mem.RmwPtr(s, ea, 8);
+        ulong d;
+        if (p == null)
+        {
+            lock (SplitLock) { d = Mem.Read<S64>(s, ea); Mem.Write<S64>(s, ea, d == acc ? src : d); }
+        }
+        else d = Interlocked.CompareExchange(ref *(ulong*)p, src, acc);
+        bool eq = d == acc;
+        Flags.Merge(s, eq ? Flags.ZF : 0, Flags.ZF);
+        if (!eq) { s->Regs[0] = (uint)d; s->Regs[2] = d >> 32; }
+        return op + 1;
+    }
+
+    public static Op* Cmpxchg16b(CpuState* s, Op* op)
+    {
+        ulong ea = Mem.Ea(s, op);
+        if ((ea & 15) != 0) throw GuestFault.Gp();
+        bool eq;
+        ulong lo, hi;
+        lock (SplitLock)
+        {
+            Vcpu.Of(s).ProbeWrite(ea, 16);
+            lo = Mem.Read<S64>(s, ea);
+            hi = Mem.Read<S64>(s, ea + 8);
+            eq = lo == s->Regs[0] && hi == s->Regs[2];
+            if (eq) { Mem.Write<S64>(s, ea, s->Regs[3]); Mem.Write<S64>(s, ea + 8, s->Regs[1]); }
+            else { Mem.Write<S64>(s, ea, lo); Mem.Write<S64>(s, ea + 8, hi); }
+        }
+        Flags.Merge(s, eq ? Flags.ZF : 0, Flags.ZF);
+        if (!eq) { s->Regs[0] = lo; s->Regs[2] = hi; }
+        return op + 1;
+    }
+
+    private static bool BindXchg(in Instruction ins, Op* op)
+    {
+        int lg = Log(Size(ins, 0));
+        if (IsReg(ins, 0) && IsReg(ins, 1))
+        {
+            op->R = Gpr(ins.Op0Register);
+            op->R2 = Gpr(ins.Op1Register);
+            op->H = lg switch { 0 => &XchgRR<S8>, 1 => &XchgRR<S16>, 2 => &XchgRR<S32>, _ => &XchgRR<S64> };
+            return true;
+        }
+        int mi = IsMem(ins, 0) ? 0 : 1;
+        Operands.Mem(ins, op);
+        op->R = Gpr(ins.GetOpRegister(1 - mi));
+        op->H = lg switch { 0 => &XchgM<S8>, 1 => &XchgM<S16>, 2 => &XchgM<S32>, _ => &XchgM<S64> };
+        return true;
+    }
+
+    private static bool BindCmpxchg(in Instruction ins, Op* op)
+    {
+        int lg = Log(Size(ins, 0));
+        op->R = Gpr(ins.Op1Register);
+        if (IsReg(ins, 0))
+        {
+            op->R2 = Gpr(ins.Op0Register);
+            op->H = lg switch { 0 => &CmpxchgR<S8>, 1 => &CmpxchgR<S16>, 2 => &CmpxchgR<S32>, _ => &CmpxchgR<S64> };
+            return true;
+        }
+        Operands.Mem(ins, op);
+        op->H = lg switch { 0 => &CmpxchgM<S8>, 1 => &CmpxchgM<S16>, 2 => &CmpxchgM<S32>, _ => &CmpxchgM<S64> };
+        return true;
+    }
+
+    private static bool BindXadd(in Instruction ins, Op* op)
+    {
+        int lg = Log(Size(ins, 0));
+        op->R = Gpr(ins.Op1Register);
+        if (IsReg(ins, 0))
+        {
+            op->R2 = Gpr(ins.Op0Register);
+            op->H = lg switch { 0 => &XaddR<S8>, 1 => &XaddR<S16>, 2 => &XaddR<S32>, _ => &XaddR<S64> };
+            return true;
+        }
+        Operands.Mem(ins, op);
+        op->H = lg switch { 0 => &XaddM<S8>, 1 => &XaddM<S16>, 2 => &XaddM<S32>, _ => &XaddM<S64> };
+        return true;
+    }
+
+    public static void Register()
+    {
+        Binder.Add(Mnemonic.Xchg, BindXchg);
+        Binder.Add(Mnemonic.Cmpxchg, BindCmpxchg);
+        Binder.Add(Mnemonic.Xadd, BindXadd);
+        Binder.Add(Mnemonic.Cmpxchg8b, (in Instruction ins, Op* op) => { Operands.Mem(ins, op); op->H = &Cmpxchg8b; return true; });
+        Binder.Add(Mnemonic.Cmpxchg16b, (in Instruction ins, Op* op) => { Operands.Mem(ins, op); op->H = &Cmpxchg16b; return true; });
+    }
+}

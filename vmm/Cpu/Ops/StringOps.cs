@@ -1,0 +1,180 @@
+using Iced.Intel;
+using IReg = Iced.Intel.Register;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Cpu.Ops;
+
+/// <summary>
+/// movs, stos, lods, cmps, scas with rep / repe / repne. Registers advance per
+/// element, so a fault or a stop mid-way leaves a restartable state. A long rep
+/// looks at the vCPU's link every chunk (at most 4 KiB or 256 elements) and
+/// yields, restarting the instruction, when a request is pending.
+/// </summary>
+internal static unsafe class StringOps
+{
+    // X: 0 movs, 1 stos, 2 lods, 3 cmps, 4 scas. Y: 0 no rep, 1 rep/repe, 2 repne.
+    private static bool One<T>(CpuState* s, Op* op, long step) where T : struct, ISz
+    {
+        switch (op->X)
+        {
+            case 0:
+            {
+                ulong v = Mem.Read<T>(s, s->Regs[6] + s->SegBase[op->Seg]);
+                Mem.Write<T>(s, s->Regs[7], v);
+                s->Regs[6] += (ulong)step;
+                s->Regs[7] += (ulong)step;
+                return true;
+            }
+            case 1:
+                Mem.Write<T>(s, s->Regs[7], Reg.Get<T>(s, 0));
+                s->Regs[7] += (ulong)step;
+                return true;
+            case 2:
+                Reg.Set<T>(s, 0, Mem.Read<T>(s, s->Regs[6] + s->SegBase[op->Seg]));
+                s->Regs[6] += (ulong)step;
+                return true;
+            case 3:
+            {
+                ulong a = Mem.Read<T>(s, s->Regs[6] + s->SegBase[op->Seg]);
+                ulong b = Mem.Read<T>(s, s->Regs[7]);
+                Flags.Set<T>(s, Flags.Sub, a - b, a, b);
+                s->Regs[6] += (ulong)step;
+                s->Regs[7] += (ulong)step;
+                return a == b;
+            }
+            default:
+            {
+                ulong a = Reg.Get<T>(s, 0);
+                ulong b = Mem.Read<T>(s, s->Regs[7]);
+                Flags.Set<T>(s, Flags.Sub, a - b, a, b);
+                s->Regs[7] += (ulong)step;
+                return a == b;
+            }
+        }
+    }
+
+    public static Op* Str<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        int size = T.Bits / 8;
+        long step = (s->Flags & Flags.DF) != 0 ? -size : size;
+        if (op->Y == 0)
+        {
+            One<T>(s, op, step);
+            return op + 1;
+        }
+        int iter = 0;
+        while (s->Regs[1] != 0)
+        {
+            if (step > 0 && op->X <= 1 && s->Regs[1] > 1)
+            {
+                ulong done = Bulk<T>(s, op);
+                if (done != 0)
+                {
+                    s->Regs[1] -= done;
+                    iter += 256;
+                }
+                else
+                {
+                    One<T>(s, op, step);
+                    s->Regs[1]--;
+                    iter++;
+                }
+            }
+            else
+            {
+                bool eq = One<T>(s, op, step);
+                s->Regs[1]--;
+                iter++;
+                if (op->X >= 3 && (op->Y == 1 ? !eq : eq)) break;
+            }
+            if ((iter & 255) == 0 && s->Regs[1] != 0 && Vcpu.Of(s).Link.HasRequests)
+            {
+                // Yield: restart this instruction after the requests are handled.
+                s->Rip = s->BlockVa + op->RipOff;
+                s->Retired--;
+                return null;
+            }
+        }
+        return op + 1;
+    }
+
+    /// <summary>Forward rep movs/stos over host pointers within one page each; returns elements done (0: take the slow way).</summary>
+    private static ulong Bulk<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        int size = T.Bits / 8;
+        ulong rdi = s->Regs[7];
+        if ((rdi & (ulong)(size - 1)) != 0) return 0;
+        ulong n = Math.Min(s->Regs[1], (4096 - (rdi & 0xFFF)) / (ulong)size);
+        if (op->X == 0)
+        {
+            ulong rsi = s->Regs[6] + s->SegBase[op->Seg];
+            if ((rsi & (ulong)(size - 1)) != 0) return 0;
+            n = Math.Min(n, (4096 - (rsi & 0xFFF)) / (ulong)size);
+            byte* src = ReadPtr(s, rsi);
+            byte* dst = Mem.RmwPtr(s, rdi, size);
+            if (dst == null) return 0;
+            ulong bytes = n * (ulong)size;
+            if (dst + bytes <= src || dst >= src + bytes) Buffer.MemoryCopy(src, dst, bytes, bytes);
+            else for (ulong i = 0; i < bytes; i++) dst[i] = src[i];   // overlapping: element order matters
+            s->Regs[6] += bytes;
+            s->Regs[7] += bytes;
+            return n;
+        }
+        else
+        {
+            byte* dst = Mem.RmwPtr(s, rdi, size);
+            if (dst == null) return 0;
+            ulong v = Reg.Get<T>(s, 0);
+            if (T.Bits == 8) new Span<byte>(dst, (int)n).Fill((byte)v);
+            else if (T.Bits == 16) new Span<ushort>(dst, (int)n).Fill((ushort)v);
+            else if (T.Bits == 32) new Span<uint>(dst, (int)n).Fill((uint)v);
+            else new Span<ulong>(dst, (int)n).Fill(v);
+            s->Regs[7] += n * (ulong)size;
+            return n;
+        }
+    }
+
+    private static byte* ReadPtr(CpuState* s, ulong va)
+    {
+        TlbEntry* e = s->TlbRead + ((va >> 12) & Mem.TlbMask);
+        if (e->Tag == ((va & Mem.PageMask) | s->TlbCplBit)) return (byte*)(va + (ulong)e->Addend);
+        return Vcpu.Of(s).TranslateVa(va, AccessKind.Read, out _);
+    }
+
+    internal static bool Bind(in Instruction ins, Op* op, byte kind)
+    {
+        int bytes = ins.Mnemonic switch
+        {
+            Mnemonic.Movsb or Mnemonic.Stosb or Mnemonic.Lodsb or Mnemonic.Cmpsb or Mnemonic.Scasb => 1,
+            Mnemonic.Movsw or Mnemonic.Stosw or Mnemonic.Lodsw or Mnemonic.Cmpsw or Mnemonic.Scasw => 2,
+            Mnemonic.Movsd or Mnemonic.Stosd or Mnemonic.Lodsd or Mnemonic.Cmpsd or Mnemonic.Scasd => 4,
+            _ => 8,
+        };
+        if (ins.Mnemonic == Mnemonic.Movsd && ins.OpCount == 2 && ins.Op0Kind == OpKind.Register) return false; // SSE movsd
+        op->X = kind;
+        op->Y = (byte)(ins.HasRepPrefix || ins.HasRepePrefix ? 1 : ins.HasRepnePrefix ? 2 : 0);
+        if (kind <= 1 && op->Y == 2) op->Y = 1;   // repne movs/stos behaves as rep
+        op->Seg = ins.SegmentPrefix switch { IReg.FS => 1, IReg.GS => 2, _ => 0 };
+        for (int i = 0; i < ins.OpCount; i++)
+            if (ins.GetOpKind(i) is OpKind.MemorySegESI or OpKind.MemoryESEDI or OpKind.MemorySegSI or OpKind.MemoryESDI or OpKind.MemorySegDI)
+                return false;   // 32/16-bit addressing
+        op->H = bytes switch { 1 => &Str<S8>, 2 => &Str<S16>, 4 => &Str<S32>, _ => &Str<S64> };
+        return true;
+    }
+
+    public static void Register()
+    {
+        foreach (var (m, k) in new (Mnemonic, byte)[]
+        {
+            (Mnemonic.Movsb, 0), (Mnemonic.Movsw, 0), (Mnemonic.Movsd, 0), (Mnemonic.Movsq, 0),
+            (Mnemonic.Stosb, 1), (Mnemonic.Stosw, 1), (Mnemonic.Stosd, 1), (Mnemonic.Stosq, 1),
+            (Mnemonic.Lodsb, 2), (Mnemonic.Lodsw, 2), (Mnemonic.Lodsd, 2), (Mnemonic.Lodsq, 2),
+            (Mnemonic.Cmpsb, 3), (Mnemonic.Cmpsw, 3), (Mnemonic.Cmpsd, 3), (Mnemonic.Cmpsq, 3),
+            (Mnemonic.Scasb, 4), (Mnemonic.Scasw, 4), (Mnemonic.Scasd, 4), (Mnemonic.Scasq, 4),
+        })
+        {
+            byte kind = k;
+            Binder.Add(m, (in Instruction i, Op* o) => Bind(i, o, kind));
+        }
+    }
+}

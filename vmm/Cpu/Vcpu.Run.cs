@@ -1,0 +1,125 @@
+using System.Runtime.CompilerServices;
+
+namespace ToyVmm.Cpu;
+
+// The interpreter loop. Guest-mode protocol (DESIGN.md, VcpuLink): EnterGuest on
+// entry, then take requests before touching memory; requests are polled at every
+// block boundary; ExitGuest before returning and around host calls.
+public sealed unsafe partial class Vcpu
+{
+    /// <summary>
+    /// Execute guest instructions until an exit or until about
+    /// <paramref name="instructionLimit"/> more instructions have retired
+    /// (checked at block boundaries). Enters guest mode on entry and leaves it on return.
+    /// </summary>
+    public VcpuExit Run(long instructionLimit = long.MaxValue)
+    {
+        CpuState* s = _s;
+        if (s == null) throw new ObjectDisposedException(nameof(Vcpu));
+        long limitAt = instructionLimit >= long.MaxValue - s->Retired ? long.MaxValue : s->Retired + Math.Max(0, instructionLimit);
+        Link.EnterGuest();
+        try
+        {
+            ServiceRequests();
+            while (true)
+            {
+                if (s->ExitReason != ExitReasons.None)
+                {
+                    int why = s->ExitReason;
+                    s->ExitReason = ExitReasons.None;
+                    return new VcpuExit(why == ExitReasons.Halted ? VcpuExitKind.Halted : VcpuExitKind.StopRequested);
+                }
+                if (s->Retired >= limitAt) return new VcpuExit(VcpuExitKind.InstructionLimit);
+                try
+                {
+                    Execute(limitAt);
+                }
+                catch (GuestFault f)
+                {
+                    string? error = OnFault(f);
+                    if (error != null) return new VcpuExit(VcpuExitKind.VmError, error);
+                }
+                catch (VmErrorException e)
+                {
+                    s->CurOp = null;
+                    return new VcpuExit(VcpuExitKind.VmError, e.Message);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // A bug in an instruction must not take the VMM down with it.
+                    ulong rip = CurrentRip;
+                    s->CurOp = null;
+                    return new VcpuExit(VcpuExitKind.VmError, $"internal interpreter error at RIP 0x{rip:x}: {e.GetType().Name}: {e.Message}");
+                }
+                if (Link.HasRequests) ServiceRequests();
+            }
+        }
+        finally
+        {
+            s->CurOp = null;
+            Link.ExitGuest();
+        }
+    }
+
+    private string? OnFault(GuestFault f)
+    {
+        CpuState* s = _s;
+        Op* cur = s->CurOp;
+        ulong rip, ret;
+        if (cur != null)
+        {
+            rip = s->BlockVa + cur->RipOff;
+            s->Retired += cur - Block.OpsOf(s->CurBlock);
+            ret = rip;
+            if (f.Software) { ret = rip + cur->Len; s->Retired++; }
+        }
+        else
+        {
+            rip = ret = s->Rip;
+        }
+        s->CurOp = null;
+        s->Rip = rip;
+        return DeliverFault(f, rip, ret);
+    }
+
+    private void Execute(long limitAt)
+    {
+        CpuState* s = _s;
+        var link = Link;
+        while (true)
+        {
+            s->CurOp = null;
+            Block* b = FindBlock(s);
+            s->CurBlock = b;
+            s->BlockVa = b->Va;
+            Op* first = Block.OpsOf(b);
+            Op* op = first;
+            do
+            {
+                s->CurOp = op;
+                op = op->H(s, op);
+            }
+            while (op != null);
+            s->Retired += (s->CurOp - first) + 1;
+            if (s->ExitReason != ExitReasons.None || link.HasRequests || s->Retired >= limitAt)
+            {
+                s->CurOp = null;
+                return;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Block* FindBlock(CpuState* s)
+    {
+        ulong rip = s->Rip;
+        ulong tag = rip ^ (s->TlbCplBit << 52);
+        JumpEntry* j = s->Jump + ((rip ^ (rip >> 10)) & (JumpSize - 1));
+        Block* b = j->Block;
+        if (j->Tag == tag && b->Valid != 0) return b;
+        b = LookupOrDecode(rip);
+        j->Tag = tag;
+        j->Block = b;
+        return b;
+    }
+}

@@ -1,0 +1,213 @@
+using System.Diagnostics;
+
+namespace ToyVmm.Cpu;
+
+// System-state changes that need the managed side: port I/O and hypercalls
+// (outside guest mode), control registers, MSRs, descriptor loads, syscall/sysret, iretq.
+public sealed unsafe partial class Vcpu
+{
+    private readonly long _tscBase;
+
+    internal const uint MsrEfer = 0xC0000080, MsrStar = 0xC0000081, MsrLstar = 0xC0000082, MsrCstar = 0xC0000083, MsrFmask = 0xC0000084;
+    internal const uint MsrFsBase = 0xC0000100, MsrGsBase = 0xC0000101, MsrKernelGsBase = 0xC0000102, MsrTscAux = 0xC0000103;
+    internal const uint MsrTsc = 0x10, MsrApicBase = 0x1B, MsrPat = 0x277, MsrMiscEnable = 0x1A0;
+
+    /// <summary>Guest TSC: nanoseconds since this vCPU was created (1 GHz, monotonic).</summary>
+    internal ulong Tsc()
+    {
+        long ticks = Stopwatch.GetTimestamp() - _tscBase;
+        return (ulong)(ticks * (1_000_000_000.0 / Stopwatch.Frequency));
+    }
+
+    // Host calls may block: leave guest mode around them, then handle what arrived meanwhile.
+    internal void PortOut(ushort port, int size, uint value)
+    {
+        Link.ExitGuest();
+        try { Host.PortOut(this, port, size, value); }
+        finally { Reenter(); }
+    }
+
+    internal uint PortIn(ushort port, int size)
+    {
+        Link.ExitGuest();
+        try { return Host.PortIn(this, port, size); }
+        finally { Reenter(); }
+    }
+
+    internal void Hypercall()
+    {
+        Link.ExitGuest();
+        try { Host.Hypercall(this); }
+        finally { Reenter(); }
+    }
+
+    private void Reenter()
+    {
+        Link.EnterGuest();
+        ServiceRequests();
+    }
+
+    internal void WriteCr(int n, ulong v)
+    {
+        switch (n)
+        {
+            case 0:
+                if ((v & Cr0Pg) != 0 && (v & Cr0Pe) == 0) throw GuestFault.Gp();
+                if ((v >> 32) != 0) throw GuestFault.Gp();
+                _s->Cr0 = v | 0x10;
+                if ((_s->Efer & EferLme) != 0 && (v & Cr0Pg) != 0) _s->Efer |= EferLma;
+                FlushTlb();
+                break;
+            case 2: _s->Cr2 = v; break;
+            case 3: _s->Cr3 = v; FlushTlb(); break;
+            case 4:
+                if ((v & 0x20) == 0 && (_s->Efer & EferLma) != 0) throw GuestFault.Gp();   // PAE cannot be cleared in long mode
+                _s->Cr4 = v;
+                FlushTlb();
+                break;
+            default: _s->Cr8 = v & 15; break;
+        }
+    }
+
+    internal ulong? ReadMsr(uint msr) => msr switch
+    {
+        MsrEfer => _s->Efer,
+        MsrStar => _s->Star,
+        MsrLstar => _s->Lstar,
+        MsrCstar => _s->Cstar,
+        MsrFmask => _s->Fmask,
+        MsrFsBase => _s->SegBase[1],
+        MsrGsBase => _s->SegBase[2],
+        MsrKernelGsBase => _s->KernelGsBase,
+        MsrTscAux => _s->TscAux,
+        MsrTsc => Tsc(),
+        MsrApicBase => _s->ApicBase,
+        MsrPat => _s->Pat,
+        MsrMiscEnable => 1,
+        _ => null,
+    };
+
+    internal bool WriteMsr(uint msr, ulong v)
+    {
+        switch (msr)
+        {
+            case MsrEfer:
+                if ((v & ~(EferSce | EferLme | EferLma | EferNxe)) != 0) return false;
+                _s->Efer = (v & ~EferLma) | (_s->Efer & EferLma);
+                FlushTlb();
+                return true;
+            case MsrStar: _s->Star = v; return true;
+            case MsrLstar: if (!Canonical(v)) return false; _s->Lstar = v; return true;
+            case MsrCstar: _s->Cstar = v; return true;
+            case MsrFmask: _s->Fmask = v & 0xFFFF_FFFF; return true;
+            case MsrFsBase: if (!Canonical(v)) return false; _s->SegBase[1] = v; return true;
+            case MsrGsBase: if (!Canonical(v)) return false; _s->SegBase[2] = v; return true;
+            case MsrKernelGsBase: if (!Canonical(v)) return false; _s->KernelGsBase = v; return true;
+            case MsrTscAux: _s->TscAux = v & 0xFFFF_FFFF; return true;
+            case MsrApicBase: _s->ApicBase = v; return true;
+            case MsrPat: _s->Pat = v; return true;
+            case MsrMiscEnable: return true;
+            default: return false;
+        }
+    }
+
+    /// <summary>Reads the 8-byte GDT descriptor of <paramref name="sel"/> (#GP(sel) when outside the GDT).</summary>
+    internal ulong ReadDescriptor(ushort sel, int bytes = 8)
+    {
+        ulong off = (ulong)(sel & ~7);
+        if ((sel & 4) != 0 || off + (ulong)bytes - 1 > _s->GdtLimit) throw GuestFault.Gp((uint)(sel & ~3));
+        ulong saved = _s->TlbCplBit;
+        _s->TlbCplBit = 0;
+        try { return Mem.Read<S64>(_s, _s->GdtBase + off); }
+        finally { _s->TlbCplBit = saved; }
+    }
+
+    internal void LoadSegment(SegmentRegister seg, ushort sel)
+    {
+        if ((sel & ~3) == 0)
+        {
+            if (seg == SegmentRegister.Ss && _s->Cpl == 3) throw GuestFault.Gp();
+            _s->Sel[(int)seg] = sel;
+            if (seg == SegmentRegister.Fs) _s->SegBase[1] = 0;
+            if (seg == SegmentRegister.Gs) _s->SegBase[2] = 0;
+            return;
+        }
+        ulong d = ReadDescriptor(sel);
+        if ((d & (1UL << 44)) == 0) throw GuestFault.Gp((uint)(sel & ~3));          // system descriptor
+        if ((d & (1UL << 47)) == 0) throw new GuestFault(seg == SegmentRegister.Ss ? Vec.SS : Vec.NP, (uint)(sel & ~3), true);
+        _s->Sel[(int)seg] = sel;
+        ulong b = ((d >> 16) & 0xFFFFFF) | ((d >> 56) << 24);
+        if (seg == SegmentRegister.Fs) _s->SegBase[1] = b;
+        if (seg == SegmentRegister.Gs) _s->SegBase[2] = b;
+    }
+
+    internal void LoadTaskRegister(ushort sel)
+    {
+        if ((sel & ~3) == 0) throw GuestFault.Gp();
+        ulong lo = ReadDescriptor(sel, 16);
+        ulong hi;
+        ulong saved = _s->TlbCplBit;
+        _s->TlbCplBit = 0;
+        try { hi = Mem.Read<S64>(_s, _s->GdtBase + (ulong)(sel & ~7) + 8); }
+        finally { _s->TlbCplBit = saved; }
+        int type = (int)((lo >> 40) & 0xF);
+        if (type != 9) throw GuestFault.Gp((uint)(sel & ~3));                     // available 64-bit TSS
+        if ((lo & (1UL << 47)) == 0) throw new GuestFault(Vec.NP, (uint)(sel & ~3), true);
+        _s->TrBase = ((lo >> 16) & 0xFFFFFF) | ((lo >> 56) << 24) | (hi << 32);
+        _s->TrLimit = (ushort)(lo & 0xFFFF);
+        _s->TrSel = sel;
+        _s->TlbCplBit = 0;
+        try { Mem.Write<S64>(_s, _s->GdtBase + (ulong)(sel & ~7), lo | (2UL << 40)); }   // mark busy
+        finally { _s->TlbCplBit = saved; }
+    }
+
+    internal void Syscall(ulong nextRip)
+    {
+        if ((_s->Efer & EferSce) == 0) throw GuestFault.Ud();
+        ulong f = Flags.Read(_s);
+        _s->Regs[1] = nextRip;
+        _s->Regs[11] = f & ~Flags.RF;
+        Flags.Write(_s, f & ~_s->Fmask & ~Flags.RF);
+        ushort cs = (ushort)((_s->Star >> 32) & 0xFFFC);
+        _s->Sel[(int)SegmentRegister.Cs] = cs;
+        _s->Sel[(int)SegmentRegister.Ss] = (ushort)(cs + 8);
+        SetCpl(0);
+        _s->Rip = _s->Lstar;
+    }
+
+    internal void Sysret()
+    {
+        if ((_s->Efer & EferSce) == 0) throw GuestFault.Ud();
+        if (_s->Cpl != 0) throw GuestFault.Gp();
+        ulong rip = _s->Regs[1];
+        if (!Canonical(rip)) throw GuestFault.Gp();
+        ushort b = (ushort)(_s->Star >> 48);
+        Flags.Write(_s, (_s->Regs[11] & 0x3C7FD7) | 2);
+        _s->Sel[(int)SegmentRegister.Cs] = (ushort)((b + 16) | 3);
+        _s->Sel[(int)SegmentRegister.Ss] = (ushort)((b + 8) | 3);
+        SetCpl(3);
+        _s->Rip = rip;
+    }
+
+    internal void Iret()
+    {
+        ulong rsp = _s->Regs[4];
+        ulong rip = Mem.Read<S64>(_s, rsp);
+        ulong cs = Mem.Read<S64>(_s, rsp + 8);
+        ulong fl = Mem.Read<S64>(_s, rsp + 16);
+        ulong nrsp = Mem.Read<S64>(_s, rsp + 24);
+        ulong ss = Mem.Read<S64>(_s, rsp + 32);
+        int cpl = (int)(cs & 3);
+        if (cpl < _s->Cpl || (cpl != 0 && cpl != 3)) throw GuestFault.Gp((uint)(cs & 0xFFFC));
+        if ((cs & 0xFFFC) == 0) throw GuestFault.Gp();
+        if (!Canonical(rip)) throw GuestFault.Gp();
+        ulong keep = _s->Cpl == 0 ? 0 : Flags.IOPL | Flags.IF;
+        ulong cur = Flags.Read(_s);
+        Flags.Write(_s, (fl & ~keep) | (cur & keep));
+        _s->Sel[(int)SegmentRegister.Cs] = (ushort)cs;
+        _s->Sel[(int)SegmentRegister.Ss] = (ushort)ss;
+        _s->Regs[4] = nrsp;
+        SetCpl(cpl);
+        _s->Rip = rip;
+    }
+}

@@ -1,0 +1,146 @@
+using System.Diagnostics;
+
+namespace ToyVmm.Mmu.Host;
+
+// Lock order (mmu/LOCKING.md has the whole picture):
+//   page lock -> address-space lock -> notifier callbacks (secondary MMU lock)
+//             -> LRU lock -> swap lock -> allocator lock
+// _spacesLock is a leaf used only to add and remove address spaces.
+
+/// <summary>
+/// The simulated host kernel's memory manager: the frame pool, the allocator,
+/// the LRU lists, swap and reclaim, and the address spaces that use them.
+/// </summary>
+public sealed partial class HostMemory : IDisposable
+{
+    private readonly Lock _spacesLock = new();
+    private HostAddressSpace?[] _spaces = new HostAddressSpace?[16];   // by id; replaced (grown) under _spacesLock, read lock-free
+    private int _nextSpaceId = 1;                                     // guarded by _spacesLock
+    private readonly SemaphoreSlim _reclaimWake = new(0, 1);
+
+    public HostMemory(HostMemoryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        Frames = new FramePool(options.FrameCount);
+        var (min, low, high) = options.Watermarks();
+        Allocator = new FrameAllocator(Frames, this, min, low, high);
+        Lru = new LruLists(Frames);
+        try
+        {
+            Swap = new SwapSpace(Frames, options.SwapBytes, options.SwapFilePath);
+        }
+        catch
+        {
+            Frames.Dispose();
+            throw;
+        }
+        Reclaim = new Reclaimer(this);
+    }
+
+    public HostMemoryOptions Options { get; }
+    public FramePool Frames { get; }
+    public SwapSpace Swap { get; }
+    public HostStats Stats { get; } = new();
+    internal FrameAllocator Allocator { get; }
+    internal LruLists Lru { get; }
+    internal Reclaimer Reclaim { get; }
+
+    public int FrameCount => Frames.Count;
+    public int FreeFrames => Allocator.FreeCount;
+    public (int Min, int Low, int High) Watermarks => (Allocator.Min, Allocator.Low, Allocator.High);
+    public int ActiveFrames => Lru.ActiveCount;
+    public int InactiveFrames => Lru.InactiveCount;
+
+    /// <summary>A new, empty host address space (an "mm").</summary>
+    public HostAddressSpace CreateAddressSpace()
+    {
+        lock (_spacesLock)
+        {
+            int id = _nextSpaceId++;
+            if (id >= 1 << 23) throw new InvalidOperationException("too many address spaces");
+            if (id >= _spaces.Length)
+            {
+                var grown = new HostAddressSpace?[_spaces.Length * 2];
+                Array.Copy(_spaces, grown, _spaces.Length);
+                Volatile.Write(ref _spaces, grown);
+            }
+            var mm = new HostAddressSpace(this, id);
+            Volatile.Write(ref _spaces[id], mm);
+            return mm;
+        }
+    }
+
+    internal void RemoveAddressSpace(HostAddressSpace mm)
+    {
+        lock (_spacesLock) Volatile.Write(ref _spaces[mm.Id], null);
+    }
+
+    internal HostAddressSpace? SpaceById(int id)
+    {
+        var spaces = Volatile.Read(ref _spaces);
+        return (uint)id < (uint)spaces.Length ? Volatile.Read(ref spaces[id]) : null;
+    }
+
+    internal IEnumerable<HostAddressSpace> Spaces()
+    {
+        var spaces = Volatile.Read(ref _spaces);
+        foreach (var s in spaces) if (s is not null) yield return s;
+    }
+
+    // ---- frame references ------------------------------------------------------
+
+    /// <summary>Drop a reference; the last one unlinks the frame from the LRU and frees it.</summary>
+    internal void PutPage(uint f)
+    {
+        int left = Interlocked.Decrement(ref Frames.Meta(f).RefCount);
+        Debug.Assert(left >= 0, "no frame is put more often than it was got");
+        if (left != 0) return;
+        Lru.RemoveIfListed(f);
+        Allocator.Free(f);
+    }
+
+    /// <summary>Give back a <c>GetUserPages</c> reference, saying how the page was used.</summary>
+    public void ReleasePage(Hfn frame, PageRelease how)
+    {
+        Frames.CheckFrame(frame);
+        uint f = frame.Value;
+        Debug.Assert(Frames.RefCountOf(f) > 0, "the caller holds a reference");
+        if (how == PageRelease.Dirty) Frames.Set(f, FrameFlags.Dirty | FrameFlags.Referenced);
+        else if (how == PageRelease.Clean) Frames.MarkPageAccessed(frame);
+        PutPage(f);
+    }
+
+    /// <inheritdoc cref="FramePool.SetPageDirty"/>
+    public void SetPageDirty(Hfn frame) => Frames.SetPageDirty(frame);
+
+    /// <inheritdoc cref="FramePool.MarkPageAccessed"/>
+    public void MarkPageAccessed(Hfn frame) => Frames.MarkPageAccessed(frame);
+
+    /// <inheritdoc cref="FramePool.PagePointer"/>
+    public unsafe byte* PagePointer(Hfn frame) => Frames.PagePointer(frame);
+
+    // ---- background reclaim --------------------------------------------------
+
+    internal void WakeReclaimer()
+    {
+        if (_reclaimWake.CurrentCount == 0)
+        {
+            try { _reclaimWake.Release(); } catch (SemaphoreFullException) { }
+        }
+    }
+
+    internal bool WaitForWake(int timeoutMs, CancellationToken stop) => _reclaimWake.Wait(timeoutMs, stop);
+
+    /// <summary>Reclaim synchronously until <paramref name="frames"/> are freed or nothing more can be (tests, the CLI).</summary>
+    public int ReclaimNow(int frames, bool ignoreAccessed = false) => Reclaim.DirectReclaim(frames, ignoreAccessed ? 2 : 0, countAsDirect: false);
+
+    public void Dispose()
+    {
+        foreach (var mm in Spaces().ToList()) mm.Dispose();
+        Swap.Dispose();
+        Frames.Dispose();
+        _reclaimWake.Dispose();
+    }
+}

@@ -1,0 +1,42 @@
+namespace ToyVmm.Mmu.Host;
+
+/// <summary>Event counters of the host (interlocked increments; read at any time, exact when quiescent).</summary>
+public sealed class HostStats
+{
+    public long ZeroFillFaults;
+    public long SwapInsFromFile;
+    public long SwapCacheHits;
+    public long PagesWrittenToSwap;
+    public long CleanPagesDropped;
+    public long ZeroPagesDiscarded;
+    public long SwapWriteErrors;
+    public long SwapReadErrors;
+    public long SwapChecksumErrors;
+    public long SwapFull;
+    public long ReclaimScanned;
+    public long ReclaimFreed;
+    public long DirectReclaims;
+    public long BackgroundReclaimWakeups;
+    public long Invalidations;
+    public long InvalidateRetries;
+    public long OutOfMemory;
+
+    private string? _lastError;
+
+    /// <summary>The most recent swap error message, for reports.</summary>
+    public string? LastError => Volatile.Read(ref _lastError);
+
+    internal void Count(ref long counter, long n = 1) => Interlocked.Add(ref counter, n);
+
+    internal void Error(ref long counter, string message)
+    {
+        Interlocked.Increment(ref counter);
+        Volatile.Write(ref _lastError, message);
+    }
+
+    public override string ToString() =>
+        $"zero-fill {ZeroFillFaults}, swap-in {SwapInsFromFile}, swap-cache hits {SwapCacheHits}, written {PagesWrittenToSwap}, " +
+        $"clean dropped {CleanPagesDropped}, zero discarded {ZeroPagesDiscarded}, scanned {ReclaimScanned}, freed {ReclaimFreed}, " +
+        $"direct {DirectReclaims}, invalidations {Invalidations}, write errors {SwapWriteErrors}, read errors {SwapReadErrors}, " +
+        $"checksum errors {SwapChecksumErrors}, swap full {SwapFull}, oom {OutOfMemory}";
+}

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+
+namespace ToyVmm.Mmu.Host;
+
+// Lock use: LRU lock only to isolate and put back; page locks are try-locked
+// (never waited for); an address-space lock is taken per page through the
+// rmap, with the page locked (page lock -> address-space lock). Swap I/O runs
+// with only page locks held.
+
+/// <summary>
+/// Reclaim: second-chance aging over the active/inactive lists (host accessed
+/// bit, <see cref="FrameFlags.Referenced"/>, and every secondary MMU's accessed
+/// bits through the notifiers), unmapping through the rmap and the one
+/// invalidation path, batched swap writes, and freeing. Used by direct reclaim
+/// in the allocator, by the background reclaimer and by PageOut.
+/// </summary>
+internal sealed class Reclaimer
+{
+    /// <summary>What one batch did.</summary>
+    internal struct Outcome
+    {
+        public int Written, Dropped, Failed, Kept, Freed;
+    }
+
+    private readonly HostMemory _host;
+    private readonly FramePool _frames;
+    [ThreadStatic] private static List<uint>? t_isolated;
+    [ThreadStatic] private static List<uint>? t_batch;
+    [ThreadStatic] private static List<ReadOnlyMemory<byte>>? t_scratch;
+    [ThreadStatic] private static List<(uint Slot, uint Frame)>? t_writes;
+    [ThreadStatic] private static HashSet<uint>? t_failed;
+
+    public Reclaimer(HostMemory host)
+    {
+        _host = host;
+        _frames = host.Frames;
+    }
+
+    /// <summary>
+    /// Reclaim until <paramref name="target"/> frames are freed or a few rounds
+    /// free nothing. Priority 0 honours accessed bits; 2 ignores them (last resort).
+    /// </summary>
+    public int DirectReclaim(int target, int priority, bool countAsDirect = true)
+    {
+        HostLockDebug.AssertNoAddressSpaceLockHeld();
+        if (countAsDirect) _host.Stats.Count(ref _host.Stats.DirectReclaims);
+        int freed = 0, idle = 0, rounds = 0;
+        while (freed < target && idle < 3 && rounds < 64 + target / Math.Max(1, _host.Options.ReclaimBatch) * 4)
+        {
+            int got = ShrinkOnce(priority, mayBlock: true);
+            freed += got;
+            rounds++;
+            if (got == 0) { idle++; if (priority < 2) priority++; }
+        }
+        return freed;
+    }
+
+    /// <summary>One pass: age the active list if the inactive one is short, then reclaim a batch from the inactive tail.</summary>
+    public int ShrinkOnce(int priority, bool mayBlock)
+    {
+        int batchSize = _host.Options.ReclaimBatch;
+        var lru = _host.Lru;
+        if (lru.InactiveCount < lru.ActiveCount || lru.InactiveCount < batchSize)
+            AgeActive(batchSize * 2, ignoreYoung: priority >= 2);
+
+        var isolated = t_isolated ??= new List<uint>(batchSize);
+        var batch = t_batch ??= new List<uint>(batchSize);
+        isolated.Clear();
+        batch.Clear();
+        lru.Isolate(fromActive: false, batchSize, isolated, out int scanned);
+        _host.Stats.Count(ref _host.Stats.ReclaimScanned, scanned);
+
+        foreach (uint f in isolated)
+        {
+            if (!_frames.TryLockPage(f)) { PutBack(f, active: false); continue; }
+            ulong owner = Volatile.Read(ref _frames.Meta(f).Owner);
+            if (owner != 0)
+            {
+                var mm = _host.SpaceById(FrameMeta.OwnerSpace(owner));
+                var r = mm?.ReclaimOne(f, FrameMeta.OwnerVpn(owner), checkYoung: priority == 0, mayBlock) ?? ReclaimUnmap.Gone;
+                if (r is ReclaimUnmap.Young or ReclaimUnmap.Busy or ReclaimUnmap.NoSwap or ReclaimUnmap.WouldBlock)
+                {
+                    _frames.UnlockPage(f);
+                    PutBack(f, active: r == ReclaimUnmap.Young);
+                    continue;
+                }
+            }
+            else if (priority == 0 && _frames.Has(f, FrameFlags.SwapCache) && _frames.TestAndClear(f, FrameFlags.Referenced) && !_host.Swap.IsOrphan(f))
+            {
+                _frames.UnlockPage(f);
+                PutBack(f, active: true);
+                continue;
+            }
+            batch.Add(f);
+        }
+        if (batch.Count == 0) return 0;
+        var outcome = FinishBatch(batch, isolated: true);
+        return outcome.Freed;
+    }
+
+    private void PutBack(uint f, bool active)
+    {
+        _host.Lru.Putback(f, active);
+        _host.PutPage(f);
+    }
+
+    /// <summary>Second chance on the active list: used pages go back to its head, the rest to the inactive head.</summary>
+    private void AgeActive(int count, bool ignoreYoung)
+    {
+        var list = t_isolated ??= new List<uint>(count);
+        list.Clear();
+        _host.Lru.Isolate(fromActive: true, count, list, out int scanned);
+        _host.Stats.Count(ref _host.Stats.ReclaimScanned, scanned);
+        foreach (uint f in list)
+        {
+            bool young;
+            ulong owner = Volatile.Read(ref _frames.Meta(f).Owner);
+            var mm = owner != 0 ? _host.SpaceById(FrameMeta.OwnerSpace(owner)) : null;
+            if (mm is not null) young = mm.TestAndClearYoung(f, FrameMeta.OwnerVpn(owner), out _);
+            else young = _frames.TestAndClear(f, FrameFlags.Referenced);
+            PutBack(f, active: young && !ignoreYoung);
+        }
+        list.Clear();
+    }
+
+    /// <summary>
+    /// Finish a batch of page-locked frames the caller holds a reference to,
+    /// each either unmapped by reclaim or still mapped (skipped): write the
+    /// dirty swap-cached ones in runs of consecutive slots, drop from the swap
+    /// cache and free every unmapped frame whose swap copy is now current (or
+    /// that nothing can reach), unlock, and put the rest back. When
+    /// <paramref name="isolated"/>, the caller took the frames off the LRU;
+    /// otherwise (PageOut) they stay listed and another reclaimer may have
+    /// isolated them meanwhile, which is its business.
+    /// </summary>
+    public Outcome FinishBatch(List<uint> batch, bool isolated)
+    {
+        HostLockDebug.AssertNoSpinLocksHeld();
+        var swap = _host.Swap;
+        var outcome = new Outcome();
+        var writes = t_writes ??= new List<(uint, uint)>();
+        var failed = t_failed ??= new HashSet<uint>();
+        writes.Clear();
+        failed.Clear();
+        foreach (uint f in batch)
+        {
+            if (_frames.Meta(f).MapCount == 0 && _frames.Has(f, FrameFlags.SwapCache) && _frames.Has(f, FrameFlags.Dirty) && !swap.IsOrphan(f))
+                writes.Add((_frames.Meta(f).SwapSlot, f));
+        }
+        if (writes.Count > 0) WriteRuns(writes, failed, ref outcome);
+
+        foreach (uint f in batch)
+        {
+            Debug.Assert(_frames.IsPageLocked(f), "the batch is page-locked");
+            bool free = false, wasWritten = false;
+            if (_frames.Meta(f).MapCount == 0)
+            {
+                if (_frames.Has(f, FrameFlags.SwapCache))
+                {
+                    bool orphan = swap.IsOrphan(f);
+                    wasWritten = !failed.Contains(f) && writes.Exists(w => w.Frame == f);
+                    if ((orphan || !_frames.Has(f, FrameFlags.Dirty)) && swap.TryRemoveFromCache(f, expectedRefs: 2)) free = true;
+                }
+                else free = _frames.RefCountOf(f) == 1;
+            }
+            _frames.UnlockPage(f);
+            if (free)
+            {
+                if (isolated) _host.Lru.EndIsolation(f);
+                outcome.Freed++;
+                if (!wasWritten)
+                {
+                    outcome.Dropped++;
+                    _host.Stats.Count(ref _host.Stats.CleanPagesDropped);
+                }
+            }
+            else if (!failed.Contains(f) && !wasWritten) outcome.Kept++;
+            if (!free && isolated)
+                _host.Lru.Putback(f, active: failed.Contains(f) || _frames.Has(f, FrameFlags.Referenced));
+            _host.PutPage(f);
+        }
+        _host.Stats.Count(ref _host.Stats.ReclaimFreed, outcome.Freed);
+        batch.Clear();
+        return outcome;
+    }
+
+    private void WriteRuns(List<(uint Slot, uint Frame)> writes, HashSet<uint> failed, ref Outcome outcome)
+    {
+        writes.Sort((a, b) => a.Slot.CompareTo(b.Slot));
+        var scratch = t_scratch ??= new List<ReadOnlyMemory<byte>>();
+        Span<uint> run = stackalloc uint[64];
+        int i = 0;
+        while (i < writes.Count)
+        {
+            uint first = writes[i].Slot;
+            int n = 0;
+            while (i + n < writes.Count && n < run.Length && writes[i + n].Slot == first + (uint)n)
+            {
+                run[n] = writes[i + n].Frame;
+                n++;
+            }
+            var frames = run[..n];
+            // Clear before writing: the frames are unmapped and locked, so nobody can dirty them during the write.
+            foreach (uint f in frames) _frames.Clear(f, FrameFlags.Dirty);
+            try
+            {
+                _host.Swap.WriteRun(first, frames, scratch);
+                outcome.Written += n;
+                _host.Stats.Count(ref _host.Stats.PagesWrittenToSwap, n);
+            }
+            catch (SwapIoException e)
+            {
+                // Nothing is lost: the frames stay in the swap cache, dirty, and are found there by faults.
+                foreach (uint f in frames) { _frames.Set(f, FrameFlags.Dirty); failed.Add(f); }
+                outcome.Failed += n;
+                _host.Stats.Error(ref _host.Stats.SwapWriteErrors, e.Message);
+            }
+            i += n;
+        }
+    }
+}

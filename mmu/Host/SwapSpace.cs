@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using System.Numerics;
+
+namespace ToyVmm.Mmu.Host;
+
+// Lock order: address-space lock -> _lock; _lock is a leaf for everything but
+// the frame pool's atomic fields. Never held across I/O.
+// _lock guards: the slot bitmap and cursor, _pteRefs, _cache, and the
+// SwapSlot field / SwapCache bit of every frame in the cache. Checksums of a
+// slot are written only by the holder of the cached frame's page lock.
+
+/// <summary>
+/// Swap: a file of 4 KiB slots, a slot allocator, and the swap cache (slot to
+/// frame), so that a page whose swap copy is current is dropped without a
+/// second write, and a page being swapped in is found by every faulting thread.
+/// </summary>
+/// <remarks>
+/// A slot is in use while a swap PTE names it (<c>_pteRefs</c>) or a frame
+/// caches it; it is freed when both are gone. A cached frame holds one reference.
+/// </remarks>
+public sealed partial class SwapSpace : IDisposable
+{
+    private readonly FramePool _frames;
+    private readonly Lock _lock = new();
+    private readonly ulong[] _used;       // bitmap of slots in use; guarded by _lock
+    private readonly byte[] _pteRefs;     // swap PTEs naming each slot (0 or 1: mappings are private); guarded by _lock
+    private readonly uint[] _cache;       // cached frame per slot or NoFrame; guarded by _lock
+    private readonly ulong[] _checksum;   // of the slot's last good write; written under the cached frame's page lock
+    private readonly ulong[] _written;    // bitmap: slot holds a good copy; same rule as _checksum
+    private uint _cursor;                 // next-fit allocation cursor; guarded by _lock
+    private int _inUse;                   // guarded by _lock
+
+    internal SwapSpace(FramePool frames, ulong bytes, string? path)
+    {
+        _frames = frames;
+        SlotCount = (uint)(bytes >> Page.Shift);
+        int words = (int)((SlotCount + 63) / 64);
+        _used = new ulong[words];
+        _written = new ulong[words];
+        _pteRefs = new byte[SlotCount];
+        _cache = new uint[SlotCount];
+        Array.Fill(_cache, FrameMeta.NoFrame);
+        _checksum = new ulong[SlotCount];
+        if (words > 0 && SlotCount % 64 != 0) _used[^1] = ~0UL << (int)(SlotCount % 64);  // slots past the end are never free
+        _frameMemory = new FrameMemory?[frames.Count];
+        OpenFile(path);
+    }
+
+    public uint SlotCount { get; }
+    public int SlotsInUse => Volatile.Read(ref _inUse);
+    public bool Enabled => SlotCount > 0;
+
+    /// <summary>Test hook that makes swap I/O fail.</summary>
+    public ISwapFaultInjector? FaultInjector { get; set; }
+
+    // ---- slots -------------------------------------------------------------
+
+    private uint AllocateSlotLocked()
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the swap lock is held");
+        if (_inUse >= SlotCount) return FrameMeta.NoSlot;
+        int words = _used.Length;
+        int w = (int)(_cursor / 64);
+        for (int n = 0; n <= words; n++, w = (w + 1) % words)
+        {
+            ulong word = _used[w];
+            if (word == ~0UL) continue;
+            // Next fit: prefer a bit at or after the cursor within its word, so batches get consecutive slots.
+            ulong candidates = ~word;
+            if (n == 0 && w == (int)(_cursor / 64)) { ulong after = candidates & (~0UL << (int)(_cursor % 64)); if (after != 0) candidates = after; }
+            int bit = BitOperations.TrailingZeroCount(candidates);
+            _used[w] = word | (1UL << bit);
+            uint slot = (uint)(w * 64 + bit);
+            _cursor = slot + 1 >= SlotCount ? 0 : slot + 1;
+            _inUse++;
+            ClearWritten(slot);
+            return slot;
+        }
+        return FrameMeta.NoSlot;
+    }
+
+    private void FreeSlotLocked(uint slot)
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the swap lock is held");
+        Debug.Assert(_pteRefs[slot] == 0 && _cache[slot] == FrameMeta.NoFrame, "a freed slot is named by no PTE and caches no frame");
+        Debug.Assert((_used[slot / 64] & (1UL << (int)(slot % 64))) != 0, "the slot is in use");
+        _used[slot / 64] &= ~(1UL << (int)(slot % 64));
+        _inUse--;
+    }
+
+    internal bool IsSlotInUse(uint slot) { lock (_lock) return (_used[slot / 64] & (1UL << (int)(slot % 64))) != 0; }
+    internal int PteRefs(uint slot) { lock (_lock) return _pteRefs[slot]; }
+    internal uint CachedFrame(uint slot) { lock (_lock) return _cache[slot]; }
+
+    /// <summary>A PTE now names the slot (reclaim unmapped its cached page).</summary>
+    internal void PteRefIncrement(uint slot)
+    {
+        lock (_lock)
+        {
+            Debug.Assert(_pteRefs[slot] == 0, "private mappings: one PTE per slot");
+            _pteRefs[slot]++;
+        }
+    }
+
+    /// <summary>A PTE that named the slot was cleared or now maps the cached frame; frees the slot when nothing else uses it.</summary>
+    internal void PteRefDecrement(uint slot)
+    {
+        lock (_lock)
+        {
+            Debug.Assert(_pteRefs[slot] > 0, "the slot was named by a PTE");
+            if (--_pteRefs[slot] == 0 && _cache[slot] == FrameMeta.NoFrame) FreeSlotLocked(slot);
+        }
+    }
+
+    // ---- swap cache --------------------------------------------------------
+
+    /// <summary>The frame caching <paramref name="slot"/>, with a reference taken; or NoFrame.</summary>
+    internal uint LookupAndGet(uint slot)
+    {
+        lock (_lock)
+        {
+            uint f = _cache[slot];
+            if (f != FrameMeta.NoFrame) _frames.GetPage(f);   // the cache's own reference keeps it above zero
+            return f;
+        }
+    }
+
+    /// <summary>Cache a locked frame for a slot that a PTE names (swap-in); false if another frame got there first.</summary>
+    internal bool TryAddToCache(uint slot, uint f)
+    {
+        lock (_lock)
+        {
+            Debug.Assert(_pteRefs[slot] > 0 || _cache[slot] != FrameMeta.NoFrame, "the slot is in use");
+            if (_cache[slot] != FrameMeta.NoFrame) return false;
+            CacheLocked(slot, f);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Give an unswapped, locked frame that reclaim is unmapping a new slot,
+    /// cache it there and count the swap PTE about to name it; NoSlot when swap is full.
+    /// </summary>
+    internal uint AllocateAndCache(uint f)
+    {
+        lock (_lock)
+        {
+            uint slot = AllocateSlotLocked();
+            if (slot == FrameMeta.NoSlot) return slot;
+            CacheLocked(slot, f);
+            _pteRefs[slot] = 1;
+            return slot;
+        }
+    }
+
+    private void CacheLocked(uint slot, uint f)
+    {
+        Debug.Assert(_frames.IsPageLocked(f), "frames enter the swap cache locked");
+        Debug.Assert(!_frames.Has(f, FrameFlags.SwapCache), "a frame caches one slot");
+        _cache[slot] = f;
+        _frames.Meta(f).SwapSlot = slot;
+        _frames.Set(f, FrameFlags.SwapCache);
+        _frames.GetPage(f);
+    }
+
+    /// <summary>
+    /// Take a locked frame out of the swap cache if its reference count is
+    /// exactly <paramref name="expectedRefs"/> (the cache's plus the caller's),
+    /// so that no fault can be about to map it. Drops the cache's reference;
+    /// frees the slot when no PTE names it. False when the frame is busy.
+    /// </summary>
+    internal bool TryRemoveFromCache(uint f, int expectedRefs)
+    {
+        lock (_lock)
+        {
+            if (_frames.RefCountOf(f) != expectedRefs) return false;
+            RemoveLocked(f);
+            return true;
+        }
+    }
+
+    /// <summary>Take a locked, mapped frame out of the swap cache (its swap copy is going stale: a write fault).</summary>
+    internal void RemoveFromCache(uint f)
+    {
+        lock (_lock) RemoveLocked(f);
+    }
+
+    private void RemoveLocked(uint f)
+    {
+        Debug.Assert(_frames.IsPageLocked(f), "frames leave the swap cache locked");
+        Debug.Assert(_frames.Has(f, FrameFlags.SwapCache), "the frame is in the swap cache");
+        uint slot = _frames.Meta(f).SwapSlot;
+        Debug.Assert(_cache[slot] == f, "the slot caches this frame");
+        _cache[slot] = FrameMeta.NoFrame;
+        _frames.Meta(f).SwapSlot = FrameMeta.NoSlot;
+        _frames.Clear(f, FrameFlags.SwapCache);
+        int left = Interlocked.Decrement(ref _frames.Meta(f).RefCount);
+        Debug.Assert(left > 0, "the caller still holds a reference");
+        if (_pteRefs[slot] == 0) FreeSlotLocked(slot);
+    }
+
+    /// <summary>True when no PTE names the frame's slot: nobody can ever read the cached copy again.</summary>
+    internal bool IsOrphan(uint f)
+    {
+        lock (_lock)
+        {
+            uint slot = _frames.Meta(f).SwapSlot;
+            return slot != FrameMeta.NoSlot && _pteRefs[slot] == 0;
+        }
+    }
+
+    private bool IsWritten(uint slot) => (Volatile.Read(ref _written[slot / 64]) & (1UL << (int)(slot % 64))) != 0;
+    private void SetWritten(uint slot) => Interlocked.Or(ref _written[slot / 64], 1UL << (int)(slot % 64));
+    private void ClearWritten(uint slot) => Interlocked.And(ref _written[slot / 64], ~(1UL << (int)(slot % 64)));
+}

@@ -1,0 +1,172 @@
+using ToyVmm.Mmu.Host;
+using Xunit;
+using static ToyVmm.Mmu.Tests.Host.HostTestUtil;
+
+namespace ToyVmm.Mmu.Tests.Host;
+
+public class SwapTests
+{
+    private sealed class Injector : ISwapFaultInjector
+    {
+        public Func<uint, int, Exception?>? Write;
+        public Func<uint, Exception?>? Read;
+        public Exception? BeforeWrite(uint firstSlot, int slots) => Write?.Invoke(firstSlot, slots);
+        public Exception? BeforeRead(uint slot) => Read?.Invoke(slot);
+    }
+
+    [Fact]
+    public void PageOut_ThenRead_RestoresContentsFromFile()
+    {
+        using var host = NewHost(frames: 128);
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(32 * Page.Size, HostProtection.ReadWrite);
+        for (ulong i = 0; i < 32; i++) WritePage(mm, a.Add(i * Page.Size), 5, i + 1);
+        int free = host.FreeFrames;
+        var r = mm.PageOut(a, 32 * Page.Size);
+        Assert.Equal(new PageOutResult(32, 0, 0, 0), r);
+        Assert.Equal(free + 32, host.FreeFrames);
+        Assert.Equal(0, mm.ResidentPages);
+        Assert.True(mm.QueryPte(a).IsSwap);
+        AssertConsistent(host, "after page-out");
+        for (ulong i = 0; i < 32; i++) AssertPage(mm, a.Add(i * Page.Size), 5, i + 1, "after swap-in");
+        Assert.Equal(32, host.Stats.SwapInsFromFile);
+        AssertConsistent(host, "after swap-in");
+    }
+
+    [Fact]
+    public void PageOut_CleanSwapCachedPage_DroppedWithoutSecondWrite()
+    {
+        using var host = NewHost(frames: 128);
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(8 * Page.Size, HostProtection.ReadWrite);
+        for (ulong i = 0; i < 8; i++) WritePage(mm, a.Add(i * Page.Size), 6, 1);
+        Assert.Equal(8, mm.PageOut(a, 8 * Page.Size).Written);
+        for (ulong i = 0; i < 8; i++) AssertPage(mm, a.Add(i * Page.Size), 6, 1, "read back");   // read faults keep the swap copy
+        var r = mm.PageOut(a, 8 * Page.Size);
+        Assert.Equal(new PageOutResult(0, 8, 0, 0), r);
+        Assert.Equal(8, host.Stats.PagesWrittenToSwap);
+        // Written again after a change: the stale copy is not reused.
+        WritePage(mm, a, 6, 2);
+        Assert.Equal(1, mm.PageOut(a, Page.Size).Written);
+        AssertPage(mm, a, 6, 2, "rewritten page");
+        AssertConsistent(host, "after clean drops");
+    }
+
+    [Fact]
+    public void PageOut_NeverWrittenPage_DiscardedAsZero()
+    {
+        using var host = NewHost(frames: 128);
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(4 * Page.Size, HostProtection.ReadWrite);
+        Assert.Equal(0UL, mm.ReadUInt64(a));
+        var r = mm.PageOut(a, 4 * Page.Size);
+        Assert.Equal(new PageOutResult(0, 1, 0, 0), r);
+        Assert.True(mm.QueryPte(a).IsNone);
+        Assert.Equal(0UL, mm.ReadUInt64(a));
+        Assert.Equal(0, host.Swap.SlotsInUse);
+    }
+
+    [Fact]
+    public void PageOut_WriteFails_PageStaysResidentErrorReported()
+    {
+        using var host = NewHost(frames: 128);
+        var inj = new Injector { Write = (_, _) => new IOException("No space left on device") };
+        host.Swap.FaultInjector = inj;
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(16 * Page.Size, HostProtection.ReadWrite);
+        for (ulong i = 0; i < 16; i++) WritePage(mm, a.Add(i * Page.Size), 7, i + 1);
+        var r = mm.PageOut(a, 16 * Page.Size);
+        Assert.Equal(16, r.Failed);
+        Assert.Equal(0, r.PagedOut);
+        Assert.True(host.Stats.SwapWriteErrors > 0);
+        Assert.Contains("No space left", host.Stats.LastError);
+        AssertConsistent(host, "after failed writes");
+        // Reclaim cannot lose them either while the device keeps failing.
+        host.ReclaimNow(64, ignoreAccessed: true);
+        for (ulong i = 0; i < 16; i++) AssertPage(mm, a.Add(i * Page.Size), 7, i + 1, "after failed page-out");
+        Assert.True(host.Stats.SwapCacheHits > 0);
+        // The device recovers: the same pages go out and come back intact.
+        inj.Write = null;
+        Assert.Equal(16, mm.PageOut(a, 16 * Page.Size).Written);
+        for (ulong i = 0; i < 16; i++) AssertPage(mm, a.Add(i * Page.Size), 7, i + 1, "after recovery");
+        AssertConsistent(host, "after recovery");
+    }
+
+    [Fact]
+    public void SwapIn_CorruptSlot_ReportsChecksumMismatch()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"toyvmm-test-{Guid.NewGuid():N}.swap");
+        try
+        {
+            using var host = NewHost(frames: 128, swapPath: path);
+            var mm = host.CreateAddressSpace();
+            var a = mm.Map(4 * Page.Size, HostProtection.ReadWrite);
+            for (ulong i = 0; i < 4; i++) WritePage(mm, a.Add(i * Page.Size), 8, 1);
+            Assert.Equal(4, mm.PageOut(a, 4 * Page.Size).Written);
+            uint slot = mm.QueryPte(a.Add(2 * Page.Size)).SwapSlot;
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
+            {
+                fs.Position = ((long)slot << Page.Shift) + 100;
+                int b = fs.ReadByte();
+                fs.Position--;
+                fs.WriteByte((byte)(b ^ 0x10));
+            }
+            Assert.Equal(HostFaultStatus.SwapChecksumMismatch, mm.Fault(a.Add(2 * Page.Size), write: false));
+            var e = Assert.Throws<HostMemoryException>(() => mm.ReadUInt64(a.Add(2 * Page.Size)));
+            Assert.Equal(HostFaultStatus.SwapChecksumMismatch, e.Status);
+            Assert.Contains($"slot {slot}", e.Message);
+            Assert.True(host.Stats.SwapChecksumErrors >= 2);
+            // The other pages are intact.
+            AssertPage(mm, a.Add(1 * Page.Size), 8, 1, "neighbour of the corrupt slot");
+            AssertConsistent(host, "after checksum error");
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void SwapIn_ReadFails_ErrorThenRecovers()
+    {
+        using var host = NewHost(frames: 128);
+        var inj = new Injector { Read = s => new IOException("Input/output error") };
+        host.Swap.FaultInjector = inj;
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(Page.Size, HostProtection.ReadWrite);
+        WritePage(mm, a, 9, 3);
+        Assert.Equal(1, mm.PageOut(a, Page.Size).Written);
+        Assert.Equal(HostFaultStatus.SwapReadError, mm.Fault(a, write: false));
+        Assert.True(mm.QueryPte(a).IsSwap);
+        inj.Read = null;
+        AssertPage(mm, a, 9, 3, "after the device recovered");
+        AssertConsistent(host, "after read error");
+    }
+
+    [Fact]
+    public void SwapFile_Temporary_Is0600AndDeletedOnDispose()
+    {
+        string path;
+        using (var host = NewHost(frames: 128))
+        {
+            path = host.Swap.FilePath;
+            Assert.True(host.Swap.IsTemporary);
+            Assert.True(File.Exists(path));
+            if (!OperatingSystem.IsWindows())
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        }
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void SwapFull_DirtyPagesStay_OomReported()
+    {
+        using var host = NewHost(frames: 64, swapPages: 16);
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(200 * Page.Size, HostProtection.ReadWrite);
+        int i = 0;
+        HostFaultStatus st = HostFaultStatus.Ok;
+        for (; i < 200 && st == HostFaultStatus.Ok; i++) st = mm.Fault(a.Add((ulong)i * Page.Size), write: true);
+        Assert.Equal(HostFaultStatus.OutOfMemory, st);
+        Assert.True(host.Stats.SwapFull > 0);
+        Assert.Equal(16, host.Swap.SlotsInUse);
+        AssertConsistent(host, "after swap full");
+    }
+}

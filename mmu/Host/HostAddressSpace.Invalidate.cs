@@ -25,6 +25,14 @@ namespace ToyVmm.Mmu.Host;
 
 public sealed partial class HostAddressSpace
 {
+    /// <summary>
+    /// Follow the broken 2008 order instead of the range protocol: no
+    /// InvalidateRangeStart/End; after the PTEs are already changed, one
+    /// InvalidatePage per page of the range. Only for demonstrating the race
+    /// the invalidate sequence closes (the invariant checker catches it).
+    /// </summary>
+    public bool Broken2008Notifiers { get; set; }
+
     /// <summary>Invalidation starts seen by tests and diagnostics: (range, event) of the most recent one.</summary>
     internal InvalidateRange LastInvalidation { get; private set; }
 
@@ -41,7 +49,7 @@ public sealed partial class HostAddressSpace
             Notifiers.Release();
             return true;
         }
-        if (Notifiers.IsEmpty) return true;
+        if (Notifiers.IsEmpty || Broken2008Notifiers) return true;
         if (Notifiers.InvalidateRangeStart(range)) return true;
         _host.Stats.Count(ref _host.Stats.InvalidateRetries);
         return false;
@@ -51,6 +59,12 @@ public sealed partial class HostAddressSpace
     {
         AssertLocked();
         if (kind == InvalidateEvent.Release || Notifiers.IsEmpty) return;
+        if (Broken2008Notifiers)
+        {
+            // 2008: the secondary MMUs hear of each page only now, after its PTE changed.
+            for (ulong vpn = startVpn; vpn < endVpn; vpn++) Notifiers.InvalidatePage(Hva.FromPageNumber(vpn));
+            return;
+        }
         Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock));
     }
 

@@ -98,8 +98,17 @@ public sealed partial class HostMemory : IDisposable
         Debug.Assert(left >= 0, "no frame is put more often than it was got");
         if (left != 0) return;
         Lru.RemoveIfListed(f);
+        FrameFreed?.Invoke(new Hfn(f));
         Allocator.Free(f);
     }
+
+    /// <summary>
+    /// Called just before a frame goes back to the free list (after every
+    /// invalidation that unmapped it has run); for invariant checkers. Runs on
+    /// whichever thread drops the last reference, with no host lock held but
+    /// possibly a page lock released just before; it must not call back into the host.
+    /// </summary>
+    public Action<Hfn>? FrameFreed { get; set; }
 
     /// <summary>Give back a <c>GetUserPages</c> reference, saying how the page was used.</summary>
     public void ReleasePage(Hfn frame, PageRelease how)

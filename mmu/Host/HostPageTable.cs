@@ -51,6 +51,21 @@ internal sealed class HostPageTable
         return leaf is null ? Pte.None : new Pte(leaf[vpn & Mask]);
     }
 
+    /// <summary>
+    /// Read an entry without the address-space lock (diagnostics only). Tables
+    /// are never freed and are published whole, so this sees the entry's old or
+    /// new value, never garbage.
+    /// </summary>
+    public Pte GetRacy(ulong vpn)
+    {
+        var pdpt = Volatile.Read(ref _pml4[(vpn >> 27) & Mask]);
+        if (pdpt is null) return Pte.None;
+        var pd = Volatile.Read(ref pdpt[(vpn >> 18) & Mask]);
+        if (pd is null) return Pte.None;
+        var leaf = Volatile.Read(ref pd[(vpn >> 9) & Mask]);
+        return leaf is null ? Pte.None : new Pte(Volatile.Read(ref leaf[vpn & Mask]));
+    }
+
     /// <summary>A reference to the entry, creating its tables.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref ulong EntryCreate(ulong vpn)

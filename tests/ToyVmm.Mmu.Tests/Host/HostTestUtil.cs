@@ -78,6 +78,8 @@ internal sealed class RecordingSubscriber : IMmuNotifierSubscriber
     }
 
     public void InvalidateRangeEnd(in InvalidateRange range) { lock (this) Ends.Add(range); }
+    public readonly List<Hva> Pages = new();
+    public void InvalidatePage(Hva address) { lock (this) Pages.Add(address); }
     public bool ClearFlushYoung(Hva start, Hva end) { lock (this) ClearFlushYoungCalls++; return ReportYoung; }
     public bool ClearYoung(Hva start, Hva end) { lock (this) ClearYoungCalls++; return ReportYoung; }
     public bool TestYoung(Hva address) => ReportYoung;

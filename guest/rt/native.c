@@ -120,6 +120,15 @@ long rt_discard(void *start, uint64_t bytes)
 
 int rt_is_vm(void) { return 0; }
 
+void *rt_code_alloc(size_t bytes)
+{
+    if (bytes > 16384)
+        return NULL;
+    /* PROT_READ|PROT_WRITE|PROT_EXEC, MAP_PRIVATE|MAP_ANONYMOUS */
+    long r = sys6(SYS_mmap, 0, 16384, 7, 0x02 | 0x20, -1, 0);
+    return (r < 0 && r > -4096) ? NULL : (void *)r;
+}
+
 static unsigned g_boot_ncpu;
 static uint64_t g_boot_ram;
 

@@ -66,6 +66,10 @@ long rt_discard(void *start, uint64_t bytes);
  * native: an anonymous private mapping of about the same size. */
 void *rt_mem_base(void);
 uint64_t rt_mem_size(void);
+/* bytes (up to 16 KiB, page aligned) of memory that may hold code to run:
+ * VM: a static buffer (the VMM's identity map is executable); native: an
+ * RWX mapping. NULL if unavailable. One buffer per run. */
+void *rt_code_alloc(size_t bytes);
 /* 1 in the VM, 0 native. Never let it change what a program prints. */
 int rt_is_vm(void);
 

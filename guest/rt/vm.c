@@ -61,6 +61,13 @@ long rt_discard(void *start, uint64_t bytes)
 
 int rt_is_vm(void) { return 1; }
 
+static uint8_t g_code_buf[16384] __attribute__((aligned(4096)));
+
+void *rt_code_alloc(size_t bytes)
+{
+    return bytes <= sizeof g_code_buf ? g_code_buf : NULL;
+}
+
 /* Called by crt0 on every vCPU once .bss is clear. */
 _Noreturn void rt_vm_start(unsigned cpu, unsigned ncpu, uint64_t ram_bytes);
 _Noreturn void rt_vm_start(unsigned cpu, unsigned ncpu, uint64_t ram_bytes)

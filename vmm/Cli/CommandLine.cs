@@ -15,7 +15,9 @@ public sealed record CommandLineResult(RunOptions? Options, bool Help, string? E
 public static class CommandLine
 {
     public const string Usage =
-        "usage: toyvmm run GUEST.elf [--memory SIZE] [--vcpus N] [--max-instructions N] [--verbose]";
+        "usage: toyvmm run GUEST.elf [--memory SIZE] [--vcpus N] [--host-memory SIZE] [--check] [--stats]\n" +
+        "                  [--pageout-interval MS] [--notifier-protocol sequence|broken-2008] [--swap-file PATH]\n" +
+        "                  [--flat-memory] [--max-instructions N] [--verbose]";
 
     public const string Help = Usage + """
 
@@ -27,6 +29,14 @@ public static class CommandLine
           --memory SIZE          guest RAM, e.g. 64M, 1G (default 64M; multiple of 1M, 4M..64G);
                                  --ram is a synonym
           --vcpus N              vCPUs, each on its own thread (default 1)
+          --host-memory SIZE     the simulated host's frame pool (default: guest RAM + 1/8); guest
+                                 RAM may be many times larger: the host then swaps and reclaims
+          --check                run the MMU invariant checker; a violation stops the VM (exit 7)
+          --stats                print where the time went (faults, invalidations, host) at exit
+          --pageout-interval MS  force a page-out of a random guest range every MS milliseconds
+          --notifier-protocol P  sequence (default, KVM's protocol) or broken-2008 (the race)
+          --swap-file PATH       the swap file (default: a temporary file, deleted at exit)
+          --flat-memory          one flat block of guest RAM: no host, no secondary MMU
           --max-instructions N   stop the VM when a vCPU has run about N instructions (exit 6)
           --verbose, -v          more VMM detail on standard error
         """;
@@ -64,6 +74,32 @@ public static class CommandLine
                 return $"--max-instructions: '{v}' is not a whole number";
             o.MaxInstructions = n;
             return null;
+        }),
+        ["--host-memory"] = new(true, static (o, v) =>
+        {
+            if (!SizeParser.TryParse(v, out ulong b, out string e)) return $"--host-memory: {e}";
+            o.HostMemoryBytes = b;
+            return null;
+        }),
+        ["--check"] = new(false, static (o, _) => { o.Check = true; return null; }),
+        ["--stats"] = new(false, static (o, _) => { o.Stats = true; return null; }),
+        ["--flat-memory"] = new(false, static (o, _) => { o.FlatMemory = true; return null; }),
+        ["--swap-file"] = new(true, static (o, v) => { o.SwapFile = v; return null; }),
+        ["--pageout-interval"] = new(true, static (o, v) =>
+        {
+            if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int n))
+                return $"--pageout-interval: '{v}' is not a whole number of milliseconds";
+            o.PageOutIntervalMs = n;
+            return null;
+        }),
+        ["--notifier-protocol"] = new(true, static (o, v) =>
+        {
+            switch (v)
+            {
+                case "sequence": o.Protocol = ToyVmm.Mmu.Secondary.NotifierProtocol.Sequence; return null;
+                case "broken-2008": o.Protocol = ToyVmm.Mmu.Secondary.NotifierProtocol.Broken2008; return null;
+                default: return $"--notifier-protocol: '{v}' is not one of sequence, broken-2008";
+            }
         }),
         ["--verbose"] = new(false, static (o, _) => { o.Verbose = true; return null; }),
         ["-v"] = new(false, static (o, _) => { o.Verbose = true; return null; }),

@@ -20,6 +20,8 @@ public static class ExitCodes
     public const int HostOutOfMemory = 5;
     /// <summary>A vCPU reached the --max-instructions limit.</summary>
     public const int InstructionLimit = 6;
+    /// <summary>The MMU invariant checker (--check) caught a secondary mapping of a page the host no longer maps.</summary>
+    public const int InvariantViolation = 7;
     /// <summary>Stopped by SIGINT/SIGTERM (128 + SIGINT).</summary>
     public const int Interrupted = 130;
 }

@@ -29,6 +29,12 @@ internal static partial class Log
     [LoggerMessage(EventId = 8, Level = LogLevel.Critical, Message = "internal error: {Reason}")]
     public static partial void InternalError(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 10, Level = LogLevel.Error, Message = "{Reason}")]
+    public static partial void InvariantViolation(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "{Line}")]
+    public static partial void Stat(ILogger logger, string line);
+
     [LoggerMessage(EventId = 9, Level = LogLevel.Debug, Message = "VM ended: {Outcome}, status {Status}, {Instructions} instructions; console {ConsoleBytes} bytes, unknown port in/out {PortIn}/{PortOut}, hypercalls {Hypercalls} ({UnknownHypercalls} unknown)")]
     public static partial void Ended(ILogger logger, string outcome, int status, long instructions, long consoleBytes,
         long portIn, long portOut, long hypercalls, long unknownHypercalls);

@@ -23,6 +23,30 @@ public sealed class RunOptions
     /// <summary>Per-vCPU instruction budget (--max-instructions); 0 means none.</summary>
     public long MaxInstructions { get; set; }
 
+    /// <summary>
+    /// Host frame pool in bytes (--host-memory): a multiple of 4 KiB, at least 256 KiB.
+    /// 0 means as large as guest RAM plus 1/8 (no host pressure).
+    /// </summary>
+    public ulong HostMemoryBytes { get; set; }
+
+    /// <summary>Back guest RAM with one flat block instead of the host and the secondary MMU (--flat-memory).</summary>
+    public bool FlatMemory { get; set; }
+
+    /// <summary>Run the MMU invariant checker (--check); a violation stops the VM (exit 7).</summary>
+    public bool Check { get; set; }
+
+    /// <summary>The fault/invalidate protocol (--notifier-protocol sequence|broken-2008).</summary>
+    public ToyVmm.Mmu.Secondary.NotifierProtocol Protocol { get; set; }
+
+    /// <summary>The swap file (--swap-file PATH); a temporary file deleted at exit when null.</summary>
+    public string? SwapFile { get; set; }
+
+    /// <summary>Force a page-out of a random guest range every N ms while the guest runs (--pageout-interval N); 0 = off.</summary>
+    public int PageOutIntervalMs { get; set; }
+
+    /// <summary>Print where the time went (faults, invalidations, host) on standard error at exit (--stats).</summary>
+    public bool Stats { get; set; }
+
     /// <summary>Log VMM details at Debug level to standard error (--verbose).</summary>
     public bool Verbose { get; set; }
 }

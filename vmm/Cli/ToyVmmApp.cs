@@ -79,6 +79,13 @@ public static class ToyVmmApp
                 o.Vcpus = options.Vcpus;
                 o.MaxInstructions = options.MaxInstructions;
                 o.Verbose = options.Verbose;
+                o.HostMemoryBytes = options.HostMemoryBytes;
+                o.FlatMemory = options.FlatMemory;
+                o.Check = options.Check;
+                o.Protocol = options.Protocol;
+                o.SwapFile = options.SwapFile;
+                o.PageOutIntervalMs = options.PageOutIntervalMs;
+                o.Stats = options.Stats;
             })
             .ValidateOnStart();
         builder.Services.AddSingleton<ExitStatus>();

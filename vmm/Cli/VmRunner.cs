@@ -2,6 +2,8 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ToyVmm.Loader;
+using ToyVmm.Mmu.Host;
+using ToyVmm.Mmu.Secondary;
 using ToyVmm.Vm;
 
 namespace ToyVmm.Cli;
@@ -80,28 +82,63 @@ public sealed class VmRunner : BackgroundService
         }
 
         var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue);
+        HostBackedMemory? backing = null;
         VirtualMachine vm;
         try
         {
-            vm = VirtualMachine.Create(config, image, _console.Stream, logger: _logger);
+            if (!o.FlatMemory)
+                backing = new HostBackedMemory(o.MemoryBytes, o.Vcpus, new GuestMemoryConfig(
+                    HostMemoryBytes: o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3),
+                    SwapFilePath: o.SwapFile,
+                    Protocol: o.Protocol,
+                    Check: o.Check,
+                    PageOutIntervalMs: o.PageOutIntervalMs), _logger);
+            vm = VirtualMachine.Create(config, image, _console.Stream,
+                backing is null ? null : _ => backing.Mmu, logger: _logger);
         }
         catch (OutOfMemoryException)
         {
+            backing?.Dispose();
             Log.HostOutOfMemory(_logger, $"cannot allocate {SizeParser.Format(o.MemoryBytes)} of guest RAM");
             return ExitCodes.HostOutOfMemory;
         }
+        catch (HostMemoryException ex)
+        {
+            backing?.Dispose();
+            Log.HostOutOfMemory(_logger, ex.Message);
+            return ExitCodes.HostOutOfMemory;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            backing?.Dispose();
+            Log.VmError(_logger, $"cannot set up the host: {ex.Message}");
+            return ExitCodes.VmError;
+        }
         catch (ArgumentException ex)
         {
+            backing?.Dispose();
             Log.VmError(_logger, ex.Message);
             return ExitCodes.Usage;
         }
 
+        using (backing)
         using (vm)
         {
+            if (backing?.Checker is { } checker)
+            {
+                checker.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
+                checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
+            }
             var result = vm.Run(stoppingToken);
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
+            if (o.Stats)
+            {
+                Log.Stat(_logger, $"guest: {result.InstructionsRetired} instructions retired");
+                if (backing is not null)
+                    foreach (var line in backing.Summary()) Log.Stat(_logger, line);
+            }
             return ToExitCode(result);
         }
     }
@@ -123,6 +160,9 @@ public sealed class VmRunner : BackgroundService
             case VmOutcome.HostOutOfMemory:
                 Log.HostOutOfMemory(_logger, message);
                 return ExitCodes.HostOutOfMemory;
+            case VmOutcome.InvariantViolation:
+                Log.InvariantViolation(_logger, message);
+                return ExitCodes.InvariantViolation;
             case VmOutcome.Interrupted:
                 Log.Interrupted(_logger, message);
                 return ExitCodes.Interrupted;

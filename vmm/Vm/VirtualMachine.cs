@@ -171,6 +171,12 @@ public sealed class VirtualMachine : IDisposable
         catch (NotImplementedException) { return 0; }
     }
 
+    /// <summary>The vCPUs' links (null entries before <see cref="Run"/>).</summary>
+    public IReadOnlyList<VcpuLink?> Links => _links;
+
+    /// <summary>Ends the VM from outside (the invariant checker, a host failure): the first ending wins.</summary>
+    public void Stop(VmOutcome outcome, string message) => Finish(new VmResult(outcome, 0, message, 0));
+
     private void OnExitPort(int vcpuIndex, int status) =>
         Finish(new VmResult(VmOutcome.ExitPort, status, $"vCPU {vcpuIndex} wrote exit status {status} to port 0xF4", 0));
 

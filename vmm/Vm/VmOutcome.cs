@@ -15,6 +15,8 @@ public enum VmOutcome
     HostOutOfMemory,
     /// <summary>The run was cancelled from outside (Ctrl+C, SIGTERM, a test).</summary>
     Interrupted,
+    /// <summary>The MMU invariant checker caught a broken invariant (--check).</summary>
+    InvariantViolation,
     /// <summary>The VMM itself failed (a bug): an exception escaped a vCPU.</summary>
     InternalError,
 }

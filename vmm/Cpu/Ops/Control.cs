@@ -107,7 +107,7 @@ internal static unsafe class Control
         var k = ins.Op0Kind;
         if (k is OpKind.NearBranch64) { op->Disp = (long)ins.NearBranchTarget; op->H = call ? &Call : &Jmp; return true; }
         if (k == OpKind.Register && ins.Op0Register.GetSize() == 8) { op->R = Gpr(ins.Op0Register); op->H = call ? &CallR : &JmpR; return true; }
-        if (k == OpKind.Memory && ins.MemorySize == MemorySize.UInt64) { Operands.Mem(ins, op); op->H = call ? &CallM : &JmpM; return true; }
+        if (k == OpKind.Memory && ins.Code is Code.Jmp_rm64 or Code.Call_rm64) { Operands.Mem(ins, op); op->H = call ? &CallM : &JmpM; return true; }
         return false;   // far forms and 16/32-bit near forms
     }
 

@@ -46,6 +46,7 @@ internal unsafe struct CpuState
     public ushort GdtLimit, IdtLimit, TrLimit, TrSel, LdtSel;
 
     public uint Mxcsr;
+    public int SseFault;                  // 0, or the vector an SSE instruction raises now (#UD or #NM), from CR0/CR4
     public ushort Fcw, Fsw;
     public byte Ftw;
     public fixed ulong Xmm[32];           // XMM0..15, two qwords each (low first)

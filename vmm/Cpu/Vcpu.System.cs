@@ -55,6 +55,7 @@ public sealed unsafe partial class Vcpu
                 if ((v & Cr0Pg) != 0 && (v & Cr0Pe) == 0) throw GuestFault.Gp();
                 if ((v >> 32) != 0) throw GuestFault.Gp();
                 _s->Cr0 = v | 0x10;
+                UpdateSseFault();
                 if ((_s->Efer & EferLme) != 0 && (v & Cr0Pg) != 0) _s->Efer |= EferLma;
                 FlushTlb();
                 break;
@@ -63,6 +64,7 @@ public sealed unsafe partial class Vcpu
             case 4:
                 if ((v & 0x20) == 0 && (_s->Efer & EferLma) != 0) throw GuestFault.Gp();   // PAE cannot be cleared in long mode
                 _s->Cr4 = v;
+                UpdateSseFault();
                 FlushTlb();
                 break;
             default: _s->Cr8 = v & 15; break;

@@ -30,6 +30,7 @@ public sealed unsafe partial class Vcpu : IDisposable
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _s->Self = GCHandle.ToIntPtr(_self);
         _tscBase = System.Diagnostics.Stopwatch.GetTimestamp();
+        UpdateSseFault();
         FlushTlb();
     }
 
@@ -49,10 +50,10 @@ public sealed unsafe partial class Vcpu : IDisposable
     public ulong Rip { get => _s->Rip; set => _s->Rip = value; }
     /// <summary>Architectural RFLAGS (lazy flags materialised on read).</summary>
     public ulong Rflags { get => Flags.Read(_s); set => Flags.Write(_s, value); }
-    public ulong Cr0 { get => _s->Cr0; set { _s->Cr0 = value | 0x10; FlushTlb(); } }
+    public ulong Cr0 { get => _s->Cr0; set { _s->Cr0 = value | 0x10; UpdateSseFault(); FlushTlb(); } }
     public ulong Cr2 { get => _s->Cr2; set => _s->Cr2 = value; }
     public ulong Cr3 { get => _s->Cr3; set { _s->Cr3 = value; FlushTlb(); } }
-    public ulong Cr4 { get => _s->Cr4; set { _s->Cr4 = value; FlushTlb(); } }
+    public ulong Cr4 { get => _s->Cr4; set { _s->Cr4 = value; UpdateSseFault(); FlushTlb(); } }
     public ulong Efer { get => _s->Efer; set { _s->Efer = value; FlushTlb(); } }
     public UInt128 GetXmm(int index) => new(_s->Xmm[(index & 15) * 2 + 1], _s->Xmm[(index & 15) * 2]);
     public void SetXmm(int index, UInt128 value)
@@ -86,6 +87,9 @@ public sealed unsafe partial class Vcpu : IDisposable
 
     /// <summary>Instructions retired since construction.</summary>
     public long InstructionsRetired => _s->Retired;
+
+    internal void UpdateSseFault() =>
+        _s->SseFault = (_s->Cr0 & Cr0Em) != 0 || (_s->Cr4 & 0x200) == 0 ? Vec.UD : (_s->Cr0 & Cr0Ts) != 0 ? Vec.NM : 0;
 
     internal void SetCpl(int cpl)
     {

@@ -1,19 +1,273 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Iced.Intel;
+using static ToyVmm.Cpu.Operands;
+using V = System.Runtime.Intrinsics.Vector128<byte>;
+using X86Sse = System.Runtime.Intrinsics.X86.Sse;
 
 namespace ToyVmm.Cpu.Ops;
 
-/// <summary>SSE/SSE2 as gcc emits it, and fxsave/fxrstor.</summary>
+/// <summary>
+/// SSE/SSE2 as gcc emits it, ldmxcsr/stmxcsr, fxsave/fxrstor. Op fields: R = destination
+/// xmm (or GPR), R2 = source xmm (or GPR); Y = 1 when the source or destination is memory;
+/// X = memory width (0 m128 aligned, 1 m128 unaligned, 2 m64, 3 m32, 4 m16).
+/// Every handler first checks CR0.EM/TS and CR4.OSFXSR (#UD / #NM).
+/// </summary>
 internal static unsafe partial class Sse
 {
-    public static void Register()
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V Ld(CpuState* s, int i) => Vector128.Load((byte*)&s->Xmm[i * 2]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void St(CpuState* s, int i, V v) => v.Store((byte*)&s->Xmm[i * 2]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Check(CpuState* s) { if (s->SseFault != 0) Raise(s); }
+
+    private static void Raise(CpuState* s) => throw new GuestFault(s->SseFault);
+
+    private static V Load(CpuState* s, ulong ea, int width)
     {
-        // movsd and cmpsd name both a string instruction and an SSE2 one.
-        Binder.Add(Mnemonic.Movsd, (in Instruction i, Op* o) => i.Code == Code.Movsd_m32_m32 ? StringOps.Bind(i, o, 0) : BindSse(i, o));
-        Binder.Add(Mnemonic.Cmpsd, (in Instruction i, Op* o) => i.Code == Code.Cmpsd_m32_m32 ? StringOps.Bind(i, o, 3) : BindSse(i, o));
-        RegisterSse();
+        switch (width)
+        {
+            case 0:
+                if ((ea & 15) != 0) throw GuestFault.Gp();
+                goto case 1;
+            case 1:
+            {
+                var v = Mem.Read128(s, ea);
+                return Vector128.Create((ulong)v, (ulong)(v >> 64)).AsByte();
+            }
+            case 2: return Vector128.CreateScalar(Mem.Read<S64>(s, ea)).AsByte();
+            case 3: return Vector128.CreateScalar((uint)Mem.Read<S32>(s, ea)).AsByte();
+            default: return Vector128.CreateScalar((ushort)Mem.Read<S16>(s, ea)).AsByte();
+        }
     }
 
-    static partial void RegisterSse();
+    private static void Store(CpuState* s, ulong ea, int width, V v)
+    {
+        var q = v.AsUInt64();
+        switch (width)
+        {
+            case 0:
+                if ((ea & 15) != 0) throw GuestFault.Gp();
+                goto case 1;
+            case 1: Mem.Write128(s, ea, new UInt128(q.GetElement(1), q.GetElement(0))); break;
+            case 2: Mem.Write<S64>(s, ea, q.GetElement(0)); break;
+            case 3: Mem.Write<S32>(s, ea, q.GetElement(0)); break;
+            default: Mem.Write<S16>(s, ea, q.GetElement(0)); break;
+        }
+    }
 
-    private static bool BindSse(in Instruction ins, Op* op) => false;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static V Src(CpuState* s, Op* op) => op->Y == 0 ? Ld(s, op->R2) : Load(s, Mem.Ea(s, op), op->X);
+
+    /// <summary>dst = O(dst, src, imm).</summary>
+    public static Op* V2<O>(CpuState* s, Op* op) where O : struct, IV2
+    {
+        Check(s);
+        V b = Src(s, op);
+        St(s, op->R, O.Do(Ld(s, op->R), b, op->Imm));
+        return op + 1;
+    }
+
+    /// <summary>Loads from memory zero-extending the scalar (movss/movsd/movq/movd loads); register forms use V2 merges.</summary>
+    public static Op* LoadZx(CpuState* s, Op* op)
+    {
+        Check(s);
+        St(s, op->R, Load(s, Mem.Ea(s, op), op->X));
+        return op + 1;
+    }
+
+    /// <summary>Stores xmm R (width X) to memory.</summary>
+    public static Op* StoreM(CpuState* s, Op* op)
+    {
+        Check(s);
+        Store(s, Mem.Ea(s, op), op->X, Ld(s, op->R));
+        return op + 1;
+    }
+
+    /// <summary>movhps/movhpd store: the high qword.</summary>
+    public static Op* StoreHigh(CpuState* s, Op* op)
+    {
+        Check(s);
+        Mem.Write<S64>(s, Mem.Ea(s, op), Ld(s, op->R).AsUInt64().GetElement(1));
+        return op + 1;
+    }
+
+    /// <summary>movhps/movhpd load: the high qword from memory.</summary>
+    public static Op* LoadHigh(CpuState* s, Op* op)
+    {
+        Check(s);
+        ulong v = Mem.Read<S64>(s, Mem.Ea(s, op));
+        St(s, op->R, Ld(s, op->R).AsUInt64().WithElement(1, v).AsByte());
+        return op + 1;
+    }
+
+    /// <summary>movlps/movlpd load: the low qword from memory, high kept.</summary>
+    public static Op* LoadLow(CpuState* s, Op* op)
+    {
+        Check(s);
+        ulong v = Mem.Read<S64>(s, Mem.Ea(s, op));
+        St(s, op->R, Ld(s, op->R).AsUInt64().WithElement(0, v).AsByte());
+        return op + 1;
+    }
+
+    // movd/movq between a GPR (R2) and xmm (R): X = 3 dword, 2 qword.
+    public static Op* GprToXmm(CpuState* s, Op* op)
+    {
+        Check(s);
+        ulong v = op->X == 3 ? (uint)s->Regs[op->R2] : s->Regs[op->R2];
+        St(s, op->R, Vector128.CreateScalar(v).AsByte());
+        return op + 1;
+    }
+
+    public static Op* XmmToGpr(CpuState* s, Op* op)
+    {
+        Check(s);
+        ulong v = Ld(s, op->R).AsUInt64().ToScalar();
+        s->Regs[op->R2] = op->X == 3 ? (uint)v : v;
+        return op + 1;
+    }
+
+    // X: 0 pmovmskb, 1 movmskps, 2 movmskpd. R2 = GPR destination, R = xmm.
+    public static Op* MoveMask(CpuState* s, Op* op)
+    {
+        Check(s);
+        V v = Ld(s, op->R);
+        s->Regs[op->R2] = op->X switch
+        {
+            0 => (uint)Sse2.MoveMask(v),
+            1 => (uint)X86Sse.MoveMask(v.AsSingle()),
+            _ => (uint)Sse2.MoveMask(v.AsDouble()),
+        };
+        return op + 1;
+    }
+
+    public static Op* Pextrw(CpuState* s, Op* op)
+    {
+        Check(s);
+        s->Regs[op->R2] = Ld(s, op->R).AsUInt16().GetElement(op->Imm & 7);
+        return op + 1;
+    }
+
+    public static Op* Pinsrw(CpuState* s, Op* op)
+    {
+        Check(s);
+        ushort v = op->Y == 0 ? (ushort)s->Regs[op->R2] : (ushort)Mem.Read<S16>(s, Mem.Ea(s, op));
+        St(s, op->R, Ld(s, op->R).AsUInt16().WithElement(op->Imm & 7, v).AsByte());
+        return op + 1;
+    }
+
+    // ucomisd/comisd (X = 0) and ucomiss/comiss (X = 1): ZF PF CF; OF SF AF cleared.
+    public static Op* Ucomi(CpuState* s, Op* op)
+    {
+        Check(s);
+        V a = Ld(s, op->R);
+        V b = op->Y == 0 ? Ld(s, op->R2) : Load(s, Mem.Ea(s, op), op->X == 0 ? 2 : 3);
+        double x, y;
+        if (op->X == 0) { x = a.AsDouble().ToScalar(); y = b.AsDouble().ToScalar(); }
+        else { x = a.AsSingle().ToScalar(); y = b.AsSingle().ToScalar(); }
+        ulong f = double.IsNaN(x) || double.IsNaN(y) ? Flags.ZF | Flags.PF | Flags.CF : x < y ? Flags.CF : x == y ? Flags.ZF : 0;
+        Flags.Merge(s, f, Flags.Arith);
+        return op + 1;
+    }
+
+    // cvtsi2sd / cvtsi2ss: R = xmm, source GPR R2 or memory; X = 3 (32-bit) or 2 (64-bit); Imm = 1 for single.
+    public static Op* CvtSi2F(CpuState* s, Op* op)
+    {
+        Check(s);
+        long v = op->Y == 0
+            ? (op->X == 3 ? (int)s->Regs[op->R2] : (long)s->Regs[op->R2])
+            : (op->X == 3 ? (int)Mem.Read<S32>(s, Mem.Ea(s, op)) : (long)Mem.Read<S64>(s, Mem.Ea(s, op)));
+        V a = Ld(s, op->R);
+        V r = op->Imm == 1
+            ? X86Sse.X64.ConvertScalarToVector128Single(a.AsSingle(), v).AsByte()
+            : Sse2.X64.ConvertScalarToVector128Double(a.AsDouble(), v).AsByte();
+        St(s, op->R, r);
+        return op + 1;
+    }
+
+    // cvt(t)sd2si / cvt(t)ss2si: R2 = GPR destination, R = xmm source (or memory);
+    // X = source width (2 sd, 3 ss); Imm bit 0: truncate; bit 1: 64-bit destination.
+    public static Op* CvtF2Si(CpuState* s, Op* op)
+    {
+        Check(s);
+        V src = op->Y == 0 ? Ld(s, op->R) : Load(s, Mem.Ea(s, op), op->X);
+        bool trunc = (op->Imm & 1) != 0, wide = (op->Imm & 2) != 0;
+        ulong r;
+        if (op->X == 2)
+        {
+            var d = src.AsDouble();
+            r = wide ? (ulong)(trunc ? Sse2.X64.ConvertToInt64WithTruncation(d) : Sse2.X64.ConvertToInt64(d))
+                     : (uint)(trunc ? Sse2.ConvertToInt32WithTruncation(d) : Sse2.ConvertToInt32(d));
+        }
+        else
+        {
+            var f = src.AsSingle();
+            r = wide ? (ulong)(trunc ? X86Sse.X64.ConvertToInt64WithTruncation(f) : X86Sse.X64.ConvertToInt64(f))
+                     : (uint)(trunc ? X86Sse.ConvertToInt32WithTruncation(f) : X86Sse.ConvertToInt32(f));
+        }
+        s->Regs[op->R2] = r;
+        return op + 1;
+    }
+
+    public static Op* Ldmxcsr(CpuState* s, Op* op)
+    {
+        Check(s);
+        uint v = (uint)Mem.Read<S32>(s, Mem.Ea(s, op));
+        if ((v & ~0xFFFFu) != 0) throw GuestFault.Gp();
+        s->Mxcsr = v;
+        return op + 1;
+    }
+
+    public static Op* Stmxcsr(CpuState* s, Op* op)
+    {
+        Check(s);
+        Mem.Write<S32>(s, Mem.Ea(s, op), s->Mxcsr);
+        return op + 1;
+    }
+
+    // fxsave / fxrstor (64-bit layout): x87 control/status/tag, MXCSR, XMM0-15.
+    public static Op* Fxsave(CpuState* s, Op* op)
+    {
+        if ((s->Cr0 & (Vcpu.Cr0Em | Vcpu.Cr0Ts)) != 0) throw new GuestFault((s->Cr0 & Vcpu.Cr0Em) != 0 ? Vec.UD : Vec.NM);
+        ulong ea = Mem.Ea(s, op);
+        if ((ea & 15) != 0) throw GuestFault.Gp();
+        Vcpu.Of(s).ProbeWrite(ea, 512);
+        Mem.Write<S16>(s, ea, s->Fcw);
+        Mem.Write<S16>(s, ea + 2, s->Fsw);
+        Mem.Write<S8>(s, ea + 4, s->Ftw);
+        Mem.Write<S8>(s, ea + 5, 0);
+        Mem.Write<S16>(s, ea + 6, 0);
+        Mem.Write<S64>(s, ea + 8, 0);
+        Mem.Write<S64>(s, ea + 16, 0);
+        Mem.Write<S32>(s, ea + 24, s->Mxcsr);
+        Mem.Write<S32>(s, ea + 28, 0xFFFF);
+        for (int i = 0; i < 16; i++)
+        {
+            Mem.Write<S64>(s, ea + 160 + (ulong)i * 16, s->Xmm[i * 2]);
+            Mem.Write<S64>(s, ea + 168 + (ulong)i * 16, s->Xmm[i * 2 + 1]);
+        }
+        return op + 1;
+    }
+
+    public static Op* Fxrstor(CpuState* s, Op* op)
+    {
+        if ((s->Cr0 & (Vcpu.Cr0Em | Vcpu.Cr0Ts)) != 0) throw new GuestFault((s->Cr0 & Vcpu.Cr0Em) != 0 ? Vec.UD : Vec.NM);
+        ulong ea = Mem.Ea(s, op);
+        if ((ea & 15) != 0) throw GuestFault.Gp();
+        uint mxcsr = (uint)Mem.Read<S32>(s, ea + 24);
+        if ((mxcsr & ~0xFFFFu) != 0) throw GuestFault.Gp();
+        Mem.Read<S64>(s, ea + 504);   // the whole area must be readable before anything changes
+        var x = stackalloc ulong[32];
+        for (int i = 0; i < 32; i++) x[i] = Mem.Read<S64>(s, ea + 160 + (ulong)i * 8);
+        s->Fcw = (ushort)Mem.Read<S16>(s, ea);
+        s->Fsw = (ushort)Mem.Read<S16>(s, ea + 2);
+        s->Ftw = (byte)Mem.Read<S8>(s, ea + 4);
+        s->Mxcsr = mxcsr;
+        for (int i = 0; i < 32; i++) s->Xmm[i] = x[i];
+        return op + 1;
+    }
 }

@@ -8,20 +8,31 @@ namespace ToyVmm.Mmu.Tests.Secondary;
 /// <summary>
 /// The fault/invalidate protocol under forced interleavings: a hook pauses the
 /// fault between get_user_pages and the locked re-check while the test runs an
-/// invalidation on another thread.
+/// invalidation on another thread. A contract suite: it runs against the small
+/// <see cref="TestHost"/> and against the real simulated host.
 /// </summary>
-public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
+public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
 {
-    private const ulong Ram = 64 * 4096;
+    protected const ulong Ram = 64 * 4096;
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
 
-    private static (TestHost host, EptMmu mmu, MmuInvariantChecker checker, VcpuLink vcpu) Make(NotifierProtocol protocol = NotifierProtocol.Sequence, int frames = 256)
+    /// <summary>A host for the suite: its binding, where RAM is mapped, and a PTE-clearing eviction.</summary>
+    protected interface IProtocolHost : IDisposable
     {
-        var host = new TestHost(frames) { Broken2008 = protocol == NotifierProtocol.Broken2008 };
-        var mmu = new EptMmu(host, Ram, TestHost.RamBase, protocol);
+        IHostMemory Memory { get; }
+        Hva RamBase { get; }
+        /// <summary>Clear the PTEs of [start, start+bytes) whatever references are held (reclaim's unmap), through the host's notifier order.</summary>
+        void Evict(Hva start, ulong bytes);
+        bool FrameBacks(Hfn frame, Hva address) => Memory.FrameBacks(frame, address);
+    }
+
+    protected abstract IProtocolHost CreateHost(int frames, bool broken2008, MmuInvariantChecker checker);
+
+    private (IProtocolHost host, EptMmu mmu, MmuInvariantChecker checker, VcpuLink vcpu) Make(NotifierProtocol protocol = NotifierProtocol.Sequence, int frames = 256)
+    {
         var checker = new MmuInvariantChecker();
-        mmu.Checker = checker;
-        host.FrameFreed = checker.OnFrameFree;
+        var host = CreateHost(frames, protocol == NotifierProtocol.Broken2008, checker);
+        var mmu = new EptMmu(host.Memory, Ram, host.RamBase, protocol) { Checker = checker };
         var vcpu = new VcpuLink(0);
         mmu.AttachVcpu(vcpu);
         return (host, mmu, checker, vcpu);
@@ -91,7 +102,7 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
             if (!once) return;
             once = false;
             // The reclaimer runs to completion between get_user_pages and the install.
-            var reclaim = new Thread(() => host.PageOut(TestHost.RamBase.Add(gpa.Value), 4096));
+            var reclaim = new Thread(() => host.Evict(host.RamBase.Add(gpa.Value), 4096));
             reclaim.Start();
             Assert.True(reclaim.Join(Patience));
         };
@@ -103,7 +114,7 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
         else
         {
             var e = mmu.Table.Lookup(gpa.PageNumber);
-            Assert.True(host.FrameBacks(e.Frame, TestHost.RamBase.Add(gpa.Value)));
+            Assert.True(host.FrameBacks(e.Frame, host.RamBase.Add(gpa.Value)));
         }
         host.Dispose();
     }
@@ -113,7 +124,7 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
     {
         var (host, mmu, checker, vcpu) = Make();
         var gpa = new Gpa(0x9000);
-        var hva = TestHost.RamBase.Add(gpa.Value);
+        var hva = host.RamBase.Add(gpa.Value);
         var range = new InvalidateRange(hva, hva.Add(4096), InvalidateEvent.Clear, true);
         int hookCalls = 0;
         var startDone = new ManualResetEventSlim();
@@ -124,10 +135,10 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
             if (Interlocked.Increment(ref hookCalls) != 1) return;
             invalidator = new Thread(() =>
             {
-                host.Notifiers.InvalidateRangeStart(range);
+                host.Memory.Notifiers.InvalidateRangeStart(range);
                 startDone.Set();
                 letEnd.Wait(Patience);
-                host.Notifiers.InvalidateRangeEnd(range);
+                host.Memory.Notifiers.InvalidateRangeEnd(range);
             });
             invalidator.Start();
             Assert.True(startDone.Wait(Patience));
@@ -151,16 +162,16 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
     public void OverlappingInvalidations_FaultRetriesUntilBothEnd()
     {
         var (host, mmu, checker, vcpu) = Make();
-        var a = new InvalidateRange(TestHost.RamBase, TestHost.RamBase.Add(8 * 4096), InvalidateEvent.Clear, true);
-        var b = new InvalidateRange(TestHost.RamBase.Add(4 * 4096), TestHost.RamBase.Add(16 * 4096), InvalidateEvent.Unmap, true);
-        host.Notifiers.InvalidateRangeStart(a);
-        host.Notifiers.InvalidateRangeStart(b);
+        var a = new InvalidateRange(host.RamBase, host.RamBase.Add(8 * 4096), InvalidateEvent.Clear, true);
+        var b = new InvalidateRange(host.RamBase.Add(4 * 4096), host.RamBase.Add(16 * 4096), InvalidateEvent.Unmap, true);
+        host.Memory.Notifiers.InvalidateRangeStart(a);
+        host.Memory.Notifiers.InvalidateRangeStart(b);
         var fault = new Thread(() => mmu.Translate(vcpu, new Gpa(10 * 4096), AccessKind.Read, out _));
         fault.Start();
-        host.Notifiers.InvalidateRangeEnd(a);
+        host.Memory.Notifiers.InvalidateRangeEnd(a);
         // b still covers page 10 (and the merged range [0, 16) stays until the last end).
         Assert.False(fault.Join(TimeSpan.FromMilliseconds(100)));
-        host.Notifiers.InvalidateRangeEnd(b);
+        host.Memory.Notifiers.InvalidateRangeEnd(b);
         Assert.True(fault.Join(Patience));
         Assert.True(mmu.Table.Lookup(10).IsPresent);
         Assert.Equal(0, checker.ViolationCount);
@@ -210,15 +221,15 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
         mmu.AfterGetUserPageHook = (g, _) =>
         {
             if (g.PageNumber != 3) return;
-            var ager = new Thread(() => youngDuringFault = mmu.ClearYoung(TestHost.RamBase.Add(3 * 4096), TestHost.RamBase.Add(4 * 4096)));
+            var ager = new Thread(() => youngDuringFault = mmu.ClearYoung(host.RamBase.Add(3 * 4096), host.RamBase.Add(4 * 4096)));
             ager.Start();
             Assert.True(ager.Join(Patience));
         };
         mmu.Translate(vcpu, new Gpa(0x3000), AccessKind.Read, out _);
         Assert.False(youngDuringFault);       // nothing installed for page 3 while the fault was in flight
-        Assert.True(mmu.TestYoung(TestHost.RamBase.Add(3 * 4096)));
-        Assert.True(mmu.ClearYoung(TestHost.RamBase, TestHost.RamBase.Add(Ram)));
-        Assert.False(mmu.TestYoung(TestHost.RamBase.Add(0x1000)));
+        Assert.True(mmu.TestYoung(host.RamBase.Add(3 * 4096)));
+        Assert.True(mmu.ClearYoung(host.RamBase, host.RamBase.Add(Ram)));
+        Assert.False(mmu.TestYoung(host.RamBase.Add(0x1000)));
         Assert.Equal(0, checker.ViolationCount);
         host.Dispose();
     }
@@ -228,7 +239,7 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
     {
         const int seed = 1234;
         output.WriteLine($"seed {seed}");
-        var (host, mmu, checker, vcpu) = Make(frames: 32);
+        var (host, mmu, checker, vcpu) = Make(frames: 64);
         var stop = DateTime.UtcNow.AddSeconds(2);
         var pager = new Thread(() =>
         {
@@ -257,4 +268,44 @@ public unsafe class EptMmuProtocolTests(ITestOutputHelper output)
         Assert.Equal(0, checker.ViolationCount);
         host.Dispose();
     }
+}
+
+public sealed class EptMmuProtocolOnTestHostTests(ITestOutputHelper output) : EptMmuProtocolContract(output)
+{
+    private sealed class Small(TestHost host) : IProtocolHost
+    {
+        public IHostMemory Memory => host;
+        public Hva RamBase => TestHost.RamBase;
+        public void Evict(Hva start, ulong bytes) => host.Evict(start, bytes, keep: true);
+        public void Dispose() => host.Dispose();
+    }
+
+    protected override IProtocolHost CreateHost(int frames, bool broken2008, MmuInvariantChecker checker) =>
+        new Small(new TestHost(frames) { Broken2008 = broken2008, FrameFreed = checker.OnFrameFree });
+}
+
+public sealed class EptMmuProtocolOnRealHostTests(ITestOutputHelper output) : EptMmuProtocolContract(output)
+{
+    private sealed class Real : IProtocolHost
+    {
+        private readonly Mmu.Host.HostMemory _host;
+        private readonly Mmu.Host.HostAddressSpace _space;
+        public Real(int frames, bool broken2008, MmuInvariantChecker checker)
+        {
+            _host = new Mmu.Host.HostMemory(new Mmu.Host.HostMemoryOptions { HostMemoryBytes = (ulong)frames << Page.Shift, SwapBytes = 4UL << 20 });
+            _host.FrameFreed = checker.OnFrameFree;
+            _space = _host.CreateAddressSpace();
+            _space.Broken2008Notifiers = broken2008;
+            RamBase = _space.Map(Ram, Mmu.Host.HostProtection.ReadWrite);
+            Memory = new Mmu.Host.SecondaryHostBinding(_space);
+        }
+        public IHostMemory Memory { get; }
+        public Hva RamBase { get; }
+        // MADV_DONTNEED clears PTEs whatever references are held, as try_to_unmap does.
+        public void Evict(Hva start, ulong bytes) => _space.DontNeed(start, bytes);
+        public void Dispose() { _space.Dispose(); _host.Dispose(); }
+    }
+
+    protected override IProtocolHost CreateHost(int frames, bool broken2008, MmuInvariantChecker checker) =>
+        new Real(frames, broken2008, checker);
 }

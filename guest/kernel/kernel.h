@@ -69,7 +69,7 @@ static inline void invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" : : "r"(
 /* cpu.c */
 void cpu_setup(void);
 struct kernel_stats {
-    uint64_t de, bp, ud, gp_user, pf, pf_demand, pf_wp, pf_user;
+    uint64_t de, bp, ud, ud_lretq, gp_user, pf, pf_demand, pf_wp, pf_user;
     uint64_t last_pf_addr, last_pf_error, last_pf_rip;
     uint64_t int80, int80_cs, syscalls, syscall_user_rip, syscall_user_rflags, syscall_cs;
     uint64_t report[8];

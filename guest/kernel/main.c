@@ -166,6 +166,17 @@ int main(unsigned cpu, unsigned ncpu, uint64_t ram_bytes)
     __asm__ volatile("str %0" : "=r"(tr));
     check("GDT, TSS and IDT loaded", tr == SEL_TSS);
 
+    /* Reload CS from the new GDT with a far return. */
+    uint16_t cs;
+    __asm__ volatile("pushq $0x08\n\t"
+                     "leaq 1f(%%rip), %%rax\n\t"
+                     "pushq %%rax\n\t"
+                     "lretq\n"
+                     "1:\n\t"
+                     "mov %%cs, %0"
+                     : "=r"(cs) : : "rax", "memory");
+    check("lretq reloads CS", cs == SEL_KCODE && ks.ud_lretq == 0);
+
     check_exceptions();
     check_demand_paging();
     check_invlpg();

@@ -29,6 +29,7 @@ internal sealed class Reclaimer
     [ThreadStatic] private static List<ReadOnlyMemory<byte>>? t_scratch;
     [ThreadStatic] private static List<(uint Slot, uint Frame)>? t_writes;
     [ThreadStatic] private static HashSet<uint>? t_failed;
+    [ThreadStatic] private static HashSet<uint>? t_written;
 
     public Reclaimer(HostMemory host)
     {
@@ -104,8 +105,11 @@ internal sealed class Reclaimer
         _host.PutPage(f);
     }
 
-    /// <summary>Second chance on the active list: used pages go back to its head, the rest to the inactive head.</summary>
-    private void AgeActive(int count, bool ignoreYoung)
+    /// <summary>
+    /// Second chance on the active list: used pages go back to its head, the
+    /// rest to the inactive head. Returns the pages looked at.
+    /// </summary>
+    internal int AgeActive(int count, bool ignoreYoung)
     {
         var list = t_isolated ??= new List<uint>(count);
         list.Clear();
@@ -121,6 +125,7 @@ internal sealed class Reclaimer
             PutBack(f, active: young && !ignoreYoung);
         }
         list.Clear();
+        return scanned;
     }
 
     /// <summary>
@@ -140,14 +145,16 @@ internal sealed class Reclaimer
         var outcome = new Outcome();
         var writes = t_writes ??= new List<(uint, uint)>();
         var failed = t_failed ??= new HashSet<uint>();
+        var written = t_written ??= new HashSet<uint>();
         writes.Clear();
         failed.Clear();
+        written.Clear();
         foreach (uint f in batch)
         {
             if (_frames.Meta(f).MapCount == 0 && _frames.Has(f, FrameFlags.SwapCache) && _frames.Has(f, FrameFlags.Dirty) && !swap.IsOrphan(f))
                 writes.Add((_frames.Meta(f).SwapSlot, f));
         }
-        if (writes.Count > 0) WriteRuns(writes, failed, ref outcome);
+        if (writes.Count > 0) WriteRuns(writes, failed, written, ref outcome);
 
         foreach (uint f in batch)
         {
@@ -157,9 +164,8 @@ internal sealed class Reclaimer
             {
                 if (_frames.Has(f, FrameFlags.SwapCache))
                 {
-                    bool orphan = swap.IsOrphan(f);
-                    wasWritten = !failed.Contains(f) && writes.Exists(w => w.Frame == f);
-                    if ((orphan || !_frames.Has(f, FrameFlags.Dirty)) && swap.TryRemoveFromCache(f, expectedRefs: 2)) free = true;
+                    wasWritten = written.Contains(f);
+                    free = swap.TryDropReclaimed(f, expectedRefs: 2);
                 }
                 else free = _frames.RefCountOf(f) == 1;
             }
@@ -184,7 +190,7 @@ internal sealed class Reclaimer
         return outcome;
     }
 
-    private void WriteRuns(List<(uint Slot, uint Frame)> writes, HashSet<uint> failed, ref Outcome outcome)
+    private void WriteRuns(List<(uint Slot, uint Frame)> writes, HashSet<uint> failed, HashSet<uint> written, ref Outcome outcome)
     {
         writes.Sort((a, b) => a.Slot.CompareTo(b.Slot));
         var scratch = t_scratch ??= new List<ReadOnlyMemory<byte>>();
@@ -205,6 +211,7 @@ internal sealed class Reclaimer
             try
             {
                 _host.Swap.WriteRun(first, frames, scratch);
+                foreach (uint f in frames) written.Add(f);
                 outcome.Written += n;
                 _host.Stats.Count(ref _host.Stats.PagesWrittenToSwap, n);
             }

@@ -179,6 +179,25 @@ public sealed partial class SwapSpace : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reclaim's final step for a locked, unmapped, cached frame: drop it from
+    /// the cache (as <see cref="TryRemoveFromCache"/>) if its swap copy is
+    /// current (not dirty) or nothing can read the copy again (no PTE names
+    /// the slot). One lock round trip.
+    /// </summary>
+    internal bool TryDropReclaimed(uint f, int expectedRefs)
+    {
+        lock (_lock)
+        {
+            uint slot = _frames.Meta(f).SwapSlot;
+            bool orphan = _pteRefs[slot] == 0;
+            if (!orphan && _frames.Has(f, FrameFlags.Dirty)) return false;
+            if (_frames.RefCountOf(f) != expectedRefs) return false;
+            RemoveLocked(f);
+            return true;
+        }
+    }
+
     /// <summary>Take a locked, mapped frame out of the swap cache (its swap copy is going stale: a write fault).</summary>
     internal void RemoveFromCache(uint f)
     {

@@ -40,7 +40,15 @@ public sealed partial class SwapSpace
             throw new SwapIoException($"cannot create the swap file {FilePath}: {e.Message}", e);
         }
         _handle = _stream.SafeFileHandle;
+        if (IsTemporary)
+        {
+            // Deleted at exit even when the host is never disposed (finalizers do not run at exit).
+            _onExit = (_, _) => Dispose();
+            AppDomain.CurrentDomain.ProcessExit += _onExit;
+        }
     }
+
+    private EventHandler? _onExit;
 
     private ReadOnlyMemory<byte> FrameBytes(uint f)
     {
@@ -117,6 +125,11 @@ public sealed partial class SwapSpace
 
     public void Dispose()
     {
+        if (_onExit is not null)
+        {
+            AppDomain.CurrentDomain.ProcessExit -= _onExit;
+            _onExit = null;
+        }
         _stream?.Dispose();   // a temporary file goes with it (DeleteOnClose)
         _stream = null;
         _handle = null;

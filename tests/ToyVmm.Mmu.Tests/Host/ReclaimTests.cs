@@ -85,3 +85,26 @@ public class ReclaimTests
         AssertConsistent(host, "after background reclaim");
     }
 }
+
+public class HostMemoryHostingTests
+{
+    [Fact]
+    public async Task AddToyVmmHostMemory_GenericHost_StartsAndStopsReclaimer()
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Services.AddToyVmmHostMemory(new HostMemoryOptions { HostMemoryBytes = 1 << 20, SwapBytes = 4 << 20 });
+        string swapPath;
+        using (var app = builder.Build())
+        {
+            await app.StartAsync();
+            var mem = (HostMemory)app.Services.GetService(typeof(HostMemory))!;
+            swapPath = mem.Swap.FilePath;
+            var mm = mem.CreateAddressSpace();
+            var a = mm.Map(512 * Page.Size, HostProtection.ReadWrite);
+            for (ulong i = 0; i < 512; i++) mm.WriteUInt64(a.Add(i * Page.Size), i);
+            for (ulong i = 0; i < 512; i++) Assert.Equal(i, mm.ReadUInt64(a.Add(i * Page.Size)));
+            await app.StopAsync();
+        }
+        Assert.False(File.Exists(swapPath));
+    }
+}

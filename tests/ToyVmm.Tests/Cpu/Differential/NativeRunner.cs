@@ -50,15 +50,45 @@ public sealed unsafe class NativeRunner : IDisposable
 
     public ulong RegionBase => _region.Base;
 
-    /// <summary>Assembles the thunk around <paramref name="emitSnippet"/> and writes it to the code page.</summary>
+    /// <summary>Assembles <paramref name="emitSnippet"/> between the fixed prologue and epilogue and writes it to the code page.</summary>
     public LoadedSnippet Load(Action<Assembler> emitSnippet)
     {
         if (!Gate.IsHeldByCurrentThread) throw new InvalidOperationException("hold NativeRunner.Gate while loading and running");
         ulong codeBase = _region.Base + RegionLayout.CodeOffset;
-        ulong state = (ulong)_state;
-        var a = new Assembler(64);
-        Label start = a.CreateLabel("snippet"), end = a.CreateLabel("epilogue");
+        _prologue ??= Assemble(EmitPrologue, codeBase);
+        _epilogue ??= Assemble(EmitEpilogue, codeBase);
+        ulong snippetStart = codeBase + (ulong)_prologue.Length;
+        byte[] snippet = Assemble(emitSnippet, snippetStart);
+        ulong snippetEnd = snippetStart + (ulong)snippet.Length;
+        int total = _prologue.Length + snippet.Length + _epilogue.Length;
+        if (total > RegionLayout.CodeSize)
+            throw new InvalidOperationException($"thunk of {total} bytes does not fit the code page");
 
+        var page = _region.Bytes(RegionLayout.CodeOffset, RegionLayout.CodeSize);
+        page.Fill(0xCC);
+        _prologue.CopyTo(page);
+        snippet.CopyTo(page[_prologue.Length..]);
+        _epilogue.CopyTo(page[(_prologue.Length + snippet.Length)..]);
+        var guestPage = page.ToArray();
+        guestPage[(int)(snippetEnd - codeBase)] = 0xF4; // hlt where the native epilogue starts
+        _loaded = new LoadedSnippet(codeBase, guestPage, snippetStart, snippetEnd, Disassemble(snippet, snippetStart));
+        return _loaded;
+    }
+
+    private byte[]? _prologue, _epilogue; // position-independent: no RIP-relative operand, absolute state address
+
+    private static byte[] Assemble(Action<Assembler> emit, ulong ip)
+    {
+        var a = new Assembler(64);
+        emit(a);
+        var ms = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(ms), ip);
+        return ms.ToArray();
+    }
+
+    private void EmitPrologue(Assembler a)
+    {
+        ulong state = (ulong)_state;
         foreach (var r in CalleeSaved) a.AddInstruction(Instruction.Create(Code.Push_r64, r));
         a.AddInstruction(Instruction.Create(Code.Pushfq));
         a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
@@ -70,10 +100,11 @@ public sealed unsafe class NativeRunner : IDisposable
         for (int i = 1; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX + i, new MemoryOperand(Register.RAX, 8 * i)));
         a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX, new MemoryOperand(Register.RAX)));
+    }
 
-        a.Label(ref start);
-        emitSnippet(a);
-        a.Label(ref end);
+    private void EmitEpilogue(Assembler a)
+    {
+        ulong state = (ulong)_state;
         a.db(0x48, 0xA3); // mov [moffs64], rax
         a.dq(state + TmpOffset);
         a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
@@ -90,22 +121,6 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
         a.AddInstruction(Instruction.Create(Code.Retnq));
-
-        var ms = new MemoryStream();
-        var result = a.Assemble(new StreamCodeWriter(ms), codeBase, BlockEncoderOptions.ReturnNewInstructionOffsets);
-        byte[] code = ms.ToArray();
-        if (code.Length > RegionLayout.CodeSize)
-            throw new InvalidOperationException($"thunk of {code.Length} bytes does not fit the code page");
-        ulong snippetStart = result.GetLabelRIP(start), snippetEnd = result.GetLabelRIP(end);
-
-        var page = _region.Bytes(RegionLayout.CodeOffset, RegionLayout.CodeSize);
-        page.Fill(0xCC);
-        code.CopyTo(page);
-        var guestPage = page.ToArray();
-        guestPage[(int)(snippetEnd - codeBase)] = 0xF4; // hlt where the native epilogue starts
-        var snippetBytes = code.AsSpan((int)(snippetStart - codeBase), (int)(snippetEnd - snippetStart)).ToArray();
-        _loaded = new LoadedSnippet(codeBase, guestPage, snippetStart, snippetEnd, Disassemble(snippetBytes, snippetStart));
-        return _loaded;
     }
 
     /// <summary>Runs the loaded snippet natively from <paramref name="input"/> and returns the state it leaves.</summary>

@@ -1,0 +1,155 @@
+using System.Text;
+using ToyVmm.Cpu;
+
+namespace ToyVmm.Tests.Cpu.Differential;
+
+/// <summary>What running one form on both sides found.</summary>
+public sealed class FormResult(Form form)
+{
+    public Form Form { get; } = form;
+    /// <summary>Cases run on both sides and compared.</summary>
+    public int Compared { get; set; }
+    public int Mismatches { get; set; }
+    /// <summary>Full reports of the first few mismatches.</summary>
+    public List<string> Reports { get; } = new();
+    /// <summary>Why the form was not run on this host, or null.</summary>
+    public string? Skipped { get; set; }
+}
+
+/// <summary>
+/// Runs forms on the host CPU and in the interpreter from identical random
+/// inputs and compares registers, defined flags, XMM registers and memory.
+/// </summary>
+public static class DifferentialEngine
+{
+    public const int InstructionLimit = 100_000;
+    private const int ReportsPerForm = 3;
+    private const int MismatchesBeforeGivingUp = 8;
+
+    /// <summary>Scales every form's case count (the environment variable TOYVMM_DIFF_SCALE, default 1).</summary>
+    public static double Scale { get; } =
+        double.TryParse(Environment.GetEnvironmentVariable("TOYVMM_DIFF_SCALE"), System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 1.0;
+
+    public static FormResult Run(Form form, int seed)
+    {
+        var result = new FormResult(form);
+        if (form.HostMissing is not null) { result.Skipped = form.HostMissing; return result; }
+        var native = NativeRunner.Instance;
+        int cases = Math.Max(4, (int)(form.CasesPerVariant * Scale));
+        for (int v = 0; v < form.Variants.Count && result.Mismatches < MismatchesBeforeGivingUp; v++)
+        {
+            var variant = form.Variants[v];
+            var rng = new Random(StableHash(form.Family + "/" + form.Name) ^ (v * 7919) ^ seed);
+            var inputs = new MachineState[cases];
+            for (int c = 0; c < cases; c++)
+            {
+                var ctx = new CaseContext(rng, native.RegionBase, variant);
+                ctx.Generate(form.Profile);
+                form.Prepare?.Invoke(ctx);
+                variant.Prepare?.Invoke(ctx);
+                inputs[c] = ctx.State;
+            }
+
+            LoadedSnippet loaded;
+            MachineState[] expected;
+            lock (native.Gate)
+            {
+                loaded = native.Load(variant.Emit);
+                expected = inputs.Select(native.Run).ToArray();
+            }
+
+            using var guest = new GuestMachine(native.RegionBase, loaded.GuestCodePage);
+            for (int c = 0; c < cases && result.Mismatches < MismatchesBeforeGivingUp; c++)
+            {
+                var input = inputs[c];
+                MachineState? actual = null;
+                string? exitProblem = null;
+                try
+                {
+                    var vcpu = guest.CreateVcpu(input, loaded.SnippetStart);
+                    var exit = vcpu.Run(InstructionLimit);
+                    actual = guest.Capture(vcpu);
+                    if (exit.Kind != VcpuExitKind.Halted)
+                        exitProblem = $"the interpreter exited with {exit.Kind}: {exit.Message}";
+                    else if (vcpu.Rip != loaded.SnippetEnd && vcpu.Rip != loaded.SnippetEnd + 1)
+                        exitProblem = $"the interpreter halted at rip 0x{vcpu.Rip:x}, not at the hlt at 0x{loaded.SnippetEnd:x}";
+                }
+                catch (Exception ex)
+                {
+                    exitProblem = $"the interpreter threw {ex.GetType().Name}: {ex.Message}";
+                }
+
+                result.Compared++;
+                ulong flagMask = form.DefinedFlags(input);
+                string diff = actual is null ? "" : Differences(expected[c], actual, flagMask);
+                if (exitProblem is null && diff.Length == 0) continue;
+
+                result.Mismatches++;
+                if (result.Reports.Count < ReportsPerForm)
+                    result.Reports.Add(Report(form, loaded, v, c, input, expected[c], actual, flagMask, exitProblem, diff));
+            }
+        }
+        return result;
+    }
+
+    /// <summary>One line per differing register, defined flag, XMM register or memory range.</summary>
+    public static string Differences(MachineState native, MachineState guest, ulong flagMask)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < 16; i++)
+            if (native.Gpr[i] != guest.Gpr[i])
+                sb.AppendLine($"  {MachineState.GprNames[i]}: host 0x{native.Gpr[i]:x16}, interpreter 0x{guest.Gpr[i]:x16}");
+        ulong flagDiff = (native.Rflags ^ guest.Rflags) & flagMask;
+        if (flagDiff != 0)
+            sb.AppendLine($"  flags {MachineState.FlagsText(flagDiff)} differ: host {MachineState.FlagsText(native.Rflags & flagMask)}, interpreter {MachineState.FlagsText(guest.Rflags & flagMask)} (compared {MachineState.FlagsText(flagMask)})");
+        for (int i = 0; i < 16; i++)
+            if (native.Xmm[i] != guest.Xmm[i])
+                sb.AppendLine($"  xmm{i}: host 0x{native.Xmm[i]:x32}, interpreter 0x{guest.Xmm[i]:x32}");
+        MemoryDifferences(sb, "scratch", RegionLayout.ScratchOffset, native.Scratch, guest.Scratch);
+        MemoryDifferences(sb, "stack", RegionLayout.StackWindowOffset, native.StackWindow, guest.StackWindow);
+        return sb.ToString();
+    }
+
+    private static void MemoryDifferences(StringBuilder sb, string what, int regionOffset, byte[] native, byte[] guest)
+    {
+        int first = -1, last = -1, count = 0;
+        for (int i = 0; i < native.Length; i++)
+            if (native[i] != guest[i]) { if (first < 0) first = i; last = i; count++; }
+        if (count == 0) return;
+        int from = first & ~15, to = Math.Min(native.Length, Math.Min(last + 1, from + 32));
+        sb.AppendLine($"  memory ({what}): {count} byte(s) differ in region+0x{regionOffset + first:x}..0x{regionOffset + last:x}");
+        sb.AppendLine($"    host        +0x{regionOffset + from:x}: {Convert.ToHexString(native, from, to - from)}");
+        sb.AppendLine($"    interpreter +0x{regionOffset + from:x}: {Convert.ToHexString(guest, from, to - from)}");
+    }
+
+    private static string Report(Form form, LoadedSnippet loaded, int variant, int caseIndex, MachineState input,
+        MachineState native, MachineState? guest, ulong flagMask, string? exitProblem, string diff)
+    {
+        bool xmm = form.Profile == StateProfile.Sse;
+        var sb = new StringBuilder();
+        sb.AppendLine($"MISMATCH {form.Family} / {form.Name}, variant {variant}, case {caseIndex}");
+        sb.AppendLine($"  instruction(s): {loaded.Text}   (at 0x{loaded.SnippetStart:x}, region 0x{loaded.CodeBase:x})");
+        if (exitProblem is not null) sb.AppendLine($"  {exitProblem}");
+        if (diff.Length > 0) sb.Append(diff);
+        sb.AppendLine("  input:");
+        sb.Append(Indent(input.RegistersText(xmm)));
+        sb.AppendLine("  host output:");
+        sb.Append(Indent(native.RegistersText(xmm)));
+        if (guest is not null)
+        {
+            sb.AppendLine("  interpreter output:");
+            sb.Append(Indent(guest.RegistersText(xmm)));
+        }
+        return sb.ToString();
+
+        static string Indent(string s) => string.Concat(s.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => "    " + l + "\n"));
+    }
+
+    /// <summary>FNV-1a: string.GetHashCode differs between processes, and seeds must not.</summary>
+    public static int StableHash(string s)
+    {
+        uint h = 2166136261;
+        foreach (char ch in s) { h ^= ch; h *= 16777619; }
+        return (int)h;
+    }
+}

@@ -1,0 +1,128 @@
+using System.Buffers.Binary;
+using ToyVmm.Cpu;
+using ToyVmm.Mmu;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Tests.Cpu.Differential;
+
+/// <summary>
+/// The interpreter side: guest RAM with the test's own page tables (built here,
+/// not by the VMM's boot code), a flat GDT, and the code page of one snippet.
+/// Guest-virtual [0, 2 MiB) is identity-mapped; the 2 MiB block at the native
+/// region's address maps to guest-physical <see cref="RegionLayout.GuestPhysicalBase"/>.
+/// Control registers and segments are as GUEST-ABI.md states at entry.
+/// </summary>
+public sealed class GuestMachine : IDisposable
+{
+    public const ulong RamBytes = 4UL << 20;
+    public const ulong Pml4Gpa = 0x1000;
+    public const ulong GdtGpa = 0x10000;
+    public const ulong IdtGpa = 0x11000;
+    public const ulong Cr0Value = 0x8001_0033;  // PE MP ET NE WP PG
+    public const ulong Cr4Value = 0x620;        // PAE OSFXSR OSXMMEXCPT
+    public const ulong EferValue = 0xD01;       // SCE LME LMA NXE
+
+    private readonly FlatGuestMemory _memory = new(RamBytes);
+    private ulong _nextTable = Pml4Gpa + 0x1000;
+    private ushort _idtLimit;
+
+    public GuestMachine(ulong regionBase, byte[] codePage)
+    {
+        RegionBase = regionBase;
+        Map2M(0, 0);
+        Map2M(regionBase, RegionLayout.GuestPhysicalBase);
+        var gdt = _memory.Bytes(new Gpa(GdtGpa), 24);
+        BinaryPrimitives.WriteUInt64LittleEndian(gdt[8..], 0x00AF_9A00_0000_FFFF);  // 0x08: 64-bit code, DPL 0
+        BinaryPrimitives.WriteUInt64LittleEndian(gdt[16..], 0x00CF_9200_0000_FFFF); // 0x10: data, DPL 0
+        codePage.CopyTo(Bytes(RegionLayout.CodeOffset, codePage.Length));
+    }
+
+    public ulong RegionBase { get; }
+    public FlatGuestMemory Memory => _memory;
+    public TestHost Host { get; } = new();
+
+    /// <summary>Guest RAM behind region offset <paramref name="offset"/>.</summary>
+    public Span<byte> Bytes(int offset, int length) =>
+        _memory.Bytes(new Gpa(RegionLayout.GuestPhysicalBase + (ulong)offset), length);
+
+    /// <summary>Installs a 64-bit interrupt gate for <paramref name="vector"/> (CS 0x08) and loads the IDT on later vCPUs.</summary>
+    public void SetInterruptGate(int vector, ulong handler)
+    {
+        var gate = _memory.Bytes(new Gpa(IdtGpa + (ulong)vector * 16), 16);
+        gate.Clear();
+        BinaryPrimitives.WriteUInt16LittleEndian(gate, (ushort)handler);
+        BinaryPrimitives.WriteUInt16LittleEndian(gate[2..], 0x08);
+        gate[5] = 0x8E; // present, DPL 0, 64-bit interrupt gate
+        BinaryPrimitives.WriteUInt16LittleEndian(gate[6..], (ushort)(handler >> 16));
+        BinaryPrimitives.WriteUInt32LittleEndian(gate[8..], (uint)(handler >> 32));
+        _idtLimit = (ushort)Math.Max(_idtLimit, vector * 16 + 15);
+    }
+
+    /// <summary>A fresh vCPU in the GUEST-ABI.md entry state with <paramref name="input"/> loaded and RIP at <paramref name="rip"/>.</summary>
+    public Vcpu CreateVcpu(MachineState input, ulong rip)
+    {
+        input.Scratch.CopyTo(Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize));
+        input.StackWindow.CopyTo(Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize));
+        var link = new VcpuLink(0);
+        var vcpu = new Vcpu(0, _memory, link, Host);
+        vcpu.Cr0 = Cr0Value;
+        vcpu.Cr4 = Cr4Value;
+        vcpu.Efer = EferValue;
+        vcpu.Cr3 = Pml4Gpa;
+        vcpu.SetGdtr(GdtGpa, 23);
+        vcpu.SetIdtr(_idtLimit == 0 ? 0 : IdtGpa, _idtLimit);
+        vcpu.SetSegment(SegmentRegister.Cs, 0x08, 0);
+        vcpu.SetSegment(SegmentRegister.Ds, 0x10, 0);
+        vcpu.SetSegment(SegmentRegister.Es, 0x10, 0);
+        vcpu.SetSegment(SegmentRegister.Ss, 0x10, 0);
+        vcpu.SetSegment(SegmentRegister.Fs, 0, 0);
+        vcpu.SetSegment(SegmentRegister.Gs, 0, 0);
+        for (int i = 0; i < 16; i++) vcpu.SetGpr((Gpr)i, input.Gpr[i]);
+        for (int i = 0; i < 16; i++) vcpu.SetXmm(i, input.Xmm[i]);
+        vcpu.Rflags = input.Rflags | 2;
+        vcpu.Rip = rip;
+        return vcpu;
+    }
+
+    /// <summary>The state the vCPU and guest RAM hold now.</summary>
+    public MachineState Capture(Vcpu vcpu)
+    {
+        var s = new MachineState();
+        for (int i = 0; i < 16; i++) s.Gpr[i] = vcpu.GetGpr((Gpr)i);
+        for (int i = 0; i < 16; i++) s.Xmm[i] = vcpu.GetXmm(i);
+        s.Rflags = vcpu.Rflags;
+        Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize).CopyTo(s.Scratch);
+        Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize).CopyTo(s.StackWindow);
+        return s;
+    }
+
+    private void Map2M(ulong gva, ulong gpa)
+    {
+        ulong pdpt = Table(Pml4Gpa, (gva >> 39) & 511);
+        ulong pd = Table(pdpt, (gva >> 30) & 511);
+        var pde = _memory.Bytes(new Gpa(pd + ((gva >> 21) & 511) * 8), 8);
+        BinaryPrimitives.WriteUInt64LittleEndian(pde, gpa | 0x83); // present, writable, 2 MiB
+    }
+
+    private ulong Table(ulong table, ulong index)
+    {
+        var entry = _memory.Bytes(new Gpa(table + index * 8), 8);
+        ulong e = BinaryPrimitives.ReadUInt64LittleEndian(entry);
+        if ((e & 1) != 0) return e & 0x000F_FFFF_FFFF_F000;
+        ulong next = _nextTable;
+        _nextTable += 0x1000;
+        BinaryPrimitives.WriteUInt64LittleEndian(entry, next | 0x3); // present, writable
+        return next;
+    }
+
+    public void Dispose() => _memory.Dispose();
+}
+
+/// <summary>A VM around the tested vCPU with no devices: port writes are recorded, reads return all ones.</summary>
+public sealed class TestHost : IVcpuHost
+{
+    public List<(ushort Port, int Size, uint Value)> Outs { get; } = new();
+    public void PortOut(Vcpu vcpu, ushort port, int size, uint value) => Outs.Add((port, size, value));
+    public uint PortIn(Vcpu vcpu, ushort port, int size) => uint.MaxValue;
+    public void Hypercall(Vcpu vcpu) => vcpu.SetGpr(Gpr.Rax, unchecked((ulong)-1000L));
+}

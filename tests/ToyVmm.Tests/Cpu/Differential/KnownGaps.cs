@@ -1,0 +1,15 @@
+namespace ToyVmm.Tests.Cpu.Differential;
+
+/// <summary>
+/// Forms whose mismatches are known and accepted for now, keyed by
+/// "family: form name", each with the reason. A form listed here still runs and
+/// its mismatches are still printed; they just do not fail the family test.
+/// An entry is added only when the interpreter's owner confirms the gap, and is
+/// removed as soon as the form matches (the test fails on a stale entry).
+/// </summary>
+public static class KnownGaps
+{
+    public static readonly IReadOnlyDictionary<string, string> Entries = new Dictionary<string, string>
+    {
+    };
+}

@@ -8,13 +8,15 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <summary>
 /// The interpreter side: guest RAM with the test's own page tables (built here,
 /// not by the VMM's boot code), a flat GDT, and the code page of one snippet.
-/// Guest-virtual [0, 2 MiB) is identity-mapped; the 2 MiB block at the native
-/// region's address maps to guest-physical <see cref="RegionLayout.GuestPhysicalBase"/>.
+/// Guest-virtual [0, 2 MiB) is identity-mapped with one 2 MiB page (GDT, IDT);
+/// the used part of the native region's block, <see cref="RegionLayout.UsedSize"/>
+/// bytes, maps with 4 KiB pages to guest-physical <see cref="RegionLayout.GuestPhysicalBase"/>.
+/// Guest RAM is small (512 KiB) because a fresh machine is made for every snippet.
 /// Control registers and segments are as GUEST-ABI.md states at entry.
 /// </summary>
 public sealed class GuestMachine : IDisposable
 {
-    public const ulong RamBytes = 4UL << 20;
+    public const ulong RamBytes = 512UL << 10;
     public const ulong Pml4Gpa = 0x1000;
     public const ulong GdtGpa = 0x10000;
     public const ulong IdtGpa = 0x11000;
@@ -30,7 +32,8 @@ public sealed class GuestMachine : IDisposable
     {
         RegionBase = regionBase;
         Map2M(0, 0);
-        Map2M(regionBase, RegionLayout.GuestPhysicalBase);
+        for (ulong off = 0; off < RegionLayout.UsedSize; off += 0x1000)
+            Map4K(regionBase + off, RegionLayout.GuestPhysicalBase + off);
         var gdt = _memory.Bytes(new Gpa(GdtGpa), 24);
         BinaryPrimitives.WriteUInt64LittleEndian(gdt[8..], 0x00AF_9A00_0000_FFFF);  // 0x08: 64-bit code, DPL 0
         BinaryPrimitives.WriteUInt64LittleEndian(gdt[16..], 0x00CF_9200_0000_FFFF); // 0x10: data, DPL 0
@@ -102,6 +105,15 @@ public sealed class GuestMachine : IDisposable
         ulong pd = Table(pdpt, (gva >> 30) & 511);
         var pde = _memory.Bytes(new Gpa(pd + ((gva >> 21) & 511) * 8), 8);
         BinaryPrimitives.WriteUInt64LittleEndian(pde, gpa | 0x83); // present, writable, 2 MiB
+    }
+
+    private void Map4K(ulong gva, ulong gpa)
+    {
+        ulong pdpt = Table(Pml4Gpa, (gva >> 39) & 511);
+        ulong pd = Table(pdpt, (gva >> 30) & 511);
+        ulong pt = Table(pd, (gva >> 21) & 511);
+        var pte = _memory.Bytes(new Gpa(pt + ((gva >> 12) & 511) * 8), 8);
+        BinaryPrimitives.WriteUInt64LittleEndian(pte, gpa | 0x3); // present, writable
     }
 
     private ulong Table(ulong table, ulong index)

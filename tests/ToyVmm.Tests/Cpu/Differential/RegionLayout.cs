@@ -3,9 +3,10 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <summary>
 /// Where everything lives in the 2 MiB block that both sides run in. The host
 /// runs the snippet in a native block at some 2 MiB-aligned address; the guest
-/// maps the same guest-virtual block (one 2 MiB page) onto guest-physical
+/// maps the same guest-virtual addresses onto guest-physical
 /// <see cref="GuestPhysicalBase"/>. Code, data and stack therefore have the same
 /// addresses on both sides, and registers that hold pointers compare exactly.
+/// (The guest maps only the used 32 KiB, with 4 KiB pages.)
 /// </summary>
 /// <remarks>
 /// <code>
@@ -29,6 +30,9 @@ public static class RegionLayout
     public const int StackWindowSize = 0x900;
     public const int InitialRspOffset = 0x7800;
 
-    /// <summary>Guest-physical address the guest-virtual block maps onto.</summary>
-    public const ulong GuestPhysicalBase = 0x200000;
+    /// <summary>Bytes of the block in use (code to the end of the stack window).</summary>
+    public const int UsedSize = 0x8000;
+
+    /// <summary>Guest-physical address the used part of the block maps onto (4 KiB pages).</summary>
+    public const ulong GuestPhysicalBase = 0x40000;
 }

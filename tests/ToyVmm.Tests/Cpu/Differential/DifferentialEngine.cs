@@ -41,6 +41,7 @@ public static class DifferentialEngine
             var variant = form.Variants[v];
             var rng = new Random(StableHash(form.Family + "/" + form.Name) ^ (v * 7919) ^ seed);
             var inputs = new MachineState[cases];
+            var operandOffsets = new int[cases];
             for (int c = 0; c < cases; c++)
             {
                 var ctx = new CaseContext(rng, native.RegionBase, variant);
@@ -48,6 +49,7 @@ public static class DifferentialEngine
                 form.Prepare?.Invoke(ctx);
                 variant.Prepare?.Invoke(ctx);
                 inputs[c] = ctx.State;
+                operandOffsets[c] = ctx.EffectiveOffset;
             }
 
             LoadedSnippet loaded;
@@ -86,7 +88,7 @@ public static class DifferentialEngine
 
                 result.Mismatches++;
                 if (result.Reports.Count < ReportsPerForm)
-                    result.Reports.Add(Report(form, loaded, v, c, input, expected[c], actual, flagMask, exitProblem, diff));
+                    result.Reports.Add(Report(form, loaded, v, c, input, operandOffsets[c], expected[c], actual, flagMask, exitProblem, diff));
             }
         }
         return result;
@@ -122,7 +124,7 @@ public static class DifferentialEngine
         sb.AppendLine($"    interpreter +0x{regionOffset + from:x}: {Convert.ToHexString(guest, from, to - from)}");
     }
 
-    private static string Report(Form form, LoadedSnippet loaded, int variant, int caseIndex, MachineState input,
+    private static string Report(Form form, LoadedSnippet loaded, int variant, int caseIndex, MachineState input, int operandOffset,
         MachineState native, MachineState? guest, ulong flagMask, string? exitProblem, string diff)
     {
         bool xmm = form.Profile == StateProfile.Sse;
@@ -133,6 +135,11 @@ public static class DifferentialEngine
         if (diff.Length > 0) sb.Append(diff);
         sb.AppendLine("  input:");
         sb.Append(Indent(input.RegistersText(xmm)));
+        if (operandOffset >= 0)
+        {
+            int n = Math.Min(16, RegionLayout.ScratchSize - operandOffset);
+            sb.AppendLine($"    memory operand at 0x{MachineState.ScratchAddress(loaded.CodeBase, operandOffset):x} (region+0x{RegionLayout.ScratchOffset + operandOffset:x}): {Convert.ToHexString(input.Scratch, operandOffset, n)}");
+        }
         sb.AppendLine("  host output:");
         sb.Append(Indent(native.RegistersText(xmm)));
         if (guest is not null)

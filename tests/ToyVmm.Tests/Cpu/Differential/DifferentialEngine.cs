@@ -12,6 +12,8 @@ public sealed class FormResult(Form form)
     public int Mismatches { get; set; }
     /// <summary>Full reports of the first few mismatches.</summary>
     public List<string> Reports { get; } = new();
+    /// <summary>True when the form stopped early after too many mismatches (more cases would differ too).</summary>
+    public bool GaveUp => Mismatches >= DifferentialEngine.MismatchesBeforeGivingUp;
     /// <summary>Why the form was not run on this host, or null.</summary>
     public string? Skipped { get; set; }
 }
@@ -24,7 +26,7 @@ public static class DifferentialEngine
 {
     public const int InstructionLimit = 100_000;
     private const int ReportsPerForm = 3;
-    private const int MismatchesBeforeGivingUp = 8;
+    public const int MismatchesBeforeGivingUp = 8;
 
     /// <summary>Scales every form's case count (the environment variable TOYVMM_DIFF_SCALE, default 1).</summary>
     public static double Scale { get; } =

@@ -37,7 +37,7 @@ public sealed class DifferentialTests(ITestOutputHelper output)
             string key = r.Form.ToString();
             bool known = KnownGaps.Entries.TryGetValue(key, out var reason);
             if (r.Skipped is not null) { output.WriteLine($"skipped {key}: {r.Skipped}"); continue; }
-            output.WriteLine($"{(r.Mismatches == 0 ? "ok  " : known ? "GAP " : "FAIL")} {key}: {r.Compared} cases, {r.Mismatches} mismatches");
+            output.WriteLine($"{(r.Mismatches == 0 ? "ok  " : known ? "GAP " : "FAIL")} {key}: {r.Compared} cases, {r.Mismatches} mismatches{(r.GaveUp ? " (then stopped)" : "")}");
             if (r.Mismatches == 0)
             {
                 if (known) failures.AppendLine($"{key} is listed in KnownGaps ({reason}) but now matches: remove the entry");
@@ -46,7 +46,7 @@ public sealed class DifferentialTests(ITestOutputHelper output)
             foreach (var report in r.Reports) output.WriteLine(report);
             if (known) { output.WriteLine($"  (known gap: {reason})"); continue; }
             failedForms++;
-            failures.AppendLine($"{key}: {r.Mismatches} of {r.Compared} cases differ; first:");
+            failures.AppendLine($"{key}: {r.Mismatches}{(r.GaveUp ? " (then stopped)" : "")} of {r.Compared} cases differ; first:");
             failures.AppendLine(r.Reports[0]);
         }
         output.WriteLine($"family {family}: {results.Count} forms, {compared} cases compared, {failedForms} forms differ");

@@ -12,7 +12,7 @@ public static partial class Catalog
     private static void StringOperands(CaseContext c, int unit)
     {
         var s = c.State;
-        int src = c.Rng.Next(0x600, 0x900);
+        int src = c.Rng.Next(2) == 0 ? c.Rng.Next(0x600, 0x900) : c.Rng.Next(0xF00, 0x1100); // the latter crosses a page
         int dst = c.Rng.Next(4) switch
         {
             0 => src + c.Rng.Next(-3 * unit, 3 * unit + 1), // overlapping

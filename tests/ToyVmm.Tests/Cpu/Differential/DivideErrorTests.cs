@@ -90,10 +90,11 @@ public sealed class DivideErrorTests
         // The frame: RIP of the faulting division, CS, RFLAGS, RSP, SS (no error code for #DE).
         ulong rsp = vcpu.GetGpr(Gpr.Rsp);
         Assert.Equal(input.Gpr[4] - 40, rsp);
-        var stack = guest.Bytes((int)(rsp - RegionGva), 40);
-        Assert.Equal(divRip, BitConverter.ToUInt64(stack[..8]));
-        Assert.Equal(0x08UL, BitConverter.ToUInt64(stack[8..16]) & 0xFFFF);
-        Assert.Equal(input.Gpr[4], BitConverter.ToUInt64(stack[24..32]));
+        var stack = new byte[40];
+        guest.Read((int)(rsp - RegionGva), stack);
+        Assert.Equal(divRip, BitConverter.ToUInt64(stack, 0));
+        Assert.Equal(0x08UL, BitConverter.ToUInt64(stack, 8) & 0xFFFF);
+        Assert.Equal(input.Gpr[4], BitConverter.ToUInt64(stack, 24));
         // A fault leaves the operands as they were.
         Assert.Equal(rax, vcpu.GetGpr(Gpr.Rax));
         Assert.Equal(rdx, vcpu.GetGpr(Gpr.Rdx));

@@ -10,7 +10,10 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// not by the VMM's boot code), a flat GDT, and the code page of one snippet.
 /// Guest-virtual [0, 2 MiB) is identity-mapped with one 2 MiB page (GDT, IDT);
 /// the used part of the native region's block, <see cref="RegionLayout.UsedSize"/>
-/// bytes, maps with 4 KiB pages to guest-physical <see cref="RegionLayout.GuestPhysicalBase"/>.
+/// bytes, maps with 4 KiB pages to guest-physical <see cref="RegionLayout.GuestPhysicalBase"/>
+/// in reverse page order, so that an access straddling two guest-virtual pages
+/// touches two guest-physical pages that are not adjacent (an interpreter that
+/// runs off the end of the first host page reads the wrong bytes).
 /// Guest RAM is small (512 KiB) because a fresh machine is made for every snippet.
 /// Control registers and segments are as GUEST-ABI.md states at entry.
 /// </summary>
@@ -32,21 +35,49 @@ public sealed class GuestMachine : IDisposable
     {
         RegionBase = regionBase;
         Map2M(0, 0);
-        for (ulong off = 0; off < RegionLayout.UsedSize; off += 0x1000)
-            Map4K(regionBase + off, RegionLayout.GuestPhysicalBase + off);
+        for (int off = 0; off < RegionLayout.UsedSize; off += 0x1000)
+            Map4K(regionBase + (ulong)off, PhysicalOf(off));
         var gdt = _memory.Bytes(new Gpa(GdtGpa), 24);
         BinaryPrimitives.WriteUInt64LittleEndian(gdt[8..], 0x00AF_9A00_0000_FFFF);  // 0x08: 64-bit code, DPL 0
         BinaryPrimitives.WriteUInt64LittleEndian(gdt[16..], 0x00CF_9200_0000_FFFF); // 0x10: data, DPL 0
-        codePage.CopyTo(Bytes(RegionLayout.CodeOffset, codePage.Length));
+        Write(RegionLayout.CodeOffset, codePage);
     }
 
     public ulong RegionBase { get; }
     public FlatGuestMemory Memory => _memory;
     public TestHost Host { get; } = new();
 
-    /// <summary>Guest RAM behind region offset <paramref name="offset"/>.</summary>
-    public Span<byte> Bytes(int offset, int length) =>
-        _memory.Bytes(new Gpa(RegionLayout.GuestPhysicalBase + (ulong)offset), length);
+    /// <summary>Guest-physical address behind region offset <paramref name="offset"/> (pages in reverse order).</summary>
+    public static ulong PhysicalOf(int offset)
+    {
+        if (offset < 0 || offset >= RegionLayout.UsedSize) throw new ArgumentOutOfRangeException(nameof(offset));
+        int pages = RegionLayout.UsedSize / 0x1000;
+        return RegionLayout.GuestPhysicalBase + (ulong)(pages - 1 - offset / 0x1000) * 0x1000 + (ulong)(offset % 0x1000);
+    }
+
+    /// <summary>Copies <paramref name="data"/> into guest RAM at region offset <paramref name="offset"/>, page by page.</summary>
+    public void Write(int offset, ReadOnlySpan<byte> data)
+    {
+        while (data.Length > 0)
+        {
+            int n = Math.Min(data.Length, 0x1000 - offset % 0x1000);
+            data[..n].CopyTo(_memory.Bytes(new Gpa(PhysicalOf(offset)), n));
+            data = data[n..];
+            offset += n;
+        }
+    }
+
+    /// <summary>Copies guest RAM at region offset <paramref name="offset"/> into <paramref name="into"/>, page by page.</summary>
+    public void Read(int offset, Span<byte> into)
+    {
+        while (into.Length > 0)
+        {
+            int n = Math.Min(into.Length, 0x1000 - offset % 0x1000);
+            _memory.Bytes(new Gpa(PhysicalOf(offset)), n).CopyTo(into);
+            into = into[n..];
+            offset += n;
+        }
+    }
 
     /// <summary>Installs a 64-bit interrupt gate for <paramref name="vector"/> (CS 0x08) and loads the IDT on later vCPUs.</summary>
     public void SetInterruptGate(int vector, ulong handler)
@@ -64,8 +95,8 @@ public sealed class GuestMachine : IDisposable
     /// <summary>A fresh vCPU in the GUEST-ABI.md entry state with <paramref name="input"/> loaded and RIP at <paramref name="rip"/>.</summary>
     public Vcpu CreateVcpu(MachineState input, ulong rip)
     {
-        input.Scratch.CopyTo(Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize));
-        input.StackWindow.CopyTo(Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize));
+        Write(RegionLayout.ScratchOffset, input.Scratch);
+        Write(RegionLayout.StackWindowOffset, input.StackWindow);
         var link = new VcpuLink(0);
         var vcpu = new Vcpu(0, _memory, link, Host);
         vcpu.Cr0 = Cr0Value;
@@ -94,8 +125,8 @@ public sealed class GuestMachine : IDisposable
         for (int i = 0; i < 16; i++) s.Gpr[i] = vcpu.GetGpr((Gpr)i);
         for (int i = 0; i < 16; i++) s.Xmm[i] = vcpu.GetXmm(i);
         s.Rflags = vcpu.Rflags;
-        Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize).CopyTo(s.Scratch);
-        Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize).CopyTo(s.StackWindow);
+        Read(RegionLayout.ScratchOffset, s.Scratch);
+        Read(RegionLayout.StackWindowOffset, s.StackWindow);
         return s;
     }
 

@@ -6,7 +6,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// maps the same guest-virtual addresses onto guest-physical
 /// <see cref="GuestPhysicalBase"/>. Code, data and stack therefore have the same
 /// addresses on both sides, and registers that hold pointers compare exactly.
-/// (The guest maps only the used 32 KiB, with 4 KiB pages.)
+/// (The guest maps only the used 32 KiB, with 4 KiB pages in reverse physical order.)
 /// </summary>
 /// <remarks>
 /// <code>

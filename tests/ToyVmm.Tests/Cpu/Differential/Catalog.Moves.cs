@@ -74,13 +74,22 @@ public static partial class Catalog
             new(Register.None, Register.RCX, 4, 0x100, 8),
             new(Register.RSP, Register.None, 1, 8, 1),
             new(Register.R12, Register.RDX, 4, -1, 1),
-            new(Register.EAX, Register.ECX, 2, 5, 1),
-            new(Register.R9D, Register.None, 1, -0x7FFF_FFFF, 4),
             new(Register.RDI, Register.RDI, 8, -0x1000, 8),
         ];
+        // 32-bit address size (67 prefix): the address wraps at 4 GiB and is zero-extended.
+        MemoryOperand[] modes32 =
+        [
+            new(Register.EAX, Register.ECX, 2, 5, 1),
+            new(Register.R9D, Register.None, 1, -0x7FFF_FFFF, 4),
+            new(Register.ESP, Register.EBP, 1, 0x10, 1),
+        ];
         foreach (int b in new[] { 16, 32, 64 })
+        {
             forms.Add(new Form { Family = "move", Name = $"lea r{b}, m",
                 Variants = modes.Select((m, i) => Variant.Of(Instruction.Create(C($"Lea_r{b}_m"), R(b, new[] { Rax, R8, Rdx, R15, Rsi }[i % 5]), m))).ToList() });
+            forms.Add(new Form { Family = "move", Name = $"lea r{b}, m (32-bit address size)",
+                Variants = modes32.Select((m, i) => Variant.Of(Instruction.Create(C($"Lea_r{b}_m"), R(b, new[] { Rdx, R11, Rbx }[i]), m))).ToList() });
+        }
         ulong target = NativeRunner.Instance.RegionBase + RegionLayout.ScratchOffset + 0x123;
         forms.Add(new Form { Family = "move", Name = "lea r64, [rip+disp]", CasesPerVariant = 16,
             Variants = [Variant.Of(Instruction.Create(Code.Lea_r64_m, Register.R10, new MemoryOperand(Register.RIP, (long)target)))] });

@@ -14,13 +14,16 @@ public static partial class Catalog
             Variants = new[] { Rax, R12, Rbp, Rsp, R15 }.Select(r => Variant.Of(Instruction.Create(Code.Push_r64, R(64, r)))).ToList() });
         forms.Add(new Form { Family = "stack", Name = "pop r64",
             Variants = new[] { Rcx, R13, Rbx, Rsp, R8 }.Select(r => Variant.Of(Instruction.Create(Code.Pop_r64, R(64, r)))).ToList() });
-        forms.Add(new Form { Family = "stack", Name = "push r16 / pop r16",
-            Variants = [Variant.Of(Instruction.Create(Code.Push_r16, Register.DX)), Variant.Of(Instruction.Create(Code.Pop_r16, Register.R9W)),
+        forms.Add(new Form { Family = "stack", Name = "push r16",
+            Variants = [Variant.Of(Instruction.Create(Code.Push_r16, Register.DX)),
                 Seq(Instruction.Create(Code.Push_r16, Register.AX), Instruction.Create(Code.Pop_r64, Register.RCX))] });
+        forms.Add(new Form { Family = "stack", Name = "pop r16",
+            Variants = [Variant.Of(Instruction.Create(Code.Pop_r16, Register.R9W)), Variant.Of(Instruction.Create(Code.Pop_r16, Register.BX))] });
         forms.Add(new Form { Family = "stack", Name = "push imm", CasesPerVariant = 16,
             Variants = [Variant.Of(Instruction.Create(Code.Pushq_imm8, -1)), Variant.Of(Instruction.Create(Code.Pushq_imm8, 0x7F)),
-                Variant.Of(Instruction.Create(Code.Pushq_imm32, int.MinValue)), Variant.Of(Instruction.Create(Code.Pushq_imm32, 0x1234_5678)),
-                Variant.Of(Instruction.Create(Code.Push_imm16, 0x8001))] });
+                Variant.Of(Instruction.Create(Code.Pushq_imm32, int.MinValue)), Variant.Of(Instruction.Create(Code.Pushq_imm32, 0x1234_5678))] });
+        forms.Add(new Form { Family = "stack", Name = "push imm16", CasesPerVariant = 16,
+            Variants = [Variant.Of(Instruction.Create(Code.Push_imm16, 0x8001)), Variant.Of(Instruction.Create(Code.Push_imm16, 0x7F))] });
         forms.Add(new Form { Family = "stack", Name = "push m64 / pop m64",
             Variants = [.. Mem(Code.Push_rm64).Take(2), .. Mem(Code.Pop_rm64).Take(2)] });
         forms.Add(new Form { Family = "stack", Name = "push, push, pop, pop",

@@ -191,6 +191,32 @@ public sealed unsafe partial class Vcpu
         _s->Rip = rip;
     }
 
+    /// <summary>retfq [imm16]: pops RIP and CS; a return to an outer level also pops RSP and SS.</summary>
+    internal void FarReturn(ushort release)
+    {
+        ulong rsp = _s->Regs[4];
+        ulong rip = Mem.Read<S64>(_s, rsp);
+        ushort cs = (ushort)Mem.Read<S64>(_s, rsp + 8);
+        int rpl = cs & 3;
+        if ((cs & ~3) == 0 || rpl < _s->Cpl || (rpl != 0 && rpl != 3)) throw GuestFault.Gp((uint)(cs & ~3));
+        ulong desc = ReadDescriptor(cs);
+        if ((desc & (1UL << 43)) == 0 || (desc & (1UL << 53)) == 0) throw GuestFault.Gp((uint)(cs & ~3));   // 64-bit code only
+        if ((desc & (1UL << 47)) == 0) throw new GuestFault(Vec.NP, (uint)(cs & ~3), true);
+        if (!Canonical(rip)) throw GuestFault.Gp();
+        rsp += 16UL + release;
+        if (rpl > _s->Cpl)
+        {
+            ulong nrsp = Mem.Read<S64>(_s, rsp);
+            ushort ss = (ushort)Mem.Read<S64>(_s, rsp + 8);
+            _s->Sel[(int)SegmentRegister.Ss] = ss;
+            rsp = nrsp + release;
+        }
+        _s->Regs[4] = rsp;
+        _s->Sel[(int)SegmentRegister.Cs] = cs;
+        SetCpl(rpl);
+        _s->Rip = rip;
+    }
+
     internal void Iret()
     {
         ulong rsp = _s->Regs[4];

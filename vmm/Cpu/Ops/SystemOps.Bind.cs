@@ -111,6 +111,13 @@ internal static unsafe partial class SystemOps
         Binder.Add(Mnemonic.Int3, (in Instruction i, Op* o) => { o->X = Vec.BP; o->H = &Int; return true; }, endsBlock: true);
         Binder.Add(Mnemonic.Int1, Simple(&Int1), endsBlock: true);
         Binder.Add(Mnemonic.Iretq, Simple(&Iretq), endsBlock: true);
+        Binder.Add(Mnemonic.Retf, (in Instruction i, Op* o) =>
+        {
+            if (i.Code is not (Code.Retfq or Code.Retfq_imm16)) return false;
+            o->Imm = i.OpCount > 0 ? i.Immediate16 : 0;
+            o->H = &Retf;
+            return true;
+        }, endsBlock: true);
         Binder.Add(Mnemonic.Syscall, Simple(&Syscall), endsBlock: true);
         Binder.Add(Mnemonic.Sysretq, Simple(&Sysret), endsBlock: true);
     }

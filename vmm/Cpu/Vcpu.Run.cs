@@ -82,6 +82,9 @@ public sealed unsafe partial class Vcpu
         return DeliverFault(f, rip, ret);
     }
 
+    // Fully optimised from the first call: the loop runs for seconds, and an on-stack-replaced
+    // tier-0 body measured ~14% of a cpusuite run.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Execute(long limitAt)
     {
         CpuState* s = _s;
@@ -93,13 +96,8 @@ public sealed unsafe partial class Vcpu
             s->CurBlock = b;
             s->BlockVa = b->Va;
             Op* first = Block.OpsOf(b);
-            Op* op = first;
-            do
-            {
-                s->CurOp = op;
-                op = op->H(s, op);
-            }
-            while (op != null);
+            s->CurOp = first;
+            first->H(s, first);   // runs the whole block (Exec.Next chains the ops)
             s->Retired += (s->CurOp - first) + 1;
             if (s->ExitReason != ExitReasons.None || link.HasRequests || s->Retired >= limitAt)
             {

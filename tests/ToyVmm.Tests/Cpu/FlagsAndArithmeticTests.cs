@@ -236,6 +236,35 @@ public class FlagsAndArithmeticTests
     }
 
     [Fact]
+    public void CmpTestMemoryForms_SetFlagsWithoutWriting()
+    {
+        using var f = new CpuFixture();
+        f.W64(CpuFixture.DataBase, 10);
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rcx, 3);
+            a.cmp(__qword_ptr[rbx], rcx);     // 10 vs 3
+            a.setg(r8b);
+            a.cmp(__qword_ptr[rbx], 11);
+            a.setl(r9b);
+            a.test(__qword_ptr[rbx], rcx);    // 10 & 3 = 2
+            a.setne(r10b);
+            a.test(__byte_ptr[rbx], 5);       // 10 & 5 = 0
+            a.sete(r11b);
+            a.add(__qword_ptr[rbx], rcx);     // 13, written
+            a.sub(__dword_ptr[rbx], 1);       // 12
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(1UL, cpu.GetGpr(Gpr.R8));
+        Assert.Equal(1UL, cpu.GetGpr(Gpr.R9));
+        Assert.Equal(1UL, cpu.GetGpr(Gpr.R10));
+        Assert.Equal(1UL, cpu.GetGpr(Gpr.R11));
+        Assert.Equal(12UL, f.R64(CpuFixture.DataBase));
+    }
+
+    [Fact]
     public void CmovAndXchg_WorkAndZeroExtend()
     {
         using var f = new CpuFixture();

@@ -50,6 +50,41 @@ internal static unsafe class Mem
         Vcpu.Of(s).WriteSlow(va, v, T.Bits / 8);
     }
 
+    /// <summary>Fast path only: false on a TLB miss or a page-crossing access (the caller then takes its slow variant).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool TryRead<T>(CpuState* s, ulong va, out ulong v) where T : struct, ISz
+    {
+        TlbEntry* e = s->TlbRead + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8))
+        {
+            byte* p = (byte*)(va + (ulong)e->Addend);
+            if (T.Bits == 8) v = *p;
+            else if (T.Bits == 16) v = *(ushort*)p;
+            else if (T.Bits == 32) v = *(uint*)p;
+            else v = *(ulong*)p;
+            return true;
+        }
+        v = 0;
+        return false;
+    }
+
+    /// <summary>Fast path only: false on a TLB miss, a page-crossing access or a page holding code.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool TryWrite<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
+    {
+        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8) && *e->Code == 0)
+        {
+            byte* p = (byte*)(va + (ulong)e->Addend);
+            if (T.Bits == 8) *p = (byte)v;
+            else if (T.Bits == 16) *(ushort*)p = (ushort)v;
+            else if (T.Bits == 32) *(uint*)p = (uint)v;
+            else *(ulong*)p = v;
+            return true;
+        }
+        return false;
+    }
+
     public static ulong Read64(CpuState* s, ulong va) => Read<S64>(s, va);
     public static void Write64(CpuState* s, ulong va, ulong v) => Write<S64>(s, va, v);
 
@@ -67,6 +102,16 @@ internal static unsafe class Mem
         if ((va & 0xFFF) > 4096 - 16) Vcpu.Of(s).ProbeWrite(va, 16);
         Write<S64>(s, va, (ulong)v);
         Write<S64>(s, va + 8, (ulong)(v >> 64));
+    }
+
+    /// <summary>Fast path of <see cref="RmwPtr"/>: null on a miss, a crossing or a code page.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* TryRmw(CpuState* s, ulong va, int bytes)
+    {
+        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
+            return (byte*)(va + (ulong)e->Addend);
+        return null;
     }
 
     /// <summary>

@@ -88,50 +88,91 @@ internal static unsafe class Alu
     {
         ulong r = O.Do<T>(s, Reg.Get<T>(s, op->R), Reg.Get<T>(s, op->R2));
         if (O.Writes) Reg.Set<T>(s, op->R, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* RI<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong r = O.Do<T>(s, Reg.Get<T>(s, op->R), (ulong)(long)op->Imm);
         if (O.Writes) Reg.Set<T>(s, op->R, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* RM<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
+        if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong x)) return RMSlow<O, T>(s, op);
+        ulong r = O.Do<T>(s, Reg.Get<T>(s, op->R), x);
+        if (O.Writes) Reg.Set<T>(s, op->R, r);
+        return Exec.Next(s, op);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* RMSlow<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
+    {
         ulong x = Mem.Read<T>(s, Mem.Ea(s, op));
         ulong r = O.Do<T>(s, Reg.Get<T>(s, op->R), x);
         if (O.Writes) Reg.Set<T>(s, op->R, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* MR<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
+        if (!O.Writes)
+        {
+            if (!Mem.TryRead<T>(s, ea, out ulong d)) return MRSlow<O, T>(s, op);
+            O.Do<T>(s, d, Reg.Get<T>(s, op->R));
+            return Exec.Next(s, op);
+        }
+        byte* p = Mem.TryRmw(s, ea, T.Bits / 8);
+        if (p == null) return MRSlow<O, T>(s, op);
+        Atomic.StorePlain<T>(p, O.Do<T>(s, Atomic.LoadPlain<T>(p), Reg.Get<T>(s, op->R)));
+        return Exec.Next(s, op);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* MRSlow<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
+    {
+        ulong ea = Mem.Ea(s, op);
         ulong r = O.Do<T>(s, Mem.Read<T>(s, ea), Reg.Get<T>(s, op->R));
         if (O.Writes) Mem.Write<T>(s, ea, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* MI<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
+        if (!O.Writes)
+        {
+            if (!Mem.TryRead<T>(s, ea, out ulong d)) return MISlow<O, T>(s, op);
+            O.Do<T>(s, d, (ulong)(long)op->Imm);
+            return Exec.Next(s, op);
+        }
+        byte* p = Mem.TryRmw(s, ea, T.Bits / 8);
+        if (p == null) return MISlow<O, T>(s, op);
+        Atomic.StorePlain<T>(p, O.Do<T>(s, Atomic.LoadPlain<T>(p), (ulong)(long)op->Imm));
+        return Exec.Next(s, op);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* MISlow<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
+    {
+        ulong ea = Mem.Ea(s, op);
         ulong r = O.Do<T>(s, Mem.Read<T>(s, ea), (ulong)(long)op->Imm);
         if (O.Writes) Mem.Write<T>(s, ea, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* LockMR<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Atomic.Rmw<O, T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* LockMI<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Atomic.Rmw<O, T>(s, Mem.Ea(s, op), (ulong)(long)op->Imm);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool BindAlu<O>(in Instruction ins, Op* op) where O : struct, IAluOp

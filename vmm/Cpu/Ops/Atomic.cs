@@ -24,6 +24,24 @@ internal static unsafe class Atomic
         return Volatile.Read(ref *(ulong*)p);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong LoadPlain<T>(byte* p) where T : struct, ISz
+    {
+        if (T.Bits == 8) return *p;
+        if (T.Bits == 16) return *(ushort*)p;
+        if (T.Bits == 32) return *(uint*)p;
+        return *(ulong*)p;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StorePlain<T>(byte* p, ulong v) where T : struct, ISz
+    {
+        if (T.Bits == 8) *p = (byte)v;
+        else if (T.Bits == 16) *(ushort*)p = (ushort)v;
+        else if (T.Bits == 32) *(uint*)p = (uint)v;
+        else *(ulong*)p = v;
+    }
+
     /// <summary>Compare-exchange; returns the value found.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Cas<T>(byte* p, ulong value, ulong expected) where T : struct, ISz
@@ -71,7 +89,7 @@ internal static unsafe class Atomic
         ulong a = Reg.Get<T>(s, op->R), b = Reg.Get<T>(s, op->R2);
         Reg.Set<T>(s, op->R, b);
         Reg.Set<T>(s, op->R2, a);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* XchgM<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -86,7 +104,7 @@ internal static unsafe class Atomic
         }
         else old = Swap<T>(p, v);
         Reg.Set<T>(s, op->R, old);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // cmpxchg r/m, r: compares the accumulator with the destination.
@@ -96,7 +114,7 @@ internal static unsafe class Atomic
         Flags.Set<T>(s, Flags.Sub, acc - d, acc, d);
         if (acc == d) Reg.Set<T>(s, op->R2, Reg.Get<T>(s, op->R));
         else Reg.Set<T>(s, 0, d);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* CmpxchgM<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -116,7 +134,7 @@ internal static unsafe class Atomic
         else d = Cas<T>(p, src, acc);
         Flags.Set<T>(s, Flags.Sub, acc - d, acc, d);
         if (d != acc) Reg.Set<T>(s, 0, d);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* XaddR<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -125,14 +143,14 @@ internal static unsafe class Atomic
         ulong r = AddOp.Do<T>(s, d, x);
         Reg.Set<T>(s, op->R, d);
         Reg.Set<T>(s, op->R2, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* XaddM<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong old = Rmw<AddOp, T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R));
         Reg.Set<T>(s, op->R, old);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // cmpxchg8b (64-bit compare of EDX:EAX) and cmpxchg16b (RDX:RAX, 16-byte aligned).
@@ -151,7 +169,7 @@ internal static unsafe class Atomic
         bool eq = d == acc;
         Flags.Merge(s, eq ? Flags.ZF : 0, Flags.ZF);
         if (!eq) { s->Regs[0] = (uint)d; s->Regs[2] = d >> 32; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Cmpxchg16b(CpuState* s, Op* op)
@@ -171,7 +189,7 @@ internal static unsafe class Atomic
         }
         Flags.Merge(s, eq ? Flags.ZF : 0, Flags.ZF);
         if (!eq) { s->Regs[0] = lo; s->Regs[2] = hi; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool BindXchg(in Instruction ins, Op* op)

@@ -54,7 +54,7 @@ internal static unsafe class Bits
             }
         }
         Flags.Merge(s, cf ? Flags.CF : 0, Flags.CF);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static ulong Apply(ulong d, int bit, int kind) => kind switch
@@ -70,19 +70,19 @@ internal static unsafe class Bits
     public static Op* Bsf<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
-        if (x == 0) { Flags.Merge(s, Flags.ZF, Flags.Arith); return op + 1; }
+        if (x == 0) { Flags.Merge(s, Flags.ZF, Flags.Arith); return Exec.Next(s, op); }
         Reg.Set<T>(s, op->R, (ulong)BitOperations.TrailingZeroCount(x));
         Flags.Merge(s, 0, Flags.Arith);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Bsr<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
-        if (x == 0) { Flags.Merge(s, Flags.ZF, Flags.Arith); return op + 1; }
+        if (x == 0) { Flags.Merge(s, Flags.ZF, Flags.Arith); return Exec.Next(s, op); }
         Reg.Set<T>(s, op->R, (ulong)(63 - BitOperations.LeadingZeroCount(x)));
         Flags.Merge(s, 0, Flags.Arith);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Tzcnt<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -91,7 +91,7 @@ internal static unsafe class Bits
         ulong r = x == 0 ? (ulong)T.Bits : (ulong)BitOperations.TrailingZeroCount(x);
         Reg.Set<T>(s, op->R, r);
         Flags.Merge(s, (x == 0 ? Flags.CF : 0) | (r == 0 ? Flags.ZF : 0), Flags.Arith);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Lzcnt<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -100,7 +100,7 @@ internal static unsafe class Bits
         ulong r = (ulong)(BitOperations.LeadingZeroCount(x) - (64 - T.Bits));
         Reg.Set<T>(s, op->R, r);
         Flags.Merge(s, (x == 0 ? Flags.CF : 0) | (r == 0 ? Flags.ZF : 0), Flags.Arith);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Popcnt<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -108,7 +108,7 @@ internal static unsafe class Bits
         ulong x = Src<T>(s, op);
         Reg.Set<T>(s, op->R, (ulong)BitOperations.PopCount(x));
         Flags.Merge(s, x == 0 ? Flags.ZF : 0, Flags.Arith);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool BindBt(in Instruction ins, Op* op, byte kind)

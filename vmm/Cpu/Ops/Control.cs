@@ -54,7 +54,7 @@ internal static unsafe class Control
     public static Op* Jcc<C>(CpuState* s, Op* op) where C : struct, ICc
     {
         if (Flags.Cond(s, C.Cc)) { s->Rip = (ulong)op->Disp; return null; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static void Push(CpuState* s, ulong v)
@@ -81,14 +81,14 @@ internal static unsafe class Control
         ulong c = --s->Regs[1];
         bool take = c != 0 && (op->X == 0 || (op->X == 1 && Flags.Cond(s, 4)) || (op->X == 2 && Flags.Cond(s, 5)));
         if (take) { s->Rip = (ulong)op->Disp; return null; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Jrcxz(CpuState* s, Op* op)
     {
         bool zero = op->Y == 4 ? (uint)s->Regs[1] == 0 : s->Regs[1] == 0;
         if (zero) { s->Rip = (ulong)op->Disp; return null; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool BindJcc(in Instruction ins, Op* op)

@@ -24,7 +24,7 @@ internal static unsafe class MulDiv
             Reg.Set<T>(s, 2, hi);
         }
         Flags.SetResCO<T>(s, lo, hi != 0, hi != 0);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Imul1<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -50,7 +50,7 @@ internal static unsafe class MulDiv
             else { Reg.Set<T>(s, 0, (ulong)r); Reg.Set<T>(s, 2, (ulong)(r >> T.Bits)); }
         }
         Flags.SetResCO<T>(s, lo, ovf, ovf);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // imul r, r/m [, imm]: X = 1 when an immediate is the multiplier.
@@ -74,7 +74,7 @@ internal static unsafe class MulDiv
         }
         Reg.Set<T>(s, op->R, lo);
         Flags.SetResCO<T>(s, lo, ovf, ovf);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Div<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -101,7 +101,7 @@ internal static unsafe class MulDiv
             if (T.Bits == 8) *(ushort*)&s->Regs[0] = (ushort)(q | r << 8);
             else { Reg.Set<T>(s, 0, q); Reg.Set<T>(s, 2, r); }
         }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Idiv<T>(CpuState* s, Op* op) where T : struct, ISz
@@ -126,7 +126,7 @@ internal static unsafe class MulDiv
             if (T.Bits == 8) *(ushort*)&s->Regs[0] = (ushort)((byte)q | (byte)r << 8);
             else { Reg.Set<T>(s, 0, (ulong)q); Reg.Set<T>(s, 2, (ulong)r); }
         }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static void SrcOperand(in Instruction ins, Op* op, int i)

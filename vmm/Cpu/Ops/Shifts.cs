@@ -19,7 +19,7 @@ internal static unsafe class Shifts
         if (n == 0)
         {
             if (!mem && T.Bits == 32) Reg.Set<T>(s, op->R, d);
-            return op + 1;
+            return Exec.Next(s, op);
         }
         ulong r;
         int bits = T.Bits;
@@ -91,7 +91,7 @@ internal static unsafe class Shifts
             }
         }
         if (mem) Mem.Write<T>(s, ea, r); else Reg.Set<T>(s, op->R, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // shld / shrd r/m, r, imm8|CL. X: 0 shld, 1 shrd.
@@ -105,7 +105,7 @@ internal static unsafe class Shifts
         if (n == 0)
         {
             if (!mem && T.Bits == 32) Reg.Set<T>(s, op->R2, d);
-            return op + 1;
+            return Exec.Next(s, op);
         }
         int bits = T.Bits;
         ulong sign = Reg.SignBit<T>();
@@ -130,7 +130,7 @@ internal static unsafe class Shifts
         }
         Flags.SetResCO<T>(s, r, cf, ((r ^ d) & sign) != 0);
         if (mem) Mem.Write<T>(s, ea, r); else Reg.Set<T>(s, op->R2, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool Bind(in Instruction ins, Op* op, byte kind)

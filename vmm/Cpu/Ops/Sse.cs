@@ -69,7 +69,7 @@ internal static unsafe partial class Sse
         Check(s);
         V b = Src(s, op);
         St(s, op->R, O.Do(Ld(s, op->R), b, op->Imm));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     /// <summary>Loads from memory zero-extending the scalar (movss/movsd/movq/movd loads); register forms use V2 merges.</summary>
@@ -77,7 +77,7 @@ internal static unsafe partial class Sse
     {
         Check(s);
         St(s, op->R, Load(s, Mem.Ea(s, op), op->X));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     /// <summary>Stores xmm R (width X) to memory.</summary>
@@ -85,7 +85,7 @@ internal static unsafe partial class Sse
     {
         Check(s);
         Store(s, Mem.Ea(s, op), op->X, Ld(s, op->R));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     /// <summary>movhps/movhpd store: the high qword.</summary>
@@ -93,7 +93,7 @@ internal static unsafe partial class Sse
     {
         Check(s);
         Mem.Write<S64>(s, Mem.Ea(s, op), Ld(s, op->R).AsUInt64().GetElement(1));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     /// <summary>movhps/movhpd load: the high qword from memory.</summary>
@@ -102,7 +102,7 @@ internal static unsafe partial class Sse
         Check(s);
         ulong v = Mem.Read<S64>(s, Mem.Ea(s, op));
         St(s, op->R, Ld(s, op->R).AsUInt64().WithElement(1, v).AsByte());
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     /// <summary>movlps/movlpd load: the low qword from memory, high kept.</summary>
@@ -111,7 +111,7 @@ internal static unsafe partial class Sse
         Check(s);
         ulong v = Mem.Read<S64>(s, Mem.Ea(s, op));
         St(s, op->R, Ld(s, op->R).AsUInt64().WithElement(0, v).AsByte());
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // movd/movq between a GPR (R2) and xmm (R): X = 3 dword, 2 qword.
@@ -120,7 +120,7 @@ internal static unsafe partial class Sse
         Check(s);
         ulong v = op->X == 3 ? (uint)s->Regs[op->R2] : s->Regs[op->R2];
         St(s, op->R, Vector128.CreateScalar(v).AsByte());
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* XmmToGpr(CpuState* s, Op* op)
@@ -128,7 +128,7 @@ internal static unsafe partial class Sse
         Check(s);
         ulong v = Ld(s, op->R).AsUInt64().ToScalar();
         s->Regs[op->R2] = op->X == 3 ? (uint)v : v;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // X: 0 pmovmskb, 1 movmskps, 2 movmskpd. R2 = GPR destination, R = xmm.
@@ -142,14 +142,14 @@ internal static unsafe partial class Sse
             1 => (uint)X86Sse.MoveMask(v.AsSingle()),
             _ => (uint)Sse2.MoveMask(v.AsDouble()),
         };
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Pextrw(CpuState* s, Op* op)
     {
         Check(s);
         s->Regs[op->R2] = Ld(s, op->R).AsUInt16().GetElement(op->Imm & 7);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Pinsrw(CpuState* s, Op* op)
@@ -157,7 +157,7 @@ internal static unsafe partial class Sse
         Check(s);
         ushort v = op->Y == 0 ? (ushort)s->Regs[op->R2] : (ushort)Mem.Read<S16>(s, Mem.Ea(s, op));
         St(s, op->R, Ld(s, op->R).AsUInt16().WithElement(op->Imm & 7, v).AsByte());
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // ucomisd/comisd (X = 0) and ucomiss/comiss (X = 1): ZF PF CF; OF SF AF cleared.
@@ -171,7 +171,7 @@ internal static unsafe partial class Sse
         else { x = a.AsSingle().ToScalar(); y = b.AsSingle().ToScalar(); }
         ulong f = double.IsNaN(x) || double.IsNaN(y) ? Flags.ZF | Flags.PF | Flags.CF : x < y ? Flags.CF : x == y ? Flags.ZF : 0;
         Flags.Merge(s, f, Flags.Arith);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // cvtsi2sd / cvtsi2ss: R = xmm, source GPR R2 or memory; X = 3 (32-bit) or 2 (64-bit); Imm = 1 for single.
@@ -186,7 +186,7 @@ internal static unsafe partial class Sse
             ? X86Sse.X64.ConvertScalarToVector128Single(a.AsSingle(), v).AsByte()
             : Sse2.X64.ConvertScalarToVector128Double(a.AsDouble(), v).AsByte();
         St(s, op->R, r);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // cvt(t)sd2si / cvt(t)ss2si: R2 = GPR destination, R = xmm source (or memory);
@@ -210,7 +210,7 @@ internal static unsafe partial class Sse
                      : (uint)(trunc ? X86Sse.ConvertToInt32WithTruncation(f) : X86Sse.ConvertToInt32(f));
         }
         s->Regs[op->R2] = r;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Ldmxcsr(CpuState* s, Op* op)
@@ -219,14 +219,14 @@ internal static unsafe partial class Sse
         uint v = (uint)Mem.Read<S32>(s, Mem.Ea(s, op));
         if ((v & ~0xFFFFu) != 0) throw GuestFault.Gp();
         s->Mxcsr = v;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Stmxcsr(CpuState* s, Op* op)
     {
         Check(s);
         Mem.Write<S32>(s, Mem.Ea(s, op), s->Mxcsr);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // fxsave / fxrstor (64-bit layout): x87 control/status/tag, MXCSR, XMM0-15.
@@ -250,7 +250,7 @@ internal static unsafe partial class Sse
             Mem.Write<S64>(s, ea + 160 + (ulong)i * 16, s->Xmm[i * 2]);
             Mem.Write<S64>(s, ea + 168 + (ulong)i * 16, s->Xmm[i * 2 + 1]);
         }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Fxrstor(CpuState* s, Op* op)
@@ -268,6 +268,6 @@ internal static unsafe partial class Sse
         s->Ftw = (byte)Mem.Read<S8>(s, ea + 4);
         s->Mxcsr = mxcsr;
         for (int i = 0; i < 32; i++) s->Xmm[i] = x[i];
-        return op + 1;
+        return Exec.Next(s, op);
     }
 }

@@ -21,10 +21,10 @@ internal static unsafe class Stack
         return v;
     }
 
-    public static Op* PushR(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return op + 1; }
-    public static Op* PushI(CpuState* s, Op* op) { Push(s, (ulong)(long)op->Imm); return op + 1; }
-    public static Op* PushM(CpuState* s, Op* op) { Push(s, Mem.Read<S64>(s, Mem.Ea(s, op))); return op + 1; }
-    public static Op* PopR(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return op + 1; }
+    public static Op* PushR(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return Exec.Next(s, op); }
+    public static Op* PushI(CpuState* s, Op* op) { Push(s, (ulong)(long)op->Imm); return Exec.Next(s, op); }
+    public static Op* PushM(CpuState* s, Op* op) { Push(s, Mem.Read<S64>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
+    public static Op* PopR(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return Exec.Next(s, op); }
 
     // pop m64: the address is computed with RSP already incremented.
     public static Op* PopM(CpuState* s, Op* op)
@@ -34,10 +34,10 @@ internal static unsafe class Stack
         s->Regs[4] = old + 8;
         try { Mem.Write<S64>(s, Mem.Ea(s, op), v); }
         catch { s->Regs[4] = old; throw; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
-    public static Op* Pushf(CpuState* s, Op* op) { Push(s, Flags.Read(s) & ~(Flags.RF | 0x20000UL)); return op + 1; }
+    public static Op* Pushf(CpuState* s, Op* op) { Push(s, Flags.Read(s) & ~(Flags.RF | 0x20000UL)); return Exec.Next(s, op); }
 
     // popfq: at CPL 3, IOPL and IF stay (IOPL = 0 is assumed for user mode).
     public static Op* Popf(CpuState* s, Op* op)
@@ -47,7 +47,7 @@ internal static unsafe class Stack
         ulong keep = s->Cpl == 0 ? 0 : Flags.IOPL | Flags.IF;
         ulong cur = Flags.Read(s);
         Flags.Write(s, (v & ~keep & ~Flags.RF) | (cur & keep));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Leave(CpuState* s, Op* op)
@@ -56,7 +56,7 @@ internal static unsafe class Stack
         ulong v = Mem.Read<S64>(s, rbp);
         s->Regs[4] = rbp + 8;
         s->Regs[5] = v;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // enter imm16, imm8 (nesting level 0 and 1..31 as the manual describes).
@@ -76,7 +76,7 @@ internal static unsafe class Stack
         if (level > 0) { cur -= 8; Mem.Write<S64>(s, cur, frame); }
         s->Regs[5] = frame;
         s->Regs[4] = cur - (ushort)op->Imm;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool BindPush(in Instruction ins, Op* op)

@@ -60,7 +60,7 @@ internal static unsafe class StringOps
         if (op->Y == 0)
         {
             One<T>(s, op, step);
-            return op + 1;
+            return Exec.Next(s, op);
         }
         int iter = 0;
         while (s->Regs[1] != 0)
@@ -95,7 +95,7 @@ internal static unsafe class StringOps
                 return null;
             }
         }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     /// <summary>Forward rep movs/stos over host pointers within one page each; returns elements done (0: take the slow way).</summary>

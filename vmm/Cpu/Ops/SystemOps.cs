@@ -14,14 +14,14 @@ internal static unsafe partial class SystemOps
     private static void RequireCpl0(CpuState* s) { if (s->Cpl != 0) throw GuestFault.Gp(); }
     private static void RequireIopl(CpuState* s) { if (s->Cpl > (int)((s->Flags >> 12) & 3)) throw GuestFault.Gp(); }
 
-    public static Op* Mfence(CpuState* s, Op* op) { Interlocked.MemoryBarrier(); return op + 1; }
+    public static Op* Mfence(CpuState* s, Op* op) { Interlocked.MemoryBarrier(); return Exec.Next(s, op); }
 
     public static Op* Hlt(CpuState* s, Op* op)
     {
         RequireCpl0(s);
         // No interrupt source exists, so hlt stops the vCPU whatever IF says.
         s->ExitReason = ExitReasons.Halted;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // out: X = size, Y = 1 when the port is DX, Imm = port otherwise.
@@ -31,7 +31,7 @@ internal static unsafe partial class SystemOps
         ushort port = op->Y == 1 ? (ushort)s->Regs[2] : (ushort)op->Imm;
         uint v = op->X switch { 1 => (byte)s->Regs[0], 2 => (ushort)s->Regs[0], _ => (uint)s->Regs[0] };
         Vcpu.Of(s).PortOut(port, op->X, v);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* In(CpuState* s, Op* op)
@@ -42,21 +42,21 @@ internal static unsafe partial class SystemOps
         if (op->X == 1) ((byte*)s->Regs)[0] = (byte)v;
         else if (op->X == 2) *(ushort*)&s->Regs[0] = (ushort)v;
         else s->Regs[0] = v;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Vmcall(CpuState* s, Op* op)
     {
-        if (s->Cpl != 0) { s->Regs[0] = unchecked((ulong)-1L); return op + 1; }   // -KVM_EPERM
+        if (s->Cpl != 0) { s->Regs[0] = unchecked((ulong)-1L); return Exec.Next(s, op); }   // -KVM_EPERM
         Vcpu.Of(s).Hypercall();
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Cpuid(CpuState* s, Op* op)
     {
         CpuidTable.Query(s, (uint)s->Regs[0], (uint)s->Regs[1], out uint a, out uint b, out uint c, out uint d);
         s->Regs[0] = a; s->Regs[3] = b; s->Regs[1] = c; s->Regs[2] = d;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Rdtsc(CpuState* s, Op* op)
@@ -64,7 +64,7 @@ internal static unsafe partial class SystemOps
         ulong t = Vcpu.Of(s).Tsc();
         s->Regs[0] = (uint)t;
         s->Regs[2] = t >> 32;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Rdtscp(CpuState* s, Op* op)
@@ -73,19 +73,19 @@ internal static unsafe partial class SystemOps
         s->Regs[0] = (uint)t;
         s->Regs[2] = t >> 32;
         s->Regs[1] = (uint)s->TscAux;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
-    public static Op* Rdpid(CpuState* s, Op* op) { s->Regs[op->R] = (uint)s->TscAux; return op + 1; }
+    public static Op* Rdpid(CpuState* s, Op* op) { s->Regs[op->R] = (uint)s->TscAux; return Exec.Next(s, op); }
 
-    public static Op* Cli(CpuState* s, Op* op) { RequireIopl(s); s->Flags &= ~Flags.IF; return op + 1; }
-    public static Op* Sti(CpuState* s, Op* op) { RequireIopl(s); s->Flags |= Flags.IF; return op + 1; }
-    public static Op* Cld(CpuState* s, Op* op) { s->Flags &= ~Flags.DF; return op + 1; }
-    public static Op* Std(CpuState* s, Op* op) { s->Flags |= Flags.DF; return op + 1; }
-    public static Op* Clc(CpuState* s, Op* op) { Flags.Merge(s, 0, Flags.CF); return op + 1; }
-    public static Op* Stc(CpuState* s, Op* op) { Flags.Merge(s, Flags.CF, Flags.CF); return op + 1; }
-    public static Op* Cmc(CpuState* s, Op* op) { Flags.Merge(s, Flags.Carry(s) ? 0 : Flags.CF, Flags.CF); return op + 1; }
-    public static Op* Clts(CpuState* s, Op* op) { RequireCpl0(s); Vcpu.Of(s).WriteCr(0, s->Cr0 & ~Vcpu.Cr0Ts); return op + 1; }
+    public static Op* Cli(CpuState* s, Op* op) { RequireIopl(s); s->Flags &= ~Flags.IF; return Exec.Next(s, op); }
+    public static Op* Sti(CpuState* s, Op* op) { RequireIopl(s); s->Flags |= Flags.IF; return Exec.Next(s, op); }
+    public static Op* Cld(CpuState* s, Op* op) { s->Flags &= ~Flags.DF; return Exec.Next(s, op); }
+    public static Op* Std(CpuState* s, Op* op) { s->Flags |= Flags.DF; return Exec.Next(s, op); }
+    public static Op* Clc(CpuState* s, Op* op) { Flags.Merge(s, 0, Flags.CF); return Exec.Next(s, op); }
+    public static Op* Stc(CpuState* s, Op* op) { Flags.Merge(s, Flags.CF, Flags.CF); return Exec.Next(s, op); }
+    public static Op* Cmc(CpuState* s, Op* op) { Flags.Merge(s, Flags.Carry(s) ? 0 : Flags.CF, Flags.CF); return Exec.Next(s, op); }
+    public static Op* Clts(CpuState* s, Op* op) { RequireCpl0(s); Vcpu.Of(s).WriteCr(0, s->Cr0 & ~Vcpu.Cr0Ts); return Exec.Next(s, op); }
 
     // lgdt / lidt (X = 0 gdt, 1 idt) and sgdt / sidt.
     public static Op* Lgdt(CpuState* s, Op* op)
@@ -95,7 +95,7 @@ internal static unsafe partial class SystemOps
         ushort limit = (ushort)Mem.Read<S16>(s, ea);
         ulong b = Mem.Read<S64>(s, ea + 2);
         if (op->X == 0) { s->GdtBase = b; s->GdtLimit = limit; } else { s->IdtBase = b; s->IdtLimit = limit; }
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Sgdt(CpuState* s, Op* op)
@@ -104,7 +104,7 @@ internal static unsafe partial class SystemOps
         Vcpu.Of(s).ProbeWrite(ea, 10);
         Mem.Write<S16>(s, ea, op->X == 0 ? s->GdtLimit : s->IdtLimit);
         Mem.Write<S64>(s, ea + 2, op->X == 0 ? s->GdtBase : s->IdtBase);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Ltr(CpuState* s, Op* op)
@@ -112,7 +112,7 @@ internal static unsafe partial class SystemOps
         RequireCpl0(s);
         ushort sel = (ushort)(op->Y == 0 ? s->Regs[op->R2] : Mem.Read<S16>(s, Mem.Ea(s, op)));
         Vcpu.Of(s).LoadTaskRegister(sel);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Lldt(CpuState* s, Op* op)
@@ -121,7 +121,7 @@ internal static unsafe partial class SystemOps
         ushort sel = (ushort)(op->Y == 0 ? s->Regs[op->R2] : Mem.Read<S16>(s, Mem.Ea(s, op)));
         if ((sel & ~3) != 0) throw GuestFault.Gp((uint)(sel & ~3));   // only a null LDT is supported
         s->LdtSel = 0;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // str / sldt: X = 0 str, 1 sldt.
@@ -129,7 +129,7 @@ internal static unsafe partial class SystemOps
     {
         ushort v = op->X == 0 ? s->TrSel : s->LdtSel;
         if (op->Y == 0) s->Regs[op->R2] = v; else Mem.Write<S16>(s, Mem.Ea(s, op), v);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // mov crN, r64 (X = N) / mov r64, crN (Y = 1).
@@ -137,14 +137,14 @@ internal static unsafe partial class SystemOps
     {
         RequireCpl0(s);
         Vcpu.Of(s).WriteCr(op->X, s->Regs[op->R2]);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* MovFromCr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
         s->Regs[op->R2] = op->X switch { 0 => s->Cr0, 2 => s->Cr2, 3 => s->Cr3, 4 => s->Cr4, _ => s->Cr8 };
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Rdmsr(CpuState* s, Op* op)
@@ -154,28 +154,28 @@ internal static unsafe partial class SystemOps
         if (v == null) throw GuestFault.Gp();
         s->Regs[0] = (uint)v.Value;
         s->Regs[2] = v.Value >> 32;
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Wrmsr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
         if (!Vcpu.Of(s).WriteMsr((uint)s->Regs[1], (uint)s->Regs[0] | (s->Regs[2] << 32))) throw GuestFault.Gp();
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Swapgs(CpuState* s, Op* op)
     {
         RequireCpl0(s);
         (s->SegBase[2], s->KernelGsBase) = (s->KernelGsBase, s->SegBase[2]);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* Invlpg(CpuState* s, Op* op)
     {
         RequireCpl0(s);
         Vcpu.Of(s).FlushPage(Mem.Ea(s, op));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // mov sreg, r/m16: X = segment register index (SegmentRegister order).
@@ -183,7 +183,7 @@ internal static unsafe partial class SystemOps
     {
         ushort sel = (ushort)(op->Y == 0 ? s->Regs[op->R2] : Mem.Read<S16>(s, Mem.Ea(s, op)));
         Vcpu.Of(s).LoadSegment((SegmentRegister)op->X, sel);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* MovFromSeg(CpuState* s, Op* op)
@@ -191,7 +191,7 @@ internal static unsafe partial class SystemOps
         ushort v = s->Sel[op->X];
         if (op->Y == 0) { if (op->R == 2) *(ushort*)&s->Regs[op->R2] = v; else s->Regs[op->R2] = v; }
         else Mem.Write<S16>(s, Mem.Ea(s, op), v);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     // int n / int3: delivered as software interrupts (return RIP after the instruction).

@@ -49,20 +49,20 @@ internal static unsafe class Unary
     public static Op* R<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Reg.Set<T>(s, op->R, O.Do<T>(s, Reg.Get<T>(s, op->R), 0));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* M<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
         Mem.Write<T>(s, ea, O.Do<T>(s, Mem.Read<T>(s, ea), 0));
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     public static Op* LockM<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Atomic.Rmw<O, T>(s, Mem.Ea(s, op), 0);
-        return op + 1;
+        return Exec.Next(s, op);
     }
 
     private static bool Bind<O>(in Instruction ins, Op* op) where O : struct, IAluOp

@@ -120,13 +120,20 @@ public sealed class HostBackedMemory : IDisposable
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
     }
 
-    public void Dispose()
+    /// <summary>Stop the pressure thread and the background reclaimer (the host is then quiescent once the vCPUs stop).</summary>
+    public void StopBackground()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (_stop.IsCancellationRequested) return;
         _stop.Cancel();
         _pressure?.Join();
         try { _reclaimer.StopAsync(CancellationToken.None).GetAwaiter().GetResult(); }
         catch (Exception ex) { _logger.LogDebug("reclaimer stopped with {Error}", ex.Message); }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        StopBackground();
         Mmu.Dispose();
         Space.Dispose();
         Host.Dispose();

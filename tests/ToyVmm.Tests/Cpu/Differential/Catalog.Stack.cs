@@ -29,6 +29,22 @@ public static partial class Catalog
         forms.Add(new Form { Family = "stack", Name = "push, push, pop, pop",
             Variants = [Seq(Instruction.Create(Code.Push_r64, Register.RAX), Instruction.Create(Code.Push_r64, Register.R11),
                 Instruction.Create(Code.Pop_r64, Register.RDX), Instruction.Create(Code.Pop_r64, Register.R14))] });
+        // RSP as a base register: push computes the address before the decrement, pop after the increment.
+        MemoryOperand Sp(int disp) => new(Register.RSP, disp, disp == 0 ? 0 : 1);
+        forms.Add(new Form { Family = "stack", Name = "rsp-based operands",
+            Variants =
+            [
+                Variant.Of(Instruction.Create(Code.Mov_r64_rm64, Register.RAX, Sp(8))),
+                Variant.Of(Instruction.Create(Code.Mov_rm64_r64, Sp(-8), Register.RCX)),
+                Variant.Of(Instruction.Create(Code.Add_rm32_r32, Sp(16), Register.EDX)),
+                Variant.Of(Instruction.Create(Code.Xchg_rm64_r64, Sp(0), Register.R9)),
+                Variant.Of(Instruction.Create(Code.Push_rm64, Sp(8))),
+                Variant.Of(Instruction.Create(Code.Push_rm64, Sp(0))),
+                Variant.Of(Instruction.Create(Code.Pop_rm64, Sp(8))),
+                Variant.Of(Instruction.Create(Code.Pop_rm64, Sp(0))),
+                Variant.Of(Instruction.Create(Code.Pop_rm64, Sp(-8))),
+                Seq(Instruction.Create(Code.Push_r64, Register.RSP), Instruction.Create(Code.Pop_r64, Register.R10)),
+            ] });
         forms.Add(new Form { Family = "stack", Name = "leave",
             Prepare = c => c.State.Gpr[Rbp] = c.InitialRsp + 8 * (ulong)c.Rng.Next(0, 16),
             Variants = [Variant.Of(Instruction.Create(Code.Leaveq))] });

@@ -38,6 +38,7 @@ internal unsafe struct CpuState
     public long Retired;
     public int ExitReason;                // ExitReasons.*; checked at block boundaries
     public ulong TlbCplBit;               // 1 at CPL 3: part of every TLB tag
+    public ulong FlushEpoch;              // incremented by every TLB flush: host pointers taken before a change may be stale
 
     // System registers.
     public ulong Cr0, Cr2, Cr3, Cr4, Cr8, Efer;

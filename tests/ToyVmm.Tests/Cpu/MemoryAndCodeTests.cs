@@ -51,6 +51,72 @@ public class MemoryAndCodeTests
     }
 
     [Fact]
+    public void Run_CrossModifyingCode_OtherVcpuSeesThePatch()
+    {
+        using var f = new CpuFixture();
+        ulong fn = 0x180000;
+        f.Write(fn, CpuFixture.Assemble(a => { a.mov(eax, 1); a.ret(); }, fn));
+        // vCPU 0 calls fn until it returns 2; vCPU 1 spins a while, then patches fn's immediate.
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var cpu1 = a.CreateLabel(); var loop = a.CreateLabel(); var spin = a.CreateLabel();
+            a.test(edi, edi);
+            a.jnz(cpu1);
+            a.Label(ref loop);
+            a.mov(rax, fn);
+            a.call(rax);
+            a.inc(r12);
+            a.cmp(eax, 2);
+            a.jne(loop);
+            a.hlt();
+            a.Label(ref cpu1);
+            a.mov(ecx, 200_000);
+            a.Label(ref spin);
+            a.dec(ecx);
+            a.jnz(spin);
+            a.mov(rbx, fn);
+            a.mov(__byte_ptr[rbx + 1], 2);
+            a.hlt();
+        }));
+        var cpus = new[] { f.NewVcpu(0, 2), f.NewVcpu(1, 2) };
+        var exits = new VcpuExit[2];
+        var threads = cpus.Select((c, i) => new Thread(() => exits[i] = c.Run(200_000_000))).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        Assert.Equal(VcpuExitKind.Halted, exits[1].Kind);
+        Assert.Equal(VcpuExitKind.Halted, exits[0].Kind);
+        Assert.Equal(2UL, cpus[0].GetGpr(Gpr.Rax));
+        Assert.True(cpus[0].GetGpr(Gpr.R12) > 1);
+    }
+
+    [Fact]
+    public void Run_LongRepStos_YieldsToRequestsAndCompletes()
+    {
+        using var f = new CpuFixture(64 << 20);
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            a.mov(rdi, 0x400000);
+            a.mov(rcx, 32 << 20);
+            a.mov(al, 0x5A);
+            a.rep.stosb();
+            a.hlt();
+        }));
+        var cpu = f.NewVcpu();
+        var t = new Thread(() =>
+        {
+            while (cpu.Link.Mode != ToyVmm.Mmu.Secondary.VcpuMode.InGuest) Thread.Yield();
+            for (int i = 0; i < 50; i++) cpu.Link.WaitForFlush(cpu.Link.RequestFlush());
+        });
+        t.Start();
+        var exit = cpu.Run();
+        t.Join();
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(0UL, cpu.GetGpr(Gpr.Rcx));
+        Assert.All(f.Read(0x400000 + (32 << 20) - 4096, 4096), b => Assert.Equal(0x5A, b));
+        Assert.Equal(0, f.Read(0x400000 + (32 << 20), 1)[0]);
+    }
+
+    [Fact]
     public void Run_CodeReplacedByDiscard_IsDecodedAgain()
     {
         using var f = new CpuFixture();

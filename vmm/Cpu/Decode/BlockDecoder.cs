@@ -27,13 +27,15 @@ public sealed unsafe partial class Vcpu
                 b = null;
             }
         }
-        return b != null ? b : Decode(va, gpa, host);
+        return b != null ? b : Decode(va);
     }
 
-    private Block* Decode(ulong va, ulong gpa, byte* host)
+    private Block* Decode(ulong va)
     {
         while (true)
         {
+            // Translate afresh on every attempt: a flush taken meanwhile makes older host pointers stale.
+            byte* host = TranslateVa(va, AccessKind.Fetch, out ulong gpa);
             int gen1 = _code.BeginDecode(gpa >> 12), gen2 = 0;
             ulong gpa2 = ulong.MaxValue;
             int avail = 4096 - (int)(va & 0xFFF);

@@ -13,6 +13,7 @@ public sealed unsafe partial class Vcpu
     /// <summary>Drops every TLB entry and every cached RIP-to-block association.</summary>
     internal void FlushTlb()
     {
+        _s->FlushEpoch++;
         for (int i = 0; i < Mem.TlbSize; i++)
         {
             _s->TlbRead[i].Tag = TlbEntry.Invalid;
@@ -96,8 +97,16 @@ public sealed unsafe partial class Vcpu
             return n switch { 1 => *p, 2 => *(ushort*)p, 4 => *(uint*)p, _ => *(ulong*)p };
         }
         ulong split = 4096 - (va & 0xFFF);
-        byte* a = TranslateVa(va, AccessKind.Read, out _);
-        byte* b = TranslateVa(va + split, AccessKind.Read, out _);
+        byte* a, b;
+        // Translating the second page may take a flush request: then the first pointer is stale.
+        do
+        {
+            ulong epoch = _s->FlushEpoch;
+            a = TranslateVa(va, AccessKind.Read, out _);
+            b = TranslateVa(va + split, AccessKind.Read, out _);
+            if (_s->FlushEpoch == epoch) break;
+        }
+        while (true);
         ulong v = 0;
         for (int i = 0; i < n; i++)
             v |= (ulong)((ulong)i < split ? a[i] : b[(ulong)i - split]) << (8 * i);
@@ -120,8 +129,16 @@ public sealed unsafe partial class Vcpu
             return;
         }
         ulong split = 4096 - (va & 0xFFF);
-        byte* a = TranslateVa(va, AccessKind.Write, out ulong g1);
-        byte* b = TranslateVa(va + split, AccessKind.Write, out ulong g2);
+        byte* a, b;
+        ulong g1, g2;
+        do
+        {
+            ulong epoch = _s->FlushEpoch;
+            a = TranslateVa(va, AccessKind.Write, out g1);
+            b = TranslateVa(va + split, AccessKind.Write, out g2);
+            if (_s->FlushEpoch == epoch) break;
+        }
+        while (true);
         for (int i = 0; i < n; i++)
         {
             byte x = (byte)(v >> (8 * i));

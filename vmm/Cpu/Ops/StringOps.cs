@@ -110,9 +110,10 @@ internal static unsafe class StringOps
             ulong rsi = s->Regs[6] + s->SegBase[op->Seg];
             if ((rsi & (ulong)(size - 1)) != 0) return 0;
             n = Math.Min(n, (4096 - (rsi & 0xFFF)) / (ulong)size);
+            ulong epoch = s->FlushEpoch;
             byte* src = ReadPtr(s, rsi);
             byte* dst = Mem.RmwPtr(s, rdi, size);
-            if (dst == null) return 0;
+            if (dst == null || s->FlushEpoch != epoch) return 0;   // a flush made src stale: go element by element
             ulong bytes = n * (ulong)size;
             if (dst + bytes <= src || dst >= src + bytes) Buffer.MemoryCopy(src, dst, bytes, bytes);
             else for (ulong i = 0; i < bytes; i++) dst[i] = src[i];   // overlapping: element order matters

@@ -117,7 +117,7 @@ public sealed class VmRunner : BackgroundService
         catch (ArgumentException ex)
         {
             backing?.Dispose();
-            Log.VmError(_logger, ex.Message);
+            Log.CannotBuild(_logger, ex.Message);
             return ExitCodes.Usage;
         }
 

@@ -103,4 +103,15 @@ public class ToyVmmAppTests : IDisposable
         var (code, _, _) = await Run("run", guest, "--memory", "4M");
         Assert.Equal(ExitCodes.BadGuestFile, code);
     }
+
+    [Fact]
+    public async Task RunAsync_MoreRamThanTheHostHas_ExitsFive()
+    {
+        ulong host = (ulong)GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        Assert.True(host < RunOptions.MaxMemoryBytes, $"this test needs a host with less than 64 GiB (it has {host} bytes)");
+        string guest = WriteFile("g.elf", ElfBuilder.Valid().Build());
+        var (code, _, console) = await Run("run", guest, "--memory", "64G");
+        Assert.Equal(ExitCodes.HostOutOfMemory, code);
+        Assert.Empty(console);
+    }
 }

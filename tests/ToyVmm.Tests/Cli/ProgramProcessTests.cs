@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using Iced.Intel;
+using ToyVmm.Cli;
+using ToyVmm.Tests.Vm;
+using Xunit;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace ToyVmm.Tests.Cli;
+
+/// <summary>The toyvmm program as a user runs it: standard output, standard error and exit status.</summary>
+public class ProgramProcessTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("toyvmm-proc-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Guest(string name, Action<Assembler> emit)
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, AsmGuest.Build(emit).File);
+        return path;
+    }
+
+    private static (int Code, string Stdout, string Stderr) Toyvmm(params string[] args)
+    {
+        string dir = AppContext.BaseDirectory;
+        string apphost = Path.Combine(dir, "toyvmm");
+        var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
+        psi.UseShellExecute = false;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(2)))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new Xunit.Sdk.XunitException($"toyvmm {string.Join(' ', args)} did not end");
+        }
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Fact]
+    public void Run_HelloGuest_ConsoleOnStdoutNothingOnStderrStatusZero()
+    {
+        string g = Guest("hello.elf", a => { a.Print("hello, world\n"); a.hlt(); });
+        var (code, stdout, stderr) = Toyvmm("run", g);
+        Assert.Equal("", stderr);
+        Assert.Equal("hello, world\n", stdout);
+        Assert.Equal(0, code);
+    }
+
+    [Fact]
+    public void Run_ExitPort_IsTheExitStatus()
+    {
+        string g = Guest("exit.elf", a => { a.Print("partial"); a.Exit(57); });
+        var (code, stdout, stderr) = Toyvmm("run", g, "--vcpus", "2", "--memory", "16M");
+        Assert.Equal(57, code);
+        Assert.StartsWith("partial", stdout);   // one or both vCPUs print before the exit stops them
+        Assert.Equal("", stderr);
+    }
+
+    [Fact]
+    public void Run_GuestCrash_ExitsFourWithOneLine()
+    {
+        string g = Guest("crash.elf", a => a.ud2());
+        var (code, stdout, stderr) = Toyvmm("run", g);
+        Assert.Equal(ExitCodes.VmError, code);
+        Assert.Equal("", stdout);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("toyvmm: error: VM error: vCPU 0: ", lines[0]);
+    }
+
+    [Fact]
+    public void Run_InstructionLimit_ExitsSix()
+    {
+        string g = Guest("spin.elf", a => { var l = a.CreateLabel(); a.Label(ref l); a.jmp(l); });
+        var (code, _, stderr) = Toyvmm("run", g, "--max-instructions", "10000");
+        Assert.Equal(ExitCodes.InstructionLimit, code);
+        Assert.Contains("instruction limit", stderr);
+    }
+
+    [Fact]
+    public void Run_BadArguments_ExitsTwoWithUsageOnStderr()
+    {
+        var (code, stdout, stderr) = Toyvmm("run", "--vcpus", "x");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("", stdout);
+        Assert.Contains(CommandLine.Usage, stderr);
+    }
+
+    [Fact]
+    public void Run_NotAnElf_ExitsThreeNamingTheRule()
+    {
+        string path = Path.Combine(_dir, "text.elf");
+        File.WriteAllText(path, "#!/bin/sh\n" + string.Concat(Enumerable.Repeat("echo not a guest\n", 8)));
+        var (code, stdout, stderr) = Toyvmm("run", path);
+        Assert.Equal(ExitCodes.BadGuestFile, code);
+        Assert.Equal("", stdout);
+        Assert.Contains("ELF refused (magic)", stderr);
+    }
+}

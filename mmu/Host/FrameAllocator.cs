@@ -21,6 +21,7 @@ internal sealed class FrameAllocator
     private readonly Lock _lock = new();
     private readonly uint[] _free;      // stack of free frames; guarded by _lock
     private int _freeCount;             // guarded by _lock; read lock-free for watermark checks
+    private long _frees;                // frames freed ever (interlocked); progress marker for out-of-memory decisions
 
     public FrameAllocator(FramePool frames, HostMemory host, int min, int low, int high)
     {
@@ -52,17 +53,22 @@ internal sealed class FrameAllocator
         while (!TryPop(out frame))
         {
             // Nothing free: reclaim here, harder each round (priority > 0 ignores accessed bits).
+            // Out of memory only when several rounds in a row freed nothing anywhere: frames
+            // another thread freed (and perhaps took) mean reclaim is still making progress.
+            long freesBefore = Volatile.Read(ref _frees);
             int got = _host.Reclaim.DirectReclaim(_host.Options.ReclaimBatch, priority);
-            if (got == 0 && FreeCount == 0)
+            if (got == 0 && FreeCount == 0 && Volatile.Read(ref _frees) == freesBefore)
             {
-                if (++fruitless > 3)
+                if (++fruitless > 4)
                 {
                     _host.Stats.Count(ref _host.Stats.OutOfMemory);
                     frame = FrameMeta.NoFrame;
                     return HostFaultStatus.OutOfMemory;
                 }
-                Thread.Yield();
+                // Pages may be busy only for a moment (page-locked by I/O, held by a short reference).
+                if (fruitless > 2) Thread.Sleep(1); else Thread.Yield();
             }
+            else fruitless = 0;
             if (priority < 2) priority++;
         }
 
@@ -105,5 +111,6 @@ internal sealed class FrameAllocator
             Debug.Assert(_freeCount < _free.Length, "no frame is freed twice");
             _free[_freeCount++] = frame;
         }
+        Interlocked.Increment(ref _frees);
     }
 }

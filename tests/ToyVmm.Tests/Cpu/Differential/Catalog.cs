@@ -5,7 +5,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <summary>
 /// Every instruction form the differential tests compare, grouped by family.
 /// Partial by family: Catalog.Alu.cs, Catalog.Shifts.cs, Catalog.Moves.cs,
-/// Catalog.Stack.cs, Catalog.Strings.cs, Catalog.Sse.cs, Catalog.Chains.cs.
+/// Catalog.Stack.cs, Catalog.Strings.cs, Catalog.Sse.cs, Catalog.Chains.cs, Catalog.RandomBlocks.cs.
 /// </summary>
 public static partial class Catalog
 {
@@ -29,6 +29,7 @@ public static partial class Catalog
         AddAtomic(forms);
         AddStrings(forms);
         AddChains(forms);
+        AddRandomBlocks(forms);
         AddSseInteger(forms);
         AddSseDouble(forms);
         var duplicate = forms.GroupBy(f => f.ToString()).FirstOrDefault(g => g.Count() > 1);

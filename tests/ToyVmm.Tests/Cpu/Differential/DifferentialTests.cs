@@ -13,8 +13,8 @@ namespace ToyVmm.Tests.Cpu.Differential;
 public sealed class DifferentialTests(ITestOutputHelper output)
 {
     /// <summary>The catalog may only grow: fewer forms or cases than this means coverage was lost.</summary>
-    public const int MinimumForms = 600;
-    public const int MinimumCases = 60_000;
+    public const int MinimumForms = 1400;
+    public const int MinimumCases = 150_000;
 
     public static TheoryData<string> Families()
     {

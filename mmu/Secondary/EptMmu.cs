@@ -166,6 +166,60 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         }
     }
 
+    /// <summary>
+    /// Add a memory slot. Waits while invalidations are in flight, so that no
+    /// invalidation's merged range was computed against a different slot set.
+    /// </summary>
+    public void AddSlot(MemorySlot slot)
+    {
+        lock (_slotLock)
+        {
+            _mmuLock.Enter();
+            try
+            {
+                WaitForNoInvalidationLocked();
+                _slots.Add(slot);
+            }
+            finally { _mmuLock.Exit(); }
+        }
+    }
+
+    /// <summary>
+    /// Remove a memory slot: wait while invalidations are in flight, zap its
+    /// entries, flush every vCPU, and only then forget it.
+    /// </summary>
+    public bool RemoveSlot(int id)
+    {
+        lock (_slotLock)
+        {
+            _mmuLock.Enter();
+            try
+            {
+                WaitForNoInvalidationLocked();
+                var slot = _slots.Slots.FirstOrDefault(s => s.Id == id);
+                if (slot is null) return false;
+                if (ZapLocked(slot.HvaStart, slot.HvaEnd) > 0) FlushAllVcpusLocked();
+                // A fault that found the page before the zap re-checks the sequence and retries.
+                _seq.BeginLocked(slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
+                _slots.Remove(id);
+                _seq.EndLocked();
+                return true;
+            }
+            finally { _mmuLock.Exit(); }
+        }
+    }
+
+    /// <summary>Release the MMU lock until no invalidation is in progress; returns with it held.</summary>
+    private void WaitForNoInvalidationLocked()
+    {
+        while (_seq.InProgressLocked > 0)
+        {
+            _mmuLock.Exit();
+            Thread.Yield();
+            _mmuLock.Enter();
+        }
+    }
+
     public long PageOut(Gpa start, ulong bytes) => HostOperation(start, bytes, discard: false);
 
     public long Discard(Gpa start, ulong bytes) => HostOperation(start, bytes, discard: true);

@@ -309,3 +309,38 @@ public sealed class EptMmuProtocolOnRealHostTests(ITestOutputHelper output) : Ep
     protected override IProtocolHost CreateHost(int frames, bool broken2008, MmuInvariantChecker checker) =>
         new Real(frames, broken2008, checker);
 }
+
+public unsafe class EptMmuSlotTests
+{
+    [Fact]
+    public void AddSlot_WhileInvalidationInFlight_WaitsForItsEnd()
+    {
+        using var host = new TestHost(64);
+        using var mmu = new EptMmu(host, 16 * 4096, TestHost.RamBase);
+        var range = new InvalidateRange(TestHost.RamBase, TestHost.RamBase.Add(4096), InvalidateEvent.Clear, true);
+        host.Notifiers.InvalidateRangeStart(range);
+        var add = new Thread(() => mmu.AddSlot(new MemorySlot(1, new Gpa(1UL << 30), 4096, TestHost.RamBase.Add(1UL << 30))));
+        add.Start();
+        Assert.False(add.Join(TimeSpan.FromMilliseconds(100)));
+        Assert.Null(mmu.Slots.Find(new Gpa(1UL << 30)));
+        host.Notifiers.InvalidateRangeEnd(range);
+        Assert.True(add.Join(TimeSpan.FromSeconds(20)));
+        Assert.NotNull(mmu.Slots.Find(new Gpa(1UL << 30)));
+    }
+
+    [Fact]
+    public void RemoveSlot_ZapsItsEntries_AndLaterAccessIsUnbacked()
+    {
+        using var host = new TestHost(64);
+        using var mmu = new EptMmu(host, 16 * 4096, TestHost.RamBase);
+        var vcpu = new VcpuLink(0);
+        mmu.AttachVcpu(vcpu);
+        mmu.AddSlot(new MemorySlot(1, new Gpa(1UL << 30), 4 * 4096, new Hva(0x7f10_0000_0000)));
+        Assert.Equal(TranslateStatus.Ok, mmu.Translate(vcpu, new Gpa((1UL << 30) + 4096), AccessKind.Write, out _));
+        Assert.Equal(1, mmu.Table.PresentCount);
+        Assert.True(mmu.RemoveSlot(1));
+        Assert.Equal(0, mmu.Table.PresentCount);
+        Assert.Equal(TranslateStatus.Unbacked, mmu.Translate(vcpu, new Gpa((1UL << 30) + 4096), AccessKind.Read, out _));
+        Assert.False(mmu.RemoveSlot(1));
+    }
+}

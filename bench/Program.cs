@@ -1,5 +1,15 @@
 using BenchmarkDotNet.Running;
+using ToyVmm.Bench.Scenario;
 
-// Scenario and micro benchmarks; see bench/RESULTS.md.
-if (args.Length > 0 && args[0] == "host-latency") { ToyVmm.Bench.Host.HostLatencyProbe.Run(); return; }
+// `scenario [runs]`: guests natively and in the interpreter (make bench).
+// `host-latency`: per-operation percentiles of the host's faults and page-outs.
+// Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
+if (args.Length > 0 && args[0] == "scenario")
+    return ScenarioRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "host-latency")
+{
+    ToyVmm.Bench.Host.HostLatencyProbe.Run();
+    return 0;
+}
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using ToyVmm.Loader;
+using ToyVmm.Mmu.Secondary;
+using ToyVmm.Vm;
+
+namespace ToyVmm.Bench.Scenario;
+
+/// <summary>
+/// <c>make bench</c>'s scenarios: the same guest run natively (its Linux
+/// build) and in the interpreter, on flat memory and on the host-backed EPT
+/// MMU; guest MIPS, the ratio to native, and the MMU's fault and invalidation
+/// latencies under host pressure. Medians of several runs; the machine is
+/// shared and noisy, so read ratios rather than absolute figures.
+/// </summary>
+public static class ScenarioRunner
+{
+    private const ulong Ram = 64UL << 20;
+
+    public static int Run(string[] args)
+    {
+        int runs = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
+        string root = RepoRoot();
+        Console.WriteLine($"# ToyVmm scenarios: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {runs} runs each, medians");
+        foreach (var guest in new[] { "cpusuite", "cpusuite-sse" })
+        {
+            string elf = Path.Combine(root, "guest", "build", guest + ".elf");
+            string native = Path.Combine(root, "guest", "build", "native", guest);
+            if (!File.Exists(elf) || !File.Exists(native))
+            {
+                Console.Error.WriteLine($"{guest}: not built (run make -C guest)");
+                return 1;
+            }
+            double nativeSec = Median(Enumerable.Range(0, runs).Select(_ => TimeNative(native)));
+            var flat = Enumerable.Range(0, runs).Select(_ => TimeGuest(elf, null)).ToList();
+            var ept = Enumerable.Range(0, runs).Select(_ => TimeGuest(elf, new GuestMemoryConfig(Ram + (Ram >> 3)))).ToList();
+            long instructions = flat[0].Instructions;
+            double flatSec = Median(flat.Select(x => x.Seconds)), eptSec = Median(ept.Select(x => x.Seconds));
+            Console.WriteLine($"{guest}: {instructions / 1e6:F1} M guest instructions");
+            Console.WriteLine($"  native          {nativeSec * 1e3,9:F1} ms   {instructions / nativeSec / 1e6,8:F0} MIPS");
+            Console.WriteLine($"  interp, flat    {flatSec * 1e3,9:F1} ms   {instructions / flatSec / 1e6,8:F1} MIPS   {flatSec / nativeSec,6:F0}x native");
+            Console.WriteLine($"  interp, EPT     {eptSec * 1e3,9:F1} ms   {instructions / eptSec / 1e6,8:F1} MIPS   {eptSec / nativeSec,6:F0}x native   EPT/flat MIPS {flatSec / eptSec:P0}");
+        }
+        foreach (var (guest, vcpus) in new[] { ("memrand", 1), ("memrand", 2), ("memhot", 2) })
+        {
+            string elf = Path.Combine(root, "guest", "build", guest + ".elf");
+            var res = TimeGuest(elf, new GuestMemoryConfig(Ram / 4, PageOutIntervalMs: 5), vcpus, verbose: true);
+            Console.WriteLine($"{guest}, {vcpus} vCPU(s), host pool = RAM/4, forced page-outs every 5 ms: {res.Seconds * 1e3:F0} ms, {res.Instructions / res.Seconds / 1e6:F1} MIPS");
+            foreach (var line in res.Summary) Console.WriteLine("  " + line);
+        }
+        return 0;
+    }
+
+    private sealed record GuestRun(double Seconds, long Instructions, IReadOnlyList<string> Summary);
+
+    private static GuestRun TimeGuest(string elf, GuestMemoryConfig? memory, int vcpus = 1, bool verbose = false)
+    {
+        var image = ElfLoader.LoadFile(elf, Ram);
+        using var backing = memory is null ? null : new HostBackedMemory(Ram, vcpus, memory);
+        using var console = new MemoryStream();
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus), image, console,
+            backing is null ? null : _ => (ISecondaryMmu)backing.Mmu);
+        var sw = Stopwatch.StartNew();
+        var result = vm.Run();
+        sw.Stop();
+        if (!result.IsNormalExit || result.GuestStatus != 0)
+            throw new InvalidOperationException($"{Path.GetFileName(elf)} failed: {result.Outcome} {result.GuestStatus} {result.Message}");
+        backing?.StopBackground();
+        return new GuestRun(sw.Elapsed.TotalSeconds, result.InstructionsRetired, backing is null || !verbose ? [] : [.. backing.Summary()]);
+    }
+
+    private static double TimeNative(string path)
+    {
+        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, UseShellExecute = false };
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        sw.Stop();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{path} exited {p.ExitCode}");
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    private static double Median(IEnumerable<double> xs)
+    {
+        var a = xs.OrderBy(x => x).ToArray();
+        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+    }
+
+    private static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "ToyVmm.sln"))) return dir.FullName;
+        return Directory.GetCurrentDirectory();
+    }
+}

@@ -23,8 +23,12 @@ vmm:
 	mkdir -p bin
 	ln -sf ../out/toyvmm/toyvmm bin/toyvmm
 
+# The main demo: a guest whose working set is twice the host's frame pool runs
+# while the host reclaims and is forced to page out every 5 ms, with the MMU
+# invariant checker on; --stats shows where the time went.
 run: all
 	bin/toyvmm run guest/build/hello.elf
+	bin/toyvmm run guest/build/memhot.elf --memory 64M --host-memory 16M --pageout-interval 5 --check --stats
 
 # Long stress tests carry [Trait("Category","Long")]; `make test` runs them too,
 # `make test-long` runs only them.
@@ -34,8 +38,12 @@ test: all
 test-long: all
 	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo --filter Category=Long
 
+# Scenarios (guests natively and in the interpreter), then the BenchmarkDotNet
+# micro-benchmarks with short jobs. BENCH_FILTER narrows the second part.
+BENCH_FILTER ?= *
 bench: all
-	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) -- scenario
+	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- scenario
+	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
 
 clean:
 	$(MAKE) -C guest clean

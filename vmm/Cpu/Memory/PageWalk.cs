@@ -22,12 +22,32 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     internal ulong Walk(ulong va, AccessKind kind)
     {
+        Span<ulong> space = stackalloc ulong[4];
+        while (true)
+        {
+            // A flush taken while translating a lower level (inside HostPage) makes the
+            // pointers to the upper levels stale: walk again before setting A/D through them.
+            ulong epoch = _s->FlushEpoch;
+            ulong gpa = WalkOnce(va, kind, out ulong* ptes, out int depth, space);
+            if (_s->FlushEpoch != epoch) continue;
+            for (int i = 0; i < depth; i++)
+            {
+                ulong* p = (ulong*)ptes[i];
+                ulong want = PteA | (i == depth - 1 && kind == AccessKind.Write ? PteD : 0);
+                if ((Volatile.Read(ref *p) & want) != want) Interlocked.Or(ref *p, want);
+            }
+            return gpa;
+        }
+    }
+
+    private ulong WalkOnce(ulong va, AccessKind kind, out ulong* ptesOut, out int depthOut, Span<ulong> pteSpace)
+    {
         if (!Canonical(va)) throw GuestFault.Gp();
         bool user = _s->TlbCplBit != 0;
         bool nxe = (_s->Efer & EferNxe) != 0;
         ulong table = _s->Cr3 & PhysMask;
         bool rw = true, us = true, nx = false;
-        ulong* ptes = stackalloc ulong[4];
+        ulong* ptes = (ulong*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref pteSpace[0]);
         int depth = 0;
         ulong gpa = 0;
         uint err = (kind == AccessKind.Write ? 2u : 0) | (user ? 4u : 0) | (kind == AccessKind.Fetch && nxe ? 16u : 0);
@@ -56,12 +76,8 @@ public sealed unsafe partial class Vcpu
             || (kind == AccessKind.Write && !rw && (user || (_s->Cr0 & Cr0Wp) != 0))
             || (kind == AccessKind.Fetch && nx);
         if (fault) throw new GuestFault(Vec.PF, err | 1, true, va);
-        for (int i = 0; i < depth; i++)
-        {
-            ulong* p = (ulong*)ptes[i];
-            ulong want = PteA | (i == depth - 1 && kind == AccessKind.Write ? PteD : 0);
-            if ((Volatile.Read(ref *p) & want) != want) Interlocked.Or(ref *p, want);
-        }
+        ptesOut = ptes;
+        depthOut = depth;
         return gpa;
     }
 

@@ -26,8 +26,8 @@ public sealed unsafe partial class EptMmu
 
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
-        if (!GfnSpan(range.Start, range.End, out _, out _)) return;
-        lock (_mmuLock) _seq.EndLocked();
+        if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return;
+        lock (_mmuLock) _seq.EndLocked(first, last);
     }
 
     /// <summary>

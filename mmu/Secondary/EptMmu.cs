@@ -18,17 +18,18 @@ namespace ToyVmm.Mmu.Secondary;
 //   vCPU fault on gfn                       host invalidation of hva range r
 //   ------------------------------------    --------------------------------------
 //   seq0 = _seq.Sequence                    InvalidateRangeStart(r):
-//   GetUserPage(hva) -> frame (+ref)           lock; in_progress++; range |= r
+//   GetUserPage(hva) -> frame (+ref)           lock; add r to the ranges in progress
 //                                               zap entries in r; flush vCPUs; unlock
 //                                           host clears its PTEs, frees frames
 //   lock                                    InvalidateRangeEnd(r):
-//   if in_progress over gfn || seq != seq0:    lock; seq++; in_progress--; unlock
+//   if a range in progress covers gfn          lock; seq++; remove r; unlock
+//      or seq != seq0:
 //       unlock; PutUserPage(unused); retry
 //   install entry; unlock; PutUserPage
 //
 // Whatever the interleaving, a frame found by GetUserPage before or during an
 // invalidation is never installed: either the fault's locked re-check sees
-// in_progress over its gfn, or it sees seq moved. The broken-2008 variant
+// a range in progress over its gfn, or it sees seq moved. The broken-2008 variant
 // (Protocol = Broken2008) skips that re-check, and the invariant checker
 // catches the stale entry.
 
@@ -168,7 +169,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
 
     /// <summary>
     /// Add a memory slot. Waits while invalidations are in flight, so that no
-    /// invalidation's merged range was computed against a different slot set.
+    /// invalidation in flight had its guest range computed against a different slot set.
     /// </summary>
     public void AddSlot(MemorySlot slot)
     {
@@ -202,7 +203,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                 // A fault that found the page before the zap re-checks the sequence and retries.
                 _seq.BeginLocked(slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
                 _slots.Remove(id);
-                _seq.EndLocked();
+                _seq.EndLocked(slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
                 return true;
             }
             finally { _mmuLock.Exit(); }

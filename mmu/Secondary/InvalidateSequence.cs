@@ -4,54 +4,65 @@ namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>
 /// KVM's fault/invalidate sequence state for one VM (<c>mmu_invalidate_seq</c>,
-/// <c>mmu_invalidate_in_progress</c> and the merged range). Every member but
-/// <see cref="Sequence"/> must be used under the owner's MMU lock.
+/// <c>mmu_invalidate_in_progress</c> and the ranges in progress). Every member
+/// but <see cref="Sequence"/> and <see cref="FaultLikelyToRetry"/> must be used
+/// under the owner's MMU lock.
 /// </summary>
 /// <remarks>
-/// State table (S = Sequence, N = InProgress, [lo, hi] = merged guest frame range):
+/// State table (S = Sequence, N = InProgress, R = the guest frame ranges in progress):
 /// <code>
-///   event                         S      N      range             a fault that read S0 ...
-///   (idle)                        s      0      empty             installs if S == S0
-///   invalidate start over r       s      n+1    [lo,hi] ∪ r       retries if its gfn in range
-///   invalidate end                s+1    n-1    kept until N==0   retries: S != S0
-///   last end (N becomes 0)        s+1    0      emptied           retries once, then installs
+///   event                         S      N      R                 a fault that read S0 ...
+///   (idle)                        s      0      {}                installs if S == S0
+///   invalidate start over r       s      n+1    R + {r}           retries if its gfn is in R
+///   invalidate end of r           s+1    n-1    R - {r}           retries: S != S0
+///   last end (N becomes 0)        s+1    0      {}                retries once, then installs
 /// </code>
 /// A fault reads S before get_user_pages (lock-free, acquire), then under the
 /// MMU lock calls <see cref="FaultMustRetryLocked"/>. Because end increments S
 /// under the lock after the host has changed its PTEs, a page that get_user_pages
 /// returned before or during the invalidation is never installed.
+/// <para>
+/// KVM merges the ranges in progress into one (start = min, end = max) until N
+/// drops to 0. Under ToyVmm's reclaimer, forced page-outs and hypercalls running
+/// together, N rarely reached 0 and the merged range grew over all of RAM, so
+/// every fault waited (a guest stalled for seconds). The ranges are kept apart
+/// instead: a fault waits only for an invalidation that covers its own page.
+/// </para>
 /// </remarks>
 public sealed class InvalidateSequence
 {
     private readonly Lock _mmuLock;
-    private long _sequence;                  // written under _mmuLock, read lock-free by faults
-    private int _inProgress;                 // guarded by _mmuLock
-    private ulong _rangeFirst = ulong.MaxValue, _rangeLast; // guarded by _mmuLock; gfn range, empty when first > last
+    private long _sequence;                                   // written under _mmuLock, read lock-free by faults
+    private (ulong First, ulong Last)[] _ranges = [];         // replaced under _mmuLock, read lock-free by the pre-check
 
     public InvalidateSequence(Lock mmuLock) => _mmuLock = mmuLock;
 
     /// <summary>Read before get_user_pages; pairs with the release in <see cref="EndLocked"/>.</summary>
     public long Sequence => Volatile.Read(ref _sequence);
 
-    public int InProgressLocked { get { AssertLocked(); return _inProgress; } }
+    public int InProgressLocked { get { AssertLocked(); return _ranges.Length; } }
 
-    /// <summary>Invalidate range start: count it and widen the merged range over [firstGfn, lastGfn].</summary>
+    /// <summary>Invalidate range start: add [firstGfn, lastGfn] to the ranges in progress.</summary>
     public void BeginLocked(ulong firstGfn, ulong lastGfn)
     {
         AssertLocked();
-        _inProgress++;
-        if (_rangeFirst > _rangeLast) { _rangeFirst = firstGfn; _rangeLast = lastGfn; }
-        else { _rangeFirst = Math.Min(_rangeFirst, firstGfn); _rangeLast = Math.Max(_rangeLast, lastGfn); }
+        Volatile.Write(ref _ranges, [.. _ranges, (firstGfn, lastGfn)]);
     }
 
-    /// <summary>Invalidate range end: move the sequence on and drop the count; the range empties with the last one.</summary>
-    public void EndLocked()
+    /// <summary>Invalidate range end of [firstGfn, lastGfn]: move the sequence on and drop that range.</summary>
+    public void EndLocked(ulong firstGfn, ulong lastGfn)
     {
         AssertLocked();
-        Debug.Assert(_inProgress > 0, "every end is paired with a start");
+        var ranges = _ranges;
+        int i = Array.IndexOf(ranges, (firstGfn, lastGfn));
+        Debug.Assert(i >= 0, "every end is paired with a start of the same range");
         // Release: a fault that sees the new sequence also sees the host's new PTEs.
         Volatile.Write(ref _sequence, _sequence + 1);
-        if (--_inProgress == 0) { _rangeFirst = ulong.MaxValue; _rangeLast = 0; }
+        if (i < 0) return;
+        var rest = new (ulong, ulong)[ranges.Length - 1];
+        Array.Copy(ranges, 0, rest, 0, i);
+        Array.Copy(ranges, i + 1, rest, i, ranges.Length - i - 1);
+        Volatile.Write(ref _ranges, rest);
     }
 
     /// <summary>
@@ -61,13 +72,18 @@ public sealed class InvalidateSequence
     public bool FaultMustRetryLocked(ulong gfn, long sequenceAtStart)
     {
         AssertLocked();
-        if (_inProgress > 0 && gfn >= _rangeFirst && gfn <= _rangeLast) return true;
-        return _sequence != sequenceAtStart;
+        return Covers(_ranges, gfn) || _sequence != sequenceAtStart;
     }
 
     /// <summary>Lock-free pre-check before get_user_pages (may be stale; the locked re-check decides).</summary>
-    public bool FaultLikelyToRetry(ulong gfn) =>
-        Volatile.Read(ref _inProgress) > 0 && gfn >= Volatile.Read(ref _rangeFirst) && gfn <= Volatile.Read(ref _rangeLast);
+    public bool FaultLikelyToRetry(ulong gfn) => Covers(Volatile.Read(ref _ranges), gfn);
+
+    private static bool Covers((ulong First, ulong Last)[] ranges, ulong gfn)
+    {
+        foreach (var (first, last) in ranges)
+            if (gfn >= first && gfn <= last) return true;
+        return false;
+    }
 
     [Conditional("DEBUG")]
     private void AssertLocked() => Debug.Assert(_mmuLock.IsHeldByCurrentThread, "the MMU lock is held");

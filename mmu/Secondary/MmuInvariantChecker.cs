@@ -26,7 +26,7 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
     private const int HistorySize = 4096;
     private readonly Lock _lock = new();
     private readonly Dictionary<uint, ulong> _installed = new();     // guarded by _lock: frame -> gfn of the secondary entry
-    private readonly Dictionary<uint, (VcpuLink Vcpu, long Acks)[]> _unflushed = new(); // guarded by _lock: zapped frame -> vCPUs that had not yet flushed
+    private readonly Dictionary<uint, (VcpuLink Vcpu, long Acks, long Entries)[]> _unflushed = new(); // guarded by _lock: zapped frame -> vCPUs in guest mode at the zap
     private readonly Event[] _history = new Event[HistorySize];      // guarded by _lock
     private long _events;                                            // guarded by _lock
     private MmuViolation? _first;
@@ -64,7 +64,7 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         {
             Record(Kind.Zap, frame, gpa.PageNumber);
             _installed.Remove(frame.Value);
-            var live = vcpus.Where(v => v.Mode == VcpuMode.InGuest).Select(v => (v, v.FlushAcks)).ToArray();
+            var live = vcpus.Where(v => v.Mode == VcpuMode.InGuest).Select(v => (v, v.FlushAcks, v.GuestEntries)).ToArray();
             if (live.Length > 0) _unflushed[frame.Value] = live;
         }
     }
@@ -89,8 +89,11 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
             if (_installed.TryGetValue(frame.Value, out ulong gfn))
                 ViolateLocked("a host frame was freed while a secondary entry still maps it", frame, gfn);
             if (_unflushed.Remove(frame.Value, out var waiting))
-                foreach (var (v, acks) in waiting)
-                    if (v.Mode == VcpuMode.InGuest && v.FlushAcks == acks && v.HasRequests)
+                // Still in the same stay in guest mode as at the zap, and no flush since:
+                // its TLB may still hold the frame. (One that left and re-entered guest
+                // mode takes its requests before it touches memory.)
+                foreach (var (v, acks, entries) in waiting)
+                    if (v.Mode == VcpuMode.InGuest && v.GuestEntries == entries && v.FlushAcks == acks && v.HasRequests)
                         ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, ulong.MaxValue);
         }
     }

@@ -35,6 +35,7 @@ public sealed class VcpuLink
     private int _mode;          // VcpuMode; written by the vCPU thread only.
     private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
     private long _flushAcks;    // incremented by the vCPU after each flush it performs.
+    private long _entries;      // incremented by the vCPU each time it enters guest mode.
 
     public VcpuLink(int index) => Index = index;
 
@@ -47,11 +48,18 @@ public sealed class VcpuLink
 
     public long FlushAcks => Volatile.Read(ref _flushAcks);
 
+    /// <summary>Times the vCPU has entered guest mode (a vCPU that re-entered took its requests before touching memory).</summary>
+    public long GuestEntries => Volatile.Read(ref _entries);
+
     /// <summary>
     /// vCPU thread: enter guest mode. The caller must call <see cref="TakeRequests"/>
     /// afterwards and act on it before touching guest memory through its TLB.
     /// </summary>
-    public void EnterGuest() => Interlocked.Exchange(ref _mode, (int)VcpuMode.InGuest);
+    public void EnterGuest()
+    {
+        Volatile.Write(ref _entries, _entries + 1);
+        Interlocked.Exchange(ref _mode, (int)VcpuMode.InGuest);
+    }
 
     /// <summary>vCPU thread: leave guest mode before anything that can block.</summary>
     public void ExitGuest() => Interlocked.Exchange(ref _mode, (int)VcpuMode.OutsideGuest);

@@ -33,14 +33,14 @@ public class InvalidateSequenceTests
     {
         var s = new InvalidateSequence(_lock);
         long seq = s.Sequence;
-        lock (_lock) { s.BeginLocked(100, 100); s.EndLocked(); }
+        lock (_lock) { s.BeginLocked(100, 100); s.EndLocked(100, 100); }
         lock (_lock) Assert.True(s.FaultMustRetryLocked(5, seq));
         long again = s.Sequence;
         lock (_lock) Assert.False(s.FaultMustRetryLocked(5, again));
     }
 
     [Fact]
-    public void OverlappingInvalidations_RangeMergesUntilLastEnd()
+    public void ConcurrentInvalidations_EachRangeHoldsOnlyItsOwnPagesUntilItsEnd()
     {
         var s = new InvalidateSequence(_lock);
         lock (_lock)
@@ -48,13 +48,18 @@ public class InvalidateSequenceTests
             s.BeginLocked(10, 20);
             s.BeginLocked(40, 50);
             long seq = s.Sequence;
-            Assert.True(s.FaultMustRetryLocked(30, seq));    // inside the merged range [10, 50]
-            s.EndLocked();
+            Assert.True(s.FaultMustRetryLocked(15, seq));
+            Assert.True(s.FaultMustRetryLocked(45, seq));
+            Assert.False(s.FaultMustRetryLocked(30, seq));     // between the two ranges: not held up
+            Assert.False(s.FaultLikelyToRetry(30));
+            s.EndLocked(10, 20);
             Assert.Equal(1, s.InProgressLocked);
-            Assert.True(s.FaultMustRetryLocked(15, s.Sequence)); // range kept while one is in flight
-            s.EndLocked();
+            Assert.False(s.FaultMustRetryLocked(15, s.Sequence)); // its invalidation has ended
+            Assert.True(s.FaultMustRetryLocked(45, s.Sequence));  // the other one has not
+            Assert.True(s.FaultLikelyToRetry(45));
+            s.EndLocked(40, 50);
             Assert.Equal(0, s.InProgressLocked);
-            Assert.False(s.FaultMustRetryLocked(15, s.Sequence));
+            Assert.False(s.FaultMustRetryLocked(45, s.Sequence));
         }
     }
 }

@@ -14,10 +14,26 @@ public readonly record struct EptEntry(ulong Raw)
     public const ulong Dirty = 1UL << 9;
     private const ulong FrameMask = 0xFFFF_FFFFUL << 12;
 
+    /// <summary>
+    /// Bits 52..63: the vCPUs (index 0..11) that may hold this page in their
+    /// software TLB since it was installed. A zap asks only them to flush;
+    /// a vCPU with a higher index is always asked.
+    /// </summary>
+    public const int VcpuShift = 52;
+    public const int TrackedVcpus = 12;
+    public const ulong VcpuMask = 0xFFFUL << VcpuShift;
+
+    /// <summary>The TLB-holder bit of a vCPU, or 0 for one that is not tracked (always flushed).</summary>
+    public static ulong VcpuBit(int index) => (uint)index < TrackedVcpus ? 1UL << (VcpuShift + index) : 0;
+
+    public ulong Vcpus => Raw & VcpuMask;
+
     public static readonly EptEntry Empty = new(0);
 
     public static EptEntry Make(Hfn frame, bool writable, bool executable) =>
         new(((ulong)frame.Value << 12) | Read | (writable ? Write : 0) | (executable ? Execute : 0));
+
+    public EptEntry With(ulong bits) => new(Raw | bits);
 
     public bool IsPresent => (Raw & Read) != 0;
     public bool IsWritable => (Raw & Write) != 0;

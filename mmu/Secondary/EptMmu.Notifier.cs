@@ -16,8 +16,8 @@ public sealed unsafe partial class EptMmu
         try
         {
             _seq.BeginLocked(first, last);
-            int zapped = ZapLocked(range.Start, range.End);
-            if (zapped > 0) FlushAllVcpusLocked();
+            ulong holders = ZapLocked(range.Start, range.End);
+            if (holders != 0) FlushVcpusLocked(holders);
         }
         finally { _mmuLock.Exit(); }
         Events?.InvalidateCompleted(Stopwatch.GetTimestamp() - started, range.Pages);
@@ -39,7 +39,8 @@ public sealed unsafe partial class EptMmu
     {
         lock (_mmuLock)
         {
-            if (ZapLocked(address.PageBase, address.PageBase.Add(Page.Size)) > 0) FlushAllVcpusLocked();
+            ulong holders = ZapLocked(address.PageBase, address.PageBase.Add(Page.Size));
+            if (holders != 0) FlushVcpusLocked(holders);
         }
     }
 
@@ -48,15 +49,17 @@ public sealed unsafe partial class EptMmu
         bool young;
         lock (_mmuLock)
         {
-            young = ClearYoungLocked(start, end);
-            if (young) FlushAllVcpusLocked();      // later accesses must fill the TLB and set A again
+            ulong holders = 0;
+            young = ClearYoungLocked(start, end, ref holders);
+            if (young) FlushVcpusLocked(holders);  // later accesses must fill the TLB and set A again
         }
         return young;
     }
 
     public bool ClearYoung(Hva start, Hva end)
     {
-        lock (_mmuLock) return ClearYoungLocked(start, end);
+        ulong holders = 0;
+        lock (_mmuLock) return ClearYoungLocked(start, end, ref holders);
     }
 
     public bool TestYoung(Hva address)
@@ -72,7 +75,7 @@ public sealed unsafe partial class EptMmu
         lock (_mmuLock)
         {
             foreach (var slot in _slots.Slots) ZapLocked(slot.HvaStart, slot.HvaEnd);
-            FlushAllVcpusLocked();
+            FlushVcpusLocked(ulong.MaxValue);
         }
     }
 
@@ -87,11 +90,15 @@ public sealed unsafe partial class EptMmu
         return first <= last;
     }
 
-    /// <summary>Zap every entry whose host page lies in [start, end); a dirty bit goes to the host page first.</summary>
-    private int ZapLocked(Hva start, Hva end)
+    /// <summary>
+    /// Zap every entry whose host page lies in [start, end); a dirty bit goes to
+    /// the host page first. Returns the TLB holders of the zapped entries (0 when
+    /// nothing was mapped: no vCPU needs to flush).
+    /// </summary>
+    private ulong ZapLocked(Hva start, Hva end)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "zapping needs the MMU lock");
-        int zapped = 0;
+        ulong holders = 0;
         foreach (var slot in _slots.Slots)
         {
             if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
@@ -102,33 +109,43 @@ public sealed unsafe partial class EptMmu
                 // The page was written through the secondary MMU: the host must not drop it as clean.
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
                 Checker?.OnZap(this, Gpa.FromPageNumber(gfn), old.Frame);
-                zapped++;
+                holders |= old.Vcpus | EptEntry.Read;   // Read: something was zapped
             });
         }
-        return zapped;
+        return holders;
     }
 
-    private bool ClearYoungLocked(Hva start, Hva end)
+    private bool ClearYoungLocked(Hva start, Hva end, ref ulong holders)
     {
         bool young = false;
+        ulong h = 0;
         foreach (var slot in _slots.Slots)
         {
             if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
-            _ept.ForEachPresent(first, last, (gfn, _) => young |= _ept.TestAndClearAccessed(gfn));
+            _ept.ForEachPresent(first, last, (gfn, e) =>
+            {
+                if (_ept.TestAndClearAccessed(gfn)) { young = true; h |= e.Vcpus | EptEntry.Read; }
+            });
         }
+        holders |= h;
         return young;
     }
 
     /// <summary>
-    /// Ask every vCPU to flush its TLB and wait for each one that is in guest
-    /// mode. A vCPU blocked on this lock has left guest mode first, so the wait
-    /// cannot deadlock.
+    /// Ask the vCPUs in <paramref name="holders"/> (EptEntry vCPU bits; every
+    /// untracked vCPU always) to flush their TLBs and wait for each one that is
+    /// in guest mode. A vCPU blocked on this lock has left guest mode first, so
+    /// the wait cannot deadlock.
     /// </summary>
-    private void FlushAllVcpusLocked()
+    private void FlushVcpusLocked(ulong holders)
     {
         var vcpus = _vcpus;
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
-        for (int i = 0; i < vcpus.Length; i++) tickets[i] = vcpus[i].RequestFlush();
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
+            tickets[i] = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush() : -1;
+        }
         for (int i = 0; i < vcpus.Length; i++) vcpus[i].WaitForFlush(tickets[i]);
     }
 }

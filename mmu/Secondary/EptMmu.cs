@@ -95,10 +95,12 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     {
         ulong gfn = gpa.PageNumber;
         var entry = _ept.Lookup(gfn);
-        if (entry.Permits(kind))
+        // The vCPU is about to cache the page: record it as a holder (and A/D)
+        // before the pointer leaves; a zap that races with this sees the bit or
+        // makes the update fail, and then the lookup is repeated.
+        ulong want = EptEntry.Accessed | (kind == AccessKind.Write ? EptEntry.Dirty : 0) | EptEntry.VcpuBit(vcpu.Index);
+        if (entry.Permits(kind) && _ept.TrySetBits(gfn, entry, want))
         {
-            bool write = kind == AccessKind.Write;
-            if (!entry.IsAccessed || (write && !entry.IsDirty)) _ept.MarkAccessed(gfn, write);
             Checker?.OnTlbFill(this, vcpu.Index, gpa.PageBase, entry.Frame);
             // SAFETY: the entry is present, so the frame stays allocated until an
             // invalidation zaps it, and that invalidation waits for this vCPU to
@@ -121,14 +123,15 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         long started = Stopwatch.GetTimestamp();
         bool wasInGuest = vcpu.Mode == VcpuMode.InGuest;
         if (wasInGuest) vcpu.ExitGuest();          // GetUserPage and the MMU lock may block
+        var wait = new SpinWait();
         try
         {
-            for (int attempt = 0; ; attempt++)
+            while (true)
             {
                 long seq = _seq.Sequence;
                 if (Protocol == NotifierProtocol.Sequence && _seq.FaultLikelyToRetry(gfn))
                 {
-                    Thread.Yield();                 // an invalidation covers us: let it finish first
+                    wait.SpinOnce();                // an invalidation covers us: let it finish first
                     continue;
                 }
                 var r = _host.GetUserPage(hva, write, out var frame);
@@ -144,13 +147,16 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                         continue;
                     }
                     var entry = _ept.Lookup(gfn);
+                    ulong used = EptEntry.Accessed | (write ? EptEntry.Dirty : 0) | EptEntry.VcpuBit(vcpu.Index);
                     if (!entry.IsPresent || entry.Frame != frame || (write && !entry.IsWritable))
                     {
-                        var fresh = EptEntry.Make(frame, writable: write || (entry.IsPresent && entry.IsWritable && entry.Frame == frame), executable: true);
+                        bool same = entry.IsPresent && entry.Frame == frame;
+                        var fresh = EptEntry.Make(frame, writable: write || (same && entry.IsWritable), executable: true)
+                            .With(used | (same ? entry.Raw & (EptEntry.VcpuMask | EptEntry.Dirty) : 0));
                         Checker?.OnInstall(this, gpa.PageBase, hva, frame);
                         _ept.SetLocked(gfn, fresh);
                     }
-                    _ept.MarkAccessed(gfn, write);
+                    else _ept.SetLocked(gfn, entry.With(used));
                 }
                 _host.PutUserPage(frame, write ? PageRelease.Dirty : PageRelease.Clean);
                 // SAFETY: the entry is installed under the protocol; see Translate.
@@ -199,7 +205,8 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                 WaitForNoInvalidationLocked();
                 var slot = _slots.Slots.FirstOrDefault(s => s.Id == id);
                 if (slot is null) return false;
-                if (ZapLocked(slot.HvaStart, slot.HvaEnd) > 0) FlushAllVcpusLocked();
+                ZapLocked(slot.HvaStart, slot.HvaEnd);
+                FlushVcpusLocked(ulong.MaxValue);
                 // A fault that found the page before the zap re-checks the sequence and retries.
                 _seq.BeginLocked(slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
                 _slots.Remove(id);

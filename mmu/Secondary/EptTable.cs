@@ -69,6 +69,28 @@ public sealed class EptTable
         }
     }
 
+    /// <summary>
+    /// The vCPU fast path: OR <paramref name="bits"/> (accessed, dirty, the vCPU's
+    /// TLB-holder bit) into the entry, provided it still maps the same frame.
+    /// False when the entry was zapped or replaced meanwhile: look it up again.
+    /// </summary>
+    public bool TrySetBits(ulong gfn, EptEntry seen, ulong bits)
+    {
+        var leaf = Leaf(gfn, create: false);
+        if (leaf is null) return false;
+        ref ulong slot = ref leaf[gfn & IndexMask];
+        ulong cur = seen.Raw;
+        while (true)
+        {
+            if ((cur & bits) == bits) return true;
+            ulong prev = Interlocked.CompareExchange(ref slot, cur | bits, cur);
+            if (prev == cur) return true;
+            // Changed under us: fine if only bits changed, not the mapping.
+            if ((prev & EptEntry.Read) == 0 || new EptEntry(prev).Frame != seen.Frame) return false;
+            cur = prev;
+        }
+    }
+
     /// <summary>Clear the accessed bit; true if it was set.</summary>
     public bool TestAndClearAccessed(ulong gfn)
     {

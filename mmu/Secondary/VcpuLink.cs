@@ -92,8 +92,11 @@ public sealed class VcpuLink
     public void WaitForFlush(long ticket)
     {
         if (ticket < 0) return;
+        // Spin first (a running vCPU answers within a block), then let the
+        // scheduler run it: with more runnable threads than cores, a waiter that
+        // never sleeps can keep the very vCPU it waits for off the CPU.
         var spin = new SpinWait();
         while (Volatile.Read(ref _flushAcks) == ticket && Mode == VcpuMode.InGuest)
-            spin.SpinOnce(sleep1Threshold: -1);
+            spin.SpinOnce();
     }
 }

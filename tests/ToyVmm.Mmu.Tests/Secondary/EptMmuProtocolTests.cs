@@ -213,6 +213,29 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Invalidation_AsksOnlyTheVcpusThatMayHoldThePage()
+    {
+        var (host, mmu, checker, vcpu) = Make();
+        var other = new VcpuLink(1);
+        mmu.AttachVcpu(other);
+        checker.WatchVcpus(() => [vcpu, other]);
+        mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
+        other.EnterGuest();     // running guest code, never acknowledging
+        Assert.Equal(1, mmu.PageOut(new Gpa(0x4000), 4096) >= 0 ? 1 : 0);
+        Assert.False(other.HasRequests, "vCPU 1 never cached the page and is not asked to flush");
+        Assert.True(vcpu.HasRequests);
+        mmu.Translate(other, new Gpa(0x4000), AccessKind.Read, out _);
+        var pageOut = new Thread(() => mmu.PageOut(new Gpa(0x4000), 4096));
+        pageOut.Start();
+        Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));   // now it holds it: the zap waits for it
+        other.TakeRequests(); other.AcknowledgeFlush();
+        Assert.True(pageOut.Join(Patience));
+        other.ExitGuest();
+        Assert.Equal(0, checker.ViolationCount);
+        host.Dispose();
+    }
+
+    [Fact]
     public void Aging_DuringAFault_ReportsAndClearsOnlyInstalledAccessBits()
     {
         var (host, mmu, checker, vcpu) = Make();

@@ -36,7 +36,7 @@ public class HostPressureGuestTests(ITestOutputHelper output)
         using var backing = new HostBackedMemory(Ram, vcpus, new GuestMemoryConfig(
             HostMemoryBytes: Ram / 4, Check: true, PageOutIntervalMs: 2, Seed: seed));
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, InstructionLimit: 2_000_000_000), image, console, _ => backing.Mmu);
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Mmu);
         backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
         backing.Checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
 

@@ -108,7 +108,7 @@ public sealed unsafe partial class EptMmu
                 if (!old.IsPresent) return;
                 // The page was written through the secondary MMU: the host must not drop it as clean.
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
-                Checker?.OnZap(this, Gpa.FromPageNumber(gfn), old.Frame);
+                Checker?.OnZap(this, Gpa.FromPageNumber(gfn), old);
                 holders |= old.Vcpus | EptEntry.Read;   // Read: something was zapped
             });
         }

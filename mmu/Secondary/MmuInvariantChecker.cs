@@ -57,14 +57,18 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         }
     }
 
-    public void OnZap(EptMmu mmu, Gpa gpa, Hfn frame)
+    public void OnZap(EptMmu mmu, Gpa gpa, EptEntry zapped)
     {
+        var frame = zapped.Frame;
         var vcpus = _vcpus?.Invoke() ?? [];
         lock (_lock)
         {
             Record(Kind.Zap, frame, gpa.PageNumber);
             _installed.Remove(frame.Value);
-            var live = vcpus.Where(v => v.Mode == VcpuMode.InGuest).Select(v => (v, v.FlushAcks, v.GuestEntries)).ToArray();
+            // Only the entry's TLB holders (and untracked vCPUs) can have cached the frame.
+            var live = vcpus
+                .Where(v => v.Mode == VcpuMode.InGuest && (EptEntry.VcpuBit(v.Index) == 0 || (zapped.Vcpus & EptEntry.VcpuBit(v.Index)) != 0))
+                .Select(v => (v, v.FlushAcks, v.GuestEntries)).ToArray();
             if (live.Length > 0) _unflushed[frame.Value] = live;
         }
     }

@@ -23,21 +23,16 @@ public sealed unsafe partial class Vcpu
     internal ulong Walk(ulong va, AccessKind kind)
     {
         Span<ulong> space = stackalloc ulong[4];
-        while (true)
+        // Accessed bits are set level by level right after each entry is read (WalkOnce), and the
+        // dirty bit right after the walk: each host pointer is used before the next HostPage call,
+        // which may take a flush request and make earlier pointers stale.
+        ulong gpa = WalkOnce(va, kind, out ulong* ptes, out int depth, space);
+        if (kind == AccessKind.Write)
         {
-            // A flush taken while translating a lower level (inside HostPage) makes the
-            // pointers to the upper levels stale: walk again before setting A/D through them.
-            ulong epoch = _s->FlushEpoch;
-            ulong gpa = WalkOnce(va, kind, out ulong* ptes, out int depth, space);
-            if (_s->FlushEpoch != epoch) continue;
-            for (int i = 0; i < depth; i++)
-            {
-                ulong* p = (ulong*)ptes[i];
-                ulong want = PteA | (i == depth - 1 && kind == AccessKind.Write ? PteD : 0);
-                if ((Volatile.Read(ref *p) & want) != want) Interlocked.Or(ref *p, want);
-            }
-            return gpa;
+            ulong* leaf = (ulong*)ptes[depth - 1];
+            if ((Volatile.Read(ref *leaf) & PteD) == 0) Interlocked.Or(ref *leaf, PteD);
         }
+        return gpa;
     }
 
     private ulong WalkOnce(ulong va, AccessKind kind, out ulong* ptesOut, out int depthOut, Span<ulong> pteSpace)
@@ -59,6 +54,7 @@ public sealed unsafe partial class Vcpu
             ulong e = Volatile.Read(ref *pte);
             if ((e & PteP) == 0) throw new GuestFault(Vec.PF, err, true, va);
             ptes[depth++] = (ulong)pte;
+            if ((e & PteA) == 0) Interlocked.Or(ref *pte, PteA);
             rw &= (e & PteRw) != 0;
             us &= (e & PteUs) != 0;
             if (nxe && (long)e < 0) nx = true;

@@ -130,8 +130,11 @@ public sealed partial class SwapSpace : IDisposable
     {
         lock (_lock)
         {
-            Debug.Assert(_pteRefs[slot] > 0 || _cache[slot] != FrameMeta.NoFrame, "the slot is in use");
             if (_cache[slot] != FrameMeta.NoFrame) return false;
+            // No PTE names the slot any more: a DontNeed or Unmap freed it while this
+            // swap-in read the PTE without the address-space lock. Caching a frame
+            // for a free slot would leak it and hand it to the slot's next owner.
+            if (_pteRefs[slot] == 0) return false;
             CacheLocked(slot, f);
             return true;
         }

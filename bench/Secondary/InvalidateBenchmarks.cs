@@ -19,7 +19,7 @@ public unsafe class InvalidateOnePageBenchmarks
     private const ulong Ram = 64UL << 20;
     private HostBackedMemory _memory = null!;
     private SpinGuest? _guest;
-    private VcpuLink _filler = null!;
+    private VcpuLink[] _fillers = null!;
 
     [Params(0, 1, 2)]
     public int RunningVcpus { get; set; }
@@ -29,7 +29,9 @@ public unsafe class InvalidateOnePageBenchmarks
     {
         _memory = new HostBackedMemory(Ram, Math.Max(1, RunningVcpus), new GuestMemoryConfig(Ram + (Ram >> 3)));
         if (RunningVcpus > 0) _guest = new SpinGuest(_memory.Mmu, RunningVcpus);
-        _filler = new VcpuLink(99);
+        // Fill through links with the running vCPUs' indices, so that every page counts
+        // them as TLB holders and each zap waits for all of them (the worst case).
+        _fillers = [.. Enumerable.Range(0, Math.Max(1, RunningVcpus)).Select(i => new VcpuLink(i))];
     }
 
     [GlobalCleanup]
@@ -45,7 +47,8 @@ public unsafe class InvalidateOnePageBenchmarks
     public void MapPages()
     {
         for (int i = 0; i < Pages; i++)
-            _memory.Mmu.Translate(_filler, Gpa.FromPageNumber(PageGfn(i)), AccessKind.Write, out _);
+            foreach (var f in _fillers)
+                _memory.Mmu.Translate(f, Gpa.FromPageNumber(PageGfn(i)), AccessKind.Write, out _);
     }
 
     [Benchmark(OperationsPerInvoke = Pages)]

@@ -36,6 +36,8 @@ public sealed class VcpuLink
     private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
     private long _flushAcks;    // incremented by the vCPU after each flush it performs.
     private long _entries;      // incremented by the vCPU each time it enters guest mode.
+    private int _waiters;       // invalidators blocked in WaitForFlush; the vCPU wakes them.
+    private readonly SemaphoreSlim _wake = new(0);
 
     public VcpuLink(int index) => Index = index;
 
@@ -62,13 +64,26 @@ public sealed class VcpuLink
     }
 
     /// <summary>vCPU thread: leave guest mode before anything that can block.</summary>
-    public void ExitGuest() => Interlocked.Exchange(ref _mode, (int)VcpuMode.OutsideGuest);
+    public void ExitGuest()
+    {
+        Interlocked.Exchange(ref _mode, (int)VcpuMode.OutsideGuest);
+        WakeWaiters();
+    }
 
     /// <summary>vCPU thread: take and clear all pending requests.</summary>
     public int TakeRequests() => Interlocked.Exchange(ref _requests, 0);
 
     /// <summary>vCPU thread: the TLB has been flushed in answer to a request.</summary>
-    public void AcknowledgeFlush() => Interlocked.Increment(ref _flushAcks);
+    public void AcknowledgeFlush()
+    {
+        Interlocked.Increment(ref _flushAcks);   // full fence; pairs with the waiter's _waiters increment
+        WakeWaiters();
+    }
+
+    private void WakeWaiters()
+    {
+        if (Volatile.Read(ref _waiters) != 0) _wake.Release();
+    }
 
     /// <summary>Any thread: ask the vCPU to stop at its next block boundary.</summary>
     public void RequestStop() => Interlocked.Or(ref _requests, StopRequest);
@@ -92,11 +107,21 @@ public sealed class VcpuLink
     public void WaitForFlush(long ticket)
     {
         if (ticket < 0) return;
-        // Spin first (a running vCPU answers within a block), then let the
-        // scheduler run it: with more runnable threads than cores, a waiter that
-        // never sleeps can keep the very vCPU it waits for off the CPU.
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _flushAcks) == ticket && Mode == VcpuMode.InGuest)
-            spin.SpinOnce();
+        // Spin first: a running vCPU answers within a block.
+        for (int i = 0; i < 64; i++)
+        {
+            if (Volatile.Read(ref _flushAcks) != ticket || Mode != VcpuMode.InGuest) return;
+            Thread.SpinWait(20);
+        }
+        // Then block, so that with more runnable threads than cores the waiter gives
+        // its core to the very vCPU it waits for; the acknowledgement (or ExitGuest)
+        // wakes it. The timeout only bounds a wake-up lost to a stale semaphore count.
+        Interlocked.Increment(ref _waiters);
+        try
+        {
+            while (Volatile.Read(ref _flushAcks) == ticket && Mode == VcpuMode.InGuest)
+                _wake.Wait(1);
+        }
+        finally { Interlocked.Decrement(ref _waiters); }
     }
 }

@@ -23,30 +23,11 @@ public class InterpreterBenchmarks
     private FlatGuestMemory _mem = null!;
     private Vcpu _cpu = null!;
 
-    private sealed class NullHost : IVcpuHost
-    {
-        public void PortOut(Vcpu vcpu, ushort port, int size, uint value) { }
-        public uint PortIn(Vcpu vcpu, ushort port, int size) => 0xFFFF_FFFF;
-        public void Hypercall(Vcpu vcpu) { }
-    }
 
-    private sealed class Writer : CodeWriter
-    {
-        public readonly List<byte> Bytes = new();
-        public override void WriteByte(byte value) => Bytes.Add(value);
-    }
 
     [GlobalSetup]
     public void Setup()
     {
-        _mem = new FlatGuestMemory(Ram);
-        void W(ulong a, ulong v) => BitConverter.TryWriteBytes(_mem.Bytes(new Gpa(a), 8), v);
-        ulong top = Ram - 0x100000;
-        W(top, (top + 0x1000) | 7);
-        W(top + 0x1000, (top + 0x2000) | 7);
-        for (ulong i = 0; i < 8; i++) W(top + 0x2000 + i * 8, (i << 21) | 0x87);
-        for (ulong i = 0; i < 1024; i++) W(Data + i * 8, 1000 + i);
-
         var a = new Assembler(64);
         Label outer = a.CreateLabel(), inner = a.CreateLabel(), skip = a.CreateLabel();
         a.mov(rsi, Data);
@@ -70,18 +51,8 @@ public class InterpreterBenchmarks
         a.dec(ecx);
         a.jnz(outer);
         a.hlt();
-        var w = new Writer();
-        a.Assemble(w, Code);
-        w.Bytes.ToArray().CopyTo(_mem.Bytes(new Gpa(Code), w.Bytes.Count));
-
-        var link = new VcpuLink(0);
-        _mem.AttachVcpu(link);
-        _cpu = new Vcpu(0, _mem, link, new NullHost());
-        _cpu.Cr0 = 0x80010033;
-        _cpu.Cr4 = 0x620;
-        _cpu.Efer = 0xD01;
-        _cpu.Cr3 = top;
-        _cpu.SetSegment(SegmentRegister.Cs, 0x08, 0);
+        (_mem, _cpu) = BenchVcpu.Create(Ram, Code, a);
+        for (ulong i = 0; i < 1024; i++) BitConverter.TryWriteBytes(_mem.Bytes(new Gpa(Data + i * 8), 8), 1000 + i);
     }
 
     [GlobalCleanup]
@@ -93,13 +64,5 @@ public class InterpreterBenchmarks
 
     [Benchmark(OperationsPerInvoke = Instructions)]
     public long CoreLoop()
-    {
-        long before = _cpu.InstructionsRetired;
-        _cpu.Rip = Code;
-        var exit = _cpu.Run();
-        if (exit.Kind != VcpuExitKind.Halted) throw new InvalidOperationException(exit.ToString());
-        long n = _cpu.InstructionsRetired - before;
-        if (n != Instructions) throw new InvalidOperationException($"retired {n}, expected {Instructions}");
-        return n;
-    }
+        => BenchVcpu.RunToHalt(_cpu, Code, Instructions);
 }

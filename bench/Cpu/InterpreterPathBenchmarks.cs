@@ -30,23 +30,10 @@ public class InterpreterPathBenchmarks
     private FlatGuestMemory _mem = null!;
     private Vcpu _cpu = null!;
 
-    private sealed class NullHost : IVcpuHost
-    {
-        public void PortOut(Vcpu vcpu, ushort port, int size, uint value) { }
-        public uint PortIn(Vcpu vcpu, ushort port, int size) => 0xFFFF_FFFF;
-        public void Hypercall(Vcpu vcpu) { }
-    }
 
     [GlobalSetup]
     public void Setup()
     {
-        _mem = new FlatGuestMemory(Ram);
-        void W(ulong a, ulong v) => BitConverter.TryWriteBytes(_mem.Bytes(new Gpa(a), 8), v);
-        ulong top = Ram - 0x100000;
-        W(top, (top + 0x1000) | 7);
-        W(top + 0x1000, (top + 0x2000) | 7);
-        for (ulong i = 0; i < 8; i++) W(top + 0x2000 + i * 8, (i << 21) | 0x87);
-
         var a = new Assembler(64);
         var loop = a.CreateLabel();
         a.mov(rsi, Data);
@@ -72,17 +59,7 @@ public class InterpreterPathBenchmarks
         a.dec(ecx);
         a.jnz(loop);
         a.hlt();
-        using var ms = new MemoryStream();
-        a.Assemble(new StreamCodeWriter(ms), Code);
-        ms.ToArray().CopyTo(_mem.Bytes(new Gpa(Code), (int)ms.Length));
-
-        var link = new VcpuLink(0);
-        _mem.AttachVcpu(link);
-        _cpu = new Vcpu(0, _mem, link, new NullHost())
-        {
-            Cr0 = 0x80010033, Cr4 = 0x620, Efer = 0xD01, Cr3 = top,
-        };
-        _cpu.SetSegment(SegmentRegister.Cs, 0x08, 0);
+        (_mem, _cpu) = BenchVcpu.Create(Ram, Code, a);
     }
 
     [GlobalCleanup]
@@ -94,13 +71,5 @@ public class InterpreterPathBenchmarks
 
     [Benchmark(OperationsPerInvoke = Instructions)]
     public long Run()
-    {
-        long before = _cpu.InstructionsRetired;
-        _cpu.Rip = Code;
-        var exit = _cpu.Run();
-        if (exit.Kind != VcpuExitKind.Halted) throw new InvalidOperationException(exit.ToString());
-        long n = _cpu.InstructionsRetired - before;
-        if (n != Instructions) throw new InvalidOperationException($"retired {n}, expected {Instructions}");
-        return n;
-    }
+        => BenchVcpu.RunToHalt(_cpu, Code, Instructions);
 }

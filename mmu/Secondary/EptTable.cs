@@ -51,24 +51,6 @@ public sealed class EptTable
         return old;
     }
 
-    /// <summary>Set the accessed bit (and dirty for writes) as a hardware walker would.</summary>
-    public void MarkAccessed(ulong gfn, bool write)
-    {
-        var leaf = Leaf(gfn, create: false);
-        if (leaf is null) return;
-        ulong bits = EptEntry.Accessed | (write ? EptEntry.Dirty : 0);
-        ref ulong slot = ref leaf[gfn & IndexMask];
-        if ((Volatile.Read(ref slot) & bits) == bits) return;
-        // Only while still present: never resurrect bits on a zapped entry.
-        ulong cur = Volatile.Read(ref slot);
-        while ((cur & EptEntry.Read) != 0)
-        {
-            ulong prev = Interlocked.CompareExchange(ref slot, cur | bits, cur);
-            if (prev == cur) return;
-            cur = prev;
-        }
-    }
-
     /// <summary>
     /// The vCPU fast path: OR <paramref name="bits"/> (accessed, dirty, the vCPU's
     /// TLB-holder bit) into the entry, provided it still maps the same frame.

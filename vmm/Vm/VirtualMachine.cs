@@ -160,15 +160,8 @@ public sealed class VirtualMachine : IDisposable
         }
         finally
         {
-            _retired[index] = RetiredOf(vcpu);
+            _retired[index] = vcpu?.InstructionsRetired ?? 0;
         }
-    }
-
-    private static long RetiredOf(Vcpu? vcpu)
-    {
-        if (vcpu is null) return 0;
-        try { return vcpu.InstructionsRetired; }
-        catch (NotImplementedException) { return 0; }
     }
 
     /// <summary>The vCPUs' links (null entries before <see cref="Run"/>).</summary>

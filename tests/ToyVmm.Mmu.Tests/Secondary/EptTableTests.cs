@@ -31,7 +31,7 @@ public class EptTableTests
     {
         var t = new EptTable();
         t.SetLocked(5, EptEntry.Make(new Hfn(9), writable: true, executable: false));
-        t.MarkAccessed(5, write: true);
+        Assert.True(t.TrySetBits(5, t.Lookup(5), EptEntry.Accessed | EptEntry.Dirty));
         var old = t.ZapLocked(5);
         Assert.True(old.IsDirty);
         Assert.True(old.IsAccessed);
@@ -40,12 +40,13 @@ public class EptTableTests
     }
 
     [Fact]
-    public void MarkAccessed_OnZappedEntry_DoesNotResurrectIt()
+    public void TrySetBits_OnZappedEntry_FailsAndDoesNotResurrectIt()
     {
         var t = new EptTable();
         t.SetLocked(5, EptEntry.Make(new Hfn(9), writable: true, executable: false));
+        var seen = t.Lookup(5);
         t.ZapLocked(5);
-        t.MarkAccessed(5, write: true);
+        Assert.False(t.TrySetBits(5, seen, EptEntry.Accessed | EptEntry.Dirty));
         Assert.Equal(0UL, t.Lookup(5).Raw);
     }
 
@@ -55,7 +56,7 @@ public class EptTableTests
         var t = new EptTable();
         t.SetLocked(3, EptEntry.Make(new Hfn(1), true, true));
         Assert.False(t.TestAndClearAccessed(3));
-        t.MarkAccessed(3, write: false);
+        Assert.True(t.TrySetBits(3, t.Lookup(3), EptEntry.Accessed));
         Assert.True(t.TestAndClearAccessed(3));
         Assert.False(t.TestAndClearAccessed(3));
         Assert.True(t.Lookup(3).IsPresent);

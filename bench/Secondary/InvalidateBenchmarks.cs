@@ -67,7 +67,7 @@ public unsafe class InvalidateOnePageBenchmarks
 
 /// <summary>
 /// Invalidation cost against range size with the same 64 mapped pages inside:
-/// the cost follows the mapped pages, not the size (absent subtrees are skipped).
+/// the cost follows the mapped pages, not the size (the walk follows occupancy bitmaps).
 /// </summary>
 [Config(typeof(FullJitConfig))]
 public unsafe class InvalidateRangeSizeBenchmarks

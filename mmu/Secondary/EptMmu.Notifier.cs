@@ -102,15 +102,9 @@ public sealed unsafe partial class EptMmu
         foreach (var slot in _slots.Slots)
         {
             if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
-            _ept.ForEachPresent(first, last, (gfn, _) =>
-            {
-                var old = _ept.ZapLocked(gfn);
-                if (!old.IsPresent) return;
-                // The page was written through the secondary MMU: the host must not drop it as clean.
-                if (old.IsDirty) _host.SetPageDirty(old.Frame);
-                Checker?.OnZap(this, Gpa.FromPageNumber(gfn), old);
-                holders |= old.Vcpus | EptEntry.Read;   // Read: something was zapped
-            });
+            var zap = new ZapVisitor(this);
+            _ept.ForEachPresent(first, last, ref zap);
+            holders |= zap.Holders;
         }
         return holders;
     }
@@ -122,10 +116,9 @@ public sealed unsafe partial class EptMmu
         foreach (var slot in _slots.Slots)
         {
             if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
-            _ept.ForEachPresent(first, last, (gfn, e) =>
-            {
-                if (_ept.TestAndClearAccessed(gfn)) { young = true; h |= e.Vcpus | EptEntry.Read; }
-            });
+            var aging = new ClearYoungVisitor(_ept);
+            _ept.ForEachPresent(first, last, ref aging);
+            young |= aging.Young; h |= aging.Holders;
         }
         holders |= h;
         return young;

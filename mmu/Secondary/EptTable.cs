@@ -1,25 +1,39 @@
 namespace ToyVmm.Mmu.Secondary;
 
 // Locking: entries are read lock-free by vCPUs (Volatile.Read) and changed
-// only under the owning secondary MMU's _mmuLock, except the accessed and
-// dirty bits, which vCPUs set with an interlocked OR (like a CPU's page
-// walker setting A/D in an EPT entry). Inner tables are created under
+// only under the owning secondary MMU's _mmuLock, except the accessed, dirty
+// and TLB-holder bits, which vCPUs set with an interlocked OR (like a CPU's
+// page walker setting A/D in an EPT entry). Inner tables are created under
 // _mmuLock and never freed while the VM lives, so a lock-free reader that
-// found a table may keep using it.
+// found a table may keep using it (tables emptied by zaps stay in place).
+//
+// Occupancy (EptTable.Walk.cs) is read and written only under _mmuLock.
+// SetLocked and ZapLocked are the only writers of an entry's Read bit (vCPUs
+// OR bits into an entry they saw present, or clear A), so whenever the lock is
+// held a leaf's bitmap is exactly its set of present entries, and an inner
+// table's bitmap exactly its children that hold a present entry.
+//
+// Table layout. Lookup and TrySetBits index only slots 0..511 of a table,
+// exactly as they would without occupancy, so their cost is unchanged:
+//   inner table  object?[513]: [0..511] children; [512] a ulong[9] whose bits
+//                0..511 mark the children holding a present entry and whose
+//                word 8 counts them
+//   leaf table   ulong[521]:   [0..511] entries; [512..519] bit i = entry i
+//                present; [520] the number of present entries
 
 /// <summary>
 /// The EPT-like table: guest frame number to <see cref="EptEntry"/>, a 4-level
 /// radix tree of 512-entry tables (9 bits a level, 48-bit guest-physical
 /// addresses), populated on demand by secondary faults.
 /// </summary>
-public sealed class EptTable
+public sealed partial class EptTable
 {
     private const int Bits = 9;
     private const int Fanout = 1 << Bits;
     private const ulong IndexMask = Fanout - 1;
     public const ulong MaxGfn = 1UL << 36;
 
-    private readonly object?[] _root = new object?[Fanout];   // PML4: object[] -> object[] -> ulong[]
+    private readonly object?[] _root = NewInner();            // PML4: object[] -> object[] -> ulong[]
     private long _present;                                   // guarded by the owner's _mmuLock
 
     /// <summary>Entries now present.</summary>
@@ -35,19 +49,26 @@ public sealed class EptTable
     /// <summary>Install an entry; the caller holds the MMU lock and has re-checked the invalidate sequence.</summary>
     public void SetLocked(ulong gfn, EptEntry entry)
     {
-        var leaf = Leaf(gfn, create: true)!;
+        if (gfn >= MaxGfn)
+            throw new ArgumentOutOfRangeException(nameof(gfn), $"guest frame {gfn:x} is beyond the table's 48-bit guest-physical space");
+        var l3 = Child(_root, (gfn >> 27) & IndexMask, create: true, NewInner)!;
+        var l2 = Child(l3, (gfn >> 18) & IndexMask, create: true, NewInner)!;
+        var leaf = Child(l2, (gfn >> 9) & IndexMask, create: true, NewLeaf)!;
         ulong old = Interlocked.Exchange(ref leaf[gfn & IndexMask], entry.Raw);
-        if ((old & EptEntry.Read) == 0 && entry.IsPresent) _present++;
-        else if ((old & EptEntry.Read) != 0 && !entry.IsPresent) _present--;
+        bool was = (old & EptEntry.Read) != 0;
+        if (!was && entry.IsPresent) MarkPresentLocked(gfn, l3, l2, leaf);
+        else if (was && !entry.IsPresent) MarkAbsentLocked(gfn, l3, l2, leaf);
     }
 
     /// <summary>Clear an entry and return what it held (its dirty bit goes to the host page). Caller holds the MMU lock.</summary>
     public EptEntry ZapLocked(ulong gfn)
     {
-        var leaf = Leaf(gfn, create: false);
-        if (leaf is null) return EptEntry.Empty;
+        if (gfn >= MaxGfn) return EptEntry.Empty;
+        if (Volatile.Read(ref _root[(gfn >> 27) & IndexMask]) is not object?[] l3) return EptEntry.Empty;
+        if (Volatile.Read(ref l3[(gfn >> 18) & IndexMask]) is not object?[] l2) return EptEntry.Empty;
+        if (Volatile.Read(ref l2[(gfn >> 9) & IndexMask]) is not ulong[] leaf) return EptEntry.Empty;
         var old = new EptEntry(Interlocked.Exchange(ref leaf[gfn & IndexMask], 0));
-        if (old.IsPresent) _present--;
+        if (old.IsPresent) MarkAbsentLocked(gfn, l3, l2, leaf);
         return old;
     }
 
@@ -82,46 +103,14 @@ public sealed class EptTable
         return (old & (EptEntry.Read | EptEntry.Accessed)) == (EptEntry.Read | EptEntry.Accessed);
     }
 
-    /// <summary>
-    /// Visit present entries with gfn in [first, last] whose leaf tables exist.
-    /// The walk skips absent subtrees, so its cost grows with the mapped pages,
-    /// not with the size of the range.
-    /// </summary>
-    public void ForEachPresent(ulong first, ulong last, Action<ulong, EptEntry> visit)
-    {
-        if (first > last) return;
-        for (ulong i4 = first >> 27; i4 <= Math.Min(last >> 27, IndexMask); i4++)
-        {
-            if (Volatile.Read(ref _root[i4]) is not object?[] l3) continue;
-            for (ulong i3 = 0; i3 < Fanout; i3++)
-            {
-                ulong base3 = (i4 << 27) | (i3 << 18);
-                if (base3 + (1UL << 18) - 1 < first || base3 > last) continue;
-                if (Volatile.Read(ref l3[i3]) is not object?[] l2) continue;
-                for (ulong i2 = 0; i2 < Fanout; i2++)
-                {
-                    ulong base2 = base3 | (i2 << 9);
-                    if (base2 + Fanout - 1 < first || base2 > last) continue;
-                    if (Volatile.Read(ref l2[i2]) is not ulong[] leaf) continue;
-                    ulong lo = Math.Max(first, base2) - base2, hi = Math.Min(last, base2 + IndexMask) - base2;
-                    for (ulong i1 = lo; i1 <= hi; i1++)
-                    {
-                        ulong raw = Volatile.Read(ref leaf[i1]);
-                        if ((raw & EptEntry.Read) != 0) visit(base2 | i1, new EptEntry(raw));
-                    }
-                }
-            }
-        }
-    }
-
     private ulong[]? Leaf(ulong gfn, bool create)
     {
         if (gfn >= MaxGfn) return null;
-        var l3 = Child(_root, (gfn >> 27) & IndexMask, create, () => new object?[Fanout]);
+        var l3 = Child(_root, (gfn >> 27) & IndexMask, create, NewInner);
         if (l3 is null) return null;
-        var l2 = Child(l3, (gfn >> 18) & IndexMask, create, () => new object?[Fanout]);
+        var l2 = Child(l3, (gfn >> 18) & IndexMask, create, NewInner);
         if (l2 is null) return null;
-        return Child(l2, (gfn >> 9) & IndexMask, create, () => new ulong[Fanout]);
+        return Child(l2, (gfn >> 9) & IndexMask, create, NewLeaf);
     }
 
     private static T? Child<T>(object?[] table, ulong index, bool create, Func<T> make) where T : class

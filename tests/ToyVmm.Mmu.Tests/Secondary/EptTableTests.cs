@@ -68,11 +68,7 @@ public class EptTableTests
         var t = new EptTable();
         ulong[] gfns = [0, 511, 512, 1UL << 18, (1UL << 27) + 7, (1UL << 30) - 1];
         foreach (var g in gfns) t.SetLocked(g, EptEntry.Make(new Hfn((uint)(g & 0xffff)), true, false));
-        var seen = new List<ulong>();
-        t.ForEachPresent(0, ulong.MaxValue >> 1, (g, _) => seen.Add(g));
-        Assert.Equal(gfns, seen);
-        seen.Clear();
-        t.ForEachPresent(511, 1UL << 18, (g, _) => seen.Add(g));
-        Assert.Equal([511UL, 512UL, 1UL << 18], seen);
+        Assert.Equal(gfns, EptCollector.Gfns(t, 0, ulong.MaxValue >> 1));
+        Assert.Equal([511UL, 512UL, 1UL << 18], EptCollector.Gfns(t, 511, 1UL << 18));
     }
 }

@@ -26,17 +26,6 @@ public enum HostFaultStatus
     SwapChecksumMismatch,
 }
 
-/// <summary>How a short-lived <c>GetUserPages</c> reference is given back (KVM's kvm_release_page_*).</summary>
-public enum PageRelease
-{
-    /// <summary>The page was not used.</summary>
-    Unused,
-    /// <summary>The page was read: mark it accessed.</summary>
-    Clean,
-    /// <summary>The page was written: mark it accessed and dirty.</summary>
-    Dirty,
-}
-
 /// <summary>A host memory error surfaced to callers that use exceptions (tests, loaders, the CLI).</summary>
 public class HostMemoryException(HostFaultStatus status, string message) : Exception(message)
 {

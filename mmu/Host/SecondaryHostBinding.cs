@@ -24,13 +24,7 @@ public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostM
             _ => HostFaultResult.IoError,
         };
 
-    public void PutUserPage(Hfn frame, ToyVmm.Mmu.Secondary.PageRelease how) =>
-        Space.Host.ReleasePage(frame, how switch
-        {
-            ToyVmm.Mmu.Secondary.PageRelease.Dirty => PageRelease.Dirty,
-            ToyVmm.Mmu.Secondary.PageRelease.Clean => PageRelease.Clean,
-            _ => PageRelease.Unused,
-        });
+    public void PutUserPage(Hfn frame, PageRelease how) => Space.Host.ReleasePage(frame, how);
 
     public byte* FrameAddress(Hfn frame) => Space.Host.PagePointer(frame);
 

@@ -16,17 +16,6 @@ public enum HostFaultResult
     IoError,
 }
 
-/// <summary>How a caller of get_user_pages gives its short-lived reference back.</summary>
-public enum PageRelease
-{
-    /// <summary>The page was not used (a retried fault).</summary>
-    Unused,
-    /// <summary>The page was read.</summary>
-    Clean,
-    /// <summary>The page was (or will be, through a writable mapping) written: it must not be dropped as clean.</summary>
-    Dirty,
-}
-
 /// <summary>
 /// What the secondary MMU needs of the host address space that backs guest
 /// RAM: get_user_pages of one page, the frames' bytes, the page flags it hands

@@ -60,8 +60,28 @@ public unsafe class SecondaryHostBindingTests
         Assert.Equal(HostFaultResult.Protection, b.GetUserPage(ro, true, out _));
         Assert.Equal(HostFaultResult.Ok, b.GetUserPage(ro, false, out var f));
         Assert.True(b.FrameBacks(f, ro));
-        b.PutUserPage(f, ToyVmm.Mmu.Secondary.PageRelease.Clean);
+        b.PutUserPage(f, PageRelease.Clean);
         mm.DontNeed(ro, Page.Size);
         Assert.False(b.FrameBacks(f, ro));
+    }
+
+    [Theory]
+    [InlineData(PageRelease.Unused, false)]
+    [InlineData(PageRelease.Clean, false)]
+    [InlineData(PageRelease.Dirty, true)]
+    public void PutUserPage_OnCleanSwappedInPage_MarksDirtyOnlyForDirty(PageRelease how, bool dirty)
+    {
+        using var host = NewHost(frames: 128);
+        var mm = host.CreateAddressSpace();
+        var hva = mm.Map(Page.Size, HostProtection.ReadWrite);
+        var b = new SecondaryHostBinding(mm);
+        Assert.Equal(HostFaultResult.Ok, b.GetUserPage(hva, true, out var f));
+        b.PutUserPage(f, PageRelease.Dirty);
+        Assert.Equal(1, b.PageOut(hva, Page.Size));                     // written to swap: the copy is current
+        Assert.Equal(HostFaultResult.Ok, b.GetUserPage(hva, false, out f)); // swapped in, clean
+        Assert.Equal(0, (int)(host.Frames.FlagsOf(f.Value) & FrameFlags.Dirty));
+        b.PutUserPage(f, how);
+        Assert.Equal(dirty, (host.Frames.FlagsOf(f.Value) & FrameFlags.Dirty) != 0);
+        AssertConsistent(host, "after PutUserPage");
     }
 }

@@ -11,20 +11,6 @@
 #define DISCARD_MIB 4
 #endif
 
-static uint64_t pattern(uint64_t word)
-{
-    uint64_t x = (word + 7) * 0xBF58476D1CE4E5B9ull;
-    return (x ^ (x >> 27)) | 1;
-}
-
-static uint64_t count_pattern(volatile uint64_t *m, uint64_t first, uint64_t n)
-{
-    uint64_t ok = 0;
-    for (uint64_t i = first; i < first + n; i++)
-        ok += m[i] == pattern(i);
-    return ok;
-}
-
 static uint64_t count_zero(volatile uint64_t *m, uint64_t first, uint64_t n)
 {
     uint64_t ok = 0;
@@ -47,19 +33,17 @@ int main(unsigned cpu, unsigned ncpu, uint64_t ram_bytes)
     printf("discard: %u MiB region\n", (unsigned)DISCARD_MIB);
     int bad = 0;
 
-    for (uint64_t i = 0; i < words; i++)
-        m[i] = pattern(i);
-    bad |= rt_check("pattern written", count_pattern(m, 0, words) == words);
+    rt_pattern_fill(m, 0, words, 1);
+    bad |= rt_check("pattern written", rt_pattern_verify(m, 0, words, 1) == 0);
 
     long r = rt_discard((void *)(m + q), bytes / 2);
     bad |= rt_check("DISCARD middle half succeeds", r >= 0 && (uint64_t)r <= bytes / 2 / RT_PAGE);
     bad |= rt_check("middle half reads zero", count_zero(m, q, 2 * q) == 2 * q);
     bad |= rt_check("outer quarters kept",
-                    count_pattern(m, 0, q) == q && count_pattern(m, 3 * q, words - 3 * q) == words - 3 * q);
+                    rt_pattern_verify(m, 0, q, 1) == 0 && rt_pattern_verify(m, 3 * q, words - 3 * q, 1) == 0);
 
-    for (uint64_t i = q; i < 3 * q; i++)
-        m[i] = pattern(i);
-    bad |= rt_check("middle half rewritten", count_pattern(m, 0, words) == words);
+    rt_pattern_fill(m, q, 2 * q, 1);
+    bad |= rt_check("middle half rewritten", rt_pattern_verify(m, 0, words, 1) == 0);
 
     r = rt_discard((void *)m, bytes);
     bad |= rt_check("DISCARD whole region succeeds", r >= 0);

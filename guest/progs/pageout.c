@@ -12,21 +12,6 @@
 #define PAGEOUT_MIB 4
 #endif
 
-static uint64_t pattern(uint64_t word, uint64_t round)
-{
-    uint64_t x = (word + 1) * 0x9E3779B97F4A7C15ull + round * 0x632BE59BD9B4E019ull;
-    return x ^ (x >> 31);
-}
-
-/* Returns the number of words of [first, first+count) that do not match. */
-static uint64_t verify(volatile uint64_t *mem, uint64_t first, uint64_t count, uint64_t round)
-{
-    uint64_t wrong = 0;
-    for (uint64_t i = first; i < first + count; i++)
-        wrong += mem[i] != pattern(i, round);
-    return wrong;
-}
-
 int main(unsigned cpu, unsigned ncpu, uint64_t ram_bytes)
 {
     if (cpu != 0)
@@ -41,26 +26,24 @@ int main(unsigned cpu, unsigned ncpu, uint64_t ram_bytes)
     printf("pageout: %u MiB region\n", (unsigned)PAGEOUT_MIB);
     int bad = 0;
 
-    for (uint64_t i = 0; i < words; i++)
-        mem[i] = pattern(i, 1);
-    bad |= rt_check("pattern written", verify(mem, 0, words, 1) == 0);
+    rt_pattern_fill(mem, 0, words, 1);
+    bad |= rt_check("pattern written", rt_pattern_verify(mem, 0, words, 1) == 0);
 
     long r = rt_pageout((void *)mem, bytes);
     bad |= rt_check("PAGEOUT whole region succeeds", r >= 0 && (uint64_t)r <= bytes / RT_PAGE);
-    bad |= rt_check("contents kept after PAGEOUT", verify(mem, 0, words, 1) == 0);
+    bad |= rt_check("contents kept after PAGEOUT", rt_pattern_verify(mem, 0, words, 1) == 0);
 
-    for (uint64_t i = half; i < words; i++)
-        mem[i] = pattern(i, 2);
+    rt_pattern_fill(mem, half, words - half, 2);
     r = rt_pageout((void *)(mem + half), bytes / 2);
     bad |= rt_check("PAGEOUT second half succeeds", r >= 0);
-    bad |= rt_check("first half kept", verify(mem, 0, half, 1) == 0);
-    bad |= rt_check("rewritten second half kept", verify(mem, half, words - half, 2) == 0);
+    bad |= rt_check("first half kept", rt_pattern_verify(mem, 0, half, 1) == 0);
+    bad |= rt_check("rewritten second half kept", rt_pattern_verify(mem, half, words - half, 2) == 0);
 
     r = rt_pageout((void *)mem, bytes);
     long r2 = rt_pageout((void *)mem, bytes);
     bad |= rt_check("PAGEOUT twice in a row succeeds", r >= 0 && r2 >= 0);
     bad |= rt_check("contents kept after double PAGEOUT",
-                    verify(mem, 0, half, 1) == 0 && verify(mem, half, words - half, 2) == 0);
+                    rt_pattern_verify(mem, 0, half, 1) == 0 && rt_pattern_verify(mem, half, words - half, 2) == 0);
 
     r = rt_pageout((void *)((uintptr_t)mem + 8), RT_PAGE);
     bad |= rt_check("misaligned PAGEOUT gives -22", r == -22);

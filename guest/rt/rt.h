@@ -140,6 +140,17 @@ static inline uint64_t rt_rdtsc(void)
 /* One check line: "  name: ok" or "  name: FAIL ...". Returns 0 / 1. */
 int rt_check(const char *name, bool ok);
 
+/* Test patterns (rt/pattern.c). Word i of a checked region holds
+ * rt_pattern(i, round): it depends only on the index and the round, so both
+ * backends check the same values, and it is never zero, so a page that was
+ * dropped (reads zero) never passes for one that kept its contents. */
+uint64_t rt_pattern(uint64_t word, uint64_t round);
+/* Writes rt_pattern(i, round) to words [first, first + count) of mem. */
+void rt_pattern_fill(volatile uint64_t *mem, uint64_t first, uint64_t count, uint64_t round);
+/* Returns how many words of [first, first + count) of mem differ from
+ * rt_pattern(i, round). */
+uint64_t rt_pattern_verify(volatile uint64_t *mem, uint64_t first, uint64_t count, uint64_t round);
+
 /* xorshift64* PRNG with a fixed seed: the same sequence in both backends. */
 static inline uint64_t rt_rand64(uint64_t *state)
 {

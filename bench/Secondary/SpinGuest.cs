@@ -18,15 +18,30 @@ internal sealed class SpinGuest : IDisposable
     private readonly VirtualMachine _vm;
     private readonly Thread _runner;
 
-    public SpinGuest(ISecondaryMmu mmu, int vcpus)
+    /// <param name="touchBase">When <paramref name="touchPages"/> is positive, every vCPU also reads
+    /// one word of each of that many pages from this guest-physical address on, over and over,
+    /// so that they stay in its TLB.</param>
+    public SpinGuest(ISecondaryMmu mmu, int vcpus, ulong touchBase = 0, int touchPages = 0)
     {
         var a = new Assembler(64);
         var loop = a.CreateLabel();
+        var inner = a.CreateLabel();
         a.mov(rax, rdi);                  // vCPU index
         a.shl(rax, 12);
         a.add(rax, (int)(Load + 0x10000));
         a.Label(ref loop);
-        a.inc(__qword_ptr[rax]);
+        if (touchPages > 0)
+        {
+            a.mov(rsi, touchBase);
+            a.mov(ecx, touchPages);
+            a.Label(ref inner);
+            a.mov(rdx, __qword_ptr[rsi]);
+            a.add(rsi, 4096);
+            a.inc(__qword_ptr[rax]);
+            a.dec(ecx);
+            a.jnz(inner);
+        }
+        else a.inc(__qword_ptr[rax]);
         a.jmp(loop);
         using var ms = new MemoryStream();
         a.Assemble(new StreamCodeWriter(ms), Load);
@@ -39,6 +54,8 @@ internal sealed class SpinGuest : IDisposable
         var spin = new SpinWait();
         while (_vm.Links.Count(l => l is { Mode: VcpuMode.InGuest }) < vcpus) spin.SpinOnce();
     }
+
+    public VcpuLink[] Links => [.. _vm.Links.Select(l => l!)];
 
     public void Dispose()
     {

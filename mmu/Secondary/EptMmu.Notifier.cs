@@ -17,7 +17,7 @@ public sealed unsafe partial class EptMmu
         {
             _seq.BeginLocked(first, last);
             ulong holders = ZapLocked(range.Start, range.End);
-            if (holders != 0) FlushVcpusLocked(holders);
+            if (holders != 0) FlushVcpusLocked(holders, first, last);
         }
         finally { _mmuLock.Exit(); }
         Events?.InvalidateCompleted(Stopwatch.GetTimestamp() - started, range.Pages);
@@ -37,21 +37,23 @@ public sealed unsafe partial class EptMmu
     /// </summary>
     public void InvalidatePage(Hva address)
     {
+        if (!GfnSpan(address.PageBase, address.PageBase.Add(Page.Size), out ulong first, out ulong last)) return;
         lock (_mmuLock)
         {
             ulong holders = ZapLocked(address.PageBase, address.PageBase.Add(Page.Size));
-            if (holders != 0) FlushVcpusLocked(holders);
+            if (holders != 0) FlushVcpusLocked(holders, first, last);
         }
     }
 
     public bool ClearFlushYoung(Hva start, Hva end)
     {
         bool young;
+        if (!GfnSpan(start, end, out ulong first, out ulong last)) return false;
         lock (_mmuLock)
         {
             ulong holders = 0;
             young = ClearYoungLocked(start, end, ref holders);
-            if (young) FlushVcpusLocked(holders);  // later accesses must fill the TLB and set A again
+            if (young) FlushVcpusLocked(holders, first, last);  // later accesses must fill the TLB and set A again
         }
         return young;
     }
@@ -75,7 +77,7 @@ public sealed unsafe partial class EptMmu
         lock (_mmuLock)
         {
             foreach (var slot in _slots.Slots) ZapLocked(slot.HvaStart, slot.HvaEnd);
-            FlushVcpusLocked(ulong.MaxValue);
+            FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         }
     }
 
@@ -125,20 +127,85 @@ public sealed unsafe partial class EptMmu
     }
 
     /// <summary>
-    /// Ask the vCPUs in <paramref name="holders"/> (EptEntry vCPU bits; every
-    /// untracked vCPU always) to flush their TLBs and wait for each one that is
-    /// in guest mode. A vCPU blocked on this lock has left guest mode first, so
-    /// the wait cannot deadlock.
+    /// TLB shootdown of guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>]:
+    /// ask the vCPUs in <paramref name="holders"/> (EptEntry vCPU bits; every
+    /// untracked vCPU always) to flush them, and return once none of them can
+    /// use a translation of the range any more. A vCPU blocked on this lock has
+    /// left guest mode first, so no wait can deadlock.
     /// </summary>
-    private void FlushVcpusLocked(ulong holders)
+    /// <remarks>
+    /// Each vCPU in guest mode is done by the first of these (cheapest first):
+    /// <code>
+    ///   1. its TLB filter says it never took a pointer into the range
+    ///      (a fill racing with the post sees the request after its fence);
+    ///   2. it acknowledges within a short spin (a running vCPU does at its
+    ///      next block boundary);
+    ///   3. its entries are shot down from here, then a process-wide barrier
+    ///      (membarrier: the IPI of a real TLB shootdown) shows it executing an
+    ///      instruction that touches no guest memory: its next access reads the
+    ///      cleared TLB. This is what a vCPU the host has descheduled answers;
+    ///   4. otherwise it acknowledges (spin, then block until it does).
+    /// </code>
+    /// </remarks>
+    private void FlushVcpusLocked(ulong holders, ulong firstGfn, ulong lastGfn)
     {
         var vcpus = _vcpus;
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
+        int pending = 0;
         for (int i = 0; i < vcpus.Length; i++)
         {
             ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
-            tickets[i] = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush() : -1;
+            long t = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush(firstGfn, lastGfn) : -1;
+            tickets[i] = t;
+            if (t < 0) continue;
+            var tlb = vcpus[i].PinTlb();
+            if (tlb is null) { pending++; continue; }
+            try
+            {
+                if (!tlb.MayHold(firstGfn, lastGfn)) { vcpus[i].CompleteRemotely(t); tickets[i] = -1; }
+                else pending++;
+            }
+            finally { vcpus[i].UnpinTlb(); }
         }
+        if (pending == 0) return;
+        // 2. A running vCPU acknowledges within a block; give it a moment.
+        for (int spin = 0; spin < 16 && pending > 0; spin++)
+        {
+            Thread.SpinWait(8);
+            pending = 0;
+            for (int i = 0; i < vcpus.Length; i++)
+            {
+                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i])) tickets[i] = -1;
+                if (tickets[i] >= 0) pending++;
+            }
+        }
+        if (pending == 0) return;
+        // 3. Shoot the entries down from here; a quiescent vCPU is then done.
+        bool shot = false;
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0) continue;
+            var tlb = vcpus[i].PinTlb();
+            if (tlb is null) continue;
+            try { tlb.ShootDown(firstGfn, lastGfn); shot = true; }
+            finally { vcpus[i].UnpinTlb(); }
+        }
+        if (shot)
+        {
+            Interlocked.MemoryBarrierProcessWide();
+            for (int i = 0; i < vcpus.Length; i++)
+            {
+                if (tickets[i] < 0) continue;
+                var tlb = vcpus[i].PinTlb();
+                if (tlb is null) continue;
+                try
+                {
+                    if (tlb.IsQuiescent) { vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; }
+                }
+                finally { vcpus[i].UnpinTlb(); }
+            }
+        }
+        // 4. The rest are inside an access (or have no remote TLB): wait for them.
         for (int i = 0; i < vcpus.Length; i++) vcpus[i].WaitForFlush(tickets[i]);
     }
 }

@@ -206,7 +206,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                 var slot = _slots.Slots.FirstOrDefault(s => s.Id == id);
                 if (slot is null) return false;
                 ZapLocked(slot.HvaStart, slot.HvaEnd);
-                FlushVcpusLocked(ulong.MaxValue);
+                FlushVcpusLocked(ulong.MaxValue, slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
                 // A fault that found the page before the zap re-checks the sequence and retries.
                 _seq.BeginLocked(slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
                 _slots.Remove(id);

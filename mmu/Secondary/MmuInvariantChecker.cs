@@ -22,11 +22,13 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
 {
     private enum Kind : byte { Install, Zap, TlbFill, FrameFree, Violation }
     private readonly record struct Event(long Seq, Kind Kind, uint Frame, ulong Gfn, int Thread);
+    private readonly record struct Waiter(VcpuLink Vcpu, long PostedAtZap, long Entries);
+    private sealed record Unflushed(ulong Gfn, nint HostPage, Waiter[] Vcpus);
 
     private const int HistorySize = 4096;
     private readonly Lock _lock = new();
     private readonly Dictionary<uint, ulong> _installed = new();     // guarded by _lock: frame -> gfn of the secondary entry
-    private readonly Dictionary<uint, (VcpuLink Vcpu, long Acks, long Entries)[]> _unflushed = new(); // guarded by _lock: zapped frame -> vCPUs in guest mode at the zap
+    private readonly Dictionary<uint, Unflushed> _unflushed = new(); // guarded by _lock: zapped frame -> vCPUs in guest mode at the zap
     private readonly Event[] _history = new Event[HistorySize];      // guarded by _lock
     private long _events;                                            // guarded by _lock
     private MmuViolation? _first;
@@ -57,7 +59,7 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         }
     }
 
-    public void OnZap(EptMmu mmu, Gpa gpa, EptEntry zapped)
+    public unsafe void OnZap(EptMmu mmu, Gpa gpa, EptEntry zapped)
     {
         var frame = zapped.Frame;
         var vcpus = _vcpus?.Invoke() ?? [];
@@ -68,8 +70,8 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
             // Only the entry's TLB holders (and untracked vCPUs) can have cached the frame.
             var live = vcpus
                 .Where(v => v.Mode == VcpuMode.InGuest && (EptEntry.VcpuBit(v.Index) == 0 || (zapped.Vcpus & EptEntry.VcpuBit(v.Index)) != 0))
-                .Select(v => (v, v.FlushAcks, v.GuestEntries)).ToArray();
-            if (live.Length > 0) _unflushed[frame.Value] = live;
+                .Select(v => new Waiter(v, v.PostedGeneration, v.GuestEntries)).ToArray();
+            if (live.Length > 0) _unflushed[frame.Value] = new Unflushed(gpa.PageNumber, (nint)mmu.Host.FrameAddress(frame), live);
         }
     }
 
@@ -93,12 +95,22 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
             if (_installed.TryGetValue(frame.Value, out ulong gfn))
                 ViolateLocked("a host frame was freed while a secondary entry still maps it", frame, gfn);
             if (_unflushed.Remove(frame.Value, out var waiting))
-                // Still in the same stay in guest mode as at the zap, and no flush since:
-                // its TLB may still hold the frame. (One that left and re-entered guest
-                // mode takes its requests before it touches memory.)
-                foreach (var (v, acks, entries) in waiting)
-                    if (v.Mode == VcpuMode.InGuest && v.GuestEntries == entries && v.FlushAcks == acks && v.HasRequests)
-                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, ulong.MaxValue);
+                foreach (var (v, posted, entries) in waiting.Vcpus)
+                {
+                    // A vCPU that left guest mode since the zap takes its requests before it
+                    // touches memory again; one still in the same stay must be done with the frame.
+                    if (v.Mode != VcpuMode.InGuest || v.GuestEntries != entries) continue;
+                    // A TLB the checker can see must not map the frame any more, whatever the protocol claims.
+                    var tlb = v.PinTlb();
+                    bool maps;
+                    try { maps = tlb is not null && tlb.Maps(waiting.Gfn, waiting.HostPage); }
+                    finally { if (tlb is not null) v.UnpinTlb(); }
+                    if (maps)
+                        ViolateLocked($"a host frame was freed while vCPU {v.Index}'s TLB still maps it", frame, waiting.Gfn);
+                    // And the flush posted after the zap must be complete (acknowledged or done from outside).
+                    else if (v.FlushedGeneration <= posted && v.RemoteGeneration <= posted)
+                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, waiting.Gfn);
+                }
         }
     }
 

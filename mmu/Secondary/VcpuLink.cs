@@ -10,9 +10,10 @@ public enum VcpuMode
 }
 
 /// <summary>
-/// The seam between one vCPU and the secondary MMU: the vCPU's mode and its
-/// pending requests. The secondary MMU asks for TLB flushes here and waits for
-/// the acknowledgement of every vCPU that is in guest mode.
+/// The seam between one vCPU and the secondary MMU: the vCPU's mode, its
+/// pending requests and the guest-frame ranges it has been asked to flush.
+/// The secondary MMU posts flushes here and waits until each one is done:
+/// acknowledged by the vCPU, or completed from outside (<see cref="CompleteRemotely"/>).
 /// </summary>
 /// <remarks>
 /// Ordering (a Dekker pair, as in KVM's <c>kvm_make_all_cpus_request</c> against
@@ -24,13 +25,21 @@ public enum VcpuMode
 /// </code>
 /// Both sides write then read with a full fence between, so at least one side
 /// sees the other: either the invalidator sees InGuest and waits for the
-/// acknowledgement, or the vCPU sees the request and flushes before it touches
-/// guest memory.
+/// flush, or the vCPU sees the request and flushes before it touches guest memory.
+/// <para>
+/// Flushes are numbered. <see cref="RequestFlush(ulong, ulong)"/> returns the
+/// generation of its post; the vCPU takes every range posted so far together
+/// with the newest generation, flushes them, and publishes that generation as
+/// flushed. A waiter is done when the flushed generation reaches its own: an
+/// acknowledgement of an earlier take never answers a later post.
+/// </para>
 /// </remarks>
 public sealed class VcpuLink
 {
     public const int FlushRequest = 1;
     public const int StopRequest = 2;
+    /// <summary>Ranges kept per vCPU before a post degrades to a whole-TLB flush.</summary>
+    public const int MaxPendingRanges = 8;
 
     private int _mode;          // VcpuMode; written by the vCPU thread only.
     private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
@@ -38,6 +47,20 @@ public sealed class VcpuLink
     private long _entries;      // incremented by the vCPU each time it enters guest mode.
     private int _waiters;       // invalidators blocked in WaitForFlush; the vCPU wakes them.
     private readonly SemaphoreSlim _wake = new(0);
+
+    // Posted flushes: guarded by _postLock (posters and the vCPU's take).
+    private readonly Lock _postLock = new();
+    private readonly (ulong First, ulong Last)[] _pending = new (ulong, ulong)[MaxPendingRanges];
+    private int _pendingCount;
+    private bool _pendingAll;
+    private long _postedGen;
+    private long _flushedGen;   // written by the vCPU (acknowledge), read by waiters
+    private long _remoteGen;    // written by invalidators under the MMU lock, read by the checker
+    private long _takenGen;     // vCPU thread only: generation of the ranges taken, not yet acknowledged
+    private bool _taken;        // vCPU thread only
+
+    private IVcpuTlb? _tlb;
+    private int _tlbPins;       // invalidators and checkers using _tlb; detach waits for 0
 
     public VcpuLink(int index) => Index = index;
 
@@ -48,10 +71,42 @@ public sealed class VcpuLink
     /// <summary>True when any request is pending; the vCPU polls this at block boundaries.</summary>
     public bool HasRequests => Volatile.Read(ref _requests) != 0;
 
+    /// <summary>Flushes the vCPU has performed in answer to requests.</summary>
     public long FlushAcks => Volatile.Read(ref _flushAcks);
+
+    /// <summary>Newest flush generation posted.</summary>
+    public long PostedGeneration { get { lock (_postLock) return _postedGen; } }
+
+    /// <summary>Newest generation the vCPU has flushed and acknowledged.</summary>
+    public long FlushedGeneration => Volatile.Read(ref _flushedGen);
+
+    /// <summary>Newest generation an invalidator completed without the vCPU (its TLB could not hold the range, or was shot down while quiescent).</summary>
+    public long RemoteGeneration => Volatile.Read(ref _remoteGen);
 
     /// <summary>Times the vCPU has entered guest mode (a vCPU that re-entered took its requests before touching memory).</summary>
     public long GuestEntries => Volatile.Read(ref _entries);
+
+    /// <summary>vCPU: attach the TLB that invalidators may inspect and shoot down from outside.</summary>
+    public void AttachTlb(IVcpuTlb tlb) => Volatile.Write(ref _tlb, tlb);
+
+    /// <summary>vCPU: detach it before its memory goes away; waits for every user to finish.</summary>
+    public void DetachTlb()
+    {
+        Volatile.Write(ref _tlb, null);
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _tlbPins) != 0) spin.SpinOnce();
+    }
+
+    /// <summary>Use the attached TLB from another thread; pair with <see cref="UnpinTlb"/>. Null when none.</summary>
+    public IVcpuTlb? PinTlb()
+    {
+        Interlocked.Increment(ref _tlbPins);   // full fence; pairs with DetachTlb's write then read
+        var tlb = Volatile.Read(ref _tlb);
+        if (tlb is null) Interlocked.Decrement(ref _tlbPins);
+        return tlb;
+    }
+
+    public void UnpinTlb() => Interlocked.Decrement(ref _tlbPins);
 
     /// <summary>
     /// vCPU thread: enter guest mode. The caller must call <see cref="TakeRequests"/>
@@ -73,9 +128,34 @@ public sealed class VcpuLink
     /// <summary>vCPU thread: take and clear all pending requests.</summary>
     public int TakeRequests() => Interlocked.Exchange(ref _requests, 0);
 
-    /// <summary>vCPU thread: the TLB has been flushed in answer to a request.</summary>
+    /// <summary>
+    /// vCPU thread, after <see cref="TakeRequests"/> returned <see cref="FlushRequest"/>:
+    /// take the ranges posted so far into <paramref name="ranges"/>. Returns the number
+    /// taken, or -1 when the whole TLB must go. Acknowledge once they are flushed.
+    /// </summary>
+    public int TakeFlushRanges(Span<(ulong First, ulong Last)> ranges)
+    {
+        lock (_postLock)
+        {
+            _takenGen = _postedGen;
+            _taken = true;
+            int n = _pendingAll || ranges.Length < _pendingCount ? -1 : _pendingCount;
+            if (n > 0) _pending.AsSpan(0, n).CopyTo(ranges);
+            _pendingCount = 0;
+            _pendingAll = false;
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// vCPU thread: the flush is done. Without a preceding <see cref="TakeFlushRanges"/>
+    /// (a caller that caches no translation) everything posted so far is acknowledged.
+    /// </summary>
     public void AcknowledgeFlush()
     {
+        if (!_taken) TakeFlushRanges([]);
+        _taken = false;
+        Volatile.Write(ref _flushedGen, _takenGen);
         Interlocked.Increment(ref _flushAcks);   // full fence; pairs with the waiter's _waiters increment
         WakeWaiters();
     }
@@ -88,30 +168,53 @@ public sealed class VcpuLink
     /// <summary>Any thread: ask the vCPU to stop at its next block boundary.</summary>
     public void RequestStop() => Interlocked.Or(ref _requests, StopRequest);
 
+    /// <summary>Any thread: ask the vCPU to flush its whole TLB. See <see cref="RequestFlush(ulong, ulong)"/>.</summary>
+    public long RequestFlush() => RequestFlush(0, ulong.MaxValue);
+
     /// <summary>
-    /// Any thread: ask the vCPU to flush its TLB. Returns a ticket to pass to
-    /// <see cref="WaitForFlush"/>, or -1 when the vCPU was not in guest mode
-    /// (it will see the request when it next enters, so nobody needs to wait).
+    /// Any thread: ask the vCPU to drop its translations of guest frames
+    /// [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>]. Returns the
+    /// generation to wait for, or -1 when the vCPU was not in guest mode (it takes
+    /// the request when it next enters, so nobody needs to wait).
     /// </summary>
-    public long RequestFlush()
+    public long RequestFlush(ulong firstGfn, ulong lastGfn)
     {
-        long acks = Volatile.Read(ref _flushAcks);
+        long gen;
+        lock (_postLock)
+        {
+            gen = ++_postedGen;
+            if (firstGfn == 0 && lastGfn == ulong.MaxValue || _pendingCount == MaxPendingRanges) _pendingAll = true;
+            else if (!_pendingAll) _pending[_pendingCount++] = (firstGfn, lastGfn);
+        }
         Interlocked.Or(ref _requests, FlushRequest);   // full fence; pairs with EnterGuest
-        return Mode == VcpuMode.InGuest ? acks : -1;
+        return Mode == VcpuMode.InGuest ? gen : -1;
+    }
+
+    /// <summary>True when the post of <paramref name="ticket"/> needs no more waiting.</summary>
+    public bool IsFlushed(long ticket) =>
+        ticket < 0 || Volatile.Read(ref _flushedGen) >= ticket || Mode != VcpuMode.InGuest;
+
+    /// <summary>
+    /// Invalidator, under the secondary MMU's lock: the post of <paramref name="ticket"/>
+    /// was completed without the vCPU (the checker counts it as flushed).
+    /// </summary>
+    public void CompleteRemotely(long ticket)
+    {
+        if (ticket > Volatile.Read(ref _remoteGen)) Volatile.Write(ref _remoteGen, ticket);
     }
 
     /// <summary>
-    /// Wait until the vCPU has flushed after <paramref name="ticket"/> or has left
-    /// guest mode (a vCPU outside guest mode holds no live TLB entry).
+    /// Wait until the vCPU has flushed the post of <paramref name="ticket"/> or has
+    /// left guest mode (a vCPU outside guest mode holds no live TLB entry).
     /// </summary>
     public void WaitForFlush(long ticket)
     {
-        if (ticket < 0) return;
+        if (IsFlushed(ticket)) return;
         // Spin first: a running vCPU answers within a block.
         for (int i = 0; i < 64; i++)
         {
-            if (Volatile.Read(ref _flushAcks) != ticket || Mode != VcpuMode.InGuest) return;
             Thread.SpinWait(20);
+            if (IsFlushed(ticket)) return;
         }
         // Then block, so that with more runnable threads than cores the waiter gives
         // its core to the very vCPU it waits for; the acknowledgement (or ExitGuest)
@@ -119,8 +222,7 @@ public sealed class VcpuLink
         Interlocked.Increment(ref _waiters);
         try
         {
-            while (Volatile.Read(ref _flushAcks) == ticket && Mode == VcpuMode.InGuest)
-                _wake.Wait(1);
+            while (!IsFlushed(ticket)) _wake.Wait(1);
         }
         finally { Interlocked.Decrement(ref _waiters); }
     }

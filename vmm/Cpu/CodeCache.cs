@@ -83,7 +83,7 @@ internal sealed unsafe class CodeCache
     /// Copies a decoded block into the arena and publishes it, unless a page it came from
     /// changed since <see cref="BeginDecode"/> (then returns null: decode again).
     /// </summary>
-    public Block* Publish(ulong va, ulong gpa, ulong gpa2, int gen1, int gen2, ReadOnlySpan<Op> ops)
+    public Block* Publish(ulong va, ulong gpa, ulong gpa2, int gen1, int gen2, ReadOnlySpan<Op> ops, ulong quiet0, ulong quiet1)
     {
         lock (_lock)
         {
@@ -105,6 +105,8 @@ internal sealed unsafe class CodeCache
             b->Gpa2 = gpa2;
             b->NumOps = ops.Length;
             b->HashNext = null;
+            b->Quiet0 = quiet0;
+            b->Quiet1 = quiet1;
             fixed (Op* src = ops)
                 Buffer.MemoryCopy(src, Block.OpsOf(b), ops.Length * sizeof(Op), ops.Length * sizeof(Op));
             b->Valid = 1;

@@ -57,6 +57,7 @@ internal unsafe struct CpuState
     public TlbEntry* TlbRead;
     public TlbEntry* TlbWrite;
     public JumpEntry* Jump;
+    public ulong* Held;                   // filter of guest frames whose host pointers were handed out (TlbShootdown.cs)
 }
 
 internal static class ExitReasons

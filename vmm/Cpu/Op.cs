@@ -49,6 +49,7 @@ internal unsafe struct Block
     public int NumOps;          // ops including the terminating one
     public int Valid;           // 0 once invalidated
     public Block* HashNext;
+    public ulong Quiet0, Quiet1;  // bit i: op i touches no guest memory (TLB shootdown, TlbShootdown.cs)
     // Ops follow (aligned to 32 bytes).
     public const int HeaderSize = 64;
     public static Op* OpsOf(Block* b) => (Op*)((byte*)b + HeaderSize);

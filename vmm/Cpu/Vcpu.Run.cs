@@ -20,7 +20,7 @@ public sealed unsafe partial class Vcpu
         Link.EnterGuest();
         try
         {
-            ServiceRequests();
+            ServiceRequests(atBoundary: true);
             while (true)
             {
                 if (s->ExitReason != ExitReasons.None)
@@ -51,7 +51,7 @@ public sealed unsafe partial class Vcpu
                     s->CurOp = null;
                     return new VcpuExit(VcpuExitKind.VmError, $"internal interpreter error at RIP 0x{rip:x}: {e.GetType().Name}: {e.Message}");
                 }
-                if (Link.HasRequests) ServiceRequests();
+                if (Link.HasRequests) ServiceRequests(atBoundary: true);
             }
         }
         finally

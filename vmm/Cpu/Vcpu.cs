@@ -32,6 +32,7 @@ public sealed unsafe partial class Vcpu : IDisposable
         _tscBase = System.Diagnostics.Stopwatch.GetTimestamp();
         UpdateSseFault();
         FlushTlb();
+        link.AttachTlb(this);
     }
 
     public int Index { get; }
@@ -104,6 +105,8 @@ public sealed unsafe partial class Vcpu : IDisposable
         s->TlbRead = (TlbEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(TlbEntry) * Mem.TlbSize), 64);
         s->TlbWrite = (TlbEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(TlbEntry) * Mem.TlbSize), 64);
         s->Jump = (JumpEntry*)NativeMemory.AlignedAlloc((nuint)(sizeof(JumpEntry) * JumpSize), 64);
+        s->Held = (ulong*)NativeMemory.AlignedAlloc(FilterWords * sizeof(ulong), 64);
+        NativeMemory.Clear(s->Held, FilterWords * sizeof(ulong));
         s->Flags = 2;
         s->Cr0 = 0x10;
         s->Mxcsr = 0x1F80;
@@ -116,6 +119,8 @@ public sealed unsafe partial class Vcpu : IDisposable
     private void FreeState()
     {
         if (_s == null) return;
+        Link.DetachTlb();   // no invalidator or checker reads the TLB once it is gone
+        NativeMemory.AlignedFree(_s->Held);
         NativeMemory.AlignedFree(_s->TlbRead);
         NativeMemory.AlignedFree(_s->TlbWrite);
         NativeMemory.AlignedFree(_s->Jump);

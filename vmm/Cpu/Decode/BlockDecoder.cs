@@ -12,6 +12,8 @@ public sealed unsafe partial class Vcpu
     internal const int MaxOpsPerBlock = 64;
     private readonly Op[] _opBuf = new Op[MaxOpsPerBlock + 1];
     private readonly byte[] _fetchBuf = new byte[4096 + 16];
+    private readonly QuietOps _quietOps = new();
+    private ulong _quiet0, _quiet1;   // DecodeInto's answer: bit i = op i touches no guest memory
 
     private Block* LookupOrDecode(ulong va)
     {
@@ -51,7 +53,7 @@ public sealed unsafe partial class Vcpu
                 new ReadOnlySpan<byte>(host2, 15).CopyTo(_fetchBuf.AsSpan(avail));
                 n = DecodeInto(va, avail + 15, crossed: true);
             }
-            Block* b = _code.Publish(va, gpa & Mem.PageMask | (va & 0xFFF), gpa2, gen1, gen2, _opBuf.AsSpan(0, n));
+            Block* b = _code.Publish(va, gpa & Mem.PageMask | (va & 0xFFF), gpa2, gen1, gen2, _opBuf.AsSpan(0, n), _quiet0, _quiet1);
             if (b != null) return b;
         }
     }
@@ -65,6 +67,7 @@ public sealed unsafe partial class Vcpu
         var decoder = Decoder.Create(64, new ByteArrayCodeReader(_fetchBuf, 0, avail), va, DecoderOptions.None);
         int n = 0;
         int off = 0;
+        _quiet0 = _quiet1 = 0;
         while (n < MaxOpsPerBlock)
         {
             decoder.Decode(out Instruction ins);
@@ -96,6 +99,7 @@ public sealed unsafe partial class Vcpu
                     off += op->Len;
                     break;
                 }
+                if (_quietOps.IsQuiet(ins)) MarkQuiet(n);
                 n++;
                 off += ins.Length;
                 if (Binder.EndsBlock(ins.Mnemonic) || crossed || off >= avail) break;
@@ -107,6 +111,13 @@ public sealed unsafe partial class Vcpu
             end->RipOff = (ushort)off;
             end->H = &Ops.Control.BailOut;
         }
+        MarkQuiet(n);
         return n + 1;
+    }
+
+    private void MarkQuiet(int op)
+    {
+        if (op < 64) _quiet0 |= 1UL << op;
+        else if (op < 128) _quiet1 |= 1UL << (op - 64);
     }
 }

@@ -22,6 +22,8 @@ public sealed unsafe partial class Vcpu
             _s->TlbRead[i].Code = NoCode;
         }
         for (int i = 0; i < JumpSize; i++) { _s->Jump[i].Tag = TlbEntry.Invalid; _s->Jump[i].Block = null; }
+        // After the entries: a filter bit is never seen cleared while its entry is live.
+        for (int w = 0; w < FilterWords; w++) Volatile.Write(ref _s->Held[w], 0);
     }
 
     /// <summary>invlpg: drops the entries of one page (and all cached block lookups, which are cheap to rebuild).</summary>
@@ -33,13 +35,22 @@ public sealed unsafe partial class Vcpu
         for (int j = 0; j < JumpSize; j++) _s->Jump[j].Tag = TlbEntry.Invalid;
     }
 
-    /// <summary>Takes pending link requests while in guest mode: flushes and acknowledges, remembers a stop.</summary>
-    internal void ServiceRequests()
+    /// <summary>
+    /// Takes pending link requests while in guest mode: drops the posted guest
+    /// frame ranges (or everything) and acknowledges, remembers a stop.
+    /// <paramref name="atBoundary"/>: between blocks, where no host pointer is held outside the TLB.
+    /// </summary>
+    internal void ServiceRequests(bool atBoundary = false)
     {
         int r = Link.TakeRequests();
         if ((r & VcpuLink.FlushRequest) != 0)
         {
-            FlushTlb();
+            Span<(ulong, ulong)> ranges = stackalloc (ulong, ulong)[VcpuLink.MaxPendingRanges];
+            int n = Link.TakeFlushRanges(ranges);
+            // The secondary MMU's zaps leave guest-virtual to guest-physical alone: the
+            // jump cache (RIP to decoded block) stays; only host pointers go.
+            if (n < 0) FlushTlb();
+            else FlushRanges(ranges[..n], atBoundary);
             Link.AcknowledgeFlush();
         }
         if ((r & VcpuLink.StopRequest) != 0) _s->ExitReason = ExitReasons.Stop;
@@ -54,6 +65,11 @@ public sealed unsafe partial class Vcpu
         while (true)
         {
             var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
+            if (st == TranslateStatus.Ok)
+            {
+                NoteHeld(gpa >> 12);
+                Interlocked.MemoryBarrier();   // the filter bit before the requests (TlbShootdown.cs)
+            }
             if (Link.HasRequests)
             {
                 ServiceRequests();
@@ -77,16 +93,20 @@ public sealed unsafe partial class Vcpu
     internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa)
     {
         gpa = (_s->Cr0 & Cr0Pg) != 0 ? Walk(va, kind) : va;
-        byte* page = HostPage(gpa & Mem.PageMask, kind, va);
-        if (kind != AccessKind.Fetch)
+        while (true)
         {
+            byte* page = HostPage(gpa & Mem.PageMask, kind, va);
+            if (kind == AccessKind.Fetch) return page + (va & 0xFFF);
             TlbEntry* e = (kind == AccessKind.Write ? _s->TlbWrite : _s->TlbRead) + ((va >> 12) & Mem.TlbMask);
-            e->Tag = (va & Mem.PageMask) | _s->TlbCplBit;
+            // The tag last: an invalidator scanning from outside never pairs it with another page's fields.
             e->Addend = (long)page - (long)(va & Mem.PageMask);
             e->Gpa = gpa & Mem.PageMask;
             e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
+            Volatile.Write(ref e->Tag, (va & Mem.PageMask) | _s->TlbCplBit);
+            Interlocked.MemoryBarrier();       // the entry before the requests (TlbShootdown.cs)
+            if (!Link.HasRequests) return page + (va & 0xFFF);
+            ServiceRequests();                 // a shootdown raced with the fill: drop it and translate again
         }
-        return page + (va & 0xFFF);
     }
 
     internal ulong ReadSlow(ulong va, int n)

@@ -1,0 +1,35 @@
+namespace ToyVmm.Mmu.Secondary;
+
+/// <summary>
+/// What an invalidator may do to a vCPU's software TLB from another thread
+/// (the part of a TLB shootdown that does not need the vCPU to run). A vCPU
+/// that caches host pointers attaches one to its <see cref="VcpuLink"/>.
+/// </summary>
+/// <remarks>
+/// Ordering, with the vCPU's fill path (fill entry; full fence; read the link's
+/// requests) against the invalidator (zap; post request, a full fence; then
+/// these calls): either the invalidator sees the filled entry, or the vCPU sees
+/// the request and flushes before it uses the pointer.
+/// </remarks>
+public interface IVcpuTlb
+{
+    /// <summary>
+    /// False when no host pointer for a guest frame in [<paramref name="firstGfn"/>,
+    /// <paramref name="lastGfn"/>] has been handed out since the TLB was last
+    /// flushed (a conservative filter: true may be a false positive).
+    /// </summary>
+    bool MayHold(ulong firstGfn, ulong lastGfn);
+
+    /// <summary>Drop the TLB entries of guest frames in [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>].</summary>
+    void ShootDown(ulong firstGfn, ulong lastGfn);
+
+    /// <summary>
+    /// Read after <see cref="Interlocked.MemoryBarrierProcessWide"/>: true when the
+    /// vCPU is executing an instruction that touches no guest memory, so it holds
+    /// no host pointer outside its TLB and its next access reads the TLB afresh.
+    /// </summary>
+    bool IsQuiescent { get; }
+
+    /// <summary>For the invariant checker: does a live TLB entry map <paramref name="gfn"/> to <paramref name="hostPage"/>?</summary>
+    bool Maps(ulong gfn, nint hostPage);
+}

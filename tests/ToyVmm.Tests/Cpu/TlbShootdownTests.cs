@@ -1,0 +1,156 @@
+using Iced.Intel;
+using ToyVmm.Cpu;
+using ToyVmm.Mmu.Secondary;
+using Xunit;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace ToyVmm.Tests.Cpu;
+
+/// <summary>The vCPU's side of a TLB shootdown: quiet instructions, the filter, remote and targeted flushes.</summary>
+public sealed unsafe class TlbShootdownTests
+{
+    private static Instruction Decode(Action<Assembler> build)
+    {
+        var bytes = CpuFixture.Assemble(build);
+        var d = Decoder.Create(64, new ByteArrayCodeReader(bytes), CpuFixture.CodeBase);
+        d.Decode(out var ins);
+        return ins;
+    }
+
+    public static TheoryData<string> QuietForms() => ["add rax, rbx", "mov ecx, 5", "lea rax, [rbx+8]", "jmp", "jnz", "jmp rax", "imul rax, rbx", "paddd xmm0, xmm1", "cpuid"];
+
+    public static TheoryData<string> MemoryForms() =>
+        ["mov rax, [rbx]", "add [rbx], eax", "push rax", "pop rax", "call", "ret", "rep movsb", "out dx, al", "vmcall", "mov cr3, rax", "hlt", "int3", "syscall", "ud2", "movdqu xmm0, [rax]"];
+
+    private static Action<Assembler> Form(string form) => a =>
+    {
+        var l = a.CreateLabel();
+        a.Label(ref l);
+        switch (form)
+        {
+            case "add rax, rbx": a.add(rax, rbx); break;
+            case "mov ecx, 5": a.mov(ecx, 5); break;
+            case "lea rax, [rbx+8]": a.lea(rax, __[rbx + 8]); break;
+            case "jmp": a.jmp(l); break;
+            case "jnz": a.jnz(l); break;
+            case "jmp rax": a.jmp(rax); break;
+            case "imul rax, rbx": a.imul(rax, rbx); break;
+            case "paddd xmm0, xmm1": a.paddd(xmm0, xmm1); break;
+            case "cpuid": a.cpuid(); break;
+            case "mov rax, [rbx]": a.mov(rax, __qword_ptr[rbx]); break;
+            case "add [rbx], eax": a.add(__dword_ptr[rbx], eax); break;
+            case "push rax": a.push(rax); break;
+            case "pop rax": a.pop(rax); break;
+            case "call": a.call(l); break;
+            case "ret": a.ret(); break;
+            case "rep movsb": a.rep.movsb(); break;
+            case "out dx, al": a.@out(dx, al); break;
+            case "vmcall": a.vmcall(); break;
+            case "mov cr3, rax": a.mov(cr3, rax); break;
+            case "hlt": a.hlt(); break;
+            case "int3": a.int3(); break;
+            case "syscall": a.syscall(); break;
+            case "ud2": a.ud2(); break;
+            case "movdqu xmm0, [rax]": a.movdqu(xmm0, __xmmword_ptr[rax]); break;
+            default: throw new ArgumentException(form);
+        }
+    };
+
+    [Theory]
+    [MemberData(nameof(QuietForms))]
+    public void IsQuiet_InstructionTouchingNoGuestMemory_IsQuiet(string form) =>
+        Assert.True(new QuietOps().IsQuiet(Decode(Form(form))), form);
+
+    [Theory]
+    [MemberData(nameof(MemoryForms))]
+    public void IsQuiet_MemoryStackIoOrSystemInstruction_IsNot(string form) =>
+        Assert.False(new QuietOps().IsQuiet(Decode(Form(form))), form);
+
+    private static (CpuFixture f, Vcpu cpu) RanTouchingTwoPages()
+    {
+        var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.mov(__qword_ptr[rbx + 0x1000], rax);
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        return (f, cpu);
+    }
+
+    private static nint HostPage(CpuFixture f, ulong gpa)
+    {
+        fixed (byte* p = f.Memory.Bytes(new ToyVmm.Mmu.Gpa(gpa), 1)) return (nint)p;
+    }
+
+    private const ulong DataGfn = CpuFixture.DataBase >> 12;
+
+    [Fact]
+    public void ShootDown_DropsOnlyTheRangeEntries_AndTheFilterSaysWhatWasTouched()
+    {
+        var (f, cpu) = RanTouchingTwoPages();
+        using (f)
+        {
+            Assert.True(cpu.MayHold(DataGfn, DataGfn));
+            Assert.True(cpu.MayHold(DataGfn + 1, DataGfn + 1));
+            Assert.False(cpu.MayHold(DataGfn + 5, DataGfn + 9));
+            Assert.True(cpu.Maps(DataGfn, HostPage(f, CpuFixture.DataBase)));
+            Assert.True(cpu.Maps(DataGfn + 1, HostPage(f, CpuFixture.DataBase + 0x1000)));
+            Assert.False(cpu.Maps(DataGfn, HostPage(f, CpuFixture.DataBase + 0x1000)));
+            cpu.ShootDown(DataGfn, DataGfn);
+            Assert.False(cpu.Maps(DataGfn, HostPage(f, CpuFixture.DataBase)));
+            Assert.True(cpu.Maps(DataGfn + 1, HostPage(f, CpuFixture.DataBase + 0x1000)));
+        }
+    }
+
+    [Fact]
+    public void FlushRequest_ForOneRange_KeepsTheOtherEntries_AndRebuildsTheFilter()
+    {
+        var (f, cpu) = RanTouchingTwoPages();
+        using (f)
+        {
+            Assert.Equal(-1, cpu.Link.RequestFlush(DataGfn, DataGfn));   // halted: taken on the next entry
+            cpu.Rip = CpuFixture.CodeBase + 0x800;
+            f.Write(cpu.Rip, CpuFixture.Assemble(a => a.hlt(), cpu.Rip));
+            Assert.Equal(VcpuExitKind.Halted, cpu.Run().Kind);
+            Assert.False(cpu.Maps(DataGfn, HostPage(f, CpuFixture.DataBase)));
+            Assert.False(cpu.MayHold(DataGfn, DataGfn));
+            Assert.True(cpu.Maps(DataGfn + 1, HostPage(f, CpuFixture.DataBase + 0x1000)));
+            Assert.True(cpu.MayHold(DataGfn + 1, DataGfn + 1));
+            Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.FlushedGeneration);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescent_RegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
+    {
+        using var f = new CpuFixture();
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var l = a.CreateLabel();
+            a.Label(ref l);
+            a.add(rax, 1);
+            a.jmp(l);
+        }));
+        var cpu = f.NewVcpu();
+        Assert.False(cpu.IsQuiescent);   // not in a block
+        bool seen = false;
+        var t = new Thread(() =>
+        {
+            while (cpu.Link.Mode != VcpuMode.InGuest) Thread.Yield();
+            for (int i = 0; i < 100_000 && !seen; i++)
+            {
+                Interlocked.MemoryBarrierProcessWide();
+                seen = cpu.IsQuiescent;
+            }
+            cpu.Link.RequestStop();
+        });
+        t.Start();
+        Assert.Equal(VcpuExitKind.StopRequested, cpu.Run().Kind);
+        t.Join();
+        Assert.True(seen);
+        Assert.False(cpu.IsQuiescent);
+    }
+}

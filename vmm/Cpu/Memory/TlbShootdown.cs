@@ -1,0 +1,128 @@
+using System.Runtime.CompilerServices;
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Cpu;
+
+// The vCPU's side of a TLB shootdown (VcpuLink, EptMmu.FlushVcpusLocked).
+//
+// Every host pointer the vCPU takes from the secondary MMU sets the page's bit
+// in a filter of guest frames (HostPage); a TLB fill then fences and re-reads
+// the link's requests (TranslateVa). An invalidator posts its flush (a full
+// fence) before it reads the filter or the entries, so one side always sees the
+// other: the invalidator sees the bit (and the entry), or the vCPU sees the
+// request and flushes before it uses the pointer.
+//
+//   invalidator                          vCPU (TranslateVa)
+//   zap the secondary entry              Translate (sets A/D and holder bits)
+//   post the flush (interlocked)         set the filter bit; fill the TLB entry
+//   MayHold? ShootDown entries           full fence
+//   membarrier; IsQuiescent?             read requests: flush and retry if any
+//
+// Exec.Next stores CurOp before each op runs, and ops that touch no guest memory
+// are marked in their block (Block.Quiet0/1). After the invalidator has cleared
+// the entries and run a process-wide barrier, a vCPU seen at a quiet op either
+// was there at the barrier (holding no pointer) or got there later, after every
+// access it made before had completed: its next access reads the cleared TLB.
+public sealed unsafe partial class Vcpu : IVcpuTlb
+{
+    internal const int FilterWords = 128;                 // 8192 bits, indexed by gfn mod 8192
+    private const int FilterRangeLimit = 64;              // wider ranges are assumed held
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void NoteHeld(ulong gfn) => _s->Held[(gfn >> 6) & (FilterWords - 1)] |= 1UL << (int)(gfn & 63);
+
+    public bool MayHold(ulong firstGfn, ulong lastGfn)
+    {
+        CpuState* s = _s;
+        if (s == null) return false;
+        if (lastGfn - firstGfn >= FilterRangeLimit) return true;
+        for (ulong g = firstGfn; ; g++)
+        {
+            if ((Volatile.Read(ref s->Held[(g >> 6) & (FilterWords - 1)]) & (1UL << (int)(g & 63))) != 0) return true;
+            if (g == lastGfn) return false;
+        }
+    }
+
+    public void ShootDown(ulong firstGfn, ulong lastGfn)
+    {
+        CpuState* s = _s;
+        if (s == null) return;
+        DropEntries(s->TlbRead, firstGfn, lastGfn);
+        DropEntries(s->TlbWrite, firstGfn, lastGfn);
+    }
+
+    private static void DropEntries(TlbEntry* tlb, ulong firstGfn, ulong lastGfn)
+    {
+        ulong span = lastGfn - firstGfn;
+        for (int i = 0; i < Mem.TlbSize; i++)
+        {
+            TlbEntry* e = tlb + i;
+            if ((Volatile.Read(ref e->Gpa) >> 12) - firstGfn <= span && Volatile.Read(ref e->Tag) != TlbEntry.Invalid)
+                Volatile.Write(ref e->Tag, TlbEntry.Invalid);
+        }
+    }
+
+    public bool IsQuiescent
+    {
+        get
+        {
+            CpuState* s = _s;
+            if (s == null) return true;
+            // CurOp first: CurBlock is stored before the block's first op, so it is at least as new.
+            Op* op = (Op*)Volatile.Read(ref *(nint*)&s->CurOp);
+            if (op == null) return false;   // between blocks: decoding, delivering, servicing
+            Block* b = (Block*)Volatile.Read(ref *(nint*)&s->CurBlock);
+            if (b == null) return false;
+            long i = op - Block.OpsOf(b);
+            if ((ulong)i >= (ulong)b->NumOps) return false;   // read across a block change
+            return i < 64 ? (b->Quiet0 >> (int)i & 1) != 0 : i < 128 && (b->Quiet1 >> (int)(i - 64) & 1) != 0;
+        }
+    }
+
+    public bool Maps(ulong gfn, nint hostPage) =>
+        _s != null && (MapsIn(_s->TlbRead, gfn, hostPage) || MapsIn(_s->TlbWrite, gfn, hostPage));
+
+    private static bool MapsIn(TlbEntry* tlb, ulong gfn, nint hostPage)
+    {
+        for (int i = 0; i < Mem.TlbSize; i++)
+        {
+            TlbEntry* e = tlb + i;
+            ulong tag = Volatile.Read(ref e->Tag);
+            if (tag == TlbEntry.Invalid || Volatile.Read(ref e->Gpa) >> 12 != gfn) continue;
+            if ((nint)((long)(tag & Mem.PageMask) + e->Addend) == hostPage) return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// vCPU thread: drop the entries of the given guest frame ranges. At a block
+    /// boundary (no pointer outside the TLB is live) the filter is rebuilt from
+    /// the entries that remain.
+    /// </summary>
+    private void FlushRanges(ReadOnlySpan<(ulong First, ulong Last)> ranges, bool atBoundary)
+    {
+        CpuState* s = _s;
+        s->FlushEpoch++;
+        Span<ulong> filter = stackalloc ulong[FilterWords];
+        FlushRangesIn(s->TlbRead, ranges, filter);
+        FlushRangesIn(s->TlbWrite, ranges, filter);
+        if (!atBoundary) return;
+        // Whole words: a bit of a page still in the TLB is never seen cleared from outside.
+        for (int w = 0; w < FilterWords; w++) Volatile.Write(ref s->Held[w], filter[w]);
+    }
+
+    private static void FlushRangesIn(TlbEntry* tlb, ReadOnlySpan<(ulong First, ulong Last)> ranges, Span<ulong> filter)
+    {
+        for (int i = 0; i < Mem.TlbSize; i++)
+        {
+            TlbEntry* e = tlb + i;
+            if (e->Tag == TlbEntry.Invalid) continue;
+            ulong gfn = e->Gpa >> 12;
+            bool drop = false;
+            foreach (var (first, last) in ranges)
+                if (gfn - first <= last - first) { drop = true; break; }
+            if (drop) Volatile.Write(ref e->Tag, TlbEntry.Invalid);
+            else filter[(int)((gfn >> 6) & (FilterWords - 1))] |= 1UL << (int)(gfn & 63);
+        }
+    }
+}

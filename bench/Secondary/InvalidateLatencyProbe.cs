@@ -23,42 +23,21 @@ public static unsafe class InvalidateLatencyProbe
     {
         int samples = args.Length > 0 && int.TryParse(args[0], out int n) && n > 0 ? n : 20_000;
         Console.WriteLine($"invalidate latency probe: {samples} one-page invalidations per row, {Environment.ProcessorCount} cores");
-        Console.WriteLine($"{"running vCPUs",-14} {"p50",9} {"p90",9} {"p99",9} {"p99.9",9} {"max",10}");
-        if (Environment.GetEnvironmentVariable("PROBE_RAW") == "1")
-        {
-            for (int running = 1; running <= 2; running++)
-            {
-                using var memory = new HostBackedMemory(Ram, running, new GuestMemoryConfig(Ram + (Ram >> 3)));
-                using var guest = new SpinGuest(memory.Mmu, running);
-                var links = guest.Links;
-                var hr = new LatencyHistogram();
-                Span<long> t = stackalloc long[2];
-                for (int k = 0; k < samples; k++)
-                {
-                    long t0 = Stopwatch.GetTimestamp();
-                    for (int j = 0; j < running; j++) t[j] = links[j].RequestFlush();
-                    for (int j = 0; j < running; j++) links[j].WaitForFlush(t[j]);
-                    if (k > 1000) hr.RecordTicks(Stopwatch.GetTimestamp() - t0);
-                }
-                Console.WriteLine($"raw flush {running}: p50 {Fmt(hr.PercentileNs(0.5))} p90 {Fmt(hr.PercentileNs(0.9))} p99 {Fmt(hr.PercentileNs(0.99))}");
-            }
-            return;
-        }
+        Console.WriteLine($"{"running vCPUs",-14} {"p50",9} {"p90",9} {"p99",9} {"p99.9",9} {"max",10} {"start p50",10} {"end p50",9}");
         foreach (bool touched in new[] { false, true })
         {
             Console.WriteLine(touched ? "page in the running vCPUs' TLBs (they read all the pages in a loop):" : "page mapped for the running vCPUs, not in their TLBs:");
             for (int running = touched ? 1 : 0; running <= 2; running++)
             {
-                var h = Measure(running, samples, touched);
-                if (Split != null) { Console.WriteLine($"  start p50 {Split[0].PercentileNs(0.5)} end p50 {Split[1].PercentileNs(0.5)}"); Split[0] = new(); Split[1] = new(); }
-                Console.WriteLine($"{running,-14} {Fmt(h.PercentileNs(0.5)),9} {Fmt(h.PercentileNs(0.9)),9} {Fmt(h.PercentileNs(0.99)),9} {Fmt(h.PercentileNs(0.999)),9} {Fmt(h.MaxNs),10}");
+                var (h, start, end) = Measure(running, samples, touched);
+                Console.WriteLine($"{running,-14} {Fmt(h.PercentileNs(0.5)),9} {Fmt(h.PercentileNs(0.9)),9} {Fmt(h.PercentileNs(0.99)),9} {Fmt(h.PercentileNs(0.999)),9} {Fmt(h.MaxNs),10} {Fmt(start),10} {Fmt(end),9}");
             }
         }
     }
 
     private static string Fmt(long ns) => ns < 10_000 ? $"{ns} ns" : ns < 10_000_000 ? $"{ns / 1000.0:F1} us" : $"{ns / 1e6:F1} ms";
 
-    private static LatencyHistogram Measure(int running, int samples, bool touched)
+    private static (LatencyHistogram All, long StartP50, long EndP50) Measure(int running, int samples, bool touched)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3)));
         using var guest = running > 0 ? new SpinGuest(memory.Mmu, running, touched ? PageGfn(0) << Page.Shift : 0, touched ? Pages : 0) : null;
@@ -67,6 +46,8 @@ public static unsafe class InvalidateLatencyProbe
         VcpuLink[] fillers = [.. Enumerable.Range(0, Math.Max(1, running)).Select(i => new VcpuLink(i))];
         var notifiers = memory.Space.Notifiers;
         var h = new LatencyHistogram();
+        var startOnly = new LatencyHistogram();
+        var endOnly = new LatencyHistogram();
         int done = -4 * Pages;   // the first rounds warm up and are not recorded
         while (done < samples)
         {
@@ -82,14 +63,12 @@ public static unsafe class InvalidateLatencyProbe
                 long tm = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeEnd(r);
                 long t = Stopwatch.GetTimestamp() - t0;
-                if (done >= 0 && Split != null) { Split[0].RecordTicks(tm - t0); Split[1].RecordTicks(t0 + t - tm); }
+                if (done >= 0) { startOnly.RecordTicks(tm - t0); endOnly.RecordTicks(t0 + t - tm); }
                 if (done >= 0) h.RecordTicks(t);
             }
         }
-        return h;
+        return (h, startOnly.PercentileNs(0.5), endOnly.PercentileNs(0.5));
     }
-
-    private static LatencyHistogram[]? Split = Environment.GetEnvironmentVariable("PROBE_SPLIT") == "1" ? [new(), new()] : null;
 
     private static ulong PageGfn(int i) => (32UL << 20 >> Page.Shift) + (ulong)i;
 }

@@ -34,7 +34,9 @@ public interface ISecondaryMmu
     /// <remarks>
     /// Call in guest mode. The pointer may be cached in the vCPU's TLB and used
     /// until the vCPU next takes a flush request: an invalidation that unmaps
-    /// the page waits for that acknowledgement before the frame is freed. The
+    /// the page waits for that acknowledgement before the frame is freed, unless
+    /// the vCPU's <see cref="IVcpuTlb"/> lets it finish the shootdown from outside
+    /// (mmu/LOCKING.md). The
     /// implementation may leave guest mode to fault and re-enter it before it
     /// returns; a caller that sees <see cref="VcpuLink.HasRequests"/> afterwards
     /// must flush first and translate again.

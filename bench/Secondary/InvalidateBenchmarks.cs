@@ -8,9 +8,10 @@ namespace ToyVmm.Bench.Secondary;
 
 /// <summary>
 /// Invalidate latency, start to end, of one mapped page while
-/// <see cref="RunningVcpus"/> vCPUs run guest code (each must acknowledge the
-/// TLB flush before start returns). Each invocation invalidates
-/// <see cref="Pages"/> pages one by one.
+/// <see cref="RunningVcpus"/> vCPUs run guest code, with the page in their TLBs
+/// or not (<see cref="InTlb"/>); start returns once each of them is done with it
+/// (mmu/LOCKING.md, TLB shootdown). Each invocation invalidates
+/// <see cref="Pages"/> pages one by one. Per-operation percentiles: InvalidateLatencyProbe.
 /// </summary>
 [Config(typeof(FullJitConfig))]
 public unsafe class InvalidateOnePageBenchmarks
@@ -24,11 +25,16 @@ public unsafe class InvalidateOnePageBenchmarks
     [Params(0, 1, 2)]
     public int RunningVcpus { get; set; }
 
+    /// <summary>When true, the running vCPUs read every invalidated page in a loop, so it is in their TLBs.</summary>
+    [Params(false, true)]
+    public bool InTlb { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
         _memory = new HostBackedMemory(Ram, Math.Max(1, RunningVcpus), new GuestMemoryConfig(Ram + (Ram >> 3)));
-        if (RunningVcpus > 0) _guest = new SpinGuest(_memory.Mmu, RunningVcpus);
+        if (RunningVcpus > 0)
+            _guest = new SpinGuest(_memory.Mmu, RunningVcpus, InTlb ? PageGfn(0) << Page.Shift : 0, InTlb ? Pages : 0);
         // Fill through links with the running vCPUs' indices, so that every page counts
         // them as TLB holders and each zap waits for all of them (the worst case).
         _fillers = [.. Enumerable.Range(0, Math.Max(1, RunningVcpus)).Select(i => new VcpuLink(i))];

@@ -29,15 +29,16 @@ public static unsafe class InvalidateLatencyProbe
             Console.WriteLine(touched ? "page in the running vCPUs' TLBs (they read all the pages in a loop):" : "page mapped for the running vCPUs, not in their TLBs:");
             for (int running = touched ? 1 : 0; running <= 2; running++)
             {
-                var (h, start, end) = Measure(running, samples, touched);
+                var (h, start, end, shootdowns) = Measure(running, samples, touched);
                 Console.WriteLine($"{running,-14} {Fmt(h.PercentileNs(0.5)),9} {Fmt(h.PercentileNs(0.9)),9} {Fmt(h.PercentileNs(0.99)),9} {Fmt(h.PercentileNs(0.999)),9} {Fmt(h.MaxNs),10} {Fmt(start),10} {Fmt(end),9}");
+                Console.WriteLine($"{"",-14} {shootdowns}");
             }
         }
     }
 
     private static string Fmt(long ns) => ns < 10_000 ? $"{ns} ns" : ns < 10_000_000 ? $"{ns / 1000.0:F1} us" : $"{ns / 1e6:F1} ms";
 
-    private static (LatencyHistogram All, long StartP50, long EndP50) Measure(int running, int samples, bool touched)
+    private static (LatencyHistogram All, long StartP50, long EndP50, ShootdownCounts Shootdowns) Measure(int running, int samples, bool touched)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3)));
         using var guest = running > 0 ? new SpinGuest(memory.Mmu, running, touched ? PageGfn(0) << Page.Shift : 0, touched ? Pages : 0) : null;
@@ -67,7 +68,7 @@ public static unsafe class InvalidateLatencyProbe
                 if (done >= 0) h.RecordTicks(t);
             }
         }
-        return (h, startOnly.PercentileNs(0.5), endOnly.PercentileNs(0.5));
+        return (h, startOnly.PercentileNs(0.5), endOnly.PercentileNs(0.5), memory.Mmu.Shootdowns);
     }
 
     private static ulong PageGfn(int i) => (32UL << 20 >> Page.Shift) + (ulong)i;

@@ -19,8 +19,8 @@ internal sealed class SpinGuest : IDisposable
     private readonly Thread _runner;
 
     /// <param name="touchBase">When <paramref name="touchPages"/> is positive, every vCPU also reads
-    /// one word of each of that many pages from this guest-physical address on, over and over,
-    /// so that they stay in its TLB.</param>
+    /// one word of each of that many pages from this guest-physical address on, over and over
+    /// (with some register arithmetic between the reads), so that they stay in its TLB.</param>
     public SpinGuest(ISecondaryMmu mmu, int vcpus, ulong touchBase = 0, int touchPages = 0)
     {
         var a = new Assembler(64);
@@ -37,6 +37,11 @@ internal sealed class SpinGuest : IDisposable
             a.Label(ref inner);
             a.mov(rdx, __qword_ptr[rsi]);
             a.add(rsi, 4096);
+            for (int k = 0; k < 4; k++)      // register work between the accesses, as in compiled code
+            {
+                a.imul(rdx, rdx, 3);
+                a.add(rdx, k);
+            }
             a.inc(__qword_ptr[rax]);
             a.dec(ecx);
             a.jnz(inner);

@@ -159,10 +159,11 @@ public sealed unsafe partial class EptMmu
             tickets[i] = t;
             if (t < 0) continue;
             var tlb = vcpus[i].PinTlb();
-            if (tlb is null) { pending++; continue; }
+            if (tlb is null) { pending++; _shootdowns.Asked++; continue; }
             try
             {
-                if (!tlb.MayHold(firstGfn, lastGfn)) { vcpus[i].CompleteRemotely(t); tickets[i] = -1; }
+                _shootdowns.Asked++;
+            if (!tlb.MayHold(firstGfn, lastGfn)) { vcpus[i].CompleteRemotely(t); tickets[i] = -1; _shootdowns.NotHeld++; }
                 else pending++;
             }
             finally { vcpus[i].UnpinTlb(); }
@@ -175,7 +176,7 @@ public sealed unsafe partial class EptMmu
             pending = 0;
             for (int i = 0; i < vcpus.Length; i++)
             {
-                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i])) tickets[i] = -1;
+                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i])) { tickets[i] = -1; _shootdowns.Acknowledged++; }
                 if (tickets[i] >= 0) pending++;
             }
         }
@@ -200,12 +201,17 @@ public sealed unsafe partial class EptMmu
                 if (tlb is null) continue;
                 try
                 {
-                    if (tlb.IsQuiescent) { vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; }
+                    if (tlb.IsQuiescent) { vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; _shootdowns.ShotDown++; }
                 }
                 finally { vcpus[i].UnpinTlb(); }
             }
         }
         // 4. The rest are inside an access (or have no remote TLB): wait for them.
-        for (int i = 0; i < vcpus.Length; i++) vcpus[i].WaitForFlush(tickets[i]);
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0) continue;
+            _shootdowns.Waited++;
+            vcpus[i].WaitForFlush(tickets[i]);
+        }
     }
 }

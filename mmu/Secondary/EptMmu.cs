@@ -56,6 +56,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     private readonly SlotTable _slots = new();
     private readonly InvalidateSequence _seq;
     private VcpuLink[] _vcpus = [];            // replaced under _mmuLock, read lock-free
+    private ShootdownCounts _shootdowns;       // guarded by _mmuLock; read racily for reports
     private bool _registered;
 
     public EptMmu(IHostMemory host, ulong ramBytes, Hva ramHva, NotifierProtocol protocol = NotifierProtocol.Sequence)
@@ -74,6 +75,9 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     public EptTable Table => _ept;
     public SlotTable Slots => _slots;
     public IHostMemory Host => _host;
+
+    /// <summary>How the vCPU flushes of TLB shootdowns were completed so far (a racy snapshot).</summary>
+    public ShootdownCounts Shootdowns => _shootdowns;
 
     /// <summary>Optional invariant checker, consulted at every install and zap.</summary>
     public IMmuInvariantChecker? Checker { get; set; }

@@ -115,6 +115,7 @@ public sealed class HostBackedMemory : IDisposable
         var inv = Stats.Invalidations();
         yield return $"secondary faults: {f.Count} (p50 {f.PercentileNs(0.5)} ns, p99 {f.PercentileNs(0.99)} ns, max {f.MaxNs} ns), retried {Stats.FaultRetries}";
         yield return $"invalidations: {inv.Count} covering {Stats.InvalidatedPages} pages (p50 {inv.PercentileNs(0.5)} ns, p99 {inv.PercentileNs(0.99)} ns, max {inv.MaxNs} ns)";
+        yield return $"TLB shootdowns: {Mmu.Shootdowns}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         if (_pressure is not null) yield return $"forced page-outs: {PressurePages} pages";
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";

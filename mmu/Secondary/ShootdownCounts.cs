@@ -1,0 +1,27 @@
+namespace ToyVmm.Mmu.Secondary;
+
+/// <summary>
+/// How each vCPU flush of a TLB shootdown was completed (the steps of
+/// EptMmu.FlushVcpusLocked, mmu/LOCKING.md): counts of vCPUs in guest mode that
+/// were asked, and which step let the invalidator go on.
+/// </summary>
+public struct ShootdownCounts
+{
+    /// <summary>vCPU flushes posted to a vCPU in guest mode.</summary>
+    public long Asked;
+    /// <summary>Step 1: the vCPU's filter showed it never took a pointer into the range.</summary>
+    public long NotHeld;
+    /// <summary>Step 2: the vCPU acknowledged within the short spin.</summary>
+    public long Acknowledged;
+    /// <summary>Step 3: shot down from outside while the vCPU was at a quiet instruction.</summary>
+    public long ShotDown;
+    /// <summary>Step 4: the invalidator waited for the acknowledgement.</summary>
+    public long Waited;
+
+    public override readonly string ToString() => Asked == 0
+        ? "no vCPU in guest mode had to flush"
+        : $"{Asked} vCPU flushes: {Pct(NotHeld)} never held the range, {Pct(Acknowledged)} acknowledged at once, " +
+          $"{Pct(ShotDown)} shot down from outside, {Pct(Waited)} waited for";
+
+    private readonly string Pct(long n) => $"{100.0 * n / Asked:F0}%";
+}

@@ -112,4 +112,15 @@ public class ProgramProcessTests : IDisposable
             if (i < needle.Length && c == needle[i]) i++;
         return i == needle.Length;
     }
+
+    [Fact]
+    public void Run_WithStatsUnderPressure_ReportsWhereTheTimeWentOnStderr()
+    {
+        var (code, _, stderr) = Toyvmm("run", GuestFiles.Elf("memhot"), "--memory", "64M", "--host-memory", "16M",
+            "--vcpus", "2", "--pageout-interval", "5", "--check", "--stats");
+        Assert.Equal(0, code);
+        foreach (var part in new[] { "secondary faults:", "invalidations:", "TLB shootdowns:", "host:", "forced page-outs:", "checker:" })
+            Assert.Contains(part, stderr);
+        Assert.Contains(", 0 violations", stderr);
+    }
 }

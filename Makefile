@@ -38,11 +38,13 @@ test: all
 test-long: all
 	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo --filter Category=Long
 
-# Scenarios (guests natively and in the interpreter), then the BenchmarkDotNet
-# micro-benchmarks with short jobs. BENCH_FILTER narrows the second part.
+# Scenarios (guests natively and in the interpreter), per-operation invalidation
+# latency, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER
+# narrows the last part.
 BENCH_FILTER ?= *
 bench: all
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- scenario
+	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- invalidate-latency
 	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
 
 clean:

@@ -95,6 +95,11 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         lock (_mmuLock) _vcpus = [.. _vcpus, vcpu];
     }
 
+    public void DetachVcpu(VcpuLink vcpu)
+    {
+        lock (_mmuLock) _vcpus = [.. _vcpus.Where(v => v != vcpu)];
+    }
+
     public TranslateStatus Translate(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
     {
         ulong gfn = gpa.PageNumber;

@@ -40,6 +40,11 @@ public sealed unsafe class FlatGuestMemory : ISecondaryMmu, IDisposable
         lock (_vcpus) _vcpus.Add(vcpu);
     }
 
+    public void DetachVcpu(VcpuLink vcpu)
+    {
+        lock (_vcpus) _vcpus.Remove(vcpu);
+    }
+
     public TranslateStatus Translate(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
     {
         if (gpa.Value >= RamBytes)

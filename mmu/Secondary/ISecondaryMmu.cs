@@ -26,6 +26,9 @@ public interface ISecondaryMmu
     /// <summary>Register a vCPU so that invalidations ask it to flush.</summary>
     void AttachVcpu(VcpuLink vcpu);
 
+    /// <summary>Forget a vCPU (or VMM-side writer) that will not enter guest mode again.</summary>
+    void DetachVcpu(VcpuLink vcpu);
+
     /// <summary>
     /// Translate the guest-physical page that holds <paramref name="gpa"/> for
     /// <paramref name="kind"/>. On <see cref="TranslateStatus.Ok"/>,

@@ -10,16 +10,23 @@ namespace ToyVmm.Vm;
 /// </summary>
 /// <remarks>
 /// Call only before the vCPUs start. The writer holds its own <see cref="VcpuLink"/>
-/// (never attached, index -1): it enters guest mode for one page at a time and
-/// takes any pending request before it translates, so it never keeps a host
-/// pointer across a point where an invalidation could free the frame.
+/// (index -1, attached while the writer lives): it enters guest mode for one page at
+/// a time and takes any pending request before it translates, and an invalidation
+/// (the host's reclaimer may run meanwhile) waits while it is in guest mode, so it
+/// never uses a host pointer to a frame that has been freed.
 /// </remarks>
-public sealed unsafe class GuestPhysicalWriter
+public sealed unsafe class GuestPhysicalWriter : IDisposable
 {
     private readonly ISecondaryMmu _memory;
     private readonly VcpuLink _link = new(-1);
 
-    public GuestPhysicalWriter(ISecondaryMmu memory) => _memory = memory;
+    public GuestPhysicalWriter(ISecondaryMmu memory)
+    {
+        _memory = memory;
+        memory.AttachVcpu(_link);
+    }
+
+    public void Dispose() => _memory.DetachVcpu(_link);
 
     /// <summary>Copies <paramref name="bytes"/> to guest-physical <paramref name="start"/>.</summary>
     public void Write(Gpa start, ReadOnlySpan<byte> bytes)

@@ -69,7 +69,7 @@ public sealed class VirtualMachine : IDisposable
         var memory = (memoryFactory ?? (static ram => new FlatGuestMemory(ram)))(config.RamBytes);
         try
         {
-            var writer = new GuestPhysicalWriter(memory);
+            using var writer = new GuestPhysicalWriter(memory);
             foreach (var segment in image.Segments)
             {
                 writer.Write(segment.Start, image.FileBytes(segment));

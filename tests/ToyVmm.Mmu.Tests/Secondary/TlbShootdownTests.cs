@@ -174,4 +174,22 @@ public sealed unsafe class TlbShootdownTests
         Assert.Equal("a host frame was freed before vCPU 0 flushed its TLB", checker.FirstViolation!.Rule);
         host.Dispose();
     }
+
+    [Fact]
+    public void DetachVcpu_IsNoLongerAskedToFlush()
+    {
+        var (host, mmu, checker, vcpu, tlb) = Make();
+        var writer = new VcpuLink(-1);   // untracked, like the VMM's guest-physical writer: asked on every zap
+        mmu.AttachVcpu(writer);
+        mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
+        mmu.PageOut(new Gpa(0x4000), 4096);
+        Assert.True(writer.HasRequests);
+        writer.TakeRequests();
+        mmu.DetachVcpu(writer);
+        mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
+        mmu.PageOut(new Gpa(0x4000), 4096);
+        Assert.False(writer.HasRequests);
+        Assert.Equal(0, checker.ViolationCount);
+        host.Dispose();
+    }
 }

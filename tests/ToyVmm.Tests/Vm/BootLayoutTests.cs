@@ -48,7 +48,7 @@ public class BootLayoutTests
         ulong ram = 6UL << 20 | 0;   // 6 MiB: three 2 MiB pages
         using var memory = new FlatGuestMemory(ram);
         var layout = BootLayout.Create(ram, 2);
-        BootState.BuildTables(new GuestPhysicalWriter(memory), layout);
+        using (var writer = new GuestPhysicalWriter(memory)) BootState.BuildTables(writer, layout);
 
         ulong Read(Gpa at) => BinaryPrimitives.ReadUInt64LittleEndian(memory.Bytes(at, 8));
         Assert.Equal(0UL, Read(layout.Gdt));
@@ -75,7 +75,7 @@ public class BootLayoutTests
     {
         using var memory = new SparseGuestMemory(ram);
         var layout = BootLayout.Create(ram, 1);
-        BootState.BuildTables(new GuestPhysicalWriter(memory), layout);
+        using (var writer = new GuestPhysicalWriter(memory)) BootState.BuildTables(writer, layout);
         Assert.Equal((int)((ram + (1UL << 30) - 1) >> 30), layout.PageDirectoryCount);
 
         ulong Walk(ulong va)

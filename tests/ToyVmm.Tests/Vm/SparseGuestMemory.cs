@@ -20,6 +20,8 @@ internal sealed unsafe class SparseGuestMemory : ISecondaryMmu, IDisposable
 
     public void AttachVcpu(VcpuLink vcpu) { }
 
+    public void DetachVcpu(VcpuLink vcpu) { }
+
     public TranslateStatus Translate(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
     {
         hostPage = null;

@@ -289,7 +289,7 @@ public class VirtualMachineTests
     {
         var image = AsmGuest.Build(a => a.hlt());
         using var vm = VirtualMachine.Create(new VmConfig(AsmGuest.Ram, 1), image, Stream.Null);
-        var writer = new GuestPhysicalWriter(vm.Memory);
+        using var writer = new GuestPhysicalWriter(vm.Memory);
         var code = new byte[image.Segments[0].FileSize];
         writer.Read(image.Segments[0].Start, code);
         Assert.Equal(image.FileBytes(image.Segments[0]).ToArray(), code);

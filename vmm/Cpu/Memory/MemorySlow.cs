@@ -133,11 +133,15 @@ public sealed unsafe partial class Vcpu
         return v;
     }
 
+    /// <summary>Test hook: runs on the vCPU thread between a slow-path write's translation and its store (the pointer is live).</summary>
+    internal Action<ulong>? BeforeSlowWriteHook;
+
     internal void WriteSlow(ulong va, ulong v, int n)
     {
         if ((va & 0xFFF) + (ulong)n <= 4096)
         {
             byte* p = TranslateVa(va, AccessKind.Write, out ulong gpa);
+            BeforeSlowWriteHook?.Invoke(gpa);
             switch (n)
             {
                 case 1: *p = (byte)v; break;

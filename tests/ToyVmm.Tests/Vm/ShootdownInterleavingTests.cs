@@ -1,0 +1,105 @@
+using Iced.Intel;
+using ToyVmm.Cpu;
+using ToyVmm.Mmu;
+using ToyVmm.Mmu.Secondary;
+using ToyVmm.Tests.Cpu;
+using ToyVmm.Vm;
+using Xunit;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace ToyVmm.Tests.Vm;
+
+/// <summary>
+/// Forced interleaving of a host page-out with a vCPU that holds a host pointer
+/// in the middle of an instruction (translated, not yet stored), on the real
+/// host and EPT-like MMU with the checker on. The shootdown must wait for that
+/// vCPU; a TLB that claims quiescence at the wrong time loses the store.
+/// </summary>
+public sealed unsafe class ShootdownInterleavingTests
+{
+    private const ulong Ram = 16UL << 20;
+    private const ulong Code = 0x100000, Data = 0x300000;
+    private const ulong Value = 0x1234_5678_9abc_def0;
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+
+    /// <summary>The vCPU's own TLB, except that it always claims to be at a quiet instruction.</summary>
+    private sealed class AlwaysQuiescent(IVcpuTlb inner) : IVcpuTlb
+    {
+        public bool MayHold(ulong firstGfn, ulong lastGfn) => inner.MayHold(firstGfn, lastGfn);
+        public void ShootDown(ulong firstGfn, ulong lastGfn) => inner.ShootDown(firstGfn, lastGfn);
+        public bool IsQuiescent => true;
+        public bool Maps(ulong gfn, nint hostPage) => inner.Maps(gfn, hostPage);
+    }
+
+    private static ulong RunStoreRacingPageOut(bool lyingTlb, out ShootdownCounts counts, out int violations)
+    {
+        using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(Ram, Check: true));
+        var layout = BootLayout.Create(Ram, 1);
+        using (var writer = new GuestPhysicalWriter(backing.Mmu))
+        {
+            writer.Write(new Gpa(Code), CpuFixture.Assemble(a =>
+            {
+                a.mov(rbx, Data);
+                a.mov(rax, Value);
+                a.mov(__qword_ptr[rbx], rax);
+                a.hlt();
+            }, Code));
+            BootState.BuildTables(writer, layout);
+        }
+        var link = new VcpuLink(0);
+        backing.Mmu.AttachVcpu(link);
+        backing.Checker!.WatchVcpus(() => [link]);
+        using var vcpu = new Vcpu(0, backing.Mmu, link, new ToyVmm.Tests.Cpu.TestHost());
+        BootState.ApplyEntryState(vcpu, layout, Code);
+        if (lyingTlb) link.AttachTlb(new AlwaysQuiescent(vcpu));
+        using var paused = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        vcpu.BeforeSlowWriteHook = gpa =>
+        {
+            if (gpa >> 12 != Data >> 12 || paused.IsSet) return;
+            paused.Set();
+            release.Wait();
+        };
+        VcpuExit exit = default;
+        var run = new Thread(() => exit = vcpu.Run(1_000_000));
+        run.Start();
+        Assert.True(paused.Wait(Patience));
+        // The vCPU has translated the data page and is about to store through the pointer.
+        var pageOut = new Thread(() => backing.Mmu.PageOut(new Gpa(Data), Page.Size));
+        pageOut.Start();
+        if (!lyingTlb)
+        {
+            Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(200)), "the page-out must wait for the store in flight");
+            Assert.Equal(1, backing.Mmu.Shootdowns.Waited);
+        }
+        else Assert.True(pageOut.Join(Patience));
+        release.Set();
+        Assert.True(run.Join(Patience));
+        Assert.True(pageOut.Join(Patience));
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        counts = backing.Mmu.Shootdowns;
+        violations = backing.Checker.ViolationCount;
+        var bytes = new byte[8];
+        using (var reader = new GuestPhysicalWriter(backing.Mmu)) reader.Read(new Gpa(Data), bytes);
+        return BitConverter.ToUInt64(bytes);
+    }
+
+    [Fact]
+    public void PageOut_WhileAVcpuStoresThroughItsPointer_WaitsAndKeepsTheStore()
+    {
+        ulong value = RunStoreRacingPageOut(lyingTlb: false, out var counts, out int violations);
+        Assert.Equal(Value, value);
+        Assert.Equal(1, counts.Waited);
+        Assert.Equal(0, violations);
+    }
+
+    [Fact]
+    public void PageOut_WithATlbThatClaimsQuiescenceMidStore_LosesTheStore()
+    {
+        // What the quiet-instruction check is for: shot down "from outside" while the
+        // pointer is live, the store lands in a frame the host already wrote to swap and freed.
+        ulong value = RunStoreRacingPageOut(lyingTlb: true, out var counts, out _);
+        Assert.Equal(1, counts.ShotDown);
+        Assert.NotEqual(Value, value);
+    }
+}

@@ -37,6 +37,7 @@ internal unsafe struct CpuState
     public Block* CurBlock;
     public long Retired;
     public int ExitReason;                // ExitReasons.*; checked at block boundaries
+    public long ChainLimit;               // chained blocks (Exec.Chain) stop when Retired would reach this
     public ulong TlbCplBit;               // 1 at CPL 3: part of every TLB tag
     public ulong FlushEpoch;              // incremented by every TLB flush: host pointers taken before a change may be stale
 
@@ -53,6 +54,7 @@ internal unsafe struct CpuState
     public fixed ulong Xmm[32];           // XMM0..15, two qwords each (low first)
 
     public nint Self;                     // GCHandle of the owning Vcpu (slow paths only)
+    public nint LinkHandle;               // GCHandle of its VcpuLink (requests polled by Exec.Chain)
 
     public TlbEntry* TlbRead;
     public TlbEntry* TlbWrite;

@@ -150,6 +150,49 @@ internal static unsafe class Flags
         return Slow(s, cc);
     }
 
+    /// <summary>
+    /// <see cref="Cond"/> without the materialising fallback: 1 or 0, or -1 when the answer
+    /// needs <see cref="Slow"/> (lets a handler keep its fast path free of calls).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int CondFast(CpuState* s, int cc)
+    {
+        int k = s->LKind;
+        bool r;
+        if (k >> 2 == Sub)
+        {
+            ulong d = s->LDst, x = s->LSrc;
+            switch (cc >> 1)
+            {
+                case 1: r = d < x; break;
+                case 2: r = d == x; break;
+                case 3: r = d <= x; break;
+                case 4: r = Sx(s->LRes, k) < 0; break;
+                case 6: r = Sx(d, k) < Sx(x, k); break;
+                case 7: r = Sx(d, k) <= Sx(x, k); break;
+                default: return -1;
+            }
+            return (r ^ ((cc & 1) != 0)) ? 1 : 0;
+        }
+        if (k >> 2 == Logic)
+        {
+            long v = Sx(s->LRes, k);
+            switch (cc >> 1)
+            {
+                case 0: r = false; break;
+                case 1: r = false; break;
+                case 2: r = v == 0; break;
+                case 3: r = v == 0; break;
+                case 4: r = v < 0; break;
+                case 6: r = v < 0; break;
+                case 7: r = v <= 0; break;
+                default: return -1;
+            }
+            return (r ^ ((cc & 1) != 0)) ? 1 : 0;
+        }
+        return -1;
+    }
+
     public static bool Slow(CpuState* s, int cc)
     {
         ulong f = Compute(s);

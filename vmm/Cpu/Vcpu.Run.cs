@@ -82,6 +82,9 @@ public sealed unsafe partial class Vcpu
         return DeliverFault(f, rip, ret);
     }
 
+    /// <summary>Instructions at most per call into a block, chained blocks included.</summary>
+    internal const int ChainBudget = 256;
+
     // Fully optimised from the first call: the loop runs for seconds, and an on-stack-replaced
     // tier-0 body measured ~14% of a cpusuite run.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -97,8 +100,10 @@ public sealed unsafe partial class Vcpu
             s->BlockVa = b->Va;
             Op* first = Block.OpsOf(b);
             s->CurOp = first;
-            first->H(s, first);   // runs the whole block (Exec.Next chains the ops)
-            s->Retired += (s->CurOp - first) + 1;
+            // Chained blocks (Exec.Chain) retire as they go; bounded so the stack stays shallow.
+            s->ChainLimit = Math.Min(limitAt, s->Retired + ChainBudget);
+            first->H(s, first);   // runs the block and the blocks chained after it
+            s->Retired += (s->CurOp - Block.OpsOf(s->CurBlock)) + 1;
             if (s->ExitReason != ExitReasons.None || link.HasRequests || s->Retired >= limitAt)
             {
                 s->CurOp = null;

@@ -17,6 +17,7 @@ public sealed unsafe partial class Vcpu : IDisposable
 {
     private CpuState* _s;          // owned; freed in Dispose/finalizer
     private GCHandle _self;        // weak: lets static handlers find this object on slow paths
+    private GCHandle _linkHandle;  // weak: Link, for the request poll of chained blocks (Exec.Chain)
     private readonly CodeCache _code;
 
     public Vcpu(int index, ISecondaryMmu memory, VcpuLink link, IVcpuHost host)
@@ -29,6 +30,8 @@ public sealed unsafe partial class Vcpu : IDisposable
         _s = AllocState();
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _s->Self = GCHandle.ToIntPtr(_self);
+        _linkHandle = GCHandle.Alloc(link, GCHandleType.Weak);
+        _s->LinkHandle = GCHandle.ToIntPtr(_linkHandle);
         _tscBase = System.Diagnostics.Stopwatch.GetTimestamp();
         UpdateSseFault();
         FlushTlb();
@@ -132,6 +135,7 @@ public sealed unsafe partial class Vcpu : IDisposable
     {
         FreeState();
         if (_self.IsAllocated) _self.Free();
+        if (_linkHandle.IsAllocated) _linkHandle.Free();
         GC.SuppressFinalize(this);
     }
 
@@ -139,6 +143,7 @@ public sealed unsafe partial class Vcpu : IDisposable
     {
         FreeState();
         if (_self.IsAllocated) _self.Free();
+        if (_linkHandle.IsAllocated) _linkHandle.Free();
     }
 }
 

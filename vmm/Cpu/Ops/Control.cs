@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
 
@@ -45,16 +46,27 @@ internal static unsafe class Control
         throw GuestFault.Ud($"bytes {sb}{what}");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong NextRip(CpuState* s, Op* op) => s->BlockVa + op->RipOff + op->Len;
 
-    public static Op* Jmp(CpuState* s, Op* op) { s->Rip = (ulong)op->Disp; return null; }
-    public static Op* JmpR(CpuState* s, Op* op) { s->Rip = s->Regs[op->R]; return null; }
-    public static Op* JmpM(CpuState* s, Op* op) { s->Rip = Mem.Read<S64>(s, Mem.Ea(s, op)); return null; }
+    public static Op* Jmp(CpuState* s, Op* op) { s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
+    public static Op* JmpR(CpuState* s, Op* op) { s->Rip = s->Regs[op->R]; return Exec.Chain(s, op); }
+    public static Op* JmpM(CpuState* s, Op* op) { s->Rip = Mem.Read<S64>(s, Mem.Ea(s, op)); return Exec.Chain(s, op); }
 
     public static Op* Jcc<C>(CpuState* s, Op* op) where C : struct, ICc
     {
-        if (Flags.Cond(s, C.Cc)) { s->Rip = (ulong)op->Disp; return null; }
-        return Exec.Next(s, op);
+        // No call on the fast path: the handler then needs no callee-saved registers.
+        int taken = Flags.CondFast(s, C.Cc);
+        if (taken < 0) return JccSlow<C>(s, op);
+        s->Rip = taken != 0 ? (ulong)op->Disp : NextRip(s, op);
+        return Exec.Chain(s, op);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static Op* JccSlow<C>(CpuState* s, Op* op) where C : struct, ICc
+    {
+        s->Rip = Flags.Slow(s, C.Cc) ? (ulong)op->Disp : NextRip(s, op);
+        return Exec.Chain(s, op);
     }
 
     private static void Push(CpuState* s, ulong v)
@@ -64,31 +76,31 @@ internal static unsafe class Control
         s->Regs[4] = rsp;
     }
 
-    public static Op* Call(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return null; }
-    public static Op* CallR(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return null; }
-    public static Op* CallM(CpuState* s, Op* op) { ulong t = Mem.Read<S64>(s, Mem.Ea(s, op)); Push(s, NextRip(s, op)); s->Rip = t; return null; }
+    public static Op* Call(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
+    public static Op* CallR(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
+    public static Op* CallM(CpuState* s, Op* op) { ulong t = Mem.Read<S64>(s, Mem.Ea(s, op)); Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
 
     public static Op* Ret(CpuState* s, Op* op)
     {
         ulong rsp = s->Regs[4];
         s->Rip = Mem.Read<S64>(s, rsp);
         s->Regs[4] = rsp + 8 + (ushort)op->Imm;
-        return null;
+        return Exec.Chain(s, op);
     }
 
     public static Op* Loop(CpuState* s, Op* op)
     {
         ulong c = --s->Regs[1];
         bool take = c != 0 && (op->X == 0 || (op->X == 1 && Flags.Cond(s, 4)) || (op->X == 2 && Flags.Cond(s, 5)));
-        if (take) { s->Rip = (ulong)op->Disp; return null; }
-        return Exec.Next(s, op);
+        s->Rip = take ? (ulong)op->Disp : NextRip(s, op);
+        return Exec.Chain(s, op);
     }
 
     public static Op* Jrcxz(CpuState* s, Op* op)
     {
         bool zero = op->Y == 4 ? (uint)s->Regs[1] == 0 : s->Regs[1] == 0;
-        if (zero) { s->Rip = (ulong)op->Disp; return null; }
-        return Exec.Next(s, op);
+        s->Rip = zero ? (ulong)op->Disp : NextRip(s, op);
+        return Exec.Chain(s, op);
     }
 
     private static bool BindJcc(in Instruction ins, Op* op)

@@ -10,6 +10,12 @@ namespace ToyVmm.Cpu;
 public sealed unsafe partial class Vcpu
 {
     internal const int MaxOpsPerBlock = 64;
+    /// <summary>
+    /// cmp/test + jcc fusion at decode time (Ops/Fused.cs). Off only to compare against the
+    /// unfused ops (tests; TOYVMM_NO_FUSE=1 for measurements). Blocks are shared by the
+    /// vCPUs of a VM: a block decoded by another vCPU keeps that vCPU's choice.
+    /// </summary>
+    internal bool FuseCompareBranch { get; set; } = Environment.GetEnvironmentVariable("TOYVMM_NO_FUSE") != "1";
     private readonly Op[] _opBuf = new Op[MaxOpsPerBlock + 1];
     private readonly byte[] _fetchBuf = new byte[4096 + 16];
     private readonly QuietOps _quietOps = new();
@@ -68,6 +74,7 @@ public sealed unsafe partial class Vcpu
         int n = 0;
         int off = 0;
         _quiet0 = _quiet1 = 0;
+        Instruction prev = default;
         while (n < MaxOpsPerBlock)
         {
             decoder.Decode(out Instruction ins);
@@ -100,6 +107,9 @@ public sealed unsafe partial class Vcpu
                     break;
                 }
                 if (_quietOps.IsQuiet(ins)) MarkQuiet(n);
+                // cmp/test + jcc: the previous op runs both (Ops/Fused.cs); its quiet bit stays its own.
+                if (n > 0 && FuseCompareBranch) Ops.Fused.TryFuse(prev, op - 1, ins);
+                prev = ins;
                 n++;
                 off += ins.Length;
                 if (Binder.EndsBlock(ins.Mnemonic) || crossed || off >= avail) break;

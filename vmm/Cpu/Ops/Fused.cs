@@ -1,0 +1,165 @@
+using System.Runtime.CompilerServices;
+using Iced.Intel;
+using static ToyVmm.Cpu.Operands;
+
+namespace ToyVmm.Cpu.Ops;
+
+/// <summary>cmp or test as a type parameter of a fused compare-and-branch handler.</summary>
+internal interface IFuse { static abstract bool IsCmp { get; } }
+internal struct FCmp : IFuse { public static bool IsCmp => true; }
+internal struct FTest : IFuse { public static bool IsCmp => false; }
+
+/// <summary>
+/// cmp/test followed by jcc in the same block, run by one handler bound to the cmp/test op.
+/// Both ops stay in the block (indices, RipOff, quiet bits unchanged); the fused handler
+/// compares (a memory operand is read with <c>CurOp</c> on the cmp/test op, so a fault
+/// there gives its RIP and retired count), stores the lazy flags as cmp/test would, answers
+/// the condition from its operands, then moves <c>CurOp</c> to the jcc op (quiet, counted
+/// by the run loop or Exec.Chain as the second instruction) and branches as Control.Jcc does.
+/// </summary>
+internal static unsafe class Fused
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long Sx<T>(ulong v) where T : struct, ISz => (long)(v << (64 - T.Bits)) >> (64 - T.Bits);
+
+    /// <summary>The condition after cmp d, x (operands truncated): 1, 0, or -1 for OF/PF conditions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int SubCond<T>(int cc, ulong d, ulong x, ulong r) where T : struct, ISz
+    {
+        bool v;
+        switch (cc >> 1)
+        {
+            case 1: v = d < x; break;
+            case 2: v = d == x; break;
+            case 3: v = d <= x; break;
+            case 4: v = Sx<T>(r) < 0; break;
+            case 6: v = Sx<T>(d) < Sx<T>(x); break;
+            case 7: v = Sx<T>(d) <= Sx<T>(x); break;
+            default: return -1;
+        }
+        return v ^ ((cc & 1) != 0) ? 1 : 0;
+    }
+
+    /// <summary>The condition after test (result truncated): 1, 0, or -1 for PF conditions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int LogicCond<T>(int cc, ulong r) where T : struct, ISz
+    {
+        long v = Sx<T>(r);
+        bool b;
+        switch (cc >> 1)
+        {
+            case 0: case 1: b = false; break;
+            case 2: case 3: b = v == 0; break;
+            case 4: case 6: b = v < 0; break;
+            case 7: b = v <= 0; break;
+            default: return -1;
+        }
+        return b ^ ((cc & 1) != 0) ? 1 : 0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Op* Branch<O, T, C>(CpuState* s, Op* op, ulong d, ulong x) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+    {
+        int taken;
+        if (O.IsCmp)
+        {
+            ulong r = d - x;
+            Flags.Set<T>(s, Flags.Sub, r, d, x);
+            taken = SubCond<T>(C.Cc, d & T.Mask, x & T.Mask, r & T.Mask);
+        }
+        else
+        {
+            ulong r = d & x;
+            Flags.SetLogic<T>(s, r);
+            taken = LogicCond<T>(C.Cc, r & T.Mask);
+        }
+        Op* j = op + 1;
+        s->CurOp = j;   // the cmp/test has retired; the jcc touches no memory
+        if (taken < 0) return Control.JccSlow<C>(s, j);
+        s->Rip = taken != 0 ? (ulong)j->Disp : Control.NextRip(s, j);
+        return Exec.Chain(s, j);
+    }
+
+    public static Op* RR<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+        => Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), Reg.Get<T>(s, op->R2));
+
+    public static Op* RI<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+        => Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), (ulong)(long)op->Imm);
+
+    // Register first, memory second (cmp r, m; test m, r as bound by Alu.BindTest).
+    public static Op* RM<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+    {
+        if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong x)) return RMSlow<O, T, C>(s, op);
+        return Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), x);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* RMSlow<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+        => Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), Mem.Read<T>(s, Mem.Ea(s, op)));
+
+    public static Op* MR<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+    {
+        if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong d)) return MRSlow<O, T, C>(s, op);
+        return Branch<O, T, C>(s, op, d, Reg.Get<T>(s, op->R));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* MRSlow<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+        => Branch<O, T, C>(s, op, Mem.Read<T>(s, Mem.Ea(s, op)), Reg.Get<T>(s, op->R));
+
+    public static Op* MI<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+    {
+        if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong d)) return MISlow<O, T, C>(s, op);
+        return Branch<O, T, C>(s, op, d, (ulong)(long)op->Imm);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* MISlow<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+        => Branch<O, T, C>(s, op, Mem.Read<T>(s, Mem.Ea(s, op)), (ulong)(long)op->Imm);
+
+    private const int FormRR = 0, FormRI = 1, FormRM = 2, FormMR = 3, FormMI = 4;
+
+    /// <summary>
+    /// Decode time: when <paramref name="cmp"/> (already bound into <paramref name="cmpOp"/>) is a
+    /// cmp or test and <paramref name="jcc"/> a jcc right after it, rebinds the cmp/test op to the
+    /// fused handler. Returns false (nothing changed) for any other pair.
+    /// </summary>
+    public static bool TryFuse(in Instruction cmp, Op* cmpOp, in Instruction jcc)
+    {
+        if (!jcc.IsJccShortOrNear || cmp.HasLockPrefix || cmp.OpCount != 2) return false;
+        bool isCmp = cmp.Mnemonic == Mnemonic.Cmp;
+        if (!isCmp && cmp.Mnemonic != Mnemonic.Test) return false;
+        int form;
+        if (IsReg(cmp, 0)) form = IsReg(cmp, 1) ? FormRR : IsMem(cmp, 1) ? FormRM : FormRI;
+        else if (IsMem(cmp, 0)) form = IsReg(cmp, 1) ? (isCmp ? FormMR : FormRM) : FormMI;
+        else return false;
+        int cc = jcc.ConditionCode.ToCc();
+        int lg = Log(Size(cmp, 0));
+        var h = isCmp ? PickSize<FCmp>(lg, form, cc) : PickSize<FTest>(lg, form, cc);
+        if (h == null) return false;
+        cmpOp->H = h;
+        return true;
+    }
+
+    private static delegate*<CpuState*, Op*, Op*> PickSize<O>(int lg, int form, int cc) where O : struct, IFuse
+        => lg switch { 0 => Pick<O, S8>(form, cc), 1 => Pick<O, S16>(form, cc), 2 => Pick<O, S32>(form, cc), _ => Pick<O, S64>(form, cc) };
+
+    private static delegate*<CpuState*, Op*, Op*> Pick<O, T>(int form, int cc) where O : struct, IFuse where T : struct, ISz
+        => cc switch
+        {
+            0 => Form<O, T, Co>(form), 1 => Form<O, T, Cno>(form), 2 => Form<O, T, Cb>(form), 3 => Form<O, T, Cae>(form),
+            4 => Form<O, T, Ce>(form), 5 => Form<O, T, Cne>(form), 6 => Form<O, T, Cbe>(form), 7 => Form<O, T, Ca>(form),
+            8 => Form<O, T, Cs>(form), 9 => Form<O, T, Cns>(form), 10 => Form<O, T, Cp>(form), 11 => Form<O, T, Cnp>(form),
+            12 => Form<O, T, Cl>(form), 13 => Form<O, T, Cge>(form), 14 => Form<O, T, Cle>(form), _ => Form<O, T, Cg>(form),
+        };
+
+    private static delegate*<CpuState*, Op*, Op*> Form<O, T, C>(int form) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
+        => form switch
+        {
+            FormRR => &RR<O, T, C>,
+            FormRI => &RI<O, T, C>,
+            FormRM => &RM<O, T, C>,
+            FormMR => &MR<O, T, C>,
+            _ => &MI<O, T, C>,
+        };
+}

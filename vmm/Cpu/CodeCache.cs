@@ -140,7 +140,7 @@ internal sealed unsafe class CodeCache
                 Volatile.Write(ref b->Valid, 0);
                 _blocks.Remove((b->Gpa, b->Va));
                 Op* ops = Block.OpsOf(b);
-                for (int i = 0; i < b->NumOps; i++) ops[i].H = &Ops.Control.BailOut;
+                for (int i = 0; i < b->NumOps; i++) ops[i].H = Ops.Control.BailOutHandler;
                 BlocksInvalidated++;
             }
         }

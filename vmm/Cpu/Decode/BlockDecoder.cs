@@ -16,6 +16,8 @@ public sealed unsafe partial class Vcpu
     /// vCPUs of a VM: a block decoded by another vCPU keeps that vCPU's choice.
     /// </summary>
     internal bool FuseCompareBranch { get; set; } = Environment.GetEnvironmentVariable("TOYVMM_NO_FUSE") != "1";
+    /// <summary>Dead-flag elision at decode time (Ops/DeadFlags.cs); TOYVMM_KEEP_FLAGS=1 turns it off for measurements.</summary>
+    internal bool DropDeadFlags { get; set; } = Environment.GetEnvironmentVariable("TOYVMM_KEEP_FLAGS") != "1";
     private readonly Op[] _opBuf = new Op[MaxOpsPerBlock + 1];
     private readonly byte[] _fetchBuf = new byte[4096 + 16];
     private readonly QuietOps _quietOps = new();
@@ -109,6 +111,8 @@ public sealed unsafe partial class Vcpu
                 if (_quietOps.IsQuiet(ins)) MarkQuiet(n);
                 // cmp/test + jcc: the previous op runs both (Ops/Fused.cs); its quiet bit stays its own.
                 if (n > 0 && FuseCompareBranch) Ops.Fused.TryFuse(prev, op - 1, ins);
+                // A register-only ALU op whose flags the next instruction overwrites unread (Ops/DeadFlags.cs).
+                if (n > 0 && DropDeadFlags) Ops.DeadFlags.TryDrop(prev, op - 1, ins);
                 prev = ins;
                 n++;
                 off += ins.Length;

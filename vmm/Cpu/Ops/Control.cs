@@ -37,6 +37,12 @@ internal static unsafe class Control
         return null;
     }
 
+    /// <summary>
+    /// The one pointer to <see cref="BailOut"/> that invalidation stores into ops, so a handler can
+    /// recognise an invalidated successor (DeadFlags.cs) by comparing with it.
+    /// </summary>
+    public static readonly delegate*<CpuState*, Op*, Op*> BailOutHandler = &BailOut;
+
     /// <summary>An invalid or unimplemented instruction: Disp holds up to 8 of its bytes, X their count, Imm its Iced code.</summary>
     public static Op* Ud(CpuState* s, Op* op)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
 
@@ -57,7 +58,19 @@ internal static unsafe class MulDiv
     public static Op* Imul2<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long a = op->X == 1 ? Reg.SignExtend<T>((ulong)(long)op->Imm) : Reg.SignExtend<T>(Reg.Get<T>(s, op->R));
-        long b = Reg.SignExtend<T>(Src<T>(s, op));
+        return Imul2Finish<T>(s, op, a, Reg.SignExtend<T>(Src<T>(s, op)));
+    }
+
+    /// <summary>imul r, r and imul r, r, imm: no memory operand, so no call and no saved registers.</summary>
+    public static Op* Imul2R<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        long a = op->X == 1 ? Reg.SignExtend<T>((ulong)(long)op->Imm) : Reg.SignExtend<T>(Reg.Get<T>(s, op->R));
+        return Imul2Finish<T>(s, op, a, Reg.SignExtend<T>(Reg.Get<T>(s, op->R2)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Op* Imul2Finish<T>(CpuState* s, Op* op, long a, long b) where T : struct, ISz
+    {
         ulong lo;
         bool ovf;
         if (T.Bits == 64)
@@ -156,7 +169,9 @@ internal static unsafe class MulDiv
         op->R = Gpr(ins.Op0Register);
         SrcOperand(ins, op, 1);
         if (ins.OpCount == 3) { op->X = 1; op->Imm = (int)Imm(ins, 2); }
-        op->H = lg switch { 1 => &Imul2<S16>, 2 => &Imul2<S32>, _ => &Imul2<S64> };
+        op->H = op->Y == 0
+            ? lg switch { 1 => &Imul2R<S16>, 2 => &Imul2R<S32>, _ => &Imul2R<S64> }
+            : lg switch { 1 => &Imul2<S16>, 2 => &Imul2<S32>, _ => &Imul2<S64> };
         return true;
     }
 

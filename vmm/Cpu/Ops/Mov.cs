@@ -53,9 +53,19 @@ internal static unsafe class Mov
     public static Op* Lea<T>(CpuState* s, Op* op) where T : struct, ISz { Reg.Set<T>(s, op->R, Mem.Ea(s, op)); return Exec.Next(s, op); }
 
     // cmovcc: the destination is written (zero-extending a 32-bit register) whatever the condition.
+    // cmov/setc with a register: the common conditions without a call (Flags.CondFast), so the
+    // handler saves no callee-saved registers; the rest in the ...Slow variant.
     public static Op* CmovR<T>(CpuState* s, Op* op) where T : struct, ISz
     {
-        ulong v = Flags.Cond(s, op->X) ? Reg.Get<T>(s, op->R2) : Reg.Get<T>(s, op->R);
+        int c = Flags.CondFast(s, op->X);
+        if (c < 0) return CmovRSlow<T>(s, op);
+        Reg.Set<T>(s, op->R, c != 0 ? Reg.Get<T>(s, op->R2) : Reg.Get<T>(s, op->R));
+        return Exec.Next(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* CmovRSlow<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        ulong v = Flags.Slow(s, op->X) ? Reg.Get<T>(s, op->R2) : Reg.Get<T>(s, op->R);
         Reg.Set<T>(s, op->R, v);
         return Exec.Next(s, op);
     }
@@ -66,7 +76,15 @@ internal static unsafe class Mov
         return Exec.Next(s, op);
     }
 
-    public static Op* SetR(CpuState* s, Op* op) { ((byte*)s->Regs)[op->R] = Flags.Cond(s, op->X) ? (byte)1 : (byte)0; return Exec.Next(s, op); }
+    public static Op* SetR(CpuState* s, Op* op)
+    {
+        int c = Flags.CondFast(s, op->X);
+        if (c < 0) return SetRSlow(s, op);
+        ((byte*)s->Regs)[op->R] = (byte)c;
+        return Exec.Next(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* SetRSlow(CpuState* s, Op* op) { ((byte*)s->Regs)[op->R] = Flags.Slow(s, op->X) ? (byte)1 : (byte)0; return Exec.Next(s, op); }
     public static Op* SetM(CpuState* s, Op* op) { Mem.Write<S8>(s, Mem.Ea(s, op), Flags.Cond(s, op->X) ? 1UL : 0); return Exec.Next(s, op); }
 
     public static Op* Bswap32(CpuState* s, Op* op) { s->Regs[op->R] = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)s->Regs[op->R]); return Exec.Next(s, op); }

@@ -111,4 +111,30 @@ public class FastPathTests
         Assert.Equal(cpu.GetGpr(Gpr.Rbp), cpu.GetGpr(Gpr.Rsi));
         Assert.Equal(2UL * 5050, cpu.GetGpr(Gpr.Rsp));
     }
+
+    [Fact]
+    public void IncDecRegister_AfterEveryFlagProducer_KeepCarry()
+    {
+        using var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.stc(); a.inc(eax); a.setc(bl);                              // materialised CF=1
+            a.mov(ecx, -1); a.add(ecx, 1); a.dec(rcx); a.setc(bh);        // add carry
+            a.mov(ecx, 0); a.sub(ecx, 1); a.inc(cx); a.setc(dl);          // sub borrow
+            a.mov(ecx, 0x80000000); a.shl(ecx, 1); a.dec(ecx); a.setc(dh); // shift carry (ResCO)
+            a.inc(ecx); a.inc(ecx); a.setc(sil);                          // inc after inc: still 1
+            a.xor(ecx, ecx); a.dec(cl); a.setc(dil);                      // logic: 0
+            a.stc(); a.mov(ecx, 5); a.adc(ecx, 0); a.inc(rcx); a.setc(r8b); // adc: general path, CF 0
+            a.mov(ecx, -1); a.stc(); a.adc(ecx, 0); a.dec(ecx); a.setc(r9b); // adc carry out: 1
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(0x0101UL, cpu.GetGpr(Gpr.Rbx) & 0xFFFF);
+        Assert.Equal(0x0101UL, cpu.GetGpr(Gpr.Rdx) & 0xFFFF);
+        Assert.Equal(1UL, cpu.GetGpr(Gpr.Rsi) & 0xFF);
+        Assert.Equal(0UL, cpu.GetGpr(Gpr.Rdi) & 0xFF);
+        Assert.Equal(0UL, cpu.GetGpr(Gpr.R8) & 0xFF);
+        Assert.Equal(1UL, cpu.GetGpr(Gpr.R9) & 0xFF);
+        Assert.Equal(0xFFFF_FFFFUL, cpu.GetGpr(Gpr.Rcx));
+    }
 }

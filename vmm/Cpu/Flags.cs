@@ -55,26 +55,6 @@ internal static unsafe class Flags
         return (Compute(s) & CF) != 0;
     }
 
-    /// <summary>
-    /// <see cref="Carry"/> without a call: 1 or 0 (the same CF as <see cref="Compute"/>), or -1
-    /// after adc/sbb, whose carry needs the general path (keeps a handler free of calls).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int CarryFast(CpuState* s)
-    {
-        int k = s->LKind;
-        switch (k >> 2)
-        {
-            case Materialized: return k == 0 ? (int)(s->Flags & CF) : 0;
-            case Add: return s->LRes < s->LDst ? 1 : 0;
-            case Sub: return s->LDst < s->LSrc ? 1 : 0;
-            case Logic: return 0;
-            case Inc: case Dec: return s->LAux != 0 ? 1 : 0;
-            case ResCO: return (int)(s->LAux & 1);
-            default: return -1;
-        }
-    }
-
     /// <summary>The arithmetic flags as RFLAGS bits.</summary>
     public static ulong Compute(CpuState* s)
     {

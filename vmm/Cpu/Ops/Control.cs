@@ -82,42 +82,11 @@ internal static unsafe class Control
         s->Regs[4] = rsp;
     }
 
-    // call rel32 / call r64 / ret: a fast variant without a call but the chaining tail call (no
-    // callee-saved registers); the general variant on a TLB miss, a page crossing or a code page.
-    public static Op* Call(CpuState* s, Op* op)
-    {
-        ulong rsp = s->Regs[4] - 8;
-        if (!Mem.TryWrite<S64>(s, rsp, NextRip(s, op))) return CallSlow(s, op);
-        s->Regs[4] = rsp;
-        s->Rip = (ulong)op->Disp;
-        return Exec.Chain(s, op);
-    }
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* CallSlow(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
-
-    public static Op* CallR(CpuState* s, Op* op)
-    {
-        ulong t = s->Regs[op->R];
-        ulong rsp = s->Regs[4] - 8;
-        if (!Mem.TryWrite<S64>(s, rsp, NextRip(s, op))) return CallRSlow(s, op);
-        s->Regs[4] = rsp;
-        s->Rip = t;
-        return Exec.Chain(s, op);
-    }
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* CallRSlow(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
+    public static Op* Call(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
+    public static Op* CallR(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
     public static Op* CallM(CpuState* s, Op* op) { ulong t = Mem.Read<S64>(s, Mem.Ea(s, op)); Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
 
     public static Op* Ret(CpuState* s, Op* op)
-    {
-        ulong rsp = s->Regs[4];
-        if (!Mem.TryRead<S64>(s, rsp, out ulong t)) return RetSlow(s, op);
-        s->Rip = t;
-        s->Regs[4] = rsp + 8 + (ushort)op->Imm;
-        return Exec.Chain(s, op);
-    }
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* RetSlow(CpuState* s, Op* op)
     {
         ulong rsp = s->Regs[4];
         s->Rip = Mem.Read<S64>(s, rsp);

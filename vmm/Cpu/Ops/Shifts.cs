@@ -4,7 +4,7 @@ using static ToyVmm.Cpu.Operands;
 namespace ToyVmm.Cpu.Ops;
 
 /// <summary>shl/sal, shr, sar, rol, ror, rcl, rcr, shld, shrd by 1, imm8 or CL; a zero count leaves flags alone.</summary>
-internal static unsafe partial class Shifts
+internal static unsafe class Shifts
 {
     // X: 0 shl, 1 shr, 2 sar, 3 rol, 4 ror, 5 rcl, 6 rcr. Y bit 0: count from CL; bit 1: memory operand.
     private static int Count<T>(CpuState* s, Op* op) where T : struct, ISz =>
@@ -142,9 +142,7 @@ internal static unsafe partial class Shifts
         if (ins.OpCount < 2) op->Imm = 1;
         else if (IsReg(ins, 1)) op->Y |= 1;   // CL
         else op->Imm = (int)(ins.GetImmediate(1) & 0xFF);
-        op->H = (op->Y & 2) == 0 && kind <= 4
-            ? PickR(kind, (op->Y & 1) != 0, lg)
-            : lg switch { 0 => &Shift<S8>, 1 => &Shift<S16>, 2 => &Shift<S32>, _ => &Shift<S64> };
+        op->H = lg switch { 0 => &Shift<S8>, 1 => &Shift<S16>, 2 => &Shift<S32>, _ => &Shift<S64> };
         return true;
     }
 

@@ -119,7 +119,7 @@ internal static unsafe partial class Sse
         }
         int last = ins.OpCount - 1;
         if (last >= 1 && IsImm(ins, last)) op->Imm = (int)(ins.GetImmediate(last) & 0xFF);
-        op->H = PickV2<O>(op);
+        op->H = &V2<O>;
         return true;
     }
 
@@ -142,7 +142,7 @@ internal static unsafe partial class Sse
             if (!IsX(ins.Op0Register) || !IsX(ins.Op1Register)) return false;
             op->R = Xi(ins.Op0Register);
             op->R2 = Xi(ins.Op1Register);
-            op->H = width == 2 ? &V2R<MovsdRR> : &V2R<MovssRR>;
+            op->H = width == 2 ? &V2<MovsdRR> : &V2<MovssRR>;
             return true;
         }
         Operands.Mem(ins, op);
@@ -171,7 +171,7 @@ internal static unsafe partial class Sse
                 op->R = Xi(ins.Op0Register); op->X = 2; Operands.Mem(ins, op); op->H = &LoadZx;
                 return true;
             case Code.Movq_xmmm64_xmm:
-                if (IsReg(ins, 0)) { op->R = Xi(ins.Op0Register); op->R2 = Xi(ins.Op1Register); op->H = &V2R<MovqLow>; return true; }
+                if (IsReg(ins, 0)) { op->R = Xi(ins.Op0Register); op->R2 = Xi(ins.Op1Register); op->H = &V2<MovqLow>; return true; }
                 op->R = Xi(ins.Op1Register); op->X = 2; Operands.Mem(ins, op); op->H = &StoreM;
                 return true;
             default:

@@ -63,7 +63,7 @@ internal static unsafe partial class Sse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static V Src(CpuState* s, Op* op) => op->Y == 0 ? Ld(s, op->R2) : Load(s, Mem.Ea(s, op), op->X);
 
-    /// <summary>dst = O(dst, src, imm): the general variant (Sse.Fast.cs binds V2R / V2M).</summary>
+    /// <summary>dst = O(dst, src, imm).</summary>
     public static Op* V2<O>(CpuState* s, Op* op) where O : struct, IV2
     {
         Check(s);
@@ -72,16 +72,16 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* LoadZxSlow(CpuState* s, Op* op)
+    /// <summary>Loads from memory zero-extending the scalar (movss/movsd/movq/movd loads); register forms use V2 merges.</summary>
+    public static Op* LoadZx(CpuState* s, Op* op)
     {
         Check(s);
         St(s, op->R, Load(s, Mem.Ea(s, op), op->X));
         return Exec.Next(s, op);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* StoreMSlow(CpuState* s, Op* op)
+    /// <summary>Stores xmm R (width X) to memory.</summary>
+    public static Op* StoreM(CpuState* s, Op* op)
     {
         Check(s);
         Store(s, Mem.Ea(s, op), op->X, Ld(s, op->R));

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
 
@@ -22,29 +21,10 @@ internal static unsafe class Stack
         return v;
     }
 
-    // push/pop r64: a fast variant whose only call is the tail call (no callee-saved registers),
-    // the general one on a TLB miss, a page crossing or a code page.
-    public static Op* PushR(CpuState* s, Op* op)
-    {
-        ulong rsp = s->Regs[4] - 8;
-        if (!Mem.TryWrite<S64>(s, rsp, s->Regs[op->R])) return PushRSlow(s, op);
-        s->Regs[4] = rsp;
-        return Exec.Next(s, op);
-    }
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* PushRSlow(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return Exec.Next(s, op); }
+    public static Op* PushR(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return Exec.Next(s, op); }
     public static Op* PushI(CpuState* s, Op* op) { Push(s, (ulong)(long)op->Imm); return Exec.Next(s, op); }
     public static Op* PushM(CpuState* s, Op* op) { Push(s, Mem.Read<S64>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
-    public static Op* PopR(CpuState* s, Op* op)
-    {
-        ulong rsp = s->Regs[4];
-        if (!Mem.TryRead<S64>(s, rsp, out ulong v)) return PopRSlow(s, op);
-        s->Regs[4] = rsp + 8;
-        s->Regs[op->R] = v;   // pop rsp: the loaded value wins
-        return Exec.Next(s, op);
-    }
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* PopRSlow(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return Exec.Next(s, op); }
+    public static Op* PopR(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return Exec.Next(s, op); }
 
     // pop m64: the address is computed with RSP already incremented.
     public static Op* PopM(CpuState* s, Op* op)

@@ -52,23 +52,6 @@ internal static unsafe class Unary
         return Exec.Next(s, op);
     }
 
-    // inc/dec r: CF is kept, read with Flags.CarryFast so the fast path has no call (no
-    // callee-saved registers); after adc/sbb the general R variant runs.
-    public static Op* IncDecR<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
-    {
-        int c = Flags.CarryFast(s);
-        if (c < 0) return RSlow<O, T>(s, op);
-        bool dec = typeof(O) == typeof(DecOp);
-        ulong d = Reg.Get<T>(s, op->R);
-        ulong r = dec ? d - 1 : d + 1;
-        Flags.Set<T>(s, dec ? Flags.Dec : Flags.Inc, r, d, 1);
-        s->LAux = (ulong)c;
-        Reg.Set<T>(s, op->R, r);
-        return Exec.Next(s, op);
-    }
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Op* RSlow<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz => R<O, T>(s, op);
-
     public static Op* M<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
@@ -88,10 +71,7 @@ internal static unsafe class Unary
         if (IsReg(ins, 0))
         {
             op->R = Gpr(ins.Op0Register);
-            bool incDec = typeof(O) == typeof(IncOp) || typeof(O) == typeof(DecOp);
-            op->H = incDec
-                ? lg switch { 0 => &IncDecR<O, S8>, 1 => &IncDecR<O, S16>, 2 => &IncDecR<O, S32>, _ => &IncDecR<O, S64> }
-                : lg switch { 0 => &R<O, S8>, 1 => &R<O, S16>, 2 => &R<O, S32>, _ => &R<O, S64> };
+            op->H = lg switch { 0 => &R<O, S8>, 1 => &R<O, S16>, 2 => &R<O, S32>, _ => &R<O, S64> };
             return true;
         }
         Operands.Mem(ins, op);

@@ -114,40 +114,8 @@ internal static unsafe class Flags
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Cond(CpuState* s, int cc)
     {
-        int k = s->LKind;
-        bool r;
-        if (k >> 2 == Sub)
-        {
-            ulong d = s->LDst, x = s->LSrc;
-            switch (cc >> 1)
-            {
-                case 1: r = d < x; break;
-                case 2: r = d == x; break;
-                case 3: r = d <= x; break;
-                case 4: r = Sx(s->LRes, k) < 0; break;
-                case 6: r = Sx(d, k) < Sx(x, k); break;
-                case 7: r = Sx(d, k) <= Sx(x, k); break;
-                default: return Slow(s, cc);
-            }
-            return r ^ ((cc & 1) != 0);
-        }
-        if (k >> 2 == Logic)
-        {
-            long v = Sx(s->LRes, k);
-            switch (cc >> 1)
-            {
-                case 0: r = false; break;
-                case 1: r = false; break;
-                case 2: r = v == 0; break;
-                case 3: r = v == 0; break;
-                case 4: r = v < 0; break;
-                case 6: r = v < 0; break;
-                case 7: r = v <= 0; break;
-                default: return Slow(s, cc);
-            }
-            return r ^ ((cc & 1) != 0);
-        }
-        return Slow(s, cc);
+        int r = CondFast(s, cc);
+        return r >= 0 ? r != 0 : Slow(s, cc);
     }
 
     /// <summary>

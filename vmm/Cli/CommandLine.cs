@@ -96,8 +96,8 @@ public static class CommandLine
         {
             switch (v)
             {
-                case "sequence": o.Protocol = ToyVmm.Mmu.Secondary.NotifierProtocol.Sequence; return null;
-                case "broken-2008": o.Protocol = ToyVmm.Mmu.Secondary.NotifierProtocol.Broken2008; return null;
+                case "sequence": o.Protocol = ToyVmm.Mmu.Notifiers.NotifierProtocol.Sequence; return null;
+                case "broken-2008": o.Protocol = ToyVmm.Mmu.Notifiers.NotifierProtocol.Broken2008; return null;
                 default: return $"--notifier-protocol: '{v}' is not one of sequence, broken-2008";
             }
         }),

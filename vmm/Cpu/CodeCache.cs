@@ -25,9 +25,18 @@ namespace ToyVmm.Cpu;
 /// </remarks>
 internal sealed unsafe class CodeCache
 {
-    private static readonly ConditionalWeakTable<ISecondaryMmu, CodeCache> PerVm = new();
+    private static readonly ConditionalWeakTable<IGuestMemory, CodeCache> PerVm = new();
 
-    public static CodeCache For(ISecondaryMmu memory) => PerVm.GetValue(memory, m => new CodeCache(m));
+    public static CodeCache For(IGuestMemory memory) => PerVm.GetValue(memory, m => new CodeCache(m));
+
+    /// <summary>
+    /// Contents of guest memory changed behind the vCPUs' back (the management side's
+    /// ContentsReplaced, e.g. DISCARD): blocks decoded from those bytes are stale.
+    /// </summary>
+    public static void ContentsReplaced(IGuestMemory memory, Gpa start, ulong bytes)
+    {
+        if (PerVm.TryGetValue(memory, out var cache)) cache.OnContentsReplaced(start, bytes);
+    }
 
     private readonly object _lock = new();
     private readonly Dictionary<(ulong Gpa, ulong Va), nint> _blocks = new();   // guarded by _lock
@@ -39,12 +48,11 @@ internal sealed unsafe class CodeCache
     private nuint _arenaLeft;                                                   // guarded by _lock
     private const int ArenaChunk = 1 << 20;
 
-    private CodeCache(ISecondaryMmu memory)
+    private CodeCache(IGuestMemory memory)
     {
         _pages = (memory.RamBytes >> Page.Shift) + 1;
         _codeBits = (byte*)NativeMemory.AllocZeroed((nuint)_pages);
         _pageGen = new int[_pages];
-        memory.ContentsReplaced += OnContentsReplaced;
     }
 
     /// <summary>Blocks decoded since the VM started (for reports and tests).</summary>

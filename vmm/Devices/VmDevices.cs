@@ -8,7 +8,7 @@ namespace ToyVmm.Devices;
 /// The devices and hypercalls of GUEST-ABI.md, as seen by every vCPU of one VM:
 /// the debug console (0xE9), the exit port (0xF4), PAGEOUT and DISCARD.
 /// </summary>
-public sealed class VmDevices : IVcpuHost
+public sealed class VmDevices : IVmExitHandler
 {
     public const ushort ConsolePort = 0xE9;
     public const ushort ExitPort = 0xF4;
@@ -16,16 +16,16 @@ public sealed class VmDevices : IVcpuHost
     public const ulong HypercallDiscard = 0x101;
     /// <summary>-KVM_ENOSYS, the answer to an unknown hypercall.</summary>
     public const long UnknownHypercallResult = -1000;
-    /// <summary>-EINVAL, the answer to a bad range.</summary>
-    public const long BadRangeResult = -22;
+    /// <summary>The answer to a bad range (GUEST-ABI.md): the one rule and value of <see cref="GuestRange"/>.</summary>
+    public const long BadRangeResult = GuestRange.Invalid;
 
-    private readonly ISecondaryMmu _memory;
+    private readonly IGuestMemoryManagement _memory;
     private readonly Action<int, int> _exitRequested;
 
-    /// <param name="memory">Guest memory the hypercalls act on.</param>
+    /// <param name="memory">The management side of guest memory, which the hypercalls act on.</param>
     /// <param name="console">Where port 0xE9 writes.</param>
     /// <param name="exitRequested">Called with (vCPU index, status) when the guest writes the exit port; must stop every vCPU.</param>
-    public VmDevices(ISecondaryMmu memory, GuestConsole console, Action<int, int> exitRequested)
+    public VmDevices(IGuestMemoryManagement memory, GuestConsole console, Action<int, int> exitRequested)
     {
         _memory = memory;
         Console = console;
@@ -63,8 +63,9 @@ public sealed class VmDevices : IVcpuHost
         ulong number = vcpu.GetGpr(Gpr.Rax);
         long result = number switch
         {
-            HypercallPageOut => RangeCall(vcpu, static (m, s, n) => m.PageOut(s, n)),
-            HypercallDiscard => RangeCall(vcpu, static (m, s, n) => m.Discard(s, n)),
+            // RBX start, RCX bytes; the range is checked once, by the management side.
+            HypercallPageOut => _memory.PageOut(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
+            HypercallDiscard => _memory.Discard(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
             _ => Unknown(),
         };
         vcpu.SetGpr(Gpr.Rax, unchecked((ulong)result));
@@ -74,17 +75,5 @@ public sealed class VmDevices : IVcpuHost
     {
         Counters.CountUnknownHypercall();
         return UnknownHypercallResult;
-    }
-
-    private long RangeCall(Vcpu vcpu, Func<ISecondaryMmu, Gpa, ulong, long> call)
-    {
-        ulong start = vcpu.GetGpr(Gpr.Rbx);
-        ulong bytes = vcpu.GetGpr(Gpr.Rcx);
-        // GUEST-ABI.md: page-aligned and inside guest RAM, else -EINVAL. Checked here so
-        // every implementation of guest memory answers the same way.
-        if ((start & Page.OffsetMask) != 0 || (bytes & Page.OffsetMask) != 0 ||
-            start > _memory.RamBytes || bytes > _memory.RamBytes - start)
-            return BadRangeResult;
-        return call(_memory, new Gpa(start), bytes);
     }
 }

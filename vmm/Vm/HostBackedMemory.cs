@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using ToyVmm.Mmu;
 using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Metrics;
+using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Vm;
@@ -24,10 +25,12 @@ public sealed record GuestMemoryConfig(
     int Seed = 1);
 
 /// <summary>
-/// Guest RAM as the DESIGN.md stack builds it: a simulated host (frame pool,
-/// swap file, background reclaimer), one host address space with one anonymous
-/// mapping for the RAM, the EPT-like secondary MMU subscribed to its notifiers,
-/// the invariant checker and the latency statistics.
+/// Guest RAM as the layers of docs/DESIGN.md build it (the VMM's composition
+/// root for memory): a simulated host (frame pool, swap file, background
+/// reclaimer), one host address space with one anonymous mapping for the RAM
+/// and the chosen notifier protocol, the EPT-like secondary MMU subscribed to
+/// its notifiers (the vCPUs' access side), the manager over both (the devices'
+/// management side), the invariant checker and the latency statistics.
 /// </summary>
 /// <remarks>
 /// Life cycle: construct (starts the reclaimer and the pressure thread) -->
@@ -58,10 +61,12 @@ public sealed class HostBackedMemory : IDisposable
         try
         {
             Space = Host.CreateAddressSpace();
-            Space.Broken2008Notifiers = config.Protocol == NotifierProtocol.Broken2008;
+            Space.Notifiers.Protocol = NotifierProtocols.Of(config.Protocol);
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
             Stats = new MmuStats(vcpus);
-            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = Stats };
+            var binding = new SecondaryHostBinding(Space);
+            Mmu = new EptMmu(binding, ramBytes, RamHva) { Events = Stats };
+            Management = new GuestMemoryManager(binding, Mmu);
             if (config.Check)
             {
                 Checker = new MmuInvariantChecker();
@@ -88,6 +93,10 @@ public sealed class HostBackedMemory : IDisposable
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
     public EptMmu Mmu { get; }
+    /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
+    public GuestMemoryManager Management { get; }
+    /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
+    public VmMemory Memory => new(Mmu, Management);
     public MmuStats Stats { get; }
     public MmuInvariantChecker? Checker { get; }
 
@@ -103,7 +112,7 @@ public sealed class HostBackedMemory : IDisposable
         {
             ulong count = (ulong)rng.Next(1, 65);
             ulong first = (ulong)rng.NextInt64(0, (long)Math.Max(1, pages - count));
-            long done = Mmu.PageOut(Gpa.FromPageNumber(first), count << Page.Shift);
+            long done = Management.PageOut(Gpa.FromPageNumber(first), count << Page.Shift);
             if (done > 0) Interlocked.Add(ref _pressurePages, done);
         }
     }

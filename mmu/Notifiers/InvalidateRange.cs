@@ -22,7 +22,5 @@ public enum InvalidateEvent
 public readonly record struct InvalidateRange(Hva Start, Hva End, InvalidateEvent Event, bool MayBlock)
 {
     public ulong Pages => (End.Value - Start.Value) >> Page.Shift;
-    public bool Overlaps(Hva start, Hva end) => start.Value < End.Value && Start.Value < end.Value;
-    public bool Contains(Hva address) => address.Value >= Start.Value && address.Value < End.Value;
     public override string ToString() => $"{Event} [{Start}, {End}){(MayBlock ? "" : " nonblocking")}";
 }

@@ -32,6 +32,11 @@ public class LayeringTests
     public void MmuLayer_DoesNotUseTheLayerAboveOrBeside(string layer, string forbidden) =>
         Assert.Empty(Offenders(Mmu, layer, forbidden));
 
+    /// <summary>The secondary side reaches the host through its binding only; the MMUs are written against IHostMemory.</summary>
+    [Fact]
+    public void Secondary_UsesTheHostOnlyThroughTheBinding() =>
+        Assert.Equal(["ToyVmm.Mmu.Secondary.SecondaryHostBinding"], Offenders(Mmu, "ToyVmm.Mmu.Secondary", "ToyVmm.Mmu.Host").Select(o => o[..o.IndexOf(':')]));
+
     [Fact]
     public void Cpu_DoesNotUseTheHost() => Assert.Empty(Offenders(Vmm, "ToyVmm.Cpu", "ToyVmm.Mmu.Host"));
 

@@ -1,9 +1,9 @@
 # ToyVmm build entry points. See README.md.
 #   make          build guests and the VMM; the program lands at bin/toyvmm
 #   make run      build everything and run the main demo
-# Both are incremental: with nothing changed they do not start dotnet at all.
 #   make test     build everything and run every test
 #   make bench    run the scenario and micro benchmarks (see bench/RESULTS.md)
+# All are incremental: with nothing changed they do not start dotnet to build.
 
 DOTNET ?= dotnet
 CONFIG ?= Release
@@ -11,7 +11,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all guests vmm run test test-long bench clean
+.PHONY: all guests vmm run test test-long bench clean FORCE
 
 all: guests vmm
 
@@ -33,19 +33,24 @@ PUBLISH_INPUTS := ToyVmm.sln Directory.Build.props Directory.Packages.props \
 $(shell mkdir -p $(STAMPS); echo '$(DOTNET_INPUTS)' | cmp -s - $(STAMPS)/inputs \
 	|| echo '$(DOTNET_INPUTS)' > $(STAMPS)/inputs)
 
-vmm: $(STAMPS)/build-$(CONFIG) $(STAMPS)/publish-$(CONFIG)
+vmm: $(STAMPS)/build-$(CONFIG) $(STAMPS)/publish-$(CONFIG) bin/toyvmm
 
 $(STAMPS)/build-$(CONFIG): $(DOTNET_INPUTS) $(STAMPS)/inputs
 	$(DOTNET) build ToyVmm.sln -c $(CONFIG) -nologo -v q
 	touch $@
 
 # After the solution build when both are due (order only): the two must not
-# write vmm/obj at once under make -j.
-$(STAMPS)/publish-$(CONFIG): $(PUBLISH_INPUTS) $(STAMPS)/inputs | $(STAMPS)/build-$(CONFIG)
+# write vmm/obj at once under make -j. Also due when the published program is
+# gone though the stamp is not.
+$(STAMPS)/publish-$(CONFIG): $(PUBLISH_INPUTS) $(STAMPS)/inputs $(if $(wildcard out/toyvmm/toyvmm),,FORCE) \
+		| $(STAMPS)/build-$(CONFIG)
 	$(DOTNET) publish vmm/ToyVmm.csproj -c $(CONFIG) -nologo -v q -o out/toyvmm
+	touch $@
+
+# Only when missing: the link's target (out/toyvmm/toyvmm) keeps its own time.
+bin/toyvmm: | $(STAMPS)/publish-$(CONFIG)
 	mkdir -p bin
 	ln -sf ../out/toyvmm/toyvmm bin/toyvmm
-	touch $@
 
 # The main demo: a memory guest with four times as much RAM as the host has
 # frames (its working set, half of RAM, is twice the frame pool) on 2 vCPUs,

@@ -121,7 +121,16 @@ public sealed class GuestSdkTests : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {program}");
+        Process? started;
+        try
+        {
+            started = Process.Start(psi);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"cannot start {program} (the SDK needs make and gcc): {e.Message}", e);
+        }
+        using var p = started ?? throw new InvalidOperationException($"cannot start {program}");
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(TimeSpan.FromMinutes(2)))

@@ -65,8 +65,11 @@ public sealed unsafe partial class EptMmu
         _walker.Walk(new HvaRangeWalk(new Hva(0), new Hva(ulong.MaxValue), FlushOnReturn: true), ref zap);
     }
 
-    void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn) =>
+    void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn)
+    {
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "a walk flushes with the MMU lock held");
         FlushVcpusLocked(holders, firstGfn, lastGfn);
+    }
 
     /// <summary>
     /// Zap every present entry of guest frames [first, last]; a dirty bit goes to

@@ -30,12 +30,16 @@ namespace ToyVmm.Mmu.Host;
 
 public sealed partial class HostAddressSpace
 {
+    /// <summary>Invalidation starts seen by tests and diagnostics: (range, event) of the most recent one.</summary>
+    internal InvalidateRange LastInvalidation { get; private set; }
+
     /// <summary>Start an invalidation of pages [startVpn, endVpn). False: a subscriber would block; change nothing and retry.</summary>
     private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, bool mayBlock)
     {
         AssertLocked();
         Debug.Assert(startVpn < endVpn, "the range is not empty");
         var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock);
+        LastInvalidation = range;
         _host.Stats.Count(ref _host.Stats.Invalidations);
         if (kind == InvalidateEvent.Release)
         {

@@ -1,4 +1,5 @@
 using System.Text;
+using ToyVmm.Mmu.Metrics;
 
 namespace ToyVmm.Mmu.Secondary;
 
@@ -43,6 +44,9 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
     /// <summary>Raised once, at the first violation (the VM stops on it).</summary>
     public event Action<MmuViolation>? Violated;
 
+    /// <summary>Optional recorder: each violation is an instant on the timeline.</summary>
+    public IMmuEventSink? Events { get; set; }
+
     /// <summary>Lets the checker see the vCPUs' flush acknowledgements.</summary>
     public void WatchVcpus(Func<VcpuLink[]> vcpus) => _vcpus = vcpus;
 
@@ -82,7 +86,7 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
             lock (_lock)
             {
                 Record(Kind.TlbFill, frame, gpa.PageNumber);
-                ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber);
+                ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber, vcpu);
             }
     }
 
@@ -106,10 +110,10 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
                     try { maps = tlb is not null && tlb.Maps(waiting.Gfn, waiting.HostPage); }
                     finally { if (tlb is not null) v.UnpinTlb(); }
                     if (maps)
-                        ViolateLocked($"a host frame was freed while vCPU {v.Index}'s TLB still maps it", frame, waiting.Gfn);
+                        ViolateLocked($"a host frame was freed while vCPU {v.Index}'s TLB still maps it", frame, waiting.Gfn, v.Index);
                     // And the flush posted after the zap must be complete (acknowledged or done from outside).
                     else if (v.FlushedGeneration <= posted && v.RemoteGeneration <= posted)
-                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, waiting.Gfn);
+                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, waiting.Gfn, v.Index);
                 }
         }
     }
@@ -117,10 +121,11 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
     private void Record(Kind kind, Hfn frame, ulong gfn) =>
         _history[_events++ % HistorySize] = new Event(_events, kind, frame.Value, gfn, Environment.CurrentManagedThreadId);
 
-    private void ViolateLocked(string rule, Hfn frame, ulong gfn)
+    private void ViolateLocked(string rule, Hfn frame, ulong gfn, int vcpu = -1)
     {
         Record(Kind.Violation, frame, gfn);
         Interlocked.Increment(ref _violations);
+        Events?.Violation(gfn, frame.Value, vcpu);
         if (_first is not null) return;
         var gpa = gfn == ulong.MaxValue ? new Gpa(0) : Gpa.FromPageNumber(gfn);
         var v = new MmuViolation(rule, frame, gpa, HistoryLocked(frame.Value, gfn));

@@ -46,7 +46,6 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
     private Func<long>?[] _vcpuRetired;                             // guarded by _phaseLock: attached vCPUs' retired counters
     private long[] _vcpuCounted;                                    // guarded by _phaseLock: their readings already counted
     private bool _ended;                                            // guarded by _phaseLock
-    private long _endedAt;                                          // guarded by _phaseLock
 
     private readonly Lock _threadsLock = new();
     private ThreadRecorder[] _recorders = [];                       // replaced under _threadsLock, read lock-free
@@ -87,6 +86,12 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
     public long TraceLimit { get; }
 
     public bool TracingOn => TraceLimit > 0;
+
+    /// <summary>
+    /// Events a trace ring claims from the budget at a time: 4096, or a 64th of a small
+    /// budget, so that threads that record little do not hold much of it.
+    /// </summary>
+    public int TraceChunkEvents => (int)Math.Clamp(TraceLimit / 64, 64, 4096);
 
     /// <summary>When the hub was made: the start of <c>boot</c> and the trace's time origin.</summary>
     public long OriginTicks { get; }
@@ -283,7 +288,6 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
             if (_ended) return;
             SettleLocked();
             _ended = true;
-            _endedAt = _stretchStart;
         }
         _sampler?.Stop();
     }
@@ -292,7 +296,8 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
     private void SettleLocked()
     {
         Debug.Assert(_phaseLock.IsHeldByCurrentThread, "the phase table is guarded by _phaseLock");
-        long now = _ended ? _endedAt : Stopwatch.GetTimestamp();
+        if (_ended) return;   // counted up to the end of the run already
+        long now = Stopwatch.GetTimestamp();
         int phase = _phase;
         _phaseTicks[phase] += now - _stretchStart;
         _stretchStart = now;

@@ -14,8 +14,6 @@ namespace ToyVmm.Mmu.Metrics;
 /// </remarks>
 internal sealed class TraceRing(MeasurementHub hub)
 {
-    public const int ChunkEvents = 4096;
-
     private TraceEvent[][] _chunks = [];   // replaced (grown) by the owner thread, read by snapshots
     private int _chunk;                    // chunk of the next write
     private int _index;                    // index of the next write in it
@@ -42,7 +40,7 @@ internal sealed class TraceRing(MeasurementHub hub)
     /// <summary>Called once, before the first <see cref="Add"/>: claim a first chunk if the budget allows.</summary>
     public void Start()
     {
-        int n = hub.ClaimTraceEvents(ChunkEvents);
+        int n = hub.ClaimTraceEvents(hub.TraceChunkEvents);
         if (n > 0) Volatile.Write(ref _chunks, [new TraceEvent[n]]);
     }
 
@@ -50,7 +48,7 @@ internal sealed class TraceRing(MeasurementHub hub)
     {
         _index = 0;
         if (_wrapped || _chunk + 1 < _chunks.Length) { _chunk = (_chunk + 1) % _chunks.Length; return; }
-        int n = hub.ClaimTraceEvents(ChunkEvents);
+        int n = hub.ClaimTraceEvents(hub.TraceChunkEvents);
         if (n > 0)
         {
             // Growing allocates; it stops for good once the budget is spent (the steady state).

@@ -218,7 +218,8 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
 
     /// <summary>
     /// The vCPU's retired-instruction counter, read at every phase switch (from any
-    /// thread, racily: a switch counts what the vCPU had retired by about then).
+    /// thread, racily: a switch counts what the vCPU had retired by about then; a
+    /// reading below an earlier one counts nothing).
     /// Detach it before the counter's storage goes away.
     /// </summary>
     public void AttachVcpuCounter(int vcpu, Func<long> retired)
@@ -304,7 +305,10 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
         for (int v = 0; v < _vcpuRetired.Length; v++)
         {
             if (_vcpuRetired[v] is not { } read) continue;
+            // A racy reading can be behind an exact one taken earlier on the vCPU's own
+            // thread: count only forward, so no phase ever gets a negative share.
             long r = read();
+            if (r <= _vcpuCounted[v]) continue;
             _phaseInstructions[phase] += r - _vcpuCounted[v];
             _vcpuCounted[v] = r;
         }

@@ -141,9 +141,13 @@ public sealed class VirtualMachine : IDisposable
             BootState.ApplyEntryState(vcpu, Layout, _image.Entry);
             if (_measurements is not null)
             {
+                // Read on this thread (its own PHASE, its detach) the count is exact; read from
+                // another vCPU's PHASE it lags by up to a chain of blocks (the hub keeps it monotonic).
                 var counted = vcpu;
+                int thread = Environment.CurrentManagedThreadId;
                 _measurements.BindCurrentThreadToVcpu(index);
-                _measurements.AttachVcpuCounter(index, () => counted.InstructionsRetired);
+                _measurements.AttachVcpuCounter(index, () => Environment.CurrentManagedThreadId == thread
+                    ? counted.InstructionsRetiredBeforeCurrent : counted.InstructionsRetired);
             }
             startGate.Wait();
             var exit = vcpu.Run(Config.InstructionLimit);

@@ -74,6 +74,8 @@ public sealed partial class HostAddressSpace
         {
             // 2008: the secondary MMUs hear of each page only now, after its PTE changed.
             for (ulong vpn = startVpn; vpn < endVpn; vpn++) Notifiers.InvalidatePage(Hva.FromPageNumber(vpn));
+            // No notifier start or end carries the cause to a subscriber: the host records it.
+            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
             return;
         }
         Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)

@@ -115,6 +115,19 @@ public sealed class HostRecordingTests : IDisposable
         Assert.Equal(5 + total.Invalidations[InvalidateCause.Reclaim].TotalCount, total.Invalidations.Values.Sum(h => h.TotalCount));
     }
 
+    [Fact]
+    public void InvalidateCompleted_Broken2008Order_RecordedByTheHostWithItsCause()
+    {
+        _mm.Broken2008Notifiers = true;
+        for (int i = 0; i < 4; i++) Touch(i);
+        _mmu.PageOut(Gpa.FromPageNumber(0), 4 * Page.Size);
+        _mmu.Discard(Gpa.FromPageNumber(0), Page.Size);
+        var total = _hub.Snapshot().Total;
+        Assert.Equal(1, total.Invalidations[InvalidateCause.PageOut].TotalCount);
+        Assert.Equal(4, total.InvalidatedPages[InvalidateCause.PageOut]);
+        Assert.Equal(1, total.Invalidations[InvalidateCause.Discard].TotalCount);
+    }
+
     /// <summary>A vCPU TLB the test steers through the shootdown steps.</summary>
     private sealed class FakeTlb(bool mayHold, bool quiescent) : IVcpuTlb
     {

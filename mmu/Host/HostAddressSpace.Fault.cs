@@ -174,9 +174,10 @@ public sealed partial class HostAddressSpace
                 return HostFaultStatus.Ok;
             }
             _host.Lru.AddIfAbsent(f, active: false);   // every cached frame is on the LRU or isolated
-            long readStarted = Stopwatch.GetTimestamp();
+            var events = _host.Events;
+            long readStarted = events is null ? 0 : Stopwatch.GetTimestamp();
             var rs = swap.Read(slot, f, out string? error);
-            _host.Events?.SwapRead(slot, readStarted, Stopwatch.GetTimestamp());
+            events?.SwapRead(slot, readStarted, Stopwatch.GetTimestamp());
             if (rs != HostFaultStatus.Ok)
             {
                 // Nothing is mapped: drop the bad copy from the cache; the PTE keeps naming the slot.

@@ -37,11 +37,17 @@ internal static unsafe class GuestNameReader
                 link.EnterGuest();
                 try
                 {
-                    // After entering guest mode, take requests before touching memory (VcpuLink);
-                    // this reader caches nothing, so a flush needs only the acknowledgement.
-                    if ((link.TakeRequests() & VcpuLink.FlushRequest) != 0) link.AcknowledgeFlush();
-                    if (memory.Translate(link, new Gpa(at & ~Page.OffsetMask), AccessKind.Read, out byte* page) != TranslateStatus.Ok)
-                        return null;
+                    byte* page;
+                    while (true)
+                    {
+                        // After entering guest mode, take requests before touching memory (VcpuLink);
+                        // this reader caches nothing, so a flush needs only the acknowledgement.
+                        if ((link.TakeRequests() & VcpuLink.FlushRequest) != 0) link.AcknowledgeFlush();
+                        if (memory.Translate(link, new Gpa(at & ~Page.OffsetMask), AccessKind.Read, out page) != TranslateStatus.Ok)
+                            return null;
+                        // A fault leaves guest mode: a flush posted meanwhile may predate the answer.
+                        if (!link.HasRequests) break;
+                    }
                     // SAFETY: Translate returned the 4 KiB host page, valid while the link stays in guest mode.
                     var bytes = new ReadOnlySpan<byte>(page + (at & Page.OffsetMask), chunk);
                     for (int i = 0; i < bytes.Length; i++)

@@ -32,19 +32,19 @@ public static class LatencyScale
     /// <summary>Seconds of a <see cref="Stopwatch"/> tick span.</summary>
     public static double TicksToSeconds(long ticks) => (double)ticks / Stopwatch.Frequency;
 
-    /// <summary>Record into a lazily created histogram (the first record of a kind allocates it).</summary>
+    /// <summary>Record into lazily created counts (the first record of a kind in a phase allocates them).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Record(ref HistogramBase? histogram, long ns)
+    internal static void Record(ref LatencyCounts? counts, long ns)
     {
-        var h = histogram ?? Create(ref histogram);
-        h.RecordValue(ns);
+        var c = counts ?? Create(ref counts);
+        c.Record(ns);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static HistogramBase Create(ref HistogramBase? histogram)
+    private static LatencyCounts Create(ref LatencyCounts? counts)
     {
-        var h = NewHistogram();
-        Volatile.Write(ref histogram, h);   // published whole: a snapshot never sees a half-built histogram
-        return h;
+        var c = new LatencyCounts();
+        Volatile.Write(ref counts, c);   // published whole: a snapshot never sees a half-built array
+        return c;
     }
 }

@@ -114,16 +114,13 @@ public sealed partial class MeasurementHub
     private static Dictionary<T, HistogramBase> NewSet<T>() where T : struct, Enum =>
         Enum.GetValues<T>().ToDictionary(k => k, _ => LatencyScale.NewHistogram());
 
-    private static void AddAll<T>(Dictionary<T, HistogramBase> into, HistogramBase?[] from) where T : struct, Enum
+    private static void AddAll<T>(Dictionary<T, HistogramBase> into, LatencyCounts?[] from) where T : struct, Enum
     {
         for (int i = 0; i < from.Length; i++)
             AddOne(into[(T)(object)i], Volatile.Read(ref from[i]));
     }
 
-    private static void AddOne(HistogramBase into, HistogramBase? from)
-    {
-        if (from is not null) into.Add(from);
-    }
+    private static void AddOne(HistogramBase into, LatencyCounts? from) => from?.AddTo(into);
 
     private TraceData BuildTrace(ThreadRecorder[] recorders, string[] names, int current, long openStart, long openEnd)
     {
@@ -163,7 +160,7 @@ public sealed partial class MeasurementHub
 
     internal long SwapReadsSoFar() => SumSoFar(static c => Volatile.Read(ref c.SwapReads)?.TotalCount ?? 0);
 
-    private long[] CountsSoFar(int kinds, Func<PhaseCells, HistogramBase?[]> of)
+    private long[] CountsSoFar(int kinds, Func<PhaseCells, LatencyCounts?[]> of)
     {
         var sums = new long[kinds];
         ForEachCells(c =>

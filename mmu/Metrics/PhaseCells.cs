@@ -1,5 +1,3 @@
-using HdrHistogram;
-
 namespace ToyVmm.Mmu.Metrics;
 
 /// <summary>
@@ -10,14 +8,14 @@ namespace ToyVmm.Mmu.Metrics;
 /// </summary>
 internal sealed class PhaseCells
 {
-    public readonly HistogramBase?[] Faults = new HistogramBase?[KindCount.Faults];
+    public readonly LatencyCounts?[] Faults = new LatencyCounts?[KindCount.Faults];
     public long Retries;
-    public readonly HistogramBase?[] Invalidations = new HistogramBase?[KindCount.Causes];
+    public readonly LatencyCounts?[] Invalidations = new LatencyCounts?[KindCount.Causes];
     public readonly long[] InvalidatedPages = new long[KindCount.Causes];
-    public readonly HistogramBase?[] Shootdowns = new HistogramBase?[KindCount.Steps];
-    public HistogramBase? PageOutBatches;
+    public readonly LatencyCounts?[] Shootdowns = new LatencyCounts?[KindCount.Steps];
+    public LatencyCounts? PageOutBatches;
     public long PagesPagedOut;
-    public HistogramBase? SwapReads;
+    public LatencyCounts? SwapReads;
 }
 
 /// <summary>How many values each measurement kind enum has (array sizes).</summary>

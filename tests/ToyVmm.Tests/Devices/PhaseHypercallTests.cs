@@ -1,5 +1,7 @@
 using System.Text;
+using ToyVmm.Loader;
 using ToyVmm.Mmu.Metrics;
+using ToyVmm.Mmu.Secondary;
 using ToyVmm.Tests.Vm;
 using ToyVmm.Vm;
 using Xunit;
@@ -125,5 +127,42 @@ public class PhaseHypercallTests
         var phases = trace.Events.Where(e => e.Kind == TraceKind.Phase).Select(e => trace.PhaseNames[e.C]);
         Assert.Equal(["boot", "fill", "verify"], phases);
         Assert.Contains(trace.Events, e => e.Kind == TraceKind.Fault && trace.Tracks[e.Track].Name == "vCPU 0" && e.B == (ulong)FaultKind.SwapIn);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Phase_PhasesGuest_ZeroFillsInFillAndSwapsInInVerify(int vcpus)
+    {
+        var image = ElfLoader.LoadFile(GuestFiles.Elf("phases"), Ram);
+        long pages = (long)(Ram / 2 / 4096);   // guest/progs/phases.c uses half of RAM
+        using var backing = new HostBackedMemory(Ram, vcpus, new GuestMemoryConfig(HostMemoryBytes: Ram + Ram / 8, Check: true, TraceLimit: 1_000_000));
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, 2_000_000_000), image, new MemoryStream(),
+            _ => backing.Mmu, measurements: backing.Measurements);
+        backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
+        using var hang = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var result = vm.Run(hang.Token);
+        backing.StopBackground();
+        var s = backing.Snapshot();
+
+        Assert.True(result.IsNormalExit && result.GuestStatus == 0, $"{result.Outcome}: {result.Message}");
+        Assert.Equal(["boot", "fill", "pageout", "verify"], s.Phases.Select(p => p.Name));
+        var fill = s.Phases[1];
+        var pageout = s.Phases[2];
+        var verify = s.Phases[3];
+        Assert.True(fill.Faults[FaultKind.ZeroFill].TotalCount >= pages, $"fill: {fill.Faults[FaultKind.ZeroFill].TotalCount} zero-fills");
+        Assert.Equal(0, fill.Faults[FaultKind.SwapIn].TotalCount);
+        Assert.True(pageout.PagesPagedOut >= pages, $"pageout: {pageout.PagesPagedOut} pages");
+        Assert.True(pageout.Invalidations[InvalidateCause.PageOut].TotalCount > 0);
+        long back = verify.Faults[FaultKind.SwapIn].TotalCount + verify.Faults[FaultKind.SwapCacheHit].TotalCount;
+        Assert.True(back >= pages, $"verify: {back} swap-ins");
+        Assert.Equal(0, verify.Faults[FaultKind.ZeroFill].TotalCount);
+        // Counts add up: each kind's total is the sum over the phases; the instructions too.
+        foreach (var kind in Enum.GetValues<FaultKind>())
+            Assert.Equal(s.Total.Faults[kind].TotalCount, s.Phases.Sum(p => p.Faults[kind].TotalCount));
+        Assert.Equal(result.InstructionsRetired, s.Total.Instructions);
+        // Nothing dropped within the budget: the timeline has a slice for every fault.
+        Assert.Equal(0, s.Trace!.DroppedEvents);
+        Assert.Equal(s.Total.Faults.Values.Sum(h => h.TotalCount), s.Trace.Events.Count(e => e.Kind == TraceKind.Fault));
     }
 }

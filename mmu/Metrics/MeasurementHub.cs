@@ -32,6 +32,8 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
     public const int MaxPhases = 1024;
     public const string BootPhase = "boot";
 
+    // The calling thread's recorder of the hub it last recorded into (it keeps that hub
+    // reachable from the thread until the thread records into another one or ends).
     [ThreadStatic] private static ThreadRecorder? t_recorder;
 
     private volatile int _phase;                                    // index of the current phase
@@ -115,18 +117,18 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private ThreadRecorder RecorderSlow(string? trackName)
     {
-        int id = Environment.CurrentManagedThreadId;
+        var thread = Thread.CurrentThread;
         lock (_threadsLock)
         {
             ThreadRecorder? r = null;
             foreach (var each in _recorders)
-                if (each.ThreadId == id) { r = each; break; }
+                if (ReferenceEquals(each.Owner, thread)) { r = each; break; }
             if (r is null)
             {
                 int track = TrackLocked(trackName ?? TrackNameOfCurrentThread());
                 var ring = TracingOn ? new TraceRing(this) : null;
                 ring?.Start();
-                r = new ThreadRecorder(this, id, track, ring);
+                r = new ThreadRecorder(this, thread, track, ring);
                 _recorders = [.. _recorders, r];
             }
             else if (trackName is not null) r.Track = TrackLocked(trackName);

@@ -11,16 +11,17 @@ internal sealed class ThreadRecorder
 {
     private PhaseCells?[] _phases = new PhaseCells?[4];   // grown by the owner thread, read by snapshots
 
-    public ThreadRecorder(MeasurementHub hub, int threadId, int track, TraceRing? ring)
+    public ThreadRecorder(MeasurementHub hub, Thread owner, int track, TraceRing? ring)
     {
         Hub = hub;
-        ThreadId = threadId;
+        Owner = owner;
         Track = track;
         Ring = ring;
     }
 
     public MeasurementHub Hub { get; }
-    public int ThreadId { get; }
+    /// <summary>The one thread that writes this recorder (a thread id may be reused; the object is not).</summary>
+    public Thread Owner { get; }
 
     /// <summary>The trace track of what this thread records on its own behalf.</summary>
     public int Track { get; set; }

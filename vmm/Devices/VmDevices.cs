@@ -2,7 +2,6 @@ using ToyVmm.Cpu;
 using ToyVmm.Mmu;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
-using ToyVmm.Vm;
 
 namespace ToyVmm.Devices;
 
@@ -21,6 +20,8 @@ public sealed class VmDevices : IVcpuHost
     public const long UnknownHypercallResult = -1000;
     /// <summary>-EINVAL, the answer to a bad range or a bad phase name.</summary>
     public const long BadRangeResult = -22;
+    /// <summary>The VMM's reserved top of guest RAM (GUEST-ABI.md "Memory map"; BootLayout places its tables there).</summary>
+    public const ulong ReservedTopBytes = 0x100000;
     /// <summary>-ENOMEM, the answer to a new phase name beyond <see cref="MeasurementHub.MaxPhases"/>.</summary>
     public const long TooManyPhasesResult = -12;
 
@@ -93,7 +94,7 @@ public sealed class VmDevices : IVcpuHost
     private long Phase(Vcpu vcpu)
     {
         ulong ram = _memory.RamBytes;
-        ulong own = ram > BootLayout.ReservedBytes ? ram - BootLayout.ReservedBytes : 0;
+        ulong own = ram > ReservedTopBytes ? ram - ReservedTopBytes : 0;
         var name = GuestNameReader.TryRead(_memory, vcpu.GetGpr(Gpr.Rbx), own);
         if (name is null) return BadRangeResult;
         if (_measurements is not null && !_measurements.SwitchPhase(name)) return TooManyPhasesResult;

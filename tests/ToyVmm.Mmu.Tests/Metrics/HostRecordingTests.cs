@@ -128,6 +128,51 @@ public sealed class HostRecordingTests : IDisposable
         Assert.Equal(1, total.Invalidations[InvalidateCause.Discard].TotalCount);
     }
 
+    [Fact]
+    public void Trace_Broken2008RaceCaughtByTheChecker_ShowsFaultInvalidationAndViolation()
+    {
+        var host = NewHost(frames: 64);
+        var mm = host.CreateAddressSpace();
+        var ram = mm.Map(16 * Page.Size, HostProtection.ReadWrite);
+        mm.Broken2008Notifiers = true;
+        using var hub = new MeasurementHub(vcpus: 1, traceLimit: 10_000);
+        host.Events = hub;
+        var checker = new MmuInvariantChecker { Events = hub };
+        var mmu = new EptMmu(new SecondaryHostBinding(mm), 16 * Page.Size, ram, NotifierProtocol.Broken2008) { Events = hub, Checker = checker };
+        var vcpu = new VcpuLink(0);
+        mmu.AttachVcpu(vcpu);
+        var gpa = Gpa.FromPageNumber(3);
+        bool once = true;
+        mmu.AfterGetUserPageHook = (_, _) =>
+        {
+            if (!once) return;
+            once = false;
+            // A discard runs to completion between get_user_pages and the install (a page-out
+            // would skip the page: the fault holds a reference to its frame).
+            var driver = new Thread(() => { hub.BindCurrentThread("page-out driver"); mmu.Discard(gpa, Page.Size); });
+            driver.Start();
+            driver.Join();
+        };
+        unsafe { Assert.Equal(TranslateStatus.Ok, mmu.Translate(vcpu, gpa, AccessKind.Write, out _)); }
+        Assert.True(checker.ViolationCount > 0);
+
+        var trace = hub.Snapshot().Trace!;
+        string TrackOf(TraceEvent e) => trace.Tracks[e.Track].Name;
+        var fault = trace.Events.Single(e => e.Kind == TraceKind.Fault);
+        var invalidate = trace.Events.Single(e => e.Kind == TraceKind.Invalidate);
+        var violation = trace.Events.First(e => e.Kind == TraceKind.Violation);
+        Assert.Equal(gpa.PageNumber, fault.A);
+        Assert.Equal("vCPU 0", TrackOf(fault));
+        Assert.Equal("page-out driver", TrackOf(invalidate));
+        Assert.Equal((int)InvalidateCause.Discard, invalidate.C);
+        Assert.Equal(gpa.PageNumber, violation.A);
+        // The interleaving: the invalidation ran inside the fault, and the violation came at its install.
+        Assert.True(fault.StartTicks <= invalidate.StartTicks && invalidate.EndTicks <= fault.EndTicks);
+        Assert.True(invalidate.EndTicks <= violation.StartTicks && violation.StartTicks <= fault.EndTicks);
+        mmu.Dispose();
+        host.Dispose();
+    }
+
     /// <summary>A vCPU TLB the test steers through the shootdown steps.</summary>
     private sealed class FakeTlb(bool mayHold, bool quiescent) : IVcpuTlb
     {

@@ -133,7 +133,7 @@ public sealed partial class MeasurementHub
             dropped += ring.Dropped;
         }
         // The phase still open at the snapshot (or at the end of the run).
-        if (openEnd > openStart) events.Add(new TraceEvent(openStart, openEnd, _phaseTrack, TraceKind.Phase, 0, 0, current));
+        if (openEnd > openStart) events.Add(new TraceEvent(openStart, openEnd, PhaseTrack, TraceKind.Phase, 0, 0, current));
         events.Sort(static (a, b) => a.StartTicks != b.StartTicks ? a.StartTicks.CompareTo(b.StartTicks) : a.EndTicks.CompareTo(b.EndTicks));
         TraceTrack[] tracks;
         lock (_threadsLock) tracks = [.. _tracks];
@@ -149,9 +149,19 @@ public sealed partial class MeasurementHub
     }
 }
 
-// Live totals for the meter: counts read racily from every recorder, no histogram merged.
+// Live totals for the meter and a progress line: counts read racily from every
+// recorder, no histogram merged.
 public sealed partial class MeasurementHub
 {
+    /// <summary>Running totals, cheap enough to read every second while the VM runs.</summary>
+    public LiveFigures Live() => new(
+        InstructionsSoFar(),
+        FaultCountsSoFar().Sum(),
+        InvalidationCountsSoFar().Sum(),
+        PagesPagedOutSoFar(),
+        SwapReadsSoFar(),
+        HostCounterSource?.FreeFrames() ?? 0);
+
     internal long[] FaultCountsSoFar() => CountsSoFar(KindCount.Faults, static c => c.Faults);
 
     internal long[] InvalidationCountsSoFar() => CountsSoFar(KindCount.Causes, static c => c.Invalidations);

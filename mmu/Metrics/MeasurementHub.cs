@@ -54,7 +54,8 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
     private readonly List<TraceTrack> _tracks = [];                 // guarded by _threadsLock
     private readonly Dictionary<string, int> _trackIds = new(StringComparer.Ordinal);  // guarded by _threadsLock
     private int[] _vcpuTracks = [];                                 // replaced under _threadsLock, read lock-free
-    private readonly int _phaseTrack = -1;
+    /// <summary>The track of phase slices: none of the threads' (a writer draws phases on a track of its own).</summary>
+    public const int PhaseTrack = -1;
 
     private long _traceClaimed;                                     // events of the budget handed to rings (interlocked)
     private readonly MeasurementMeter _meter;
@@ -76,7 +77,6 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
         {
             _vcpuTracks = new int[vcpus];
             for (int i = 0; i < vcpus; i++) _vcpuTracks[i] = TrackLocked($"vCPU {i}");
-            if (TracingOn) _phaseTrack = TrackLocked("phases");
         }
         _meter = new MeasurementMeter(this);
         if (TracingOn) _sampler = new CounterSampler(this);
@@ -273,7 +273,7 @@ public sealed partial class MeasurementHub : IMmuEventSink, IDisposable
             int was = _phase;
             SettleLocked();
             if (TracingOn && !_ended)
-                Recorder().Ring!.Add(new TraceEvent(_lastSwitchAt, _stretchStart, _phaseTrack, TraceKind.Phase, 0, 0, was));
+                Recorder().Ring!.Add(new TraceEvent(_lastSwitchAt, _stretchStart, PhaseTrack, TraceKind.Phase, 0, 0, was));
             _lastSwitchAt = _stretchStart;
             _phase = next;
             return true;

@@ -206,6 +206,8 @@ public class MeasurementHubTests
         Assert.Equal(violation.StartTicks, violation.EndTicks);
         var phases = trace.Events.Where(e => e.Kind == TraceKind.Phase).ToList();
         Assert.Equal(["boot", "work"], phases.Select(p => trace.PhaseNames[p.C]));
+        Assert.All(phases, p => Assert.Equal(MeasurementHub.PhaseTrack, p.Track));
+        Assert.DoesNotContain(trace.Tracks, t => t.Id == MeasurementHub.PhaseTrack);
         Assert.Equal(phases[0].EndTicks, phases[1].StartTicks);
         Assert.Equal(0, trace.DroppedEvents);
     }
@@ -266,6 +268,7 @@ public class MeasurementHubTests
         Assert.Equal(2, doubles.Count(d => d.Name == "toyvmm.fault.latency" && d.Tag == "zeroFill"));
         Assert.Contains(doubles, d => d.Name == "toyvmm.invalidation.latency" && d.Tag == "discard");
         Assert.All(doubles.Where(d => d.Name == "toyvmm.fault.latency"), d => Assert.InRange(d.Value, 2.9, 3.1));
+        Assert.Equal(new LiveFigures(3766, 2, 1, 16, 1, 42), hub.Live());
     }
 
     [Fact]

@@ -50,7 +50,11 @@ public sealed partial class HostAddressSpace
     {
         AssertLocked();
         Debug.Assert(startVpn < endVpn, "the range is not empty");
-        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock) { Cause = cause };
+        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
+        {
+            Cause = cause,
+            StartTicks = Stopwatch.GetTimestamp(),
+        };
         _invalidationCause = cause;
         _invalidationStarted = range.StartTicks;
         LastInvalidation = range;

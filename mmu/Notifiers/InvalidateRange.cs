@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using ToyVmm.Mmu.Metrics;
 
 namespace ToyVmm.Mmu.Notifiers;
@@ -42,8 +41,11 @@ public readonly record struct InvalidateRange(Hva Start, Hva End, InvalidateEven
         init => _cause = value;
     }
 
-    /// <summary>When the invalidation started (<see cref="Stopwatch"/> ticks); by default, when this value was made.</summary>
-    public long StartTicks { get; init; } = Stopwatch.GetTimestamp();
+    /// <summary>
+    /// When the invalidation started (<see cref="System.Diagnostics.Stopwatch"/> ticks), stamped once by the
+    /// host at the start and carried to the end; 0 when the caller did not stamp it.
+    /// </summary>
+    public long StartTicks { get; init; }
 
     public ulong Pages => (End.Value - Start.Value) >> Page.Shift;
     public bool Overlaps(Hva start, Hva end) => start.Value < End.Value && Start.Value < end.Value;

@@ -26,9 +26,12 @@ public sealed unsafe partial class EptMmu
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
         if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return;
+        var events = Events;
+        long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
         lock (_mmuLock) _seq.EndLocked(first, last);
-        // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE change.
-        Events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks, Stopwatch.GetTimestamp());
+        // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE
+        // change (a range nobody stamped: this end only).
+        events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());
     }
 
     /// <summary>

@@ -37,7 +37,7 @@ public static class EndOfRunTable
 
         var inv = r.Invalidations;
         t.Row(["invalidations", .. LatencyHeader[1..], "pages"]);
-        if (inv.Count == 0) t.Row("  (none)", "none");
+        if (inv.Count == 0) t.Row("  all", "none");
         else
         {
             InvalidationRow(t, "  all", inv.Count, inv.Pages, inv.P50Ns, inv.P90Ns, inv.P99Ns, inv.P999Ns, inv.MaxNs);

@@ -66,6 +66,27 @@ public class RunReportTests
     }
 
     [Fact]
+    public void Readme_EveryFieldItsTableNames_IsInTheReport()
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "README.md"))) dir = Path.GetDirectoryName(dir);
+        Assert.NotNull(dir);
+        var lines = File.ReadAllLines(Path.Combine(dir, "README.md"));
+        int start = Array.IndexOf(lines, "### The JSON report");
+        Assert.True(start > 0, "README has no section 'The JSON report'");
+        var fields = lines.Skip(start + 1).TakeWhile(l => !l.StartsWith('#'))
+            .Where(l => l.StartsWith("| `", StringComparison.Ordinal))
+            .Select(l => l[3..l.IndexOf('`', 3)].Replace("[]", ""))
+            .Where(f => !f.Contains('<'))
+            .ToList();
+        Assert.True(fields.Count >= 30, $"only {fields.Count} fields found in the README table");
+        var trace = new TraceData { OriginTicks = 0, Tracks = [], Events = [], Counters = [], PhaseNames = [] };
+        var facts = Facts() with { Checker = new CheckerFacts(true, 1, "MMU invariant violated: ...") };
+        var root = Json(RunReport.Build(TwoPhases(trace), facts));
+        Assert.DoesNotContain(fields, f => At(root, f) is null);
+    }
+
+    [Fact]
     public void Build_FlatMemoryRunWithoutTrace_LeavesHostAndTraceOut()
     {
         var root = Json(RunReport.Build(TwoPhases(), Facts(host: false)));

@@ -83,8 +83,9 @@ public static class TraceFileWriter
 
         foreach (var c in trace.Counters)
         {
-            Counter(json, clock.Microseconds(c.Ticks), "free frames", "frames", c.FreeFrames);
-            Counter(json, clock.Microseconds(c.Ticks), "resident guest pages", "pages", c.ResidentGuestPages);
+            decimal ts = TraceClock.Micro(clock.Nanoseconds(c.Ticks));
+            Counter(json, ts, "free frames", "frames", c.FreeFrames);
+            Counter(json, ts, "resident guest pages", "pages", c.ResidentGuestPages);
             if (json.BytesPending > 1 << 16) json.Flush();
         }
         json.WriteEndArray();
@@ -156,9 +157,11 @@ public static class TraceFileWriter
         json.WriteString("ph", "X");
         json.WriteNumber("pid", Pid);
         json.WriteNumber("tid", tid);
-        double ts = clock.Microseconds(e.StartTicks);
-        json.WriteNumber("ts", ts);
-        json.WriteNumber("dur", Math.Max(0, Math.Round(clock.Microseconds(endTicks) - ts, 3)));
+        // Whole nanoseconds, written as exact decimals of microseconds: a child clipped to
+        // its parent's end in ticks cannot end after it by a rounding error.
+        long start = clock.Nanoseconds(e.StartTicks);
+        json.WriteNumber("ts", TraceClock.Micro(start));
+        json.WriteNumber("dur", TraceClock.Micro(Math.Max(0, clock.Nanoseconds(endTicks) - start)));
         json.WriteStartObject("args");
         Args(json, e);
         json.WriteEndObject();
@@ -174,14 +177,14 @@ public static class TraceFileWriter
         json.WriteString("s", "g");           // global: a line across every track, the moment the checker fired
         json.WriteNumber("pid", Pid);
         json.WriteNumber("tid", tid);
-        json.WriteNumber("ts", clock.Microseconds(e.StartTicks));
+        json.WriteNumber("ts", TraceClock.Micro(clock.Nanoseconds(e.StartTicks)));
         json.WriteStartObject("args");
         Args(json, e);
         json.WriteEndObject();
         json.WriteEndObject();
     }
 
-    private static void Counter(Utf8JsonWriter json, double ts, string name, string series, long value)
+    private static void Counter(Utf8JsonWriter json, decimal ts, string name, string series, long value)
     {
         json.WriteStartObject();
         json.WriteString("name", name);
@@ -257,11 +260,13 @@ public static class TraceFileWriter
 
     private static string Hex(ulong v) => $"0x{v:x}";
 
-    /// <summary>Stopwatch ticks since the trace's origin, in microseconds with nanosecond decimals.</summary>
+    /// <summary>Stopwatch ticks since the trace's origin in whole nanoseconds (monotonic in the ticks).</summary>
     private readonly struct TraceClock(long origin)
     {
-        private static readonly double MicrosPerTick = 1e6 / Stopwatch.Frequency;
-        public double Microseconds(long ticks) => Math.Round((ticks - origin) * MicrosPerTick, 3);
+        private static readonly double NanosPerTick = 1e9 / Stopwatch.Frequency;
+        public long Nanoseconds(long ticks) => (long)Math.Round((ticks - origin) * NanosPerTick);
+        /// <summary>Nanoseconds as microseconds with exactly the decimals needed (<c>12.345</c>, <c>12</c>).</summary>
+        public static decimal Micro(long ns) => ns / 1000m;
     }
 }
 

@@ -86,17 +86,18 @@ public class TraceFileWriterTests
         foreach (var track in byTrack)
         {
             tracks++;
-            var ends = new Stack<double>();
-            double lastTs = double.MinValue;
+            // Decimal: the writer's microseconds are exact nanoseconds, so nesting holds exactly.
+            var ends = new Stack<decimal>();
+            decimal lastTs = decimal.MinValue;
             foreach (var e in track)
             {
-                double ts = e.GetProperty("ts").GetDouble(), dur = e.GetProperty("dur").GetDouble();
+                decimal ts = e.GetProperty("ts").GetDecimal(), dur = e.GetProperty("dur").GetDecimal();
                 Assert.True(dur >= 0, $"negative dur on track {track.Key}");
                 Assert.True(ts >= lastTs, $"track {track.Key} out of order at {ts}");
                 lastTs = ts;
                 while (ends.Count > 0 && ends.Peek() <= ts) ends.Pop();
-                // Inside the enclosing slice, or disjoint: never straddling its end (ns rounding aside).
-                if (ends.Count > 0) Assert.True(ts + dur <= ends.Peek() + 0.0015, $"track {track.Key}: [{ts}, {ts + dur}] straddles {ends.Peek()}");
+                // Inside the enclosing slice, or disjoint: never straddling its end.
+                if (ends.Count > 0) Assert.True(ts + dur <= ends.Peek(), $"track {track.Key}: [{ts}, {ts + dur}] straddles {ends.Peek()}");
                 ends.Push(ts + dur);
             }
         }

@@ -43,6 +43,32 @@ public static class Plots
         return [latency, timeline];
     }
 
+    /// <summary>
+    /// Null when the plots can be written into <paramref name="dir"/> (it exists as a
+    /// writable folder, or can be created), else the one-line reason; creates nothing.
+    /// </summary>
+    public static string? CheckWritable(string dir)
+    {
+        string full;
+        try { full = Path.GetFullPath(dir); }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            return $"cannot write plots to {dir}: {ex.Message}";
+        }
+        if (File.Exists(full)) return $"cannot write plots to {dir}: it is a file";
+        // The nearest folder that exists must take new entries: the plot folder or the folder it will be made in.
+        string existing = full;
+        while (!Directory.Exists(existing))
+        {
+            string? parent = Path.GetDirectoryName(existing);
+            if (parent is null) return $"cannot write plots to {dir}: no such folder";
+            if (File.Exists(parent)) return $"cannot write plots to {dir}: {parent} is a file";
+            existing = parent;
+        }
+        string? why = AtomicFile.CheckWritable(Path.Combine(existing, LatencyFile));
+        return why is null ? null : $"cannot write plots to {dir}: {why[(why.IndexOf(": ", StringComparison.Ordinal) + 2)..]}";
+    }
+
     /// <summary>The title: first line as given, the settings wrapped to lines that fit the image.</summary>
     public static string Heading(string title, string subtitle)
     {

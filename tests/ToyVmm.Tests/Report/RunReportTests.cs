@@ -228,11 +228,31 @@ public class RunReportTests
     {
         string path = Path.Combine(Path.GetTempPath(), $"toyvmm-no-such-{Guid.NewGuid():N}", "report.json");
         var ex = Assert.Throws<IOException>(() => ReportWriter.Write(RunReport.Build(TwoPhases(), Facts()), path));
-        Assert.Contains(path, ex.Message);
+        Assert.Equal($"cannot write {path}: the folder {Path.GetDirectoryName(path)} does not exist", ex.Message);
+        Assert.Equal(ex.Message, AtomicFile.CheckWritable(path));
     }
 
     [Fact]
-    public void ReportNames_AreTheJsonFieldNames()
+    public void CheckWritable_WritableFolder_NullAndNothingLeft()
+    {
+        string dir = Directory.CreateTempSubdirectory("toyvmm-check").FullName;
+        try
+        {
+            Assert.Null(AtomicFile.CheckWritable(Path.Combine(dir, "report.json")));
+            Assert.Empty(Directory.GetFileSystemEntries(dir));
+            Assert.Equal($"cannot write {dir}: it is a folder", AtomicFile.CheckWritable(dir));
+            Assert.Null(Plots.CheckWritable(Path.Combine(dir, "plots", "run1")));
+            Assert.Empty(Directory.GetFileSystemEntries(dir));
+            string file = Path.Combine(dir, "f");
+            File.WriteAllText(file, "");
+            Assert.Equal($"cannot write plots to {file}: it is a file", Plots.CheckWritable(file));
+            Assert.Equal($"cannot write plots to {Path.Combine(file, "x")}: {file} is a file", Plots.CheckWritable(Path.Combine(file, "x")));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void Of_EachKind_IsItsJsonFieldName()
     {
         Assert.Equal("swapCacheHit", ReportNames.Of(FaultKind.SwapCacheHit));
         Assert.Equal("pageOut", ReportNames.Of(InvalidateCause.PageOut));

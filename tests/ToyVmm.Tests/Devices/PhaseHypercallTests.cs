@@ -2,6 +2,7 @@ using System.Text;
 using ToyVmm.Loader;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
+using ToyVmm.Report;
 using ToyVmm.Tests.Vm;
 using ToyVmm.Vm;
 using Xunit;
@@ -164,5 +165,22 @@ public class PhaseHypercallTests
         // Nothing dropped within the budget: the timeline has a slice for every fault.
         Assert.Equal(0, s.Trace!.DroppedEvents);
         Assert.Equal(s.Total.Faults.Values.Sum(h => h.TotalCount), s.Trace.Events.Count(e => e.Kind == TraceKind.Fault));
+
+        // The writers take the snapshot as it is: the report, the table and the trace file.
+        var report = RunReport.Build(s, new RunFacts
+        {
+            ExitStatus = 0, GuestPath = "phases.elf", Vcpus = vcpus, Instructions = result.InstructionsRetired,
+            WallSeconds = s.Total.WallSeconds, Settings = [],
+        });
+        Assert.Equal(["boot", "fill", "pageout", "verify"], report.Phases.Select(p => p.Name));
+        Assert.Contains("fill", EndOfRunTable.Render(report));
+        using var file = new MemoryStream();
+        TraceFileWriter.Write(s.Trace, file, []);
+        using var json = System.Text.Json.JsonDocument.Parse(file.ToArray());
+        var names = json.RootElement.GetProperty("traceEvents").EnumerateArray()
+            .Where(e => e.GetProperty("ph").GetString() == "M" && e.GetProperty("name").GetString() == "thread_name")
+            .Select(e => e.GetProperty("args").GetProperty("name").GetString()).ToList();
+        Assert.Contains("vCPU 0", names);
+        Assert.Contains("phases", names);
     }
 }

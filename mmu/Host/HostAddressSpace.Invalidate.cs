@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Host;
@@ -33,12 +34,26 @@ public sealed partial class HostAddressSpace
     /// <summary>Invalidation starts seen by tests and diagnostics: (range, event) of the most recent one.</summary>
     internal InvalidateRange LastInvalidation { get; private set; }
 
-    /// <summary>Start an invalidation of pages [startVpn, endVpn). False: a subscriber would block; change nothing and retry.</summary>
-    private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, bool mayBlock)
+    // The invalidation in progress: start and end run under one hold of _lock, so
+    // one pair of fields carries the start's cause and time to the end's range.
+    private InvalidateCause _invalidationCause;   // guarded by _lock
+    private long _invalidationStarted;            // guarded by _lock
+
+    /// <summary>
+    /// Start an invalidation of pages [startVpn, endVpn) on behalf of <paramref name="cause"/>.
+    /// False: a subscriber would block; change nothing and retry.
+    /// </summary>
+    private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, InvalidateCause cause, bool mayBlock)
     {
         AssertLocked();
         Debug.Assert(startVpn < endVpn, "the range is not empty");
-        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock);
+        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
+        {
+            Cause = cause,
+            StartTicks = Stopwatch.GetTimestamp(),
+        };
+        _invalidationCause = cause;
+        _invalidationStarted = range.StartTicks;
         LastInvalidation = range;
         _host.Stats.Count(ref _host.Stats.Invalidations);
         if (kind == InvalidateEvent.Release)
@@ -56,7 +71,15 @@ public sealed partial class HostAddressSpace
     {
         AssertLocked();
         if (kind == InvalidateEvent.Release || Notifiers.IsEmpty) return;
-        Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock));
+        Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
+        {
+            Cause = _invalidationCause,
+            StartTicks = _invalidationStarted,
+        });
+        // Under a protocol whose subscribers hear no range (broken-2008: pages, after the
+        // fact), no notifier start or end carries the cause to a subscriber: the host records it.
+        if (!Notifiers.Protocol.SubscribersHearRanges)
+            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
     }
 
     /// <summary>
@@ -65,12 +88,12 @@ public sealed partial class HostAddressSpace
     /// refusals it asks again with may-block true, if <paramref name="mayBlock"/> allows).
     /// Returns with _lock held and the invalidation started; false (lock not held) if it gave up.
     /// </summary>
-    private bool EnterAndStart(ulong startVpn, ulong endVpn, InvalidateEvent kind, ref bool mayBlock, bool canFallBack)
+    private bool EnterAndStart(ulong startVpn, ulong endVpn, InvalidateEvent kind, InvalidateCause cause, ref bool mayBlock, bool canFallBack)
     {
         for (int tries = 0; ; tries++)
         {
             EnterLock();
-            if (InvalidateStartLocked(startVpn, endVpn, kind, mayBlock)) return true;
+            if (InvalidateStartLocked(startVpn, endVpn, kind, cause, mayBlock)) return true;
             ExitLock();
             if (tries >= _host.Options.NonBlockingTries)
             {

@@ -24,6 +24,8 @@ public sealed class Broken2008Protocol : INotifierProtocol
 
     private Broken2008Protocol() { }
 
+    public bool SubscribersHearRanges => false;
+
     public NotifierProtocol Kind => NotifierProtocol.Broken2008;
 
     /// <summary>The bug, host half: nobody hears of the change before it happens.</summary>

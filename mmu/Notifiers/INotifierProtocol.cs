@@ -26,6 +26,12 @@ public interface INotifierProtocol
 {
     NotifierProtocol Kind { get; }
 
+    /// <summary>
+    /// True when the subscribers hear each host range at its start and its end
+    /// (and can time it); false when they hear of single pages after the fact.
+    /// </summary>
+    bool SubscribersHearRanges { get; }
+
     /// <summary>Host half, before the PTEs of the range change. False: a non-blocking start was refused; change nothing.</summary>
     bool BeforePteChange(ReadOnlySpan<IMmuNotifierSubscriber> subscribers, in InvalidateRange range);
 

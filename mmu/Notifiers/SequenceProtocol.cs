@@ -12,6 +12,8 @@ public sealed class SequenceProtocol : INotifierProtocol
 
     private SequenceProtocol() { }
 
+    public bool SubscribersHearRanges => true;
+
     public NotifierProtocol Kind => NotifierProtocol.Sequence;
 
     /// <summary>

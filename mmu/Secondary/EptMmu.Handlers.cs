@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Secondary;
@@ -10,16 +9,9 @@ namespace ToyVmm.Mmu.Secondary;
 public sealed unsafe partial class EptMmu
 {
     /// <summary>invalidate_range_start: count the range in progress (on-lock), then zap each slot's part.</summary>
-    private struct InvalidateStartHandler(EptMmu mmu) : IGfnRangeHandler
+    private readonly struct InvalidateStartHandler(EptMmu mmu) : IGfnRangeHandler
     {
-        /// <summary>When the MMU lock was taken (for the invalidation latency).</summary>
-        public long Started;
-
-        public void OnLock(ulong firstGfn, ulong lastGfn)
-        {
-            Started = Stopwatch.GetTimestamp();
-            mmu._seq.BeginLocked(firstGfn, lastGfn);
-        }
+        public void OnLock(ulong firstGfn, ulong lastGfn) => mmu._seq.BeginLocked(firstGfn, lastGfn);
 
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => mmu.ZapGfnsLocked(firstGfn, lastGfn);
     }
@@ -31,15 +23,28 @@ public sealed unsafe partial class EptMmu
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => 0;
     }
 
-    /// <summary>Zap each slot's part (invalidate_page, release, slot removal).</summary>
-    private readonly struct ZapHandler(EptMmu mmu, bool flushEveryone = false) : IGfnRangeHandler
+    /// <summary>Zap each slot's part (invalidate_page, slot removal).</summary>
+    private readonly struct ZapHandler(EptMmu mmu) : IGfnRangeHandler
     {
+        public void OnLock(ulong firstGfn, ulong lastGfn) { }
+
+        public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => mmu.ZapGfnsLocked(firstGfn, lastGfn);
+    }
+
+    /// <summary>release: zap every slot, have every vCPU flush; counts the host pages the slots cover (for the teardown figure).</summary>
+    private struct ReleaseHandler(EptMmu mmu) : IGfnRangeHandler
+    {
+        public ulong Pages;
+        public ulong FirstPage = ulong.MaxValue;
+
         public void OnLock(ulong firstGfn, ulong lastGfn) { }
 
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn)
         {
-            ulong holders = mmu.ZapGfnsLocked(firstGfn, lastGfn);
-            return flushEveryone ? ulong.MaxValue : holders;
+            mmu.ZapGfnsLocked(firstGfn, lastGfn);
+            Pages += slot.Bytes >> Page.Shift;
+            FirstPage = Math.Min(FirstPage, slot.HvaStart.PageNumber);
+            return ulong.MaxValue;
         }
     }
 

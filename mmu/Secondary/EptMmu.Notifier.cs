@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Secondary;
@@ -14,15 +15,18 @@ public sealed unsafe partial class EptMmu
         var start = new InvalidateStartHandler(this);
         var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true), ref start);
         if (walk.Outcome == WalkOutcome.WouldBlock) return false;   // "would block": the host backs off and retries
-        if (walk.Outcome == WalkOutcome.Done)
-            Events?.InvalidateCompleted(Stopwatch.GetTimestamp() - start.Started, range.Pages);
         return true;
     }
 
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
+        var events = Events;
+        long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
         var end = new InvalidateEndHandler(_seq);
-        _walker.Walk(new HvaRangeWalk(range.Start, range.End), ref end);
+        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End), ref end).Outcome != WalkOutcome.Done) return;
+        // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE
+        // change (a range nobody stamped: this end only).
+        events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());
     }
 
     /// <summary>
@@ -61,8 +65,10 @@ public sealed unsafe partial class EptMmu
     /// <summary>The address space is being torn down: zap everything and flush every vCPU.</summary>
     public void Release()
     {
-        var zap = new ZapHandler(this, flushEveryone: true);
-        _walker.Walk(new HvaRangeWalk(new Hva(0), new Hva(ulong.MaxValue), FlushOnReturn: true), ref zap);
+        long started = Stopwatch.GetTimestamp();
+        var release = new ReleaseHandler(this);
+        _walker.Walk(new HvaRangeWalk(new Hva(0), new Hva(ulong.MaxValue), FlushOnReturn: true), ref release);
+        if (release.Pages != 0) Events?.InvalidateCompleted(InvalidateCause.Teardown, release.FirstPage, release.Pages, started, Stopwatch.GetTimestamp());
     }
 
     void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn)
@@ -108,6 +114,8 @@ public sealed unsafe partial class EptMmu
     private void FlushVcpusLocked(ulong holders, ulong firstGfn, ulong lastGfn)
     {
         var vcpus = _vcpus;
+        var events = Events;
+        long posted = events is null ? 0 : Stopwatch.GetTimestamp();
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         int pending = 0;
         for (int i = 0; i < vcpus.Length; i++)
@@ -121,7 +129,11 @@ public sealed unsafe partial class EptMmu
             try
             {
                 _shootdowns.Asked++;
-            if (!tlb.MayHold(firstGfn, lastGfn)) { vcpus[i].CompleteRemotely(t); tickets[i] = -1; _shootdowns.NotHeld++; }
+                if (!tlb.MayHold(firstGfn, lastGfn))
+                {
+                    vcpus[i].CompleteRemotely(t); tickets[i] = -1; _shootdowns.NotHeld++;
+                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());
+                }
                 else pending++;
             }
             finally { vcpus[i].UnpinTlb(); }
@@ -134,7 +146,11 @@ public sealed unsafe partial class EptMmu
             pending = 0;
             for (int i = 0; i < vcpus.Length; i++)
             {
-                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i])) { tickets[i] = -1; _shootdowns.Acknowledged++; }
+                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i]))
+                {
+                    tickets[i] = -1; _shootdowns.Acknowledged++;
+                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Acknowledged, posted, Stopwatch.GetTimestamp());
+                }
                 if (tickets[i] >= 0) pending++;
             }
         }
@@ -159,7 +175,11 @@ public sealed unsafe partial class EptMmu
                 if (tlb is null) continue;
                 try
                 {
-                    if (tlb.IsQuiescent) { vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; _shootdowns.ShotDown++; }
+                    if (tlb.IsQuiescent)
+                    {
+                        vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; _shootdowns.ShotDown++;
+                        events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.ShotDown, posted, Stopwatch.GetTimestamp());
+                    }
                 }
                 finally { vcpus[i].UnpinTlb(); }
             }
@@ -170,6 +190,7 @@ public sealed unsafe partial class EptMmu
             if (tickets[i] < 0) continue;
             _shootdowns.Waited++;
             vcpus[i].WaitForFlush(tickets[i]);
+            events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Waited, posted, Stopwatch.GetTimestamp());
         }
     }
 }

@@ -1,4 +1,5 @@
 using ToyVmm.Mmu.Host;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Secondary;
@@ -21,7 +22,10 @@ public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostM
     public MmuNotifierRegistry Notifiers => Space.Notifiers;
 
     public HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame) =>
-        Space.GetUserPage(address, write, out frame) switch
+        GetUserPage(address, write, out frame, out _);
+
+    public HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame, out FaultKind kind) =>
+        Space.GetUserPage(address, write, out frame, out kind) switch
         {
             HostFaultStatus.Ok => HostFaultResult.Ok,
             HostFaultStatus.BadAddress => HostFaultResult.NoMapping,

@@ -15,6 +15,7 @@ namespace ToyVmm.Vm;
 /// <param name="Protocol">The fault/invalidate protocol (broken-2008 only to watch the checker catch the race).</param>
 /// <param name="Check">Run the invariant checker at every install, TLB fill and frame free.</param>
 /// <param name="PageOutIntervalMs">When positive, a pressure thread pages a random range of guest RAM out this often.</param>
+/// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
 public sealed record GuestMemoryConfig(
     ulong HostMemoryBytes,
     string? SwapFilePath = null,
@@ -22,7 +23,8 @@ public sealed record GuestMemoryConfig(
     NotifierProtocol Protocol = NotifierProtocol.Sequence,
     bool Check = false,
     int PageOutIntervalMs = 0,
-    int Seed = 1);
+    int Seed = 1,
+    long TraceLimit = 0);
 
 /// <summary>
 /// Guest RAM as the layers of docs/DESIGN.md build it (the VMM's composition
@@ -30,7 +32,8 @@ public sealed record GuestMemoryConfig(
 /// reclaimer), one host address space with one anonymous mapping for the RAM
 /// and the chosen notifier protocol, the EPT-like secondary MMU subscribed to
 /// its notifiers (the vCPUs' access side), the manager over both (the devices'
-/// management side), the invariant checker and the latency statistics.
+/// management side), the invariant checker and the measurement hub that all of
+/// them record into.
 /// </summary>
 /// <remarks>
 /// Life cycle: construct (starts the reclaimer and the pressure thread) -->
@@ -63,13 +66,16 @@ public sealed class HostBackedMemory : IDisposable
             Space = Host.CreateAddressSpace();
             Space.Notifiers.Protocol = NotifierProtocols.Of(config.Protocol);
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
-            Stats = new MmuStats(vcpus);
+            Measurements = new MeasurementHub(vcpus, config.TraceLimit);
+            Host.Events = Measurements;
             var binding = new SecondaryHostBinding(Space);
-            Mmu = new EptMmu(binding, ramBytes, RamHva) { Events = Stats };
+            Mmu = new EptMmu(binding, ramBytes, RamHva) { Events = Measurements };
             Management = new GuestMemoryManager(binding, Mmu);
+            var space = Space;
+            Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
             {
-                Checker = new MmuInvariantChecker();
+                Checker = new MmuInvariantChecker { Events = Measurements };
                 Mmu.Checker = Checker;
                 Host.FrameFreed = Checker.OnFrameFree;
             }
@@ -83,6 +89,7 @@ public sealed class HostBackedMemory : IDisposable
         }
         catch
         {
+            Measurements?.Dispose();
             Host.Dispose();
             throw;
         }
@@ -97,7 +104,11 @@ public sealed class HostBackedMemory : IDisposable
     public GuestMemoryManager Management { get; }
     /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
     public VmMemory Memory => new(Mmu, Management);
-    public MmuStats Stats { get; }
+    /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
+    public MeasurementHub Measurements { get; }
+
+    /// <summary>The figures so far; exact once the vCPUs and <see cref="StopBackground"/> have stopped.</summary>
+    public MeasurementSnapshot Snapshot() => Measurements.Snapshot();
     public MmuInvariantChecker? Checker { get; }
 
     /// <summary>Pages the pressure thread has paged out.</summary>
@@ -120,15 +131,22 @@ public sealed class HostBackedMemory : IDisposable
     /// <summary>One line per part: where the time went.</summary>
     public IEnumerable<string> Summary()
     {
-        var f = Stats.Faults();
-        var inv = Stats.Invalidations();
-        yield return $"secondary faults: {f.Count} (p50 {f.PercentileNs(0.5)} ns, p99 {f.PercentileNs(0.99)} ns, max {f.MaxNs} ns), retried {Stats.FaultRetries}";
-        yield return $"invalidations: {inv.Count} covering {Stats.InvalidatedPages} pages (p50 {inv.PercentileNs(0.5)} ns, p99 {inv.PercentileNs(0.99)} ns, max {inv.MaxNs} ns)";
+        var total = Snapshot().Total;
+        var faults = LatencyScale.NewHistogram();
+        foreach (var h in total.Faults.Values) faults.Add(h);
+        var inv = LatencyScale.NewHistogram();
+        foreach (var h in total.Invalidations.Values) inv.Add(h);
+        string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
+        yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
+        yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
         yield return $"TLB shootdowns: {Mmu.Shootdowns}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         if (_pressure is not null) yield return $"forced page-outs: {PressurePages} pages";
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
     }
+
+    private static long P(HdrHistogram.HistogramBase h, double percentile) => h.TotalCount == 0 ? 0 : h.GetValueAtPercentile(percentile);
+    private static long Max(HdrHistogram.HistogramBase h) => h.TotalCount == 0 ? 0 : HdrHistogram.HistogramExtensions.GetMaxValue(h);
 
     /// <summary>Stop the pressure thread and the background reclaimer (the host is then quiescent once the vCPUs stop).</summary>
     public void StopBackground()
@@ -144,9 +162,11 @@ public sealed class HostBackedMemory : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         StopBackground();
+        Measurements.EndRun();
         Mmu.Dispose();
         Space.Dispose();
         Host.Dispose();
+        Measurements.Dispose();
         _stop.Dispose();
     }
 }

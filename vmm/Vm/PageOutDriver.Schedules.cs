@@ -117,6 +117,7 @@ public sealed partial class PageOutDriver
         var r = _space.Host.Shrink(s.Bytes);
         Interlocked.Add(ref _shrinkRequested, r.RequestedFrames);
         Interlocked.Add(ref _shrinkGranted, r.GrantedFrames);
+        Interlocked.Add(ref _shrinkAtOnce, r.RetiredNow);
         if (r.Clamped && Interlocked.Exchange(ref _clampWarned, 1) == 0) LogShrinkClamped(_logger, r.RequestedFrames, r.GrantedFrames);
         LogShrunk(_logger, r.GrantedFrames, r.RetiredNow, r.Debt, r.TargetFrames);
     }

@@ -50,7 +50,7 @@ public sealed partial class PageOutDriver : IDisposable
     private readonly Stopwatch _clock = new();
     private readonly long[] _pagesByPick = new long[Enum.GetValues<PageOutPick>().Length];   // interlocked
     private long _calls;                               // interlocked: page-out calls made
-    private long _shrinkRequested, _shrinkGranted;     // interlocked: frames
+    private long _shrinkRequested, _shrinkGranted, _shrinkAtOnce;   // interlocked: frames
     private int _clampWarned;                          // 1 once the clamp warning was logged
     private Thread? _thread;
     private Exception? _failure;
@@ -111,8 +111,12 @@ public sealed partial class PageOutDriver : IDisposable
     /// <summary>Page-out calls made (one per contiguous run of pages).</summary>
     public long Calls => Volatile.Read(ref _calls);
 
-    /// <summary>Frames the shrink schedules asked the host to take out of service, and what it granted.</summary>
-    public (long Requested, long Granted) ShrinkFrames => (Volatile.Read(ref _shrinkRequested), Volatile.Read(ref _shrinkGranted));
+    /// <summary>
+    /// Frames the shrink schedules asked the host to take out of service, what it
+    /// granted, and how many of those were free and left at once (the rest leave as reclaim frees them).
+    /// </summary>
+    public (long Requested, long Granted, long AtOnce) ShrinkFrames =>
+        (Volatile.Read(ref _shrinkRequested), Volatile.Read(ref _shrinkGranted), Volatile.Read(ref _shrinkAtOnce));
 
     /// <summary>The exception that ended the driver's thread early, or null.</summary>
     public Exception? Failure => Volatile.Read(ref _failure);
@@ -155,9 +159,10 @@ public sealed partial class PageOutDriver : IDisposable
         string picks = string.Join(", ", used);
         if (picks.Length > 0)
             yield return $"forced page-outs: {PagesPagedOut} pages ({picks}) in {Calls} calls";
-        var (requested, granted) = ShrinkFrames;
+        var (requested, granted, atOnce) = ShrinkFrames;
         if (_runs.Any(r => r.Schedule is HostShrink))
-            yield return $"host shrink: {granted} of {requested} frames taken out of service ({_space.Host.RetiredFrames} retired, {_space.Host.ShrinkDebt} owed)";
+            yield return $"host shrink: {granted} of {requested} frames taken out of service ({atOnce} free at once, " +
+                $"{_space.Host.RetiredFrames - atOnce} as reclaim freed them, {_space.Host.ShrinkDebt} still owed)";
         if (Failure is { } e) yield return $"page-out driver stopped early: {e.Message}";
     }
 

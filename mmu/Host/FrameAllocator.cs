@@ -16,12 +16,13 @@ namespace ToyVmm.Mmu.Host;
 /// </summary>
 /// <remarks>
 /// The pool can shrink while it is in use (<see cref="Shrink"/>): free frames
-/// are retired at once; the rest of the shrink is a debt that every later
-/// <see cref="Free"/> pays first, by retiring the frame instead of listing it.
+/// are retired at once; the rest of the shrink is a debt that later frees pay,
+/// by retiring the frame instead of listing it, once min frames are listed.
 /// Retired frames are never handed out again. The watermarks are scaled to the
 /// frames left in service, so reclaim (not the caller of Shrink) frees the
-/// frames the debt needs: the free list stays empty until it is paid, which
-/// drives allocation below min (direct reclaim) and low (the reclaimer).
+/// frames the debt needs: the free list stays at or below min until it is
+/// paid, which wakes the background reclaimer (below low) and makes allocation
+/// reclaim directly (at min) as it would when memory runs short.
 /// </remarks>
 internal sealed class FrameAllocator
 {
@@ -197,7 +198,9 @@ internal sealed class FrameAllocator
         m.SwapSlot = FrameMeta.NoSlot;
         lock (_lock)
         {
-            if (_retireDebt > 0)
+            // Keep min frames listed while a debt is paid, so that an allocating thread's
+            // direct reclaim is bounded as usual and the reclaimer pays the bulk of it.
+            if (_retireDebt > 0 && _freeCount >= _marks.Min)
             {
                 _retireDebt--;
                 RetireLocked(frame);

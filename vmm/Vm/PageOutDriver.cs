@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ToyVmm.Mmu;
@@ -130,6 +131,7 @@ public sealed partial class PageOutDriver : IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (_thread is not null) throw new InvalidOperationException("the page-out driver has already been started");
         if (_runs.Length == 0) return;
+        LogStarting(_logger, string.Join("; ", Schedules.Select(Describe)), Seed);
         _clock.Start();
         _thread = new Thread(Run) { IsBackground = true, Name = ThreadName };
         _thread.Start();
@@ -201,9 +203,10 @@ public sealed partial class PageOutDriver : IDisposable
         }
     }
 
+    /// <summary>A wait of at least <paramref name="stopwatchTicks"/>, in whole milliseconds (the longest wait is about 24 days; the loop then waits again).</summary>
     private static int CeilingMilliseconds(long stopwatchTicks)
     {
-        long ms = (stopwatchTicks * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency;
+        double ms = Math.Ceiling(stopwatchTicks * 1000.0 / Stopwatch.Frequency);
         return (int)Math.Clamp(ms, 1, int.MaxValue - 1);
     }
 
@@ -234,12 +237,29 @@ public sealed partial class PageOutDriver : IDisposable
                 PeriodicPageOut or BurstPageOut or HostShrink => null,
                 var other => $"of kind {other.GetType().Name} is not supported",
             };
-            if (problem is not null) throw new ArgumentException($"page-out schedule {i + 1} ({schedules[i]}) {problem}");
+            if (problem is not null) throw new ArgumentException($"page-out schedule {i + 1} ({Describe(schedules[i])}) {problem}");
         }
     }
 
+    /// <summary>A schedule as the <c>--pageout</c> option spells it.</summary>
+    public static string Describe(PageOutSchedule? schedule) => schedule switch
+    {
+        PeriodicPageOut p => $"every={Ms(p.Every)}{(p.Pages is int n ? $",pages={n}" : "")},pick={Name(p.Pick)}",
+        BurstPageOut b => $"at={Ms(b.At)},fraction={b.Fraction.ToString(CultureInfo.InvariantCulture)},pick={Name(b.Pick)}",
+        HostShrink h => $"shrink={h.Bytes}@{Ms(h.At)}",
+        null => "none",
+        _ => schedule.ToString(),
+    };
+
+    private static string Ms(TimeSpan t) => t.TotalMilliseconds.ToString(CultureInfo.InvariantCulture) + "ms";
+
+    private static string Name(PageOutPick pick) => Enum.IsDefined(pick) ? pick.ToString().ToLowerInvariant() : ((int)pick).ToString(CultureInfo.InvariantCulture);
+
     [LoggerMessage(EventId = 300, Level = LogLevel.Error, Message = "page-out driver stopped")]
     private static partial void LogFailed(ILogger logger, Exception e);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "page-out driver: {Schedules} (seed {Seed})")]
+    private static partial void LogStarting(ILogger logger, string schedules, int seed);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Warning,
         Message = "host shrink by {Requested} frames clamped to {Granted}: the host keeps at least 64 frames plus its high watermark in service")]

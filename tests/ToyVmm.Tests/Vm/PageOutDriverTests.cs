@@ -192,6 +192,15 @@ public class PageOutDriverTests(ITestOutputHelper output)
         Assert.NotEqual(PageOutDriver.ScheduleSeed(7, 1), PageOutDriver.ScheduleSeed(7, 2));
     }
 
+    [Fact]
+    public void Describe_EachForm_SpelledAsTheOption()
+    {
+        Assert.Equal("every=5ms,pick=random", PageOutDriver.Describe(new PeriodicPageOut(TimeSpan.FromMilliseconds(5), null, PageOutPick.Random)));
+        Assert.Equal("every=0.5ms,pages=64,pick=sweep", PageOutDriver.Describe(new PeriodicPageOut(TimeSpan.FromMicroseconds(500), 64, PageOutPick.Sweep)));
+        Assert.Equal("at=2000ms,fraction=0.25,pick=cold", PageOutDriver.Describe(new BurstPageOut(TimeSpan.FromSeconds(2), 0.25, PageOutPick.Cold)));
+        Assert.Equal("shrink=16777216@1000ms", PageOutDriver.Describe(new HostShrink(16UL << 20, TimeSpan.FromSeconds(1))));
+    }
+
     public static TheoryData<PageOutSchedule, string> BadSchedules() => new()
     {
         { new PeriodicPageOut(TimeSpan.Zero, null, PageOutPick.Random), "period" },
@@ -211,7 +220,7 @@ public class PageOutDriverTests(ITestOutputHelper output)
     {
         var e = Assert.Throws<ArgumentException>(() => new HostBackedMemory(Ram, 1, new GuestMemoryConfig(Ram * 2,
             PageOut: [new PeriodicPageOut(TimeSpan.FromMilliseconds(5), null, PageOutPick.Random), bad])));
-        Assert.Contains("page-out schedule 2", e.Message);
+        Assert.Contains($"page-out schedule 2 ({PageOutDriver.Describe(bad)})", e.Message);
         Assert.Contains(says, e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }

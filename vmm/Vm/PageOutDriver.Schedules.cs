@@ -90,7 +90,7 @@ public sealed partial class PageOutDriver
     {
         var resident = new Hva[checked((int)_ramPages)];
         int r = _space.ResidentPagesIn(_ramHva, _ramPages << Page.Shift, resident);
-        int n = (int)Math.Round(b.Fraction * r);
+        int n = (int)Math.Round(b.Fraction * r, MidpointRounding.AwayFromZero);
         if (n == 0) return;
         switch (b.Pick)
         {

@@ -268,7 +268,7 @@ public class PageOutDriverTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Every pick at once under a running memory guest at a quarter of its RAM in host
+    /// Every pick at once (periodic, and bursts) under a running memory guest at a quarter of its RAM in host
     /// frames, with the reclaimer and the invariant checker: cold/hot picks read the LRU
     /// and the EPT accessed bits while vCPUs fault and reclaim runs.
     /// </summary>
@@ -283,7 +283,10 @@ public class PageOutDriverTests(ITestOutputHelper output)
             new PeriodicPageOut(TimeSpan.FromMilliseconds(2), 32, PageOutPick.Cold),
             new PeriodicPageOut(TimeSpan.FromMilliseconds(3), 16, PageOutPick.Hot),
             new PeriodicPageOut(TimeSpan.FromMilliseconds(5), 64, PageOutPick.Sweep),
-            new BurstPageOut(TimeSpan.FromMilliseconds(20), 0.25, PageOutPick.Random),
+            new PeriodicPageOut(TimeSpan.FromMilliseconds(4), null, PageOutPick.Random),
+            // Bursts while the guest runs; how much is resident when they come depends on timing.
+            new BurstPageOut(TimeSpan.FromMilliseconds(50), 0.25, PageOutPick.Random),
+            new BurstPageOut(TimeSpan.FromMilliseconds(100), 0.5, PageOutPick.Hot),
         ];
         using var backing = new HostBackedMemory(ram, vcpus, new GuestMemoryConfig(
             HostMemoryBytes: ram / 4, Check: true, Seed: 9, PageOut: schedules));

@@ -1,4 +1,5 @@
 using System.Text;
+using ToyVmm.Mmu.Metrics;
 
 namespace ToyVmm.Mmu.Secondary;
 
@@ -56,6 +57,9 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
 
     /// <summary>Raised once, at the first violation (the VM stops on it).</summary>
     public event Action<MmuViolation>? Violated;
+
+    /// <summary>Optional recorder: each violation is an instant on the timeline.</summary>
+    public IMmuEventSink? Events { get; set; }
 
     /// <summary>Lets the checker see the vCPUs' flush acknowledgements.</summary>
     public void WatchVcpus(Func<VcpuLink[]> vcpus) => _vcpus = vcpus;
@@ -149,6 +153,7 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
     {
         Record(Kind.Violation, frame, gfn);   // by whoever is running: the rule names the vCPU at fault
         Interlocked.Increment(ref _violations);
+        Events?.Violation(gfn, frame.Value, vcpu);
         if (_first is not null) return;
         var gpa = gfn == ulong.MaxValue ? new Gpa(0) : Gpa.FromPageNumber(gfn);
         var events = EventsLocked(frame.Value, gfn);

@@ -16,6 +16,7 @@ namespace ToyVmm.Vm;
 /// <param name="PageOutIntervalMs">When positive, shorthand for a random periodic page-out this often (<see cref="PageOutSchedules"/>).</param>
 /// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
 /// <param name="PageOut">Forced page-outs while the guest runs (<see cref="PageOutDriver"/>).</param>
+/// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
 public sealed record GuestMemoryConfig(
     ulong HostMemoryBytes,
     string? SwapFilePath = null,
@@ -24,6 +25,7 @@ public sealed record GuestMemoryConfig(
     bool Check = false,
     int PageOutIntervalMs = 0,
     int Seed = 1,
+    long TraceLimit = 0,
     IReadOnlyList<PageOutSchedule>? PageOut = null)
 {
     /// <summary><see cref="PageOut"/>, then <see cref="PageOutIntervalMs"/> as <c>every=MS,pick=random</c>.</summary>
@@ -37,7 +39,7 @@ public sealed record GuestMemoryConfig(
 /// Guest RAM as the DESIGN.md stack builds it: a simulated host (frame pool,
 /// swap file, background reclaimer), one host address space with one anonymous
 /// mapping for the RAM, the EPT-like secondary MMU subscribed to its notifiers,
-/// the invariant checker and the latency statistics.
+/// the invariant checker and the measurement hub that all of them record into.
 /// </summary>
 /// <remarks>
 /// Life cycle: construct (starts the reclaimer and the page-out driver) -->
@@ -68,21 +70,29 @@ public sealed class HostBackedMemory : IDisposable
             Space = Host.CreateAddressSpace();
             Space.Broken2008Notifiers = config.Protocol == NotifierProtocol.Broken2008;
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
-            Stats = new MmuStats(vcpus);
-            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = Stats };
+            Measurements = new MeasurementHub(vcpus, config.TraceLimit);
+            Host.Events = Measurements;
+            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = Measurements };
+            var space = Space;
+            Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
             {
-                Checker = new MmuInvariantChecker();
+                Checker = new MmuInvariantChecker { Events = Measurements };
                 Mmu.Checker = Checker;
                 Host.FrameFreed = Checker.OnFrameFree;
             }
-            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Mmu, config.PageOutSchedules(), config.Seed, _logger);
+            var measurements = Measurements;
+            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Mmu, config.PageOutSchedules(), config.Seed, _logger)
+            {
+                ThreadStarted = () => measurements.BindCurrentThread("page-out driver"),
+            };
             _reclaimer = new HostReclaimerService(Host);
             _reclaimer.StartAsync(_stop.Token).GetAwaiter().GetResult();
             PageOutDriver.Start();
         }
         catch
         {
+            Measurements?.Dispose();
             Host.Dispose();
             throw;
         }
@@ -93,7 +103,11 @@ public sealed class HostBackedMemory : IDisposable
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
     public EptMmu Mmu { get; }
-    public MmuStats Stats { get; }
+    /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
+    public MeasurementHub Measurements { get; }
+
+    /// <summary>The figures so far; exact once the vCPUs and <see cref="StopBackground"/> have stopped.</summary>
+    public MeasurementSnapshot Snapshot() => Measurements.Snapshot();
     public MmuInvariantChecker? Checker { get; }
 
     /// <summary>Runs the page-out schedules (<see cref="GuestMemoryConfig.PageOutSchedules"/>) while the guest runs.</summary>
@@ -105,15 +119,22 @@ public sealed class HostBackedMemory : IDisposable
     /// <summary>One line per part: where the time went.</summary>
     public IEnumerable<string> Summary()
     {
-        var f = Stats.Faults();
-        var inv = Stats.Invalidations();
-        yield return $"secondary faults: {f.Count} (p50 {f.PercentileNs(0.5)} ns, p99 {f.PercentileNs(0.99)} ns, max {f.MaxNs} ns), retried {Stats.FaultRetries}";
-        yield return $"invalidations: {inv.Count} covering {Stats.InvalidatedPages} pages (p50 {inv.PercentileNs(0.5)} ns, p99 {inv.PercentileNs(0.99)} ns, max {inv.MaxNs} ns)";
+        var total = Snapshot().Total;
+        var faults = LatencyScale.NewHistogram();
+        foreach (var h in total.Faults.Values) faults.Add(h);
+        var inv = LatencyScale.NewHistogram();
+        foreach (var h in total.Invalidations.Values) inv.Add(h);
+        string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
+        yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
+        yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
         yield return $"TLB shootdowns: {Mmu.Shootdowns}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         foreach (var line in PageOutDriver.Summary()) yield return line;
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
     }
+
+    private static long P(HdrHistogram.HistogramBase h, double percentile) => h.TotalCount == 0 ? 0 : h.GetValueAtPercentile(percentile);
+    private static long Max(HdrHistogram.HistogramBase h) => h.TotalCount == 0 ? 0 : HdrHistogram.HistogramExtensions.GetMaxValue(h);
 
     /// <summary>Stop the page-out driver and the background reclaimer (the host is then quiescent once the vCPUs stop).</summary>
     public void StopBackground()
@@ -130,9 +151,11 @@ public sealed class HostBackedMemory : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         StopBackground();
         PageOutDriver.Dispose();
+        Measurements.EndRun();
         Mmu.Dispose();
         Space.Dispose();
         Host.Dispose();
+        Measurements.Dispose();
         _stop.Dispose();
     }
 }

@@ -175,7 +175,9 @@ public static class CommandLine
         // The guest argument takes any token, "--vcpu" too; before "--", a dash-led
         // guest is an option this command does not have.
         if (result.GetResult(GuestArgument) is { Tokens.Count: > 0 } g && IsUnknownOptionToken(g.Tokens[0].Value, result.Tokens))
-            return $"unknown option '{g.Tokens[0].Value}'" + DidYouMean(g.Tokens[0].Value, OptionNames(RunCommand));
+            return g.Tokens[0].Value == VersionOption.Name
+                ? $"{VersionOption.Name} goes before any verb: toyvmm {VersionOption.Name}"
+                : $"unknown option '{g.Tokens[0].Value}'" + DidYouMean(g.Tokens[0].Value, OptionNames(RunCommand));
 
         if (result.Errors.Count == 0)
             return null;
@@ -201,6 +203,8 @@ public static class CommandLine
                     return $"{token} is an option of run: toyvmm run GUEST.elf {token} ...";
                 return $"unknown option '{token}'" + DidYouMean(token, OptionNames(Root));
             }
+            if (looksLikeOption && token == VersionOption.Name)
+                return $"{token} goes before any verb: toyvmm {token}";
             if (looksLikeOption)
                 return $"unknown option '{token}'" + DidYouMean(token, OptionNames(command));
             if (command == RunCommand && result.GetResult(GuestArgument) is { Tokens.Count: > 0 } guest)

@@ -166,7 +166,8 @@ public static class CommandLine
         foreach (var (option, setting) in SettingOf)
         {
             if (setting.Kind == SettingKind.Flag || result.GetResult(option) is not OptionResult { Implicit: false } r) continue;
-            if (r.Tokens.Any(t => IsOptionName(t.Value)))
+            // A repeated option with fewer values than occurrences ended the line without one.
+            if (r.Tokens.Any(t => IsOptionName(t.Value)) || r.Tokens.Count < r.IdentifierTokenCount)
                 return $"{r.IdentifierToken?.Value ?? setting.Name} needs a value";
         }
         if (result.GetResult(ConfigOption) is { } config && config.Tokens.Any(t => IsOptionName(t.Value)))

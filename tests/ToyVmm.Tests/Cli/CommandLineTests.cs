@@ -189,6 +189,8 @@ public class CommandLineTests : IDisposable
     [InlineData("--memory needs a value", "run", "g.elf", "--memory")]
     [InlineData("--memory needs a value", "run", "g.elf", "--memory", "--vcpus", "2")]
     [InlineData("--pageout needs a value", "run", "g.elf", "--pageout")]
+    [InlineData("--pageout needs a value", "run", "g.elf", "--pageout", "every=1ms", "--pageout")]
+    [InlineData("--pageout needs a value", "run", "g.elf", "--pageout", "--check")]
     [InlineData("--config needs a value", "run", "g.elf", "--config")]
     [InlineData("--memory is given more than once", "run", "g.elf", "--memory", "1G", "--memory", "2G")]
     [InlineData("--memory: '64Q' is not a size", "run", "g.elf", "--memory", "64Q")]

@@ -3,6 +3,7 @@
 #   make run      build everything and run the main demo
 #   make test     build everything and run every test
 #   make bench    run the scenario and micro benchmarks (see bench/RESULTS.md)
+# All are incremental: with nothing changed they do not start dotnet to build.
 
 DOTNET ?= dotnet
 CONFIG ?= Release
@@ -10,25 +11,59 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all guests vmm run test test-long bench clean
+.PHONY: all guests vmm run test test-long bench clean FORCE
 
 all: guests vmm
 
 guests:
 	$(MAKE) -C guest
 
-vmm:
+# dotnet runs only when one of its inputs changed since it last succeeded:
+# out/stamps/build-<config> stands for `dotnet build` of the solution,
+# out/stamps/publish-<config> for the publish of the program to bin/toyvmm.
+# The inputs are every file of the four projects but build outputs and docs,
+# and the solution and props files. Their list is an input too (rewritten
+# only when it changes), so adding or deleting a file also rebuilds.
+STAMPS := out/stamps
+DOTNET_INPUTS := ToyVmm.sln Directory.Build.props Directory.Packages.props \
+	$(shell find vmm mmu tests bench \( -name bin -o -name obj -o -name TestResults \
+		-o -name BenchmarkDotNet.Artifacts -o -name '.*' \) -prune -o -type f ! -name '*.md' -print)
+PUBLISH_INPUTS := ToyVmm.sln Directory.Build.props Directory.Packages.props \
+	$(filter vmm/% mmu/%,$(DOTNET_INPUTS))
+$(shell mkdir -p $(STAMPS); echo '$(DOTNET_INPUTS)' | cmp -s - $(STAMPS)/inputs \
+	|| echo '$(DOTNET_INPUTS)' > $(STAMPS)/inputs)
+
+vmm: $(STAMPS)/build-$(CONFIG) $(STAMPS)/publish-$(CONFIG) bin/toyvmm
+
+$(STAMPS)/build-$(CONFIG): $(DOTNET_INPUTS) $(STAMPS)/inputs
 	$(DOTNET) build ToyVmm.sln -c $(CONFIG) -nologo -v q
+	touch $@
+
+# After the solution build when both are due (order only): the two must not
+# write vmm/obj at once under make -j. Also due when the published program is
+# gone though the stamp is not.
+$(STAMPS)/publish-$(CONFIG): $(PUBLISH_INPUTS) $(STAMPS)/inputs $(if $(wildcard out/toyvmm/toyvmm),,FORCE) \
+		| $(STAMPS)/build-$(CONFIG)
 	$(DOTNET) publish vmm/ToyVmm.csproj -c $(CONFIG) -nologo -v q -o out/toyvmm
+	touch $@
+
+# Only when missing: the link's target (out/toyvmm/toyvmm) keeps its own time.
+bin/toyvmm: | $(STAMPS)/publish-$(CONFIG)
 	mkdir -p bin
 	ln -sf ../out/toyvmm/toyvmm bin/toyvmm
 
-# The main demo: a guest whose working set is twice the host's frame pool runs
+# The main demo: a memory guest with four times as much RAM as the host has
+# frames (its working set, half of RAM, is twice the frame pool) on 2 vCPUs,
 # while the host reclaims and is forced to page out every 5 ms, with the MMU
 # invariant checker on; --stats shows where the time went.
+DEMO_GUEST := guest/build/memhot.elf
+DEMO_FLAGS := --memory 64M --host-memory 16M --vcpus 2 --pageout-interval 5 --check --stats
+# Output files of the demo (report, trace, plots: --report/--trace/--plot
+# options), all written under out/. Empty until the VMM has those options.
+DEMO_OUTPUTS :=
 run: all
-	bin/toyvmm run guest/build/hello.elf
-	bin/toyvmm run guest/build/memhot.elf --memory 64M --host-memory 16M --pageout-interval 5 --check --stats
+	mkdir -p out
+	bin/toyvmm run $(DEMO_GUEST) $(DEMO_FLAGS) $(DEMO_OUTPUTS)
 
 # Long stress tests carry [Trait("Category","Long")]; `make test` runs them too,
 # `make test-long` runs only them.

@@ -9,7 +9,7 @@
  * like the VM's), all started before vCPU 0 enters main. Free memory is one
  * anonymous private mapping of ram_bytes - 2 MiB (the VM loses the top 1 MiB
  * to the VMM and about as much to the image and its alignment). PAGEOUT is
- * madvise(MADV_PAGEOUT), DISCARD is madvise(MADV_DONTNEED).
+ * madvise(MADV_PAGEOUT), DISCARD is madvise(MADV_DONTNEED), PHASE a no-op.
  */
 #include "rt.h"
 
@@ -105,6 +105,8 @@ long rt_hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a
         return advise((void *)(uintptr_t)a0, a1, MADV_PAGEOUT);
     if (nr == RT_HC_DISCARD)
         return advise((void *)(uintptr_t)a0, a1, MADV_DONTNEED);
+    if (nr == RT_HC_PHASE)
+        return rt_phase((const char *)(uintptr_t)a0);
     return RT_HC_ENOSYS;
 }
 
@@ -116,6 +118,13 @@ long rt_pageout(void *start, uint64_t bytes)
 long rt_discard(void *start, uint64_t bytes)
 {
     return advise(start, bytes, MADV_DONTNEED);
+}
+
+/* Linux has no one to tell: phases only label the VMM's measurements. */
+long rt_phase(const char *name)
+{
+    (void)name;
+    return 0;
 }
 
 int rt_is_vm(void) { return 0; }

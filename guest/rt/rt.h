@@ -51,6 +51,7 @@ _Noreturn void rt_exit(int code);
 /* ---- hypercalls (GUEST-ABI.md; native: madvise on the same range) ---- */
 #define RT_HC_PAGEOUT 0x100
 #define RT_HC_DISCARD 0x101
+#define RT_HC_PHASE 0x110
 #define RT_HC_ENOSYS (-1000)
 /* Raw hypercall: RAX = nr, RBX, RCX, RDX, RSI = a0..a3; result from RAX. */
 long rt_hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3);
@@ -59,6 +60,14 @@ long rt_hypercall(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a
  * negative errno on a bad range. Do not print the value: it differs. */
 long rt_pageout(void *start, uint64_t bytes);
 long rt_discard(void *start, uint64_t bytes);
+/* PHASE (0x110, GUEST-ABI 1.1): from now on the VMM also counts what it
+ * measures under this name (1 to 63 printable ASCII characters), until the
+ * next rt_phase of the VM; the time before the first one is "boot". The
+ * name is passed by address, so it must be identity mapped (any string of
+ * the program is, under the VMM's boot page tables). Returns 0, -22 for a bad
+ * name, or -1000 on a VMM without PHASE: a phase only labels measurements,
+ * so programs go on whatever it returns. Native: a no-op returning 0. */
+long rt_phase(const char *name);
 
 /* ---- free memory ----
  * VM: [end of image rounded up to 4 KiB, ram_bytes - 1 MiB), identity mapped

@@ -59,6 +59,11 @@ long rt_discard(void *start, uint64_t bytes)
     return rt_hypercall(RT_HC_DISCARD, (uint64_t)(uintptr_t)start, bytes, 0, 0);
 }
 
+long rt_phase(const char *name)
+{
+    return rt_hypercall(RT_HC_PHASE, (uint64_t)(uintptr_t)name, 0, 0, 0);
+}
+
 int rt_is_vm(void) { return 1; }
 
 static uint8_t g_code_buf[16384] __attribute__((aligned(4096)));

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using ToyVmm.Report;
 using ToyVmm.Vm;
 
 namespace ToyVmm.Cli;
@@ -6,7 +7,8 @@ namespace ToyVmm.Cli;
 /// <summary>One thing wrong with <see cref="RunOptions"/>.</summary>
 /// <param name="Setting">The <see cref="RunSetting.Name"/> at fault (<c>--memory</c>, <c>guest</c>), or null when it is a combination.</param>
 /// <param name="Problem">What is wrong, without the setting's name (<c>3M is outside 4M..64G</c>).</param>
-public sealed record RunOptionsFailure(string? Setting, string Problem)
+/// <param name="Sentence">The problem reads on its own (<c>cannot write r.json: ...</c>), so the setting is put before it with a colon.</param>
+public sealed record RunOptionsFailure(string? Setting, string Problem, bool Sentence = false)
 {
     /// <summary>
     /// The failure in one line: <c>--memory 3M is outside 4M..64G</c> when the value came
@@ -18,7 +20,7 @@ public sealed record RunOptionsFailure(string? Setting, string Problem)
         if (Setting != null && sources != null && sources.TryGetValue(Setting, out string? source))
             return $"{source}: {Problem}";
         if (Setting is null || Setting == RunSettings.GuestName) return Problem;
-        return $"{Setting} {Problem}";
+        return Sentence ? $"{Setting}: {Problem}" : $"{Setting} {Problem}";
     }
 }
 
@@ -26,6 +28,8 @@ public sealed record RunOptionsFailure(string? Setting, string Problem)
 /// Checks <see cref="RunOptions"/> before anything runs (ranges, combinations, and that the
 /// files it will write can be written); a failure exits with <see cref="ExitCodes.Usage"/>.
 /// Creates nothing: the plot folder, when missing, is created after every check passed.
+/// The output checks are the writers' own (<see cref="AtomicFile.CheckWritable"/>,
+/// <see cref="Plots.CheckWritable"/>), so what passes here is what they can write.
 /// </summary>
 public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
 {
@@ -84,14 +88,15 @@ public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
         if (o.TraceLimit < RunOptions.MinTraceLimit)
             Fail("--trace-limit", $"{o.TraceLimit} must be at least {RunOptions.MinTraceLimit}");
 
-        if (o.ReportPath != null && OutputPaths.CheckFile(o.ReportPath) is string reportProblem)
-            Fail("--report", $"{o.ReportPath}: {reportProblem}");
-        if (o.TracePath != null && OutputPaths.CheckFile(o.TracePath) is string traceProblem)
-            Fail("--trace", $"{o.TracePath}: {traceProblem}");
-        if (o.ReportPath != null && o.TracePath != null && OutputPaths.Same(o.ReportPath, o.TracePath))
+        if (o.ReportPath != null && AtomicFile.CheckWritable(o.ReportPath) is string reportProblem)
+            failures.Add(new("--report", reportProblem, Sentence: true));
+        if (o.TracePath != null && AtomicFile.CheckWritable(o.TracePath) is string traceProblem)
+            failures.Add(new("--trace", traceProblem, Sentence: true));
+        if (o.ReportPath != null && o.TracePath != null &&
+            string.Equals(Path.GetFullPath(o.ReportPath), Path.GetFullPath(o.TracePath), StringComparison.Ordinal))
             Fail(null, $"--report and --trace both name {o.ReportPath}");
-        if (o.PlotDirectory != null && OutputPaths.CheckDirectory(o.PlotDirectory) is string plotProblem)
-            Fail("--plot", $"{o.PlotDirectory}: {plotProblem}");
+        if (o.PlotDirectory != null && Plots.CheckWritable(o.PlotDirectory) is string plotProblem)
+            failures.Add(new("--plot", plotProblem, Sentence: true));
 
         return failures;
     }

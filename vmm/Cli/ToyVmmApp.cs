@@ -33,9 +33,18 @@ public static class ToyVmmApp
         var failures = RunOptionsValidator.Check(parsed.Options);
         if (failures.Count > 0)
             return UsageError(err, string.Join("; ", failures.Select(f => f.Describe(parsed.Sources))));
-        // Only now, with every check passed, does the run leave a trace on disk.
-        if (parsed.Options.PlotDirectory is string plots && OutputPaths.CreateDirectory(plots) is string problem)
-            return UsageError(err, new RunOptionsFailure("--plot", $"{plots}: {problem}").Describe(parsed.Sources));
+        // Only now, with every check passed, does the run leave anything on disk.
+        if (parsed.Options.PlotDirectory is string plots)
+        {
+            try
+            {
+                Directory.CreateDirectory(plots);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                return UsageError(err, new RunOptionsFailure("--plot", $"cannot create {plots}: {ex.Message}", Sentence: true).Describe(parsed.Sources));
+            }
+        }
 
         using var host = BuildHost(parsed.Options, guestConsole ?? Console.OpenStandardOutput());
         try

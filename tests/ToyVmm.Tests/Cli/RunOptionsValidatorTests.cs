@@ -62,7 +62,7 @@ public class RunOptionsValidatorTests : IDisposable
     {
         var o = Valid();
         o.ReportPath = Path.Combine(_dir, "nope", "r.json");
-        Assert.Equal($"--report {o.ReportPath}: the folder {Path.Combine(_dir, "nope")} does not exist", Problems(o));
+        Assert.Equal($"--report: cannot write {o.ReportPath}: the folder {Path.Combine(_dir, "nope")} does not exist", Problems(o));
     }
 
     [Fact]
@@ -70,7 +70,7 @@ public class RunOptionsValidatorTests : IDisposable
     {
         var o = Valid();
         o.TracePath = _dir;
-        Assert.Equal($"--trace {_dir}: is a folder, not a file", Problems(o));
+        Assert.Equal($"--trace: cannot write {_dir}: it is a folder", Problems(o));
     }
 
     [Fact]
@@ -86,9 +86,9 @@ public class RunOptionsValidatorTests : IDisposable
     {
         var o = Valid();
         o.PlotDirectory = _guest;
-        Assert.Equal($"--plot {_guest}: is a file, not a folder", Problems(o));
+        Assert.Equal($"--plot: cannot write plots to {_guest}: it is a file", Problems(o));
         o.PlotDirectory = Path.Combine(_guest, "sub");
-        Assert.Equal($"--plot {o.PlotDirectory}: cannot be created: {_guest} is a file", Problems(o));
+        Assert.Equal($"--plot: cannot write plots to {o.PlotDirectory}: {_guest} is a file", Problems(o));
     }
 
     [Theory]
@@ -153,6 +153,10 @@ public class RunOptionsValidatorTests : IDisposable
         Assert.Equal("--memory 3M is outside 4M..64G", failure.Describe());
         Assert.Equal("toyvmm.json: memory: 3M is outside 4M..64G",
             failure.Describe(new Dictionary<string, string> { ["--memory"] = "toyvmm.json: memory" }));
+        var sentence = new RunOptionsFailure("--report", "cannot write r.json: permission denied", Sentence: true);
+        Assert.Equal("--report: cannot write r.json: permission denied", sentence.Describe());
+        Assert.Equal("TOYVMM_REPORT: cannot write r.json: permission denied",
+            sentence.Describe(new Dictionary<string, string> { ["--report"] = "TOYVMM_REPORT" }));
     }
 }
 

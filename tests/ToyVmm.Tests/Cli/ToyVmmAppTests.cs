@@ -141,16 +141,16 @@ public class ToyVmmAppTests : IDisposable
         string report = Path.Combine(_dir, "missing", "r.json");
         var (code, messages, console) = await Run("run", guest, "--report", report);
         Assert.Equal(ExitCodes.Usage, code);
-        AssertOneUsageError(messages, $"--report {report}: the folder {Path.Combine(_dir, "missing")} does not exist");
+        AssertOneUsageError(messages, $"--report: cannot write {report}: the folder {Path.Combine(_dir, "missing")} does not exist");
         Assert.Empty(console);
 
         (code, messages, _) = await Run("run", guest, "--trace", _dir);
         Assert.Equal(ExitCodes.Usage, code);
-        AssertOneUsageError(messages, $"--trace {_dir}: is a folder, not a file");
+        AssertOneUsageError(messages, $"--trace: cannot write {_dir}: it is a folder");
 
         (code, messages, _) = await Run("run", guest, "--plot", Path.Combine(guest, "plots"));
         Assert.Equal(ExitCodes.Usage, code);
-        AssertOneUsageError(messages, $"--plot {Path.Combine(guest, "plots")}: cannot be created: {guest} is a file");
+        AssertOneUsageError(messages, $"--plot: cannot write plots to {Path.Combine(guest, "plots")}: {guest} is a file");
     }
 
     [Fact]
@@ -174,6 +174,16 @@ public class ToyVmmAppTests : IDisposable
         Assert.Equal(0, ok);
         Assert.True(Directory.Exists(plots));
         Assert.Equal("ran\n", System.Text.Encoding.ASCII.GetString(console));
+    }
+
+    [Fact]
+    public async Task RunAsync_UnwritableReportFromConfig_NamesTheFileAndKey()
+    {
+        File.WriteAllText(Path.Combine(_dir, RunConfiguration.DefaultFileName), """{ "report": "no/such/r.json" }""");
+        var (code, messages, console) = await Run("run", PrintingGuest());
+        Assert.Equal(ExitCodes.Usage, code);
+        AssertOneUsageError(messages, "toyvmm.json: report: cannot write no/such/r.json: the folder ");
+        Assert.Empty(console);
     }
 
     [Fact]

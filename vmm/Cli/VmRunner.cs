@@ -92,7 +92,9 @@ public sealed class VmRunner : BackgroundService
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
                     Check: o.Check,
-                    PageOutIntervalMs: o.PageOutIntervalMs), _logger);
+                    PageOutIntervalMs: o.PageOutIntervalMs,
+                    // --seed folded to the int System.Random takes; the default 1 stays 1.
+                    Seed: unchecked((int)o.Seed ^ (int)(o.Seed >> 32))), _logger);
             vm = VirtualMachine.Create(config, image, _console.Stream,
                 backing is null ? null : _ => backing.Mmu, logger: _logger, measurements: backing?.Measurements);
         }

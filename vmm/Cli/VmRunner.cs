@@ -102,6 +102,8 @@ public sealed class VmRunner : BackgroundService
                     // --seed folded to the int System.Random takes; the default 1 stays 1.
                     Seed: unchecked((int)o.Seed ^ (int)(o.Seed >> 32))), _logger);
             if (backing is null) flatHub = new MeasurementHub(o.Vcpus, o.TracePath is null ? 0 : o.TraceLimit);
+            // This thread writes the guest image and the boot tables: its faults get a named track.
+            (backing?.Measurements ?? flatHub)!.BindCurrentThread("VMM");
             vm = VirtualMachine.Create(config, image, _console.Stream,
                 backing is null ? null : _ => backing.Mmu, logger: _logger, measurements: backing?.Measurements ?? flatHub);
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using HdrHistogram;
 using ToyVmm.Mmu;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
@@ -30,7 +31,7 @@ public static unsafe class InvalidateLatencyProbe
             for (int running = touched ? 1 : 0; running <= 2; running++)
             {
                 var (h, start, end, shootdowns) = Measure(running, samples, touched);
-                Console.WriteLine($"{running,-14} {Fmt(h.PercentileNs(0.5)),9} {Fmt(h.PercentileNs(0.9)),9} {Fmt(h.PercentileNs(0.99)),9} {Fmt(h.PercentileNs(0.999)),9} {Fmt(h.MaxNs),10} {Fmt(start),10} {Fmt(end),9}");
+                Console.WriteLine($"{running,-14} {Fmt(h.GetValueAtPercentile(50)),9} {Fmt(h.GetValueAtPercentile(90)),9} {Fmt(h.GetValueAtPercentile(99)),9} {Fmt(h.GetValueAtPercentile(99.9)),9} {Fmt(h.GetMaxValue()),10} {Fmt(start),10} {Fmt(end),9}");
                 Console.WriteLine($"{"",-14} {shootdowns}");
             }
         }
@@ -38,7 +39,7 @@ public static unsafe class InvalidateLatencyProbe
 
     private static string Fmt(long ns) => ns < 10_000 ? $"{ns} ns" : ns < 10_000_000 ? $"{ns / 1000.0:F1} us" : $"{ns / 1e6:F1} ms";
 
-    private static (LatencyHistogram All, long StartP50, long EndP50, ShootdownCounts Shootdowns) Measure(int running, int samples, bool touched)
+    private static (HistogramBase All, long StartP50, long EndP50, ShootdownCounts Shootdowns) Measure(int running, int samples, bool touched)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3)));
         using var guest = running > 0 ? new SpinGuest(memory.Mmu, running, touched ? PageGfn(0) << Page.Shift : 0, touched ? Pages : 0) : null;
@@ -46,9 +47,9 @@ public static unsafe class InvalidateLatencyProbe
         // them as TLB holders and each zap must flush all of them (the worst case).
         VcpuLink[] fillers = [.. Enumerable.Range(0, Math.Max(1, running)).Select(i => new VcpuLink(i))];
         var notifiers = memory.Space.Notifiers;
-        var h = new LatencyHistogram();
-        var startOnly = new LatencyHistogram();
-        var endOnly = new LatencyHistogram();
+        var h = LatencyScale.NewHistogram();
+        var startOnly = LatencyScale.NewHistogram();
+        var endOnly = LatencyScale.NewHistogram();
         int done = -4 * Pages;   // the first rounds warm up and are not recorded
         while (done < samples)
         {
@@ -64,11 +65,15 @@ public static unsafe class InvalidateLatencyProbe
                 long tm = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeEnd(r);
                 long t = Stopwatch.GetTimestamp() - t0;
-                if (done >= 0) { startOnly.RecordTicks(tm - t0); endOnly.RecordTicks(t0 + t - tm); }
-                if (done >= 0) h.RecordTicks(t);
+                if (done >= 0)
+                {
+                    startOnly.RecordValue(LatencyScale.TicksToNs(tm - t0));
+                    endOnly.RecordValue(LatencyScale.TicksToNs(t0 + t - tm));
+                    h.RecordValue(LatencyScale.TicksToNs(t));
+                }
             }
         }
-        return (h, startOnly.PercentileNs(0.5), endOnly.PercentileNs(0.5), memory.Mmu.Shootdowns);
+        return (h, startOnly.GetValueAtPercentile(50), endOnly.GetValueAtPercentile(50), memory.Mmu.Shootdowns);
     }
 
     private static ulong PageGfn(int i) => (32UL << 20 >> Page.Shift) + (ulong)i;

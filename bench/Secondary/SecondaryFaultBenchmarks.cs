@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using ToyVmm.Mmu;
 using ToyVmm.Mmu.Host;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Bench.Secondary;
@@ -10,6 +11,9 @@ namespace ToyVmm.Bench.Secondary;
 /// installed one (Translate on a miss: slot lookup, get_user_pages, locked
 /// re-check, install): with the host page present, zero-filled, or swapped
 /// in from the swap file. Each invocation faults <see cref="Pages"/> pages.
+/// <see cref="Measuring"/>: nothing recorded (<c>Off</c>), every fault, swap read and
+/// page-out recorded into a <see cref="MeasurementHub"/> as a run with the report on
+/// does (<c>Report</c>), and also on its timeline (<c>Trace</c>).
 /// </summary>
 [Config(typeof(FullJitConfig))]
 public unsafe class SecondaryFaultBenchmarks
@@ -20,6 +24,12 @@ public unsafe class SecondaryFaultBenchmarks
     private EptMmu _mmu = null!;
     private VcpuLink _vcpu = null!;
     private Hva _base;
+    private MeasurementHub? _hub;
+
+    public enum Measurement { Off, Report, Trace }
+
+    [Params(Measurement.Off, Measurement.Report, Measurement.Trace)]
+    public Measurement Measuring { get; set; }
 
     [GlobalSetup]
     public void Setup()
@@ -30,6 +40,12 @@ public unsafe class SecondaryFaultBenchmarks
         _mmu = new EptMmu(new SecondaryHostBinding(_mm), (ulong)Pages << Page.Shift, _base);
         _vcpu = new VcpuLink(0);
         _mmu.AttachVcpu(_vcpu);
+        if (Measuring != Measurement.Off)
+        {
+            _hub = new MeasurementHub(1, Measuring == Measurement.Trace ? 1_000_000 : 0);
+            _host.Events = _hub;
+            _mmu.Events = _hub;
+        }
     }
 
     [GlobalCleanup]
@@ -38,6 +54,7 @@ public unsafe class SecondaryFaultBenchmarks
         _mmu.Dispose();
         _mm.Dispose();
         _host.Dispose();
+        _hub?.Dispose();
     }
 
     /// <summary>Zap every secondary entry and leave the host pages as they are.</summary>

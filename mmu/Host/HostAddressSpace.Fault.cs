@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using ToyVmm.Mmu.Metrics;
 
 namespace ToyVmm.Mmu.Host;
 
@@ -21,9 +22,13 @@ public sealed partial class HostAddressSpace
     /// stays allocated while the reference is held.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public HostFaultStatus GetUserPage(Hva address, bool write, out Hfn frame)
+    public HostFaultStatus GetUserPage(Hva address, bool write, out Hfn frame) => GetUserPage(address, write, out frame, out _);
+
+    /// <summary><see cref="GetUserPage(Hva, bool, out Hfn)"/>, also saying how the fault was answered.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public HostFaultStatus GetUserPage(Hva address, bool write, out Hfn frame, out FaultKind kind)
     {
-        var status = FaultIn(address.PageNumber, write, takeRef: true, out uint f);
+        var status = FaultIn(address.PageNumber, write, takeRef: true, out uint f, out kind);
         frame = new Hfn(f);
         return status;
     }
@@ -40,7 +45,7 @@ public sealed partial class HostAddressSpace
         ulong vpn = start.PageNumber;
         for (int i = 0; i < count; i++)
         {
-            var status = FaultIn(vpn + (ulong)i, write, takeRef: true, out uint f);
+            var status = FaultIn(vpn + (ulong)i, write, takeRef: true, out uint f, out _);
             if (status != HostFaultStatus.Ok)
             {
                 for (int j = 0; j < i; j++) _host.ReleasePage(frames[j], PageRelease.Unused);
@@ -52,11 +57,13 @@ public sealed partial class HostAddressSpace
     }
 
     /// <summary>Handle a host fault (handle_mm_fault): make the page present, keeping no reference.</summary>
-    public HostFaultStatus Fault(Hva address, bool write) => FaultIn(address.PageNumber, write, takeRef: false, out _);
+    public HostFaultStatus Fault(Hva address, bool write) => FaultIn(address.PageNumber, write, takeRef: false, out _, out _);
 
-    private HostFaultStatus FaultIn(ulong vpn, bool write, bool takeRef, out uint frame)
+    /// <param name="kind">How the page was found: present, zero-filled here, or swapped in (from the swap cache or the file; also when a racing fault installed it while this one waited on its swap-in).</param>
+    private HostFaultStatus FaultIn(ulong vpn, bool write, bool takeRef, out uint frame, out FaultKind kind)
     {
         uint spare = FrameMeta.NoFrame;
+        kind = FaultKind.Present;
         try
         {
             while (true)
@@ -92,6 +99,7 @@ public sealed partial class HostAddressSpace
                             spare = FrameMeta.NoFrame;
                             if (takeRef) _frames.GetPage(frame);
                             _host.Stats.Count(ref _host.Stats.ZeroFillFaults);
+                            kind = FaultKind.ZeroFill;
                             return HostFaultStatus.Ok;
                         }
                         slot = FrameMeta.NoSlot;
@@ -106,7 +114,8 @@ public sealed partial class HostAddressSpace
                     if (st != HostFaultStatus.Ok) { frame = FrameMeta.NoFrame; return st; }
                     continue;
                 }
-                var swapStatus = SwapIn(vpn, slot, write);
+                var swapStatus = SwapIn(vpn, slot, write, out bool fromFile);
+                if (kind != FaultKind.SwapIn) kind = fromFile ? FaultKind.SwapIn : FaultKind.SwapCacheHit;
                 if (swapStatus != HostFaultStatus.Ok) { frame = FrameMeta.NoFrame; return swapStatus; }
                 // Installed (or raced): walk again; the present case takes the reference.
             }
@@ -134,11 +143,11 @@ public sealed partial class HostAddressSpace
     /// Ok also when a racing operation changed the PTE first: the caller walks again.
     /// Called with no lock held.
     /// </summary>
-    private HostFaultStatus SwapIn(ulong vpn, uint slot, bool write)
+    private HostFaultStatus SwapIn(ulong vpn, uint slot, bool write, out bool fromFile)
     {
         HostLockDebug.AssertNoSpinLocksHeld();
         var swap = _host.Swap;
-        bool fromFile = false;
+        fromFile = false;
         uint f = swap.LookupAndGet(slot);
         if (f != FrameMeta.NoFrame)
         {
@@ -165,7 +174,10 @@ public sealed partial class HostAddressSpace
                 return HostFaultStatus.Ok;
             }
             _host.Lru.AddIfAbsent(f, active: false);   // every cached frame is on the LRU or isolated
+            var events = _host.Events;
+            long readStarted = events is null ? 0 : Stopwatch.GetTimestamp();
             var rs = swap.Read(slot, f, out string? error);
+            events?.SwapRead(slot, readStarted, Stopwatch.GetTimestamp());
             if (rs != HostFaultStatus.Ok)
             {
                 // Nothing is mapped: drop the bad copy from the cache; the PTE keeps naming the slot.

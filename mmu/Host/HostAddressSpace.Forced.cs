@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Host;
@@ -29,7 +31,7 @@ public sealed partial class HostAddressSpace
         var zapped = new List<uint>();
         bool mayBlock = true;
         long n;
-        if (!EnterAndStart(s, e, InvalidateEvent.Clear, ref mayBlock, canFallBack: true)) return 0;
+        if (!EnterAndStart(s, e, InvalidateEvent.Clear, InvalidateCause.Discard, ref mayBlock, canFallBack: true)) return 0;
         try
         {
             if (_disposed || !CoveredLocked(s, e))
@@ -52,7 +54,7 @@ public sealed partial class HostAddressSpace
         var zapped = new List<uint>();
         bool mayBlock = true;
         long n;
-        if (!EnterAndStart(s, e, InvalidateEvent.Unmap, ref mayBlock, canFallBack: true)) return 0;
+        if (!EnterAndStart(s, e, InvalidateEvent.Unmap, InvalidateCause.Unmap, ref mayBlock, canFallBack: true)) return 0;
         try
         {
             n = ZapRangeLocked(s, e, zapped);
@@ -74,7 +76,7 @@ public sealed partial class HostAddressSpace
         protection = Normalize(protection);
         bool mayBlock = true;
         long n = 0;
-        if (!EnterAndStart(s, e, InvalidateEvent.Protection, ref mayBlock, canFallBack: true)) return 0;
+        if (!EnterAndStart(s, e, InvalidateEvent.Protection, InvalidateCause.Protect, ref mayBlock, canFallBack: true)) return 0;
         try
         {
             if (_disposed || !CoveredLocked(s, e))
@@ -124,6 +126,7 @@ public sealed partial class HostAddressSpace
     private PageOutResult PageOutChunkOnce(ulong s, ulong e, List<uint> batch, Hva start, ulong bytes)
     {
         long skipped = 0;
+        long started = Stopwatch.GetTimestamp();
         batch.Clear();
         EnterLock();
         try
@@ -143,7 +146,7 @@ public sealed partial class HostAddressSpace
             if (batch.Count > 0)
             {
                 // Blocking start: PageOut is asked for by a user and may wait for the subscribers.
-                InvalidateStartLocked(first, last + 1, InvalidateEvent.Clear, mayBlock: true);
+                InvalidateStartLocked(first, last + 1, InvalidateEvent.Clear, InvalidateCause.PageOut, mayBlock: true);
                 foreach (uint f in batch)
                 {
                     ulong vpn = FrameMeta.OwnerVpn(_frames.Meta(f).Owner);
@@ -160,6 +163,7 @@ public sealed partial class HostAddressSpace
         finally { ExitLock(); }
         if (batch.Count == 0) return new PageOutResult(0, 0, skipped, 0);
         var outcome = _host.Reclaim.FinishBatch(batch, isolated: false);
+        _host.Events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
         return new PageOutResult(outcome.Written, outcome.Dropped, skipped + outcome.Kept, outcome.Failed);
     }
 
@@ -175,7 +179,7 @@ public sealed partial class HostAddressSpace
         {
             if (_disposed) return;
             _disposed = true;
-            InvalidateStartLocked(0, HostPageTable.MaxVpn, InvalidateEvent.Release, mayBlock: true);
+            InvalidateStartLocked(0, HostPageTable.MaxVpn, InvalidateEvent.Release, InvalidateCause.Teardown, mayBlock: true);
             foreach (var v in _vmas) ZapRangeLocked(v.StartVpn, v.EndVpn, zapped);
             _vmas.Clear();
             _lastVma = null;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Host;
@@ -36,12 +37,26 @@ public sealed partial class HostAddressSpace
     /// <summary>Invalidation starts seen by tests and diagnostics: (range, event) of the most recent one.</summary>
     internal InvalidateRange LastInvalidation { get; private set; }
 
-    /// <summary>Start an invalidation of pages [startVpn, endVpn). False: a subscriber would block; change nothing and retry.</summary>
-    private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, bool mayBlock)
+    // The invalidation in progress: start and end run under one hold of _lock, so
+    // one pair of fields carries the start's cause and time to the end's range.
+    private InvalidateCause _invalidationCause;   // guarded by _lock
+    private long _invalidationStarted;            // guarded by _lock
+
+    /// <summary>
+    /// Start an invalidation of pages [startVpn, endVpn) on behalf of <paramref name="cause"/>.
+    /// False: a subscriber would block; change nothing and retry.
+    /// </summary>
+    private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, InvalidateCause cause, bool mayBlock)
     {
         AssertLocked();
         Debug.Assert(startVpn < endVpn, "the range is not empty");
-        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock);
+        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
+        {
+            Cause = cause,
+            StartTicks = Stopwatch.GetTimestamp(),
+        };
+        _invalidationCause = cause;
+        _invalidationStarted = range.StartTicks;
         LastInvalidation = range;
         _host.Stats.Count(ref _host.Stats.Invalidations);
         if (kind == InvalidateEvent.Release)
@@ -63,9 +78,15 @@ public sealed partial class HostAddressSpace
         {
             // 2008: the secondary MMUs hear of each page only now, after its PTE changed.
             for (ulong vpn = startVpn; vpn < endVpn; vpn++) Notifiers.InvalidatePage(Hva.FromPageNumber(vpn));
+            // No notifier start or end carries the cause to a subscriber: the host records it.
+            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
             return;
         }
-        Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock));
+        Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
+        {
+            Cause = _invalidationCause,
+            StartTicks = _invalidationStarted,
+        });
     }
 
     /// <summary>
@@ -74,12 +95,12 @@ public sealed partial class HostAddressSpace
     /// refusals it asks again with may-block true, if <paramref name="mayBlock"/> allows).
     /// Returns with _lock held and the invalidation started; false (lock not held) if it gave up.
     /// </summary>
-    private bool EnterAndStart(ulong startVpn, ulong endVpn, InvalidateEvent kind, ref bool mayBlock, bool canFallBack)
+    private bool EnterAndStart(ulong startVpn, ulong endVpn, InvalidateEvent kind, InvalidateCause cause, ref bool mayBlock, bool canFallBack)
     {
         for (int tries = 0; ; tries++)
         {
             EnterLock();
-            if (InvalidateStartLocked(startVpn, endVpn, kind, mayBlock)) return true;
+            if (InvalidateStartLocked(startVpn, endVpn, kind, cause, mayBlock)) return true;
             ExitLock();
             if (tries >= _host.Options.NonBlockingTries)
             {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Host;
@@ -50,7 +51,7 @@ public sealed partial class HostAddressSpace
             var pte = _disposed ? Pte.None : _pt.Get(vpn);
             if (!pte.IsPresent || pte.Frame != f) return ReclaimUnmap.Gone;
             if (checkYoung && TestAndClearYoungLocked(f, vpn, flush: true)) return ReclaimUnmap.Young;
-            if (!InvalidateStartLocked(vpn, vpn + 1, InvalidateEvent.Clear, mayBlock)) return ReclaimUnmap.WouldBlock;
+            if (!InvalidateStartLocked(vpn, vpn + 1, InvalidateEvent.Clear, InvalidateCause.Reclaim, mayBlock)) return ReclaimUnmap.WouldBlock;
             try { return UnmapForReclaimLocked(f, vpn); }
             finally { InvalidateEndLocked(vpn, vpn + 1, InvalidateEvent.Clear, mayBlock); }
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 
 namespace ToyVmm.Mmu.Host;
 
@@ -43,6 +44,9 @@ public sealed partial class HostMemory : IDisposable
     public FramePool Frames { get; }
     public SwapSpace Swap { get; }
     public HostStats Stats { get; } = new();
+
+    /// <summary>Optional recorder of page-out batches, swap writes and swap reads (the measurement hub).</summary>
+    public IMmuEventSink? Events { get; set; }
     internal FrameAllocator Allocator { get; }
     internal LruLists Lru { get; }
     internal Reclaimer Reclaim { get; }

@@ -61,6 +61,8 @@ internal sealed class Reclaimer
     {
         int batchSize = _host.Options.ReclaimBatch;
         var lru = _host.Lru;
+        var events = _host.Events;
+        long started = events is null ? 0 : Stopwatch.GetTimestamp();
         if (lru.InactiveCount < lru.ActiveCount || lru.InactiveCount < batchSize)
             AgeActive(batchSize * 2, ignoreYoung: priority >= 2);
 
@@ -96,6 +98,7 @@ internal sealed class Reclaimer
         }
         if (batch.Count == 0) return 0;
         var outcome = FinishBatch(batch, isolated: true);
+        events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
         return outcome.Freed;
     }
 
@@ -208,9 +211,12 @@ internal sealed class Reclaimer
             var frames = run[..n];
             // Clear before writing: the frames are unmapped and locked, so nobody can dirty them during the write.
             foreach (uint f in frames) _frames.Clear(f, FrameFlags.Dirty);
+            var events = _host.Events;
+            long started = events is null ? 0 : Stopwatch.GetTimestamp();
             try
             {
                 _host.Swap.WriteRun(first, frames, scratch);
+                events?.SwapWritten(first, n, started, Stopwatch.GetTimestamp());
                 foreach (uint f in frames) written.Add(f);
                 outcome.Written += n;
                 _host.Stats.Count(ref _host.Stats.PagesWrittenToSwap, n);

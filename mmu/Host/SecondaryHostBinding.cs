@@ -1,3 +1,4 @@
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
 
@@ -15,7 +16,10 @@ public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostM
     public MmuNotifierRegistry Notifiers => Space.Notifiers;
 
     public HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame) =>
-        Space.GetUserPage(address, write, out frame) switch
+        GetUserPage(address, write, out frame, out _);
+
+    public HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame, out FaultKind kind) =>
+        Space.GetUserPage(address, write, out frame, out kind) switch
         {
             HostFaultStatus.Ok => HostFaultResult.Ok,
             HostFaultStatus.BadAddress => HostFaultResult.NoMapping,

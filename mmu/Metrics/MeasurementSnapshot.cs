@@ -43,7 +43,7 @@ public sealed record TraceTrack(int Id, string Name);
 /// <summary>What a trace slice or instant shows.</summary>
 public enum TraceKind : byte
 {
-    /// <summary>A secondary fault: A = guest-physical page number, B = (long)<see cref="FaultKind"/>.</summary>
+    /// <summary>A secondary fault: A = guest-physical page number, B = (long)<see cref="FaultKind"/>, C = vCPU (-1: the VMM's own access).</summary>
     Fault,
     /// <summary>Invalidate start to end: A = first host-virtual page, B = pages, C = (int)<see cref="InvalidateCause"/>.</summary>
     Invalidate,
@@ -55,7 +55,7 @@ public enum TraceKind : byte
     SwapWrite,
     /// <summary>A read from the swap file: A = slot, B = pages.</summary>
     SwapRead,
-    /// <summary>A phase: C = index into <see cref="TraceData.PhaseNames"/>.</summary>
+    /// <summary>A phase: C = index into <see cref="TraceData.PhaseNames"/>; on no thread's track (Track = MeasurementHub.PhaseTrack, -1).</summary>
     Phase,
     /// <summary>The checker found a violation: A = guest-physical page number, B = host frame, C = vCPU or -1.</summary>
     Violation,

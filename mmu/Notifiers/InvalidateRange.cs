@@ -1,3 +1,5 @@
+using ToyVmm.Mmu.Metrics;
+
 namespace ToyVmm.Mmu.Notifiers;
 
 /// <summary>Why a host operation is about to clear or change page-table entries.</summary>
@@ -18,9 +20,33 @@ public enum InvalidateEvent
 /// <summary>
 /// A host-virtual range about to be invalidated: [Start, End), its event kind,
 /// and whether subscribers may block (sleep, take sleeping locks, wait for vCPUs).
+/// The host operation that asked (<see cref="Cause"/>) and when its invalidation
+/// started (<see cref="StartTicks"/>, the same in the start and the end callback)
+/// are for the measurements.
 /// </summary>
 public readonly record struct InvalidateRange(Hva Start, Hva End, InvalidateEvent Event, bool MayBlock)
 {
+    private readonly InvalidateCause? _cause;
+
+    /// <summary>Which host operation asked; unless set, the one <see cref="Event"/> implies.</summary>
+    public InvalidateCause Cause
+    {
+        get => _cause ?? Event switch
+        {
+            InvalidateEvent.Unmap => InvalidateCause.Unmap,
+            InvalidateEvent.Protection => InvalidateCause.Protect,
+            InvalidateEvent.Release => InvalidateCause.Teardown,
+            _ => InvalidateCause.Reclaim,
+        };
+        init => _cause = value;
+    }
+
+    /// <summary>
+    /// When the invalidation started (<see cref="System.Diagnostics.Stopwatch"/> ticks), stamped once by the
+    /// host at the start and carried to the end; 0 when the caller did not stamp it.
+    /// </summary>
+    public long StartTicks { get; init; }
+
     public ulong Pages => (End.Value - Start.Value) >> Page.Shift;
     public bool Overlaps(Hva start, Hva end) => start.Value < End.Value && Start.Value < end.Value;
     public bool Contains(Hva address) => address.Value >= Start.Value && address.Value < End.Value;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Secondary;
@@ -12,7 +13,6 @@ public sealed unsafe partial class EptMmu
         if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return true;
         if (range.MayBlock) _mmuLock.Enter();
         else if (!_mmuLock.TryEnter()) return false;   // "would block": the host backs off and retries
-        long started = Stopwatch.GetTimestamp();
         try
         {
             _seq.BeginLocked(first, last);
@@ -20,14 +20,18 @@ public sealed unsafe partial class EptMmu
             if (holders != 0) FlushVcpusLocked(holders, first, last);
         }
         finally { _mmuLock.Exit(); }
-        Events?.InvalidateCompleted(Stopwatch.GetTimestamp() - started, range.Pages);
         return true;
     }
 
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
         if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return;
+        var events = Events;
+        long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
         lock (_mmuLock) _seq.EndLocked(first, last);
+        // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE
+        // change (a range nobody stamped: this end only).
+        events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());
     }
 
     /// <summary>
@@ -74,11 +78,19 @@ public sealed unsafe partial class EptMmu
 
     public void Release()
     {
+        long started = Stopwatch.GetTimestamp();
+        ulong pages = 0, firstPage = ulong.MaxValue;
         lock (_mmuLock)
         {
-            foreach (var slot in _slots.Slots) ZapLocked(slot.HvaStart, slot.HvaEnd);
+            foreach (var slot in _slots.Slots)
+            {
+                ZapLocked(slot.HvaStart, slot.HvaEnd);
+                pages += (slot.HvaEnd.Value - slot.HvaStart.Value) >> Page.Shift;
+                firstPage = Math.Min(firstPage, slot.HvaStart.PageNumber);
+            }
             FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         }
+        if (pages != 0) Events?.InvalidateCompleted(InvalidateCause.Teardown, firstPage, pages, started, Stopwatch.GetTimestamp());
     }
 
     private bool GfnSpan(Hva start, Hva end, out ulong first, out ulong last)
@@ -150,6 +162,8 @@ public sealed unsafe partial class EptMmu
     private void FlushVcpusLocked(ulong holders, ulong firstGfn, ulong lastGfn)
     {
         var vcpus = _vcpus;
+        var events = Events;
+        long posted = events is null ? 0 : Stopwatch.GetTimestamp();
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         int pending = 0;
         for (int i = 0; i < vcpus.Length; i++)
@@ -163,7 +177,11 @@ public sealed unsafe partial class EptMmu
             try
             {
                 _shootdowns.Asked++;
-            if (!tlb.MayHold(firstGfn, lastGfn)) { vcpus[i].CompleteRemotely(t); tickets[i] = -1; _shootdowns.NotHeld++; }
+                if (!tlb.MayHold(firstGfn, lastGfn))
+                {
+                    vcpus[i].CompleteRemotely(t); tickets[i] = -1; _shootdowns.NotHeld++;
+                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());
+                }
                 else pending++;
             }
             finally { vcpus[i].UnpinTlb(); }
@@ -176,7 +194,11 @@ public sealed unsafe partial class EptMmu
             pending = 0;
             for (int i = 0; i < vcpus.Length; i++)
             {
-                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i])) { tickets[i] = -1; _shootdowns.Acknowledged++; }
+                if (tickets[i] >= 0 && vcpus[i].IsFlushed(tickets[i]))
+                {
+                    tickets[i] = -1; _shootdowns.Acknowledged++;
+                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Acknowledged, posted, Stopwatch.GetTimestamp());
+                }
                 if (tickets[i] >= 0) pending++;
             }
         }
@@ -201,7 +223,11 @@ public sealed unsafe partial class EptMmu
                 if (tlb is null) continue;
                 try
                 {
-                    if (tlb.IsQuiescent) { vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; _shootdowns.ShotDown++; }
+                    if (tlb.IsQuiescent)
+                    {
+                        vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; _shootdowns.ShotDown++;
+                        events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.ShotDown, posted, Stopwatch.GetTimestamp());
+                    }
                 }
                 finally { vcpus[i].UnpinTlb(); }
             }
@@ -212,6 +238,7 @@ public sealed unsafe partial class EptMmu
             if (tickets[i] < 0) continue;
             _shootdowns.Waited++;
             vcpus[i].WaitForFlush(tickets[i]);
+            events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Waited, posted, Stopwatch.GetTimestamp());
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Secondary;
@@ -82,7 +83,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     /// <summary>Optional invariant checker, consulted at every install and zap.</summary>
     public IMmuInvariantChecker? Checker { get; set; }
 
-    /// <summary>Optional latency recorder for faults and invalidations.</summary>
+    /// <summary>Optional recorder of faults, invalidations and shootdown waits (the measurement hub).</summary>
     public IMmuEventSink? Events { get; set; }
 
     public event Action<Gpa, ulong>? ContentsReplaced;
@@ -133,6 +134,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         bool wasInGuest = vcpu.Mode == VcpuMode.InGuest;
         if (wasInGuest) vcpu.ExitGuest();          // GetUserPage and the MMU lock may block
         var wait = new SpinWait();
+        var answered = FaultKind.Present;   // the slowest answer of every try: the latency includes it
         try
         {
             while (true)
@@ -143,7 +145,8 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                     wait.SpinOnce();                // an invalidation covers us: let it finish first
                     continue;
                 }
-                var r = _host.GetUserPage(hva, write, out var frame);
+                var r = _host.GetUserPage(hva, write, out var frame, out var how);
+                if (how > answered) answered = how;
                 if (r != HostFaultResult.Ok)
                     return r == HostFaultResult.Protection ? TranslateStatus.Protection : TranslateStatus.HostError;
                 AfterGetUserPageHook?.Invoke(gpa, frame);
@@ -170,7 +173,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                 _host.PutUserPage(frame, write ? PageRelease.Dirty : PageRelease.Clean);
                 // SAFETY: the entry is installed under the protocol; see Translate.
                 hostPage = _host.FrameAddress(frame);
-                Events?.FaultCompleted(vcpu.Index, Stopwatch.GetTimestamp() - started);
+                Events?.FaultCompleted(vcpu.Index, gfn, answered, started, Stopwatch.GetTimestamp());
                 return TranslateStatus.Ok;
             }
         }

@@ -1,3 +1,4 @@
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 
 namespace ToyVmm.Mmu.Secondary;
@@ -33,6 +34,16 @@ public unsafe interface IHostMemory
     /// frame from being freed; it does not keep the host PTE in place.
     /// </summary>
     HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame);
+
+    /// <summary>
+    /// <see cref="GetUserPage(Hva, bool, out Hfn)"/>, also saying how the host answered
+    /// (for the fault figures). A host that cannot tell reports <see cref="FaultKind.Present"/>.
+    /// </summary>
+    HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame, out FaultKind kind)
+    {
+        kind = FaultKind.Present;
+        return GetUserPage(address, write, out frame);
+    }
 
     void PutUserPage(Hfn frame, PageRelease how);
 

@@ -13,11 +13,3 @@ public interface IMmuInvariantChecker
     /// <summary>A vCPU filled its TLB from a present entry (the fast path of Translate).</summary>
     void OnTlbFill(EptMmu mmu, int vcpu, Gpa gpa, Hfn frame);
 }
-
-/// <summary>Receives fault and invalidation latencies (Stopwatch ticks) without locks or allocation.</summary>
-public interface IMmuEventSink
-{
-    void FaultCompleted(int vcpu, long ticks);
-    void FaultRetried(int vcpu);
-    void InvalidateCompleted(long ticks, ulong pages);
-}

@@ -1,15 +1,30 @@
 using System.Text;
+using ToyVmm.Mmu.Metrics;
 
 namespace ToyVmm.Mmu.Secondary;
 
 // Lock order: _lock is a leaf; it is taken inside the MMU lock (install, zap)
-// and inside host locks (frame free), and nothing is called while it is held.
+// and inside host locks (frame free), and nothing is called while it is held
+// except, once, at the first violation: the vCPU list (WatchVcpus, which must only
+// read) and the Violated handlers.
 
 /// <summary>A broken invariant: "the spte must never be established when the pte isn't".</summary>
+/// <param name="Vcpu">The vCPU the rule names (whose TLB or flush is at fault), or null.</param>
+/// <param name="Events">The last events on the frame and the page, oldest first (what <paramref name="History"/> prints).</param>
 public sealed record MmuViolation(string Rule, Hfn Frame, Gpa Gpa, string History)
 {
+    public int? Vcpu { get; init; }
+    public IReadOnlyList<MmuCheckEvent> Events { get; init; } = [];
+
     public override string ToString() => $"MMU invariant violated: {Rule} ({Frame}, {Gpa})\n{History}";
 }
+
+/// <summary>
+/// One event the checker saw: <paramref name="Page"/> is null for a frame free; <paramref name="Vcpu"/>
+/// is the vCPU that did it when the event came from a vCPU thread, else null (the
+/// reclaimer, the page-out driver: see <paramref name="Thread"/>).
+/// </summary>
+public sealed record MmuCheckEvent(long Seq, string Kind, Hfn Frame, Gpa? Page, int Thread, int? Vcpu);
 
 /// <summary>
 /// The invariant checker (DESIGN.md): at every secondary install, every TLB
@@ -21,7 +36,7 @@ public sealed record MmuViolation(string Rule, Hfn Frame, Gpa Gpa, string Histor
 public sealed class MmuInvariantChecker : IMmuInvariantChecker
 {
     private enum Kind : byte { Install, Zap, TlbFill, FrameFree, Violation }
-    private readonly record struct Event(long Seq, Kind Kind, uint Frame, ulong Gfn, int Thread);
+    private readonly record struct Event(long Seq, Kind Kind, uint Frame, ulong Gfn, int Thread, int Vcpu);
     private readonly record struct Waiter(VcpuLink Vcpu, long PostedAtZap, long Entries);
     private sealed record Unflushed(ulong Gfn, nint HostPage, Waiter[] Vcpus);
 
@@ -42,6 +57,9 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
 
     /// <summary>Raised once, at the first violation (the VM stops on it).</summary>
     public event Action<MmuViolation>? Violated;
+
+    /// <summary>Optional recorder: each violation is an instant on the timeline.</summary>
+    public IMmuEventSink? Events { get; set; }
 
     /// <summary>Lets the checker see the vCPUs' flush acknowledgements.</summary>
     public void WatchVcpus(Func<VcpuLink[]> vcpus) => _vcpus = vcpus;
@@ -81,8 +99,8 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         if (!mmu.Host.FrameBacks(frame, mmu.Slots.Find(gpa)!.ToHva(gpa)))
             lock (_lock)
             {
-                Record(Kind.TlbFill, frame, gpa.PageNumber);
-                ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber);
+                Record(Kind.TlbFill, frame, gpa.PageNumber, vcpu);
+                ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber, vcpu);
             }
     }
 
@@ -106,42 +124,62 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
                     try { maps = tlb is not null && tlb.Maps(waiting.Gfn, waiting.HostPage); }
                     finally { if (tlb is not null) v.UnpinTlb(); }
                     if (maps)
-                        ViolateLocked($"a host frame was freed while vCPU {v.Index}'s TLB still maps it", frame, waiting.Gfn);
+                        ViolateLocked($"a host frame was freed while vCPU {v.Index}'s TLB still maps it", frame, waiting.Gfn, v.Index);
                     // And the flush posted after the zap must be complete (acknowledged or done from outside).
                     else if (v.FlushedGeneration <= posted && v.RemoteGeneration <= posted)
-                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, waiting.Gfn);
+                        ViolateLocked($"a host frame was freed before vCPU {v.Index} flushed its TLB", frame, waiting.Gfn, v.Index);
                 }
         }
     }
 
-    private void Record(Kind kind, Hfn frame, ulong gfn) =>
-        _history[_events++ % HistorySize] = new Event(_events, kind, frame.Value, gfn, Environment.CurrentManagedThreadId);
+    private void Record(Kind kind, Hfn frame, ulong gfn, int vcpu = -1) =>
+        _history[_events++ % HistorySize] = new Event(_events, kind, frame.Value, gfn, Environment.CurrentManagedThreadId, vcpu);
 
-    private void ViolateLocked(string rule, Hfn frame, ulong gfn)
+    private void ViolateLocked(string rule, Hfn frame, ulong gfn, int vcpu = -1)
     {
-        Record(Kind.Violation, frame, gfn);
+        Record(Kind.Violation, frame, gfn);   // by whoever is running: the rule names the vCPU at fault
         Interlocked.Increment(ref _violations);
+        Events?.Violation(gfn, frame.Value, vcpu);
         if (_first is not null) return;
         var gpa = gfn == ulong.MaxValue ? new Gpa(0) : Gpa.FromPageNumber(gfn);
-        var v = new MmuViolation(rule, frame, gpa, HistoryLocked(frame.Value, gfn));
+        var events = EventsLocked(frame.Value, gfn);
+        var v = new MmuViolation(rule, frame, gpa, HistoryText(frame.Value, gfn, events))
+        {
+            Vcpu = vcpu >= 0 ? vcpu : null,
+            Events = events,
+        };
         Volatile.Write(ref _first, v);
         Violated?.Invoke(v);
     }
 
-    private string HistoryLocked(uint frame, ulong gfn)
+    /// <summary>The last 12 events on the frame or the page, oldest first, each naming its vCPU where one did it.</summary>
+    private List<MmuCheckEvent> EventsLocked(uint frame, ulong gfn)
+    {
+        // Events from a vCPU thread are named by the vCPU: its link remembers the thread
+        // that entered guest mode. Once, at the first violation, so the cost is nil.
+        var vcpuOfThread = new Dictionary<int, int>();
+        foreach (var link in _vcpus?.Invoke() ?? [])
+            if (link.ThreadId != 0) vcpuOfThread.TryAdd(link.ThreadId, link.Index);
+        long from = Math.Max(0, _events - HistorySize);
+        var events = new List<MmuCheckEvent>();
+        for (long i = _events - 1; i >= from && events.Count < 12; i--)
+        {
+            var e = _history[i % HistorySize];
+            if (e.Frame != frame && (gfn == ulong.MaxValue || e.Gfn != gfn)) continue;
+            int? vcpu = e.Vcpu >= 0 ? e.Vcpu : vcpuOfThread.TryGetValue(e.Thread, out int v) ? v : null;
+            events.Add(new MmuCheckEvent(i, e.Kind.ToString(), new Hfn(e.Frame),
+                e.Gfn == ulong.MaxValue ? null : Gpa.FromPageNumber(e.Gfn), e.Thread, vcpu));
+        }
+        events.Reverse();
+        return events;
+    }
+
+    private static string HistoryText(uint frame, ulong gfn, List<MmuCheckEvent> events)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"  last events on hfn:0x{frame:x} and {(gfn == ulong.MaxValue ? "its page" : Gpa.FromPageNumber(gfn).ToString())}:");
-        long from = Math.Max(0, _events - HistorySize);
-        var lines = new List<string>();
-        for (long i = _events - 1; i >= from && lines.Count < 12; i--)
-        {
-            var e = _history[i % HistorySize];
-            if (e.Frame == frame || (gfn != ulong.MaxValue && e.Gfn == gfn))
-                lines.Add($"    #{i} {e.Kind,-9} hfn:0x{e.Frame:x} {(e.Gfn == ulong.MaxValue ? "" : Gpa.FromPageNumber(e.Gfn).ToString())} thread {e.Thread}");
-        }
-        lines.Reverse();
-        foreach (var l in lines) sb.AppendLine(l);
+        foreach (var e in events)
+            sb.AppendLine($"    #{e.Seq} {e.Kind,-9} {e.Frame} {e.Page?.ToString() ?? ""} {(e.Vcpu is { } v ? $"vCPU {v}" : $"thread {e.Thread}")}");
         return sb.ToString().TrimEnd();
     }
 }

@@ -42,6 +42,7 @@ public sealed class VcpuLink
     public const int MaxPendingRanges = 8;
 
     private int _mode;          // VcpuMode; written by the vCPU thread only.
+    private int _threadId;      // the managed thread that last entered guest mode; written by it only.
     private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
     private long _flushAcks;    // incremented by the vCPU after each flush it performs.
     private long _entries;      // incremented by the vCPU each time it enters guest mode.
@@ -67,6 +68,9 @@ public sealed class VcpuLink
     public int Index { get; }
 
     public VcpuMode Mode => (VcpuMode)Volatile.Read(ref _mode);
+
+    /// <summary>The managed thread id of the vCPU's thread (0 before it first entered guest mode); lets the checker name vCPUs.</summary>
+    public int ThreadId => Volatile.Read(ref _threadId);
 
     /// <summary>True when any request is pending; the vCPU polls this at block boundaries.</summary>
     public bool HasRequests => Volatile.Read(ref _requests) != 0;
@@ -114,6 +118,8 @@ public sealed class VcpuLink
     /// </summary>
     public void EnterGuest()
     {
+        int thread = Environment.CurrentManagedThreadId;
+        if (_threadId != thread) Volatile.Write(ref _threadId, thread);
         Volatile.Write(ref _entries, _entries + 1);
         Interlocked.Exchange(ref _mode, (int)VcpuMode.InGuest);
     }

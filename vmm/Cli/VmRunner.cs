@@ -94,7 +94,7 @@ public sealed class VmRunner : BackgroundService
                     Check: o.Check,
                     PageOutIntervalMs: o.PageOutIntervalMs), _logger);
             vm = VirtualMachine.Create(config, image, _console.Stream,
-                backing is null ? null : _ => backing.Mmu, logger: _logger);
+                backing is null ? null : _ => backing.Mmu, logger: _logger, measurements: backing?.Measurements);
         }
         catch (OutOfMemoryException)
         {

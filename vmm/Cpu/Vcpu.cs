@@ -90,8 +90,23 @@ public sealed unsafe partial class Vcpu : IDisposable
     public ulong GetSegmentBase(SegmentRegister seg) =>
         seg == SegmentRegister.Fs ? _s->SegBase[1] : seg == SegmentRegister.Gs ? _s->SegBase[2] : 0;
 
-    /// <summary>Instructions retired since construction.</summary>
+    /// <summary>Instructions retired since construction (counted at block boundaries: it lags the running vCPU by up to a chain of blocks).</summary>
     public long InstructionsRetired => _s->Retired;
+
+    /// <summary>
+    /// On the vCPU's own thread only (inside a hypercall or port access): the
+    /// instructions retired before the current one, exactly, including the ones of
+    /// the block in progress.
+    /// </summary>
+    public long InstructionsRetiredBeforeCurrent
+    {
+        get
+        {
+            CpuState* s = _s;
+            Op* cur = s->CurOp;
+            return cur != null ? s->Retired + (cur - Block.OpsOf(s->CurBlock)) : s->Retired;
+        }
+    }
 
     internal void UpdateSseFault() =>
         _s->SseFault = (_s->Cr0 & Cr0Em) != 0 || (_s->Cr4 & 0x200) == 0 ? Vec.UD : (_s->Cr0 & Cr0Ts) != 0 ? Vec.NM : 0;

@@ -1,12 +1,13 @@
 using ToyVmm.Cpu;
 using ToyVmm.Mmu;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Devices;
 
 /// <summary>
 /// The devices and hypercalls of GUEST-ABI.md, as seen by every vCPU of one VM:
-/// the debug console (0xE9), the exit port (0xF4), PAGEOUT and DISCARD.
+/// the debug console (0xE9), the exit port (0xF4), PAGEOUT, DISCARD and PHASE.
 /// </summary>
 public sealed class VmDevices : IVcpuHost
 {
@@ -14,22 +15,30 @@ public sealed class VmDevices : IVcpuHost
     public const ushort ExitPort = 0xF4;
     public const ulong HypercallPageOut = 0x100;
     public const ulong HypercallDiscard = 0x101;
+    public const ulong HypercallPhase = 0x110;
     /// <summary>-KVM_ENOSYS, the answer to an unknown hypercall.</summary>
     public const long UnknownHypercallResult = -1000;
-    /// <summary>-EINVAL, the answer to a bad range.</summary>
+    /// <summary>-EINVAL, the answer to a bad range or a bad phase name.</summary>
     public const long BadRangeResult = -22;
+    /// <summary>The VMM's reserved top of guest RAM (GUEST-ABI.md "Memory map"; BootLayout places its tables there).</summary>
+    public const ulong ReservedTopBytes = 0x100000;
+    /// <summary>-ENOMEM, the answer to a new phase name beyond <see cref="MeasurementHub.MaxPhases"/>.</summary>
+    public const long TooManyPhasesResult = -12;
 
     private readonly ISecondaryMmu _memory;
     private readonly Action<int, int> _exitRequested;
+    private readonly MeasurementHub? _measurements;
 
     /// <param name="memory">Guest memory the hypercalls act on.</param>
     /// <param name="console">Where port 0xE9 writes.</param>
     /// <param name="exitRequested">Called with (vCPU index, status) when the guest writes the exit port; must stop every vCPU.</param>
-    public VmDevices(ISecondaryMmu memory, GuestConsole console, Action<int, int> exitRequested)
+    /// <param name="measurements">Where PHASE switches the phase; null when nothing is measured (PHASE still checks its name).</param>
+    public VmDevices(ISecondaryMmu memory, GuestConsole console, Action<int, int> exitRequested, MeasurementHub? measurements = null)
     {
         _memory = memory;
         Console = console;
         _exitRequested = exitRequested;
+        _measurements = measurements;
     }
 
     public GuestConsole Console { get; }
@@ -65,6 +74,7 @@ public sealed class VmDevices : IVcpuHost
         {
             HypercallPageOut => RangeCall(vcpu, static (m, s, n) => m.PageOut(s, n)),
             HypercallDiscard => RangeCall(vcpu, static (m, s, n) => m.Discard(s, n)),
+            HypercallPhase => Phase(vcpu),
             _ => Unknown(),
         };
         vcpu.SetGpr(Gpr.Rax, unchecked((ulong)result));
@@ -74,6 +84,21 @@ public sealed class VmDevices : IVcpuHost
     {
         Counters.CountUnknownHypercall();
         return UnknownHypercallResult;
+    }
+
+    /// <summary>
+    /// PHASE (GUEST-ABI 1.1): RBX = guest-physical address of a NUL-terminated name of
+    /// 1 to 63 printable ASCII characters, wholly inside the guest's own part of RAM
+    /// (below the VMM's reserved top 1 MiB). 0, or -22 for a bad name.
+    /// </summary>
+    private long Phase(Vcpu vcpu)
+    {
+        ulong ram = _memory.RamBytes;
+        ulong own = ram > ReservedTopBytes ? ram - ReservedTopBytes : 0;
+        var name = GuestNameReader.TryRead(_memory, vcpu.GetGpr(Gpr.Rbx), own);
+        if (name is null) return BadRangeResult;
+        if (_measurements is not null && !_measurements.SwitchPhase(name)) return TooManyPhasesResult;
+        return 0;
     }
 
     private long RangeCall(Vcpu vcpu, Func<ISecondaryMmu, Gpa, ulong, long> call)

@@ -14,6 +14,7 @@ namespace ToyVmm.Vm;
 /// <param name="Protocol">The fault/invalidate protocol (broken-2008 only to watch the checker catch the race).</param>
 /// <param name="Check">Run the invariant checker at every install, TLB fill and frame free.</param>
 /// <param name="PageOutIntervalMs">When positive, a pressure thread pages a random range of guest RAM out this often.</param>
+/// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
 public sealed record GuestMemoryConfig(
     ulong HostMemoryBytes,
     string? SwapFilePath = null,
@@ -21,13 +22,14 @@ public sealed record GuestMemoryConfig(
     NotifierProtocol Protocol = NotifierProtocol.Sequence,
     bool Check = false,
     int PageOutIntervalMs = 0,
-    int Seed = 1);
+    int Seed = 1,
+    long TraceLimit = 0);
 
 /// <summary>
 /// Guest RAM as the DESIGN.md stack builds it: a simulated host (frame pool,
 /// swap file, background reclaimer), one host address space with one anonymous
 /// mapping for the RAM, the EPT-like secondary MMU subscribed to its notifiers,
-/// the invariant checker and the latency statistics.
+/// the invariant checker and the measurement hub that all of them record into.
 /// </summary>
 /// <remarks>
 /// Life cycle: construct (starts the reclaimer and the pressure thread) -->
@@ -60,11 +62,14 @@ public sealed class HostBackedMemory : IDisposable
             Space = Host.CreateAddressSpace();
             Space.Broken2008Notifiers = config.Protocol == NotifierProtocol.Broken2008;
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
-            Stats = new MmuStats(vcpus);
-            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = Stats };
+            Measurements = new MeasurementHub(vcpus, config.TraceLimit);
+            Host.Events = Measurements;
+            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = Measurements };
+            var space = Space;
+            Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
             {
-                Checker = new MmuInvariantChecker();
+                Checker = new MmuInvariantChecker { Events = Measurements };
                 Mmu.Checker = Checker;
                 Host.FrameFreed = Checker.OnFrameFree;
             }
@@ -78,6 +83,7 @@ public sealed class HostBackedMemory : IDisposable
         }
         catch
         {
+            Measurements?.Dispose();
             Host.Dispose();
             throw;
         }
@@ -88,7 +94,11 @@ public sealed class HostBackedMemory : IDisposable
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
     public EptMmu Mmu { get; }
-    public MmuStats Stats { get; }
+    /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
+    public MeasurementHub Measurements { get; }
+
+    /// <summary>The figures so far; exact once the vCPUs and <see cref="StopBackground"/> have stopped.</summary>
+    public MeasurementSnapshot Snapshot() => Measurements.Snapshot();
     public MmuInvariantChecker? Checker { get; }
 
     /// <summary>Pages the pressure thread has paged out.</summary>
@@ -111,15 +121,22 @@ public sealed class HostBackedMemory : IDisposable
     /// <summary>One line per part: where the time went.</summary>
     public IEnumerable<string> Summary()
     {
-        var f = Stats.Faults();
-        var inv = Stats.Invalidations();
-        yield return $"secondary faults: {f.Count} (p50 {f.PercentileNs(0.5)} ns, p99 {f.PercentileNs(0.99)} ns, max {f.MaxNs} ns), retried {Stats.FaultRetries}";
-        yield return $"invalidations: {inv.Count} covering {Stats.InvalidatedPages} pages (p50 {inv.PercentileNs(0.5)} ns, p99 {inv.PercentileNs(0.99)} ns, max {inv.MaxNs} ns)";
+        var total = Snapshot().Total;
+        var faults = LatencyScale.NewHistogram();
+        foreach (var h in total.Faults.Values) faults.Add(h);
+        var inv = LatencyScale.NewHistogram();
+        foreach (var h in total.Invalidations.Values) inv.Add(h);
+        string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
+        yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
+        yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
         yield return $"TLB shootdowns: {Mmu.Shootdowns}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         if (_pressure is not null) yield return $"forced page-outs: {PressurePages} pages";
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
     }
+
+    private static long P(HdrHistogram.HistogramBase h, double percentile) => h.TotalCount == 0 ? 0 : h.GetValueAtPercentile(percentile);
+    private static long Max(HdrHistogram.HistogramBase h) => h.TotalCount == 0 ? 0 : HdrHistogram.HistogramExtensions.GetMaxValue(h);
 
     /// <summary>Stop the pressure thread and the background reclaimer (the host is then quiescent once the vCPUs stop).</summary>
     public void StopBackground()
@@ -135,9 +152,11 @@ public sealed class HostBackedMemory : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         StopBackground();
+        Measurements.EndRun();
         Mmu.Dispose();
         Space.Dispose();
         Host.Dispose();
+        Measurements.Dispose();
         _stop.Dispose();
     }
 }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using ToyVmm.Cpu;
 using ToyVmm.Devices;
 using ToyVmm.Loader;
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Vm;
@@ -32,11 +33,14 @@ public sealed class VirtualMachine : IDisposable
     private readonly ILogger _logger;
     private readonly VcpuLink[] _links;
     private readonly long[] _retired;
+    private readonly MeasurementHub? _measurements;
     private VmResult? _result;   // set once, by compare-exchange
     private int _state;          // 0 created, 1 running/ran, 2 disposed
 
-    private VirtualMachine(VmConfig config, BootLayout layout, ISecondaryMmu memory, ElfImage image, Stream consoleOutput, ILogger logger)
+    private VirtualMachine(VmConfig config, BootLayout layout, ISecondaryMmu memory, ElfImage image, Stream consoleOutput, ILogger logger,
+        MeasurementHub? measurements)
     {
+        _measurements = measurements;
         Config = config;
         Layout = layout;
         _memory = memory;
@@ -44,7 +48,7 @@ public sealed class VirtualMachine : IDisposable
         _logger = logger;
         _links = new VcpuLink[config.VcpuCount];
         _retired = new long[config.VcpuCount];
-        Devices = new VmDevices(memory, new GuestConsole(consoleOutput), OnExitPort);
+        Devices = new VmDevices(memory, new GuestConsole(consoleOutput), OnExitPort, measurements);
     }
 
     public VmConfig Config { get; }
@@ -59,9 +63,10 @@ public sealed class VirtualMachine : IDisposable
     /// </summary>
     /// <param name="memoryFactory">Guest memory for a RAM size; <see cref="FlatGuestMemory"/> when null.</param>
     /// <exception cref="ArgumentException">Layout impossible (message says why).</exception>
+    /// <param name="measurements">Where the PHASE hypercall switches phases and the vCPUs' instructions are counted per phase.</param>
     /// <exception cref="OutOfMemoryException">The host cannot provide guest RAM.</exception>
     public static VirtualMachine Create(VmConfig config, ElfImage image, Stream consoleOutput,
-        Func<ulong, ISecondaryMmu>? memoryFactory = null, ILogger? logger = null)
+        Func<ulong, ISecondaryMmu>? memoryFactory = null, ILogger? logger = null, MeasurementHub? measurements = null)
     {
         var layout = BootLayout.Create(config.RamBytes, config.VcpuCount);
         if (image.Segments[^1].End.Value > layout.ReservedStart.Value)
@@ -76,7 +81,7 @@ public sealed class VirtualMachine : IDisposable
                 writer.Zero(segment.Start.Add(segment.FileSize), segment.MemorySize - segment.FileSize);
             }
             BootState.BuildTables(writer, layout);
-            return new VirtualMachine(config, layout, memory, image, consoleOutput, logger ?? NullLogger.Instance);
+            return new VirtualMachine(config, layout, memory, image, consoleOutput, logger ?? NullLogger.Instance, measurements);
         }
         catch
         {
@@ -119,6 +124,7 @@ public sealed class VirtualMachine : IDisposable
             startGate.Set();
             foreach (var t in threads) t.Join();
         }
+        _measurements?.EndRun();
         Devices.Console.Flush();
 
         long retired = _retired.Sum();
@@ -133,6 +139,16 @@ public sealed class VirtualMachine : IDisposable
         {
             vcpu = new Vcpu(index, _memory, _links[index], Devices);
             BootState.ApplyEntryState(vcpu, Layout, _image.Entry);
+            if (_measurements is not null)
+            {
+                // Read on this thread (its own PHASE, its detach) the count is exact; read from
+                // another vCPU's PHASE it lags by up to a chain of blocks (the hub keeps it monotonic).
+                var counted = vcpu;
+                int thread = Environment.CurrentManagedThreadId;
+                _measurements.BindCurrentThreadToVcpu(index);
+                _measurements.AttachVcpuCounter(index, () => Environment.CurrentManagedThreadId == thread
+                    ? counted.InstructionsRetiredBeforeCurrent : counted.InstructionsRetired);
+            }
             startGate.Wait();
             var exit = vcpu.Run(Config.InstructionLimit);
             Log.VcpuExited(_logger, index, exit.Kind, exit.Message ?? "");
@@ -160,6 +176,7 @@ public sealed class VirtualMachine : IDisposable
         }
         finally
         {
+            _measurements?.DetachVcpuCounter(index);
             _retired[index] = vcpu?.InstructionsRetired ?? 0;
         }
     }

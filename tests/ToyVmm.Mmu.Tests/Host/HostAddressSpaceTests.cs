@@ -1,3 +1,4 @@
+using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Notifiers;
 using Xunit;
@@ -119,7 +120,7 @@ public class HostAddressSpaceTests
     }
 
     [Fact]
-    public void Invalidation_EachOperation_NamesItsEventAndRange()
+    public void Invalidation_EachOperation_NamesItsEventCauseAndRange()
     {
         using var host = NewHost(frames: 128);
         var mm = host.CreateAddressSpace();
@@ -135,12 +136,12 @@ public class HostAddressSpaceTests
         Assert.Equal(
             new[]
             {
-                new InvalidateRange(a, a.Add(Page.Size), InvalidateEvent.Clear, true),
-                new InvalidateRange(a.Add(Page.Size), a.Add(2 * Page.Size), InvalidateEvent.Protection, true),
-                new InvalidateRange(a.Add(2 * Page.Size), a.Add(4 * Page.Size), InvalidateEvent.Clear, true),
-                new InvalidateRange(a.Add(6 * Page.Size), a.Add(8 * Page.Size), InvalidateEvent.Unmap, true),
+                (a, a.Add(Page.Size), InvalidateEvent.Clear, true, InvalidateCause.Discard),
+                (a.Add(Page.Size), a.Add(2 * Page.Size), InvalidateEvent.Protection, true, InvalidateCause.Protect),
+                (a.Add(2 * Page.Size), a.Add(4 * Page.Size), InvalidateEvent.Clear, true, InvalidateCause.PageOut),
+                (a.Add(6 * Page.Size), a.Add(8 * Page.Size), InvalidateEvent.Unmap, true, InvalidateCause.Unmap),
             },
-            sub.Starts);
+            sub.Starts.Select(r => (r.Start, r.End, r.Event, r.MayBlock, r.Cause)));
         Assert.Equal(sub.Starts, sub.Ends);
         mm.Dispose();
         Assert.Equal(1, sub.Releases);

@@ -35,7 +35,7 @@ public class RepBudgetTests
         Assert.Equal(Dest + done, cpu.GetGpr(Gpr.Rdi));
         Assert.InRange((long)done, limit - 10, limit + Slack);
         Assert.Equal(CpuFixture.CodeBase + 10 + 10 + 2, cpu.Rip);   // restarts at the rep
-        Assert.All(f.Read(Dest, (int)done), b => Assert.Equal(0x5A, b));
+        Assert.Equal(-1, Array.FindIndex(f.Read(Dest, (int)done), b => b != 0x5A));
         Assert.Equal(0, f.Read(Dest + done, 1)[0]);
     }
 

@@ -91,19 +91,4 @@ public class CodeCacheBoundTests
         Assert.Equal(0, result.GuestStatus);
         Assert.True(st.PeakArenaBytes <= Cap);
     }
-
-    [Fact]
-    public void Run_RepStosbOf4GiB_EndsWithTheInstructionLimit()
-    {
-        var image = AsmGuest.Build(a =>
-        {
-            a.mov(rdi, 0x400000);
-            a.mov(rcx, 1UL << 32);
-            a.rep.stosb();
-            a.Exit(9);
-        });
-        var run = AsmGuest.Execute(image, instructionLimit: 2_000_000);
-        Assert.Equal(VmOutcome.InstructionLimit, run.Result.Outcome);
-        Assert.InRange(run.Result.InstructionsRetired, 2_000_000, 2_000_000 + 8192);
-    }
 }

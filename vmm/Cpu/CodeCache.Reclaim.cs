@@ -203,16 +203,11 @@ internal sealed unsafe partial class CodeCache
     /// <summary>No block is live or retired: every chunk is free space again; carve from the first.</summary>
     private void ResetArenaLocked()
     {
+        // Chunks stay allocated, past the cap too (grown while a grace period was pending):
+        // an IsQuiescent on another thread may still read a slot it saw before the reset.
         Array.Clear(_free);
         _chunkIndex = -1;
         _bumpLeft = 0;
-        // Chunks past the cap (grown while a grace period was pending) go back to the host.
-        int keep = (int)Math.Max(1, _capBytes / ChunkBytes);
-        for (int i = _chunks.Count - 1; i >= keep; i--)
-        {
-            NativeMemory.AlignedFree((void*)_chunks[i]);
-            _chunks.RemoveAt(i);
-        }
     }
 
     /// <summary>

@@ -58,12 +58,15 @@ bin/toyvmm: | $(STAMPS)/publish-$(CONFIG)
 # invariant checker on; --stats shows where the time went.
 DEMO_GUEST := guest/build/memhot.elf
 DEMO_FLAGS := --memory 64M --host-memory 16M --vcpus 2 --pageout-interval 5 --check --stats
-# Output files of the demo (report, trace, plots: --report/--trace/--plot
-# options), all written under out/. Empty until the VMM has those options.
-DEMO_OUTPUTS :=
+# Output files of the demo: the JSON report, the trace and the plots, under out/.
+DEMO_OUTPUTS := --report out/report.json --trace out/trace.json --plot out
 run: all
 	mkdir -p out
 	bin/toyvmm run $(DEMO_GUEST) $(DEMO_FLAGS) $(DEMO_OUTPUTS)
+	@echo
+	@echo "out/report.json   the figures above as JSON (fields: README, Reports, traces and plots)"
+	@echo "out/trace.json    the timeline: open it at https://ui.perfetto.dev (Open trace file)"
+	@echo "out/latency.png   fault and invalidation latency percentiles; out/timeline.png: what happened when"
 
 # Long stress tests carry [Trait("Category","Long")]; `make test` runs them too,
 # `make test-long` runs only them.

@@ -6,6 +6,9 @@
 # All are incremental: with nothing changed they do not start dotnet to build.
 
 DOTNET ?= dotnet
+# Every test is bounded; should one still hang, the run stops with the hung test's
+# name and a dump of its threads (in tests/*/TestResults) instead of waiting for ever.
+TEST_GUARD ?= --blame-hang-timeout 10m --blame-hang-dump-type mini
 CONFIG ?= Release
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
@@ -58,20 +61,23 @@ bin/toyvmm: | $(STAMPS)/publish-$(CONFIG)
 # invariant checker on; --stats shows where the time went.
 DEMO_GUEST := guest/build/memhot.elf
 DEMO_FLAGS := --memory 64M --host-memory 16M --vcpus 2 --pageout-interval 5 --check --stats
-# Output files of the demo (report, trace, plots: --report/--trace/--plot
-# options), all written under out/. Empty until the VMM has those options.
-DEMO_OUTPUTS :=
+# Output files of the demo: the JSON report, the trace and the plots, under out/.
+DEMO_OUTPUTS := --report out/report.json --trace out/trace.json --plot out
 run: all
 	mkdir -p out
 	bin/toyvmm run $(DEMO_GUEST) $(DEMO_FLAGS) $(DEMO_OUTPUTS)
+	@echo
+	@echo "out/report.json   the figures above as JSON (fields: README, Reports, traces and plots)"
+	@echo "out/trace.json    the timeline: open it at https://ui.perfetto.dev (Open trace file)"
+	@echo "out/latency.png   fault and invalidation latency percentiles; out/timeline.png: what happened when"
 
 # Long stress tests carry [Trait("Category","Long")]; `make test` runs them too,
 # `make test-long` runs only them.
 test: all
-	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo
+	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo $(TEST_GUARD)
 
 test-long: all
-	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo --filter Category=Long
+	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo $(TEST_GUARD) --filter Category=Long
 
 # Scenarios (guests natively and in the interpreter), per-operation invalidation
 # latency, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER

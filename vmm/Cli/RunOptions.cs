@@ -1,15 +1,21 @@
+using ToyVmm.Vm;
+
 namespace ToyVmm.Cli;
 
 /// <summary>
-/// Options of <c>toyvmm run</c>, filled from the command line by <see cref="CommandLine"/>
-/// and checked by <see cref="RunOptionsValidator"/> when the host starts.
-/// Add new options here, in <see cref="CommandLine"/>'s table and in the validator.
+/// Options of <c>toyvmm run</c>, filled by <see cref="RunOptionsBuilder"/> from the config
+/// file, the <c>TOYVMM_</c> environment variables and the command line (in that order,
+/// later wins), and checked by <see cref="RunOptionsValidator"/> before anything runs.
+/// A new option is a property here (and in <see cref="CopyTo"/>), a line in
+/// <see cref="RunSettings"/> and a check in the validator.
 /// </summary>
 public sealed class RunOptions
 {
     public const ulong DefaultMemoryBytes = 64UL << 20;
     public const ulong MinMemoryBytes = 4UL << 20;
     public const ulong MaxMemoryBytes = 64UL << 30;
+    public const int DefaultTraceLimit = 4_000_000;
+    public const int MinTraceLimit = 1000;
 
     /// <summary>The guest ELF file.</summary>
     public string GuestPath { get; set; } = "";
@@ -41,12 +47,67 @@ public sealed class RunOptions
     /// <summary>The swap file (--swap-file PATH); a temporary file deleted at exit when null.</summary>
     public string? SwapFile { get; set; }
 
-    /// <summary>Force a page-out of a random guest range every N ms while the guest runs (--pageout-interval N); 0 = off.</summary>
+    /// <summary>
+    /// Force a page-out of a random guest range every N ms while the guest runs (--pageout-interval N); 0 = off.
+    /// The same schedule is also in <see cref="PageOut"/> as <c>every=Nms,pick=random</c>.
+    /// </summary>
     public int PageOutIntervalMs { get; set; }
 
-    /// <summary>Print where the time went (faults, invalidations, host) on standard error at exit (--stats).</summary>
+    /// <summary>
+    /// Every forced page-out schedule of the run (--pageout, repeatable), with the
+    /// --pageout-interval shorthand last when it is set. Empty: no forced page-outs.
+    /// </summary>
+    public IReadOnlyList<PageOutSchedule> PageOut { get; set; } = [];
+
+    /// <summary>Print the end-of-run table (faults, invalidations, host) on standard error (--stats).</summary>
     public bool Stats { get; set; }
+
+    /// <summary>Write the JSON report of the run to this file (--report PATH); none when null.</summary>
+    public string? ReportPath { get; set; }
+
+    /// <summary>Write a trace-event JSON file of the run to this file (--trace PATH); none when null.</summary>
+    public string? TracePath { get; set; }
+
+    /// <summary>The most trace events kept (--trace-limit N): at least <see cref="MinTraceLimit"/>.</summary>
+    public int TraceLimit { get; set; } = DefaultTraceLimit;
+
+    /// <summary>Write PNG plots of the run into this folder, created if missing (--plot DIR); none when null.</summary>
+    public string? PlotDirectory { get; set; }
+
+    /// <summary>The seed of every random choice of the run (--seed N, default 1): page-out places, picks.</summary>
+    public ulong Seed { get; set; } = 1;
+
+    /// <summary>No progress line on standard error while the guest runs (--quiet).</summary>
+    public bool Quiet { get; set; }
+
+    /// <summary>The config file the settings were read from (--config FILE or ./toyvmm.json), or null when none.</summary>
+    public string? ConfigPath { get; set; }
 
     /// <summary>Log VMM details at Debug level to standard error (--verbose).</summary>
     public bool Verbose { get; set; }
+
+    /// <summary>Copies every option onto <paramref name="target"/> (how the host's options pipeline receives them).</summary>
+    public void CopyTo(RunOptions target)
+    {
+        target.GuestPath = GuestPath;
+        target.MemoryBytes = MemoryBytes;
+        target.Vcpus = Vcpus;
+        target.MaxInstructions = MaxInstructions;
+        target.HostMemoryBytes = HostMemoryBytes;
+        target.FlatMemory = FlatMemory;
+        target.Check = Check;
+        target.Protocol = Protocol;
+        target.SwapFile = SwapFile;
+        target.PageOutIntervalMs = PageOutIntervalMs;
+        target.PageOut = PageOut;
+        target.Stats = Stats;
+        target.ReportPath = ReportPath;
+        target.TracePath = TracePath;
+        target.TraceLimit = TraceLimit;
+        target.PlotDirectory = PlotDirectory;
+        target.Seed = Seed;
+        target.Quiet = Quiet;
+        target.ConfigPath = ConfigPath;
+        target.Verbose = Verbose;
+    }
 }

@@ -15,21 +15,35 @@ public static class ToyVmmApp
 {
     /// <param name="args">The command line.</param>
     /// <param name="guestConsole">Where the guest console goes (standard output when null).</param>
-    /// <param name="messages">Where usage and help text go (standard error when null; help goes to standard output).</param>
-    public static async Task<int> RunAsync(string[] args, Stream? guestConsole = null, TextWriter? messages = null)
+    /// <param name="messages">Where usage errors, help and version go (when null: errors to standard error, help and version to standard output).</param>
+    /// <param name="env">The working folder and environment variables settings are read from (the process's when null).</param>
+    public static async Task<int> RunAsync(string[] args, Stream? guestConsole = null, TextWriter? messages = null, CliEnvironment? env = null)
     {
-        var parsed = CommandLine.Parse(args);
-        if (parsed.Help)
+        var parsed = CommandLine.Parse(args, env);
+        if (parsed.Output != null)
         {
-            (messages ?? Console.Out).WriteLine(CommandLine.Help);
+            (messages ?? Console.Out).Write(parsed.Output);
             return 0;
         }
         var err = messages ?? Console.Error;
         if (parsed.Error != null || parsed.Options == null)
+            return UsageError(err, parsed.Error ?? "no command given");
+
+        // Every check before anything runs; the host's own ValidateOnStart repeats them.
+        var failures = RunOptionsValidator.Check(parsed.Options);
+        if (failures.Count > 0)
+            return UsageError(err, string.Join("; ", failures.Select(f => f.Describe(parsed.Sources))));
+        // Only now, with every check passed, does the run leave anything on disk.
+        if (parsed.Options.PlotDirectory is string plots)
         {
-            err.WriteLine($"toyvmm: {parsed.Error}");
-            err.WriteLine(CommandLine.Usage);
-            return ExitCodes.Usage;
+            try
+            {
+                Directory.CreateDirectory(plots);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                return UsageError(err, new RunOptionsFailure("--plot", $"cannot create {plots}: {ex.Message}", Sentence: true).Describe(parsed.Sources));
+            }
         }
 
         using var host = BuildHost(parsed.Options, guestConsole ?? Console.OpenStandardOutput());
@@ -39,13 +53,18 @@ public static class ToyVmmApp
         }
         catch (OptionsValidationException ex)
         {
-            foreach (var failure in ex.Failures)
-                err.WriteLine($"toyvmm: {failure}");
-            err.WriteLine(CommandLine.Usage);
-            return ExitCodes.Usage;
+            return UsageError(err, string.Join("; ", ex.Failures));
         }
         await host.WaitForShutdownAsync();
         return host.Services.GetRequiredService<ExitStatus>().Value;
+    }
+
+    /// <summary>A usage error: one line naming the problem, the usage line, status 2.</summary>
+    private static int UsageError(TextWriter err, string message)
+    {
+        err.WriteLine($"toyvmm: error: {message}");
+        err.WriteLine(CommandLine.Usage);
+        return ExitCodes.Usage;
     }
 
     public static IHost BuildHost(RunOptions options, Stream guestConsole)
@@ -72,21 +91,7 @@ public static class ToyVmmApp
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton<IValidateOptions<RunOptions>, RunOptionsValidator>();
         builder.Services.AddOptions<RunOptions>()
-            .Configure(o =>
-            {
-                o.GuestPath = options.GuestPath;
-                o.MemoryBytes = options.MemoryBytes;
-                o.Vcpus = options.Vcpus;
-                o.MaxInstructions = options.MaxInstructions;
-                o.Verbose = options.Verbose;
-                o.HostMemoryBytes = options.HostMemoryBytes;
-                o.FlatMemory = options.FlatMemory;
-                o.Check = options.Check;
-                o.Protocol = options.Protocol;
-                o.SwapFile = options.SwapFile;
-                o.PageOutIntervalMs = options.PageOutIntervalMs;
-                o.Stats = options.Stats;
-            })
+            .Configure(options.CopyTo)
             .ValidateOnStart();
         builder.Services.AddSingleton<ExitStatus>();
         builder.Services.AddSingleton(new GuestConsoleOutput(guestConsole));

@@ -1,7 +1,10 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using System.Diagnostics;
 using ToyVmm.Loader;
+using ToyVmm.Mmu.Metrics;
+using ToyVmm.Report;
 using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Secondary;
 using ToyVmm.Vm;
@@ -83,6 +86,8 @@ public sealed class VmRunner : BackgroundService
 
         var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue);
         HostBackedMemory? backing = null;
+        // Flat memory has no host to measure, but phases and instructions are still counted.
+        MeasurementHub? flatHub = null;
         VirtualMachine vm;
         try
         {
@@ -92,56 +97,94 @@ public sealed class VmRunner : BackgroundService
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
                     Check: o.Check,
-                    PageOutIntervalMs: o.PageOutIntervalMs), _logger);
+                    // The --pageout schedules, with --pageout-interval already among them.
+                    PageOut: o.PageOut,
+                    TraceLimit: o.TracePath is null ? 0 : o.TraceLimit,
+                    // --seed folded to the int System.Random takes; the default 1 stays 1.
+                    Seed: unchecked((int)o.Seed ^ (int)(o.Seed >> 32))), _logger);
+            if (backing is null) flatHub = new MeasurementHub(o.Vcpus, o.TracePath is null ? 0 : o.TraceLimit);
+            // This thread writes the guest image and the boot tables: its faults get a named track.
+            (backing?.Measurements ?? flatHub)!.BindCurrentThread("VMM");
             vm = VirtualMachine.Create(config, image, _console.Stream,
-                backing is null ? null : _ => backing.Memory, logger: _logger, measurements: backing?.Measurements);
+                backing is null ? null : _ => backing.Memory, logger: _logger, measurements: backing?.Measurements ?? flatHub);
         }
         catch (OutOfMemoryException)
         {
             backing?.Dispose();
+            flatHub?.Dispose();
             Log.HostOutOfMemory(_logger, $"cannot allocate {SizeParser.Format(o.MemoryBytes)} of guest RAM");
             return ExitCodes.HostOutOfMemory;
         }
         catch (HostMemoryException ex)
         {
             backing?.Dispose();
+            flatHub?.Dispose();
             Log.HostOutOfMemory(_logger, ex.Message);
             return ExitCodes.HostOutOfMemory;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             backing?.Dispose();
+            flatHub?.Dispose();
             Log.VmError(_logger, $"cannot set up the host: {ex.Message}");
             return ExitCodes.VmError;
         }
         catch (ArgumentException ex)
         {
             backing?.Dispose();
+            flatHub?.Dispose();
             Log.CannotBuild(_logger, ex.Message);
             return ExitCodes.Usage;
         }
 
         using (backing)
+        using (flatHub)
         using (vm)
         {
+            var hub = backing?.Measurements ?? flatHub!;
             if (backing?.Checker is { } checker)
             {
                 checker.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
-                checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
+                checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, ViolationReport.Format(v));
             }
-            var result = vm.Run(stoppingToken);
+            var wall = Stopwatch.StartNew();
+            VmResult result;
+            using (ProgressLine.StartIfTerminal(() => Live(hub), o.Quiet))
+                result = vm.Run(stoppingToken);
+            wall.Stop();
+            backing?.StopBackground();
+            hub.EndRun();
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            if (o.Stats)
+            int status = ToExitCode(result);
+            var outputs = new RunOutputs(o, _logger);
+            if (!outputs.Wanted) return status;
+            var snapshot = hub.Snapshot();
+            var facts = new RunFacts
             {
-                Log.Stat(_logger, $"guest: {result.InstructionsRetired} instructions retired");
-                if (backing is not null)
-                    foreach (var line in backing.Summary()) Log.Stat(_logger, line);
-            }
-            return ToExitCode(result);
+                ExitStatus = status,
+                Outcome = result.Outcome.ToString(),
+                GuestPath = o.GuestPath,
+                Vcpus = o.Vcpus,
+                Instructions = result.InstructionsRetired,
+                WallSeconds = wall.Elapsed.TotalSeconds,
+                Settings = RunOutputs.Settings(o),
+                Host = backing is null ? null : RunOutputs.HostCountersOf(backing, snapshot),
+                Checker = backing?.Checker is { } ch
+                    ? new CheckerFacts(true, ch.ViolationCount, ch.FirstViolation is { } first ? ViolationReport.Format(first) : null)
+                    : CheckerFacts.Off,
+            };
+            return outputs.Write(snapshot, facts);
         }
     }
+
+    private static LiveCounters Live(MeasurementHub hub)
+    {
+        var f = hub.Live();
+        return new LiveCounters(f.Instructions, f.Faults, f.Invalidations, f.PagesPagedOut, f.FreeFrames);
+    }
+
 
     private int ToExitCode(VmResult result)
     {

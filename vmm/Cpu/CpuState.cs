@@ -40,6 +40,12 @@ internal unsafe struct CpuState
     public long ChainLimit;               // chained blocks (Exec.Chain) stop when Retired would reach this
     public ulong TlbCplBit;               // 1 at CPL 3: part of every TLB tag
     public ulong FlushEpoch;              // incremented by every TLB flush: host pointers taken before a change may be stale
+    public long InstructionLimit;         // Retired at which Run stops (string ops yield when they reach it)
+
+    // Code-cache grace periods (CodeCache.Reclaim.cs).
+    public long* CodeEpochNow;            // the cache's epoch cell, read at block boundaries
+    public long CodeEpochSeen;            // epoch the jump cache was last cleared for (vCPU thread only)
+    public long CodeAck;                  // published: no block retired before this epoch is referenced; Offline outside Run
 
     // System registers.
     public ulong Cr0, Cr2, Cr3, Cr4, Cr8, Efer;

@@ -36,9 +36,10 @@ internal unsafe struct Op
 /// <summary>
 /// A decoded block: straight-line ops ending at a control transfer, a
 /// system instruction, a page boundary or the op limit. Lives in unmanaged
-/// memory owned by the <see cref="CodeCache"/> and is never freed while the VM
-/// runs (an invalidated block has its handlers replaced by a bail-out, so a
-/// vCPU still inside it leaves at its next op).
+/// memory owned by the <see cref="CodeCache"/>, in a slot of a size class. An
+/// invalidated block has its handlers replaced by a bail-out, so a vCPU still
+/// inside it leaves at its next op; its slot is reused after a grace period
+/// (CodeCache.Reclaim.cs).
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe struct Block
@@ -50,6 +51,8 @@ internal unsafe struct Block
     public int Valid;           // 0 once invalidated
     public Block* HashNext;
     public ulong Quiet0, Quiet1;  // bit i: op i touches no guest memory (TLB shootdown, TlbShootdown.cs)
+    public int Seq;             // changed (interlocked) before the slot is freed or reused: IsQuiescent re-checks it
+    public int Class;           // slot size class (CodeCache.Reclaim.cs); HashNext links free slots
     // Ops follow (aligned to 32 bytes).
     public const int HeaderSize = 64;
     public static Op* OpsOf(Block* b) => (Op*)((byte*)b + HeaderSize);

@@ -18,6 +18,7 @@ public sealed unsafe partial class Vcpu
         if (s == null) throw new ObjectDisposedException(nameof(Vcpu));
         long limitAt = instructionLimit >= long.MaxValue - s->Retired ? long.MaxValue : s->Retired + Math.Max(0, instructionLimit);
         Link.EnterGuest();
+        CodeCache.Enter(s);
         try
         {
             ServiceRequests(atBoundary: true);
@@ -57,6 +58,7 @@ public sealed unsafe partial class Vcpu
         finally
         {
             s->CurOp = null;
+            CodeCache.Leave(s);
             Link.ExitGuest();
         }
     }
@@ -92,9 +94,12 @@ public sealed unsafe partial class Vcpu
     {
         CpuState* s = _s;
         var link = Link;
+        s->InstructionLimit = limitAt;
         while (true)
         {
             s->CurOp = null;
+            // A block boundary: acknowledge a code-cache grace period (CodeCache.Reclaim.cs).
+            if (Volatile.Read(ref *s->CodeEpochNow) != s->CodeEpochSeen) CodeCache.Acknowledge(s);
             Block* b = FindBlock(s);
             s->CurBlock = b;
             s->BlockVa = b->Va;

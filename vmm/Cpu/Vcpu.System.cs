@@ -52,8 +52,14 @@ public sealed unsafe partial class Vcpu
         switch (n)
         {
             case 0:
-                if ((v & Cr0Pg) != 0 && (v & Cr0Pe) == 0) throw GuestFault.Gp();
+                // SDM, MOV to CR0: reserved high bits, PG without PE, NW without CD; in 64-bit
+                // mode PG cannot be cleared (only compatibility mode may leave long mode, and
+                // the interpreter has none); PG with LME needs PAE.
                 if ((v >> 32) != 0) throw GuestFault.Gp();
+                if ((v & Cr0Pg) != 0 && (v & Cr0Pe) == 0) throw GuestFault.Gp();
+                if ((v & Cr0Nw) != 0 && (v & Cr0Cd) == 0) throw GuestFault.Gp();
+                if ((_s->Efer & EferLma) != 0 && (v & Cr0Pg) == 0) throw GuestFault.Gp();
+                if ((v & Cr0Pg) != 0 && (_s->Cr0 & Cr0Pg) == 0 && (_s->Efer & EferLme) != 0 && (_s->Cr4 & 0x20) == 0) throw GuestFault.Gp();
                 _s->Cr0 = v | 0x10;
                 UpdateSseFault();
                 if ((_s->Efer & EferLme) != 0 && (v & Cr0Pg) != 0) _s->Efer |= EferLma;
@@ -94,7 +100,9 @@ public sealed unsafe partial class Vcpu
         switch (msr)
         {
             case MsrEfer:
+                // Reserved bits, or LME changed while paging is on: #GP(0). LMA is read-only (kept).
                 if ((v & ~(EferSce | EferLme | EferLma | EferNxe)) != 0) return false;
+                if ((_s->Cr0 & Cr0Pg) != 0 && ((v ^ _s->Efer) & EferLme) != 0) return false;
                 _s->Efer = (v & ~EferLma) | (_s->Efer & EferLma);
                 FlushTlb();
                 return true;
@@ -217,23 +225,50 @@ public sealed unsafe partial class Vcpu
         _s->Rip = rip;
     }
 
+    /// <summary>
+    /// iretq (64-bit mode): pops RIP, CS, RFLAGS, RSP and SS, with the SDM's protected-mode
+    /// checks on the selectors as far as segments are modelled: CS non-null, inside the GDT, a
+    /// present 64-bit code segment with RPL >= CPL and DPL matching RPL (conforming: DPL <= RPL);
+    /// SS null only when returning to CPL 0, otherwise inside the GDT, RPL = DPL = the new CPL,
+    /// writable data, present. Nothing is changed before every check has passed.
+    /// </summary>
     internal void Iret()
     {
         ulong rsp = _s->Regs[4];
         ulong rip = Mem.Read<S64>(_s, rsp);
-        ulong cs = Mem.Read<S64>(_s, rsp + 8);
+        ushort cs = (ushort)Mem.Read<S64>(_s, rsp + 8);
         ulong fl = Mem.Read<S64>(_s, rsp + 16);
         ulong nrsp = Mem.Read<S64>(_s, rsp + 24);
-        ulong ss = Mem.Read<S64>(_s, rsp + 32);
-        int cpl = (int)(cs & 3);
-        if (cpl < _s->Cpl || (cpl != 0 && cpl != 3)) throw GuestFault.Gp((uint)(cs & 0xFFFC));
+        ushort ss = (ushort)Mem.Read<S64>(_s, rsp + 32);
+        int cpl = cs & 3;
+        uint csErr = (uint)(cs & 0xFFFC), ssErr = (uint)(ss & 0xFFFC);
         if ((cs & 0xFFFC) == 0) throw GuestFault.Gp();
+        if (cpl < _s->Cpl || (cpl != 0 && cpl != 3)) throw GuestFault.Gp(csErr);
+        ulong cd = ReadDescriptor(cs);                                          // #GP(CS) beyond the GDT limit
+        int csDpl = (int)((cd >> 45) & 3);
+        bool conforming = (cd & (1UL << 42)) != 0;
+        if ((cd & (1UL << 44)) == 0 || (cd & (1UL << 43)) == 0) throw GuestFault.Gp(csErr);   // not a code segment
+        if (conforming ? csDpl > cpl : csDpl != cpl) throw GuestFault.Gp(csErr);
+        if ((cd & (1UL << 53)) == 0 || (cd & (1UL << 54)) != 0) throw GuestFault.Gp(csErr);    // 64-bit code only (L=1, D=0)
+        if ((cd & (1UL << 47)) == 0) throw new GuestFault(Vec.NP, csErr, true);
+        if ((ss & 0xFFFC) == 0)
+        {
+            if (cpl == 3 || (ss & 3) != cpl) throw GuestFault.Gp();                // null SS only to CPL 0 (64-bit mode)
+        }
+        else
+        {
+            ulong sd = ReadDescriptor(ss);                                      // #GP(SS) beyond the GDT limit
+            if ((ss & 3) != cpl) throw GuestFault.Gp(ssErr);
+            if ((sd & (1UL << 44)) == 0 || (sd & (1UL << 43)) != 0 || (sd & (1UL << 41)) == 0) throw GuestFault.Gp(ssErr);   // writable data
+            if ((int)((sd >> 45) & 3) != cpl) throw GuestFault.Gp(ssErr);
+            if ((sd & (1UL << 47)) == 0) throw new GuestFault(Vec.SS, ssErr, true);
+        }
         if (!Canonical(rip)) throw GuestFault.Gp();
         ulong keep = _s->Cpl == 0 ? 0 : Flags.IOPL | Flags.IF;
         ulong cur = Flags.Read(_s);
         Flags.Write(_s, (fl & ~keep) | (cur & keep));
-        _s->Sel[(int)SegmentRegister.Cs] = (ushort)cs;
-        _s->Sel[(int)SegmentRegister.Ss] = (ushort)ss;
+        _s->Sel[(int)SegmentRegister.Cs] = cs;
+        _s->Sel[(int)SegmentRegister.Ss] = ss;
         _s->Regs[4] = nrsp;
         SetCpl(cpl);
         _s->Rip = rip;

@@ -35,6 +35,7 @@ public sealed unsafe partial class Vcpu : IDisposable
         _tscBase = System.Diagnostics.Stopwatch.GetTimestamp();
         UpdateSseFault();
         FlushTlb();
+        _code.Register(_s);
         link.AttachTlb(this);
     }
 
@@ -139,6 +140,7 @@ public sealed unsafe partial class Vcpu : IDisposable
     {
         if (_s == null) return;
         Link.DetachTlb();   // no invalidator or checker reads the TLB once it is gone
+        _code.Unregister(_s);   // no grace period waits for it
         NativeMemory.AlignedFree(_s->Held);
         NativeMemory.AlignedFree(_s->TlbRead);
         NativeMemory.AlignedFree(_s->TlbWrite);

@@ -82,7 +82,7 @@ public static class EndOfRunTable
                 ht.Row("  pages read back corrupted (checksum)", Units.Count(h.ChecksumErrors));
             }
             else ht.Row("  swap errors", "none");
-            foreach (var (name, value) in h.Other) ht.Row($"  {name}", Units.Count(value));
+            foreach (var (name, value) in h.Other) ht.Row($"  {Words(name)}", Units.Count(value));
             ht.AppendTo(sb);
         }
 
@@ -132,4 +132,8 @@ public static class EndOfRunTable
         mips.ToString(mips < 10 ? "0.00" : mips < 100 ? "0.0" : "0", CultureInfo.InvariantCulture);
 
     private static string Plural(long n, string noun) => $"{Units.Count(n)} {noun}{(n == 1 ? "" : "s")}";
+
+    /// <summary>A camelCase counter name as words for the table: <c>cleanPagesDropped</c> reads "clean pages dropped".</summary>
+    internal static string Words(string camelCase) =>
+        System.Text.RegularExpressions.Regex.Replace(camelCase, "(?<=[a-z0-9])([A-Z])", m => " " + char.ToLowerInvariant(m.Value[0]));
 }

@@ -21,12 +21,17 @@ public class ProgramProcessTests : IDisposable
         return path;
     }
 
-    private static (int Code, string Stdout, string Stderr) Toyvmm(params string[] args)
+    private static (int Code, string Stdout, string Stderr) Toyvmm(params string[] args) => ToyvmmIn(null, null, args);
+
+    /// <summary>Runs toyvmm in <paramref name="workingDirectory"/> with <paramref name="variables"/> added to its environment.</summary>
+    private static (int Code, string Stdout, string Stderr) ToyvmmIn(string? workingDirectory, Dictionary<string, string>? variables, params string[] args)
     {
         string dir = AppContext.BaseDirectory;
         string apphost = Path.Combine(dir, "toyvmm");
         var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        if (workingDirectory != null) psi.WorkingDirectory = workingDirectory;
+        foreach (var (name, value) in variables ?? []) psi.Environment[name] = value;
         psi.RedirectStandardOutput = psi.RedirectStandardError = true;
         psi.UseShellExecute = false;
         using var p = Process.Start(psi)!;
@@ -105,6 +110,47 @@ public class ProgramProcessTests : IDisposable
         Assert.Contains("ELF refused (magic)", stderr);
     }
 
+    [Fact]
+    public void Version_PrintsToyvmmAndVersionOnStdout()
+    {
+        var (code, stdout, stderr) = Toyvmm("--version");
+        Assert.Equal(0, code);
+        Assert.Equal("", stderr);
+        Assert.Matches(@"^toyvmm \d+\.\d+\.\d+\S*\n$", stdout);
+        Assert.Equal(stdout, Toyvmm("version").Stdout);
+    }
+
+    [Fact]
+    public void Run_TypoInOption_SuggestsTheOptionOnOneLine()
+    {
+        var (code, stdout, stderr) = Toyvmm("run", "g.elf", "--memroy", "64M");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"toyvmm: error: unknown option '--memroy' (did you mean --memory?)\n{CommandLine.Usage}\n", stderr);
+    }
+
+    [Fact]
+    public void Run_SettingsFromEnvironmentAndWorkingFolder_ReachTheRun()
+    {
+        // The process's own environment provider and working folder, not the injected ones.
+        string g = Guest("spin.elf", a => { var l = a.CreateLabel(); a.Label(ref l); a.jmp(l); });
+        File.WriteAllText(Path.Combine(_dir, "toyvmm.json"), """{ "memory": "16M", "maxInstructions": 10000 }""");
+        var (code, _, stderr) = ToyvmmIn(_dir, new() { ["TOYVMM_VCPUS"] = "2" }, "run", g);
+        Assert.Equal(ExitCodes.InstructionLimit, code);
+        Assert.Contains("instruction limit", stderr);
+
+        (code, _, stderr) = ToyvmmIn(_dir, new() { ["TOYVMM_VCPUS"] = "lots" }, "run", g);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("toyvmm: error: TOYVMM_VCPUS: 'lots' is not a whole number\n", stderr);
+
+        // The command line wins over the environment (and the file): 3M alone would be refused.
+        (code, _, _) = ToyvmmIn(_dir, new() { ["TOYVMM_MEMORY"] = "3M" }, "run", g, "--memory", "16M");
+        Assert.Equal(ExitCodes.InstructionLimit, code);
+        (code, _, stderr) = ToyvmmIn(_dir, new() { ["TOYVMM_MEMORY"] = "3M" }, "run", g);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("toyvmm: error: TOYVMM_MEMORY: 3M is outside 4M..64G\n", stderr);
+    }
+
     private static bool IsSubsequence(string needle, string hay)
     {
         int i = 0;
@@ -119,8 +165,13 @@ public class ProgramProcessTests : IDisposable
         var (code, _, stderr) = Toyvmm("run", GuestFiles.Elf("memhot"), "--memory", "64M", "--host-memory", "16M",
             "--vcpus", "2", "--pageout-interval", "5", "--check", "--stats");
         Assert.Equal(0, code);
-        foreach (var part in new[] { "secondary faults:", "invalidations:", "TLB shootdowns:", "host:", "forced page-outs:", "checker:" })
+        // The end-of-run table: every fault kind, the invalidation causes the run had,
+        // the shootdown steps, the host's counters under names a newcomer reads, the checker.
+        foreach (var part in new[] { "2 vCPUs", "MIPS", "settings: ", "secondary faults", "host page present", "zero-fill", "swap-in",
+                     "invalidations", "reclaim", "page-out", "TLB shootdowns:", "pages written to swap", "pages read back from swap",
+                     "pages forced out", "checker: on, 0 violations" })
             Assert.Contains(part, stderr);
-        Assert.Contains(", 0 violations", stderr);
+        // Table lines are the program's output, not messages: no prefix.
+        Assert.DoesNotContain("toyvmm: secondary faults", stderr);
     }
 }

@@ -102,13 +102,16 @@ public class MemoryAndCodeTests
             a.hlt();
         }));
         var cpu = f.NewVcpu();
+        bool finished = false;
         var t = new Thread(() =>
         {
-            while (cpu.Link.Mode != ToyVmm.Mmu.Secondary.VcpuMode.InGuest) Thread.Yield();
+            // The rep may be over before this thread runs at all (a loaded machine): then stop waiting.
+            while (cpu.Link.Mode != ToyVmm.Mmu.Secondary.VcpuMode.InGuest && !Volatile.Read(ref finished)) Thread.Yield();
             for (int i = 0; i < 50; i++) cpu.Link.WaitForFlush(cpu.Link.RequestFlush());
         });
         t.Start();
         var exit = cpu.Run();
+        Volatile.Write(ref finished, true);
         t.Join();
         Assert.Equal(VcpuExitKind.Halted, exit.Kind);
         Assert.Equal(0UL, cpu.GetGpr(Gpr.Rcx));

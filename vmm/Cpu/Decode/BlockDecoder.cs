@@ -61,7 +61,7 @@ public sealed unsafe partial class Vcpu
                 new ReadOnlySpan<byte>(host2, 15).CopyTo(_fetchBuf.AsSpan(avail));
                 n = DecodeInto(va, avail + 15, crossed: true);
             }
-            Block* b = _code.Publish(va, gpa & Mem.PageMask | (va & 0xFFF), gpa2, gen1, gen2, _opBuf.AsSpan(0, n), _quiet0, _quiet1);
+            Block* b = _code.Publish(_s, va, gpa & Mem.PageMask | (va & 0xFFF), gpa2, gen1, gen2, _opBuf.AsSpan(0, n), _quiet0, _quiet1);
             if (b != null) return b;
         }
     }

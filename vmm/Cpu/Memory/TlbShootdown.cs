@@ -73,9 +73,15 @@ public sealed unsafe partial class Vcpu : IVcpuTlb
             if (op == null) return false;   // between blocks: decoding, delivering, servicing
             Block* b = (Block*)Volatile.Read(ref *(nint*)&s->CurBlock);
             if (b == null) return false;
+            // The slot may be reused once the vCPU has left it (CodeCache.Reclaim.cs): read its
+            // Seq, then the bits, then check that the vCPU is still there and the slot unchanged.
+            int seq = Volatile.Read(ref b->Seq);
             long i = op - Block.OpsOf(b);
-            if ((ulong)i >= (ulong)b->NumOps) return false;   // read across a block change
-            return i < 64 ? (b->Quiet0 >> (int)i & 1) != 0 : i < 128 && (b->Quiet1 >> (int)(i - 64) & 1) != 0;
+            if ((ulong)i >= (ulong)Volatile.Read(ref b->NumOps)) return false;   // read across a block change
+            bool quiet = i < 64 ? (Volatile.Read(ref b->Quiet0) >> (int)i & 1) != 0
+                : i < 128 && (Volatile.Read(ref b->Quiet1) >> (int)(i - 64) & 1) != 0;
+            if (Volatile.Read(ref *(nint*)&s->CurOp) != (nint)op || Volatile.Read(ref *(nint*)&s->CurBlock) != (nint)b) return false;
+            return quiet && Volatile.Read(ref b->Seq) == seq;
         }
     }
 

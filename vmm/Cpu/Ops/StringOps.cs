@@ -6,9 +6,10 @@ namespace ToyVmm.Cpu.Ops;
 
 /// <summary>
 /// movs, stos, lods, cmps, scas with rep / repe / repne. Registers advance per
-/// element, so a fault or a stop mid-way leaves a restartable state. A long rep
-/// looks at the vCPU's link every chunk (at most 4 KiB or 256 elements) and
-/// yields, restarting the instruction, when a request is pending.
+/// element, so a fault or a stop mid-way leaves a restartable state. Every element
+/// counts as an instruction retired. A long rep looks at the vCPU's link and the
+/// instruction budget after every 256 elements (or the page that passes 256) and
+/// yields, restarting the instruction, when a request is pending or the budget is used.
 /// </summary>
 internal static unsafe class StringOps
 {
@@ -53,6 +54,9 @@ internal static unsafe class StringOps
         }
     }
 
+    /// <summary>Elements a rep runs between looks at the link and the instruction budget.</summary>
+    internal const int YieldEvery = 256;
+
     public static Op* Str<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         int size = T.Bits / 8;
@@ -62,40 +66,50 @@ internal static unsafe class StringOps
             One<T>(s, op, step);
             return Exec.Next(s, op);
         }
-        int iter = 0;
+        // Every element counts as an instruction retired (the op itself is counted as one by
+        // the block), so a rep cannot run past the budget: it yields, restartable, once the
+        // elements done reach the instruction limit. Elements are added to Retired as they are
+        // done, so a fault mid-way counts them too.
+        long limit = s->InstructionLimit - (s->Retired + (op - Block.OpsOf(s->CurBlock)));
+        long done = 0, sinceCheck = 0;
+        bool counted = false;   // the op's own count (the block's) stands for its first element
         while (s->Regs[1] != 0)
         {
-            if (step > 0 && op->X <= 1 && s->Regs[1] > 1)
+            long n;
+            if (step > 0 && op->X <= 1 && s->Regs[1] > 1 && (n = (long)Bulk<T>(s, op)) != 0)
             {
-                ulong done = Bulk<T>(s, op);
-                if (done != 0)
-                {
-                    s->Regs[1] -= done;
-                    iter += 256;
-                }
-                else
-                {
-                    One<T>(s, op, step);
-                    s->Regs[1]--;
-                    iter++;
-                }
+                s->Regs[1] -= (ulong)n;
             }
             else
             {
                 bool eq = One<T>(s, op, step);
                 s->Regs[1]--;
-                iter++;
-                if (op->X >= 3 && (op->Y == 1 ? !eq : eq)) break;
+                n = 1;
+                if (op->X >= 3 && (op->Y == 1 ? !eq : eq)) { Count(s, n, ref counted); done += n; break; }
             }
-            if ((iter & 255) == 0 && s->Regs[1] != 0 && Vcpu.Of(s).Link.HasRequests)
+            Count(s, n, ref counted);
+            done += n;
+            sinceCheck += n;
+            if (sinceCheck >= YieldEvery && s->Regs[1] != 0)
             {
-                // Yield: restart this instruction after the requests are handled.
-                s->Rip = s->BlockVa + op->RipOff;
-                s->Retired--;
-                return null;
+                sinceCheck = 0;
+                if (done >= limit || Vcpu.Of(s).Link.HasRequests)
+                {
+                    // Yield: the run loop sees the budget or the requests, then restarts this
+                    // instruction with RCX/RSI/RDI as they are, as a CPU does on an interrupt.
+                    s->Rip = s->BlockVa + op->RipOff;
+                    return null;
+                }
             }
         }
         return Exec.Next(s, op);
+    }
+
+    /// <summary>Adds <paramref name="n"/> elements to Retired, less the one the block counts for the op.</summary>
+    private static void Count(CpuState* s, long n, ref bool counted)
+    {
+        if (!counted) { n--; counted = true; }
+        s->Retired += n;
     }
 
     /// <summary>Forward rep movs/stos over host pointers within one page each; returns elements done (0: take the slow way).</summary>

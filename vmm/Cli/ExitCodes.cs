@@ -18,6 +18,12 @@ public static class ExitCodes
     public const int VmError = 4;
     /// <summary>The host cannot provide the guest's RAM.</summary>
     public const int HostOutOfMemory = 5;
+    /// <summary>
+    /// The host failed while the guest ran (no frame to reclaim, a swap write or read
+    /// error, a swap file changed behind the VMM's back): the same status as
+    /// <see cref="HostOutOfMemory"/>, the message names the cause.
+    /// </summary>
+    public const int HostFailure = 5;
     /// <summary>A vCPU reached the --max-instructions limit.</summary>
     public const int InstructionLimit = 6;
     /// <summary>The MMU invariant checker (--check) caught a secondary mapping of a page the host no longer maps.</summary>

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using System.Diagnostics;
+using ToyVmm.Cpu;
 using ToyVmm.Loader;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Report;
@@ -61,6 +62,11 @@ public sealed class VmRunner : BackgroundService
         var o = _options;
         Log.Starting(_logger, o.GuestPath, SizeParser.Format(o.MemoryBytes), o.Vcpus);
         ElfImage image;
+        if (GuestFileCheck.NotRegular(o.GuestPath) is string notRegular)
+        {
+            Log.BadGuestFile(_logger, o.GuestPath, notRegular);
+            return ExitCodes.BadGuestFile;
+        }
         try
         {
             image = ElfLoader.LoadFile(o.GuestPath, o.MemoryBytes);
@@ -80,10 +86,16 @@ public sealed class VmRunner : BackgroundService
         ulong hostBytes = (ulong)Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
         if (hostBytes != 0 && o.MemoryBytes > hostBytes)
         {
-            Log.HostOutOfMemory(_logger, $"--memory {SizeParser.Format(o.MemoryBytes)} is more than the host's {SizeParser.Format(hostBytes)}");
+            Log.HostOutOfMemory(_logger, $"--memory {SizeParser.Format(o.MemoryBytes)} is more than the machine's {SizeParser.Format(hostBytes)}");
+            return ExitCodes.HostOutOfMemory;
+        }
+        if (hostBytes != 0 && !o.FlatMemory && o.HostMemoryBytes > hostBytes)
+        {
+            Log.HostOutOfMemory(_logger, $"--host-memory {SizeParser.Format(o.HostMemoryBytes)} is more than the machine's {SizeParser.Format(hostBytes)}");
             return ExitCodes.HostOutOfMemory;
         }
 
+        ulong framePoolBytes = o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3);
         var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue);
         HostBackedMemory? backing = null;
         // Flat memory has no host to measure, but phases and instructions are still counted.
@@ -93,7 +105,7 @@ public sealed class VmRunner : BackgroundService
         {
             if (!o.FlatMemory)
                 backing = new HostBackedMemory(o.MemoryBytes, o.Vcpus, new GuestMemoryConfig(
-                    HostMemoryBytes: o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3),
+                    HostMemoryBytes: framePoolBytes,
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
                     Check: o.Check,
@@ -111,8 +123,25 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostOutOfMemory(_logger, $"cannot allocate {SizeParser.Format(o.MemoryBytes)} of guest RAM");
+            // Name what was being allocated: the frame pool (--host-memory) when there is a host.
+            Log.HostOutOfMemory(_logger, o.FlatMemory || backing is not null
+                ? $"cannot allocate {SizeParser.Format(o.MemoryBytes)} of guest RAM"
+                : $"cannot allocate the host's {SizeParser.Format(framePoolBytes)} frame pool ({(o.HostMemoryBytes != 0 ? "--host-memory" : "guest RAM + 1/8")})");
             return ExitCodes.HostOutOfMemory;
+        }
+        catch (HostFailureException ex)
+        {
+            backing?.Dispose();
+            flatHub?.Dispose();
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats)} ({ex.Message})");
+            return ExitCodes.HostFailure;
+        }
+        catch (SwapFileException ex)
+        {
+            backing?.Dispose();
+            flatHub?.Dispose();
+            Log.CannotBuild(_logger, ex.Message);
+            return ExitCodes.Usage;
         }
         catch (HostMemoryException ex)
         {
@@ -156,7 +185,7 @@ public sealed class VmRunner : BackgroundService
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result);
+            int status = ToExitCode(result, backing?.Host.Stats);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -185,7 +214,7 @@ public sealed class VmRunner : BackgroundService
     }
 
 
-    private int ToExitCode(VmResult result)
+    private int ToExitCode(VmResult result, HostStats? stats)
     {
         string message = result.Message ?? result.Outcome.ToString();
         switch (result.Outcome)
@@ -202,6 +231,9 @@ public sealed class VmRunner : BackgroundService
             case VmOutcome.HostOutOfMemory:
                 Log.HostOutOfMemory(_logger, message);
                 return ExitCodes.HostOutOfMemory;
+            case VmOutcome.HostFailure:
+                Log.HostFailure(_logger, $"{HostFailureCause.Describe(stats)} ({message})");
+                return ExitCodes.HostFailure;
             case VmOutcome.InvariantViolation:
                 Log.InvariantViolation(_logger, message);
                 return ExitCodes.InvariantViolation;

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using System.Diagnostics;
 using ToyVmm.Cpu;
+using ToyVmm.Devices;
 using ToyVmm.Loader;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Report;
@@ -27,10 +28,12 @@ public sealed class VmRunner : BackgroundService
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ExitStatus _exitStatus;
     private readonly GuestConsoleOutput _console;
+    private readonly InterruptWatchdog? _watchdog;   // null in tests that run the VMM in-process
 
     public VmRunner(IOptions<RunOptions> options, ILogger<VmRunner> logger, IHostApplicationLifetime lifetime,
-        ExitStatus exitStatus, GuestConsoleOutput console)
+        ExitStatus exitStatus, GuestConsoleOutput console, InterruptWatchdog? watchdog = null)
     {
+        _watchdog = watchdog;
         _options = options.Value;
         _logger = logger;
         _lifetime = lifetime;
@@ -175,17 +178,19 @@ public sealed class VmRunner : BackgroundService
                 checker.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
                 checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, ViolationReport.Format(v));
             }
+            vm.Devices.Console.Failed += f => vm.Stop(VmOutcome.ConsoleFailed, f.Reason);
             var wall = Stopwatch.StartNew();
             VmResult result;
             using (ProgressLine.StartIfTerminal(() => Live(hub), o.Quiet))
                 result = vm.Run(stoppingToken);
+            _watchdog?.Disarm();
             wall.Stop();
             backing?.StopBackground();
             hub.EndRun();
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result, backing?.Host.Stats);
+            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -214,9 +219,16 @@ public sealed class VmRunner : BackgroundService
     }
 
 
-    private int ToExitCode(VmResult result, HostStats? stats)
+    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console)
     {
         string message = result.Message ?? result.Outcome.ToString();
+        // The console failing ends the run, or spoils a normal end (the last flush failed).
+        if (console != null && (result.IsNormalExit || result.Outcome == VmOutcome.ConsoleFailed))
+        {
+            if (console.PipeClosed) return ExitCodes.OutputClosed;   // quiet, like any writer whose reader left
+            Log.ConsoleFailed(_logger, console.Reason);
+            return ExitCodes.ConsoleError;
+        }
         switch (result.Outcome)
         {
             case VmOutcome.AllHalted:

@@ -23,6 +23,8 @@ public enum VmOutcome
     Interrupted,
     /// <summary>The MMU invariant checker caught a broken invariant (--check).</summary>
     InvariantViolation,
+    /// <summary>The guest console's output failed (a closed pipe, a full disk): the run stops.</summary>
+    ConsoleFailed,
     /// <summary>The VMM itself failed (a bug): an exception escaped a vCPU.</summary>
     InternalError,
 }

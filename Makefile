@@ -6,6 +6,9 @@
 # All are incremental: with nothing changed they do not start dotnet to build.
 
 DOTNET ?= dotnet
+# Every test is bounded; should one still hang, the run stops with the hung test's
+# name and a dump of its threads (in tests/*/TestResults) instead of waiting for ever.
+TEST_GUARD ?= --blame-hang-timeout 10m --blame-hang-dump-type mini
 CONFIG ?= Release
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
@@ -71,10 +74,10 @@ run: all
 # Long stress tests carry [Trait("Category","Long")]; `make test` runs them too,
 # `make test-long` runs only them.
 test: all
-	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo
+	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo $(TEST_GUARD)
 
 test-long: all
-	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo --filter Category=Long
+	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo $(TEST_GUARD) --filter Category=Long
 
 # Scenarios (guests natively and in the interpreter), per-operation invalidation
 # latency, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER

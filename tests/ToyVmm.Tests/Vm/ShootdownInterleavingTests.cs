@@ -63,17 +63,28 @@ public sealed unsafe class ShootdownInterleavingTests
         VcpuExit exit = default;
         var run = new Thread(() => exit = vcpu.Run(1_000_000));
         run.Start();
-        Assert.True(paused.Wait(Patience));
-        // The vCPU has translated the data page and is about to store through the pointer.
-        var pageOut = new Thread(() => backing.Mmu.PageOut(new Gpa(Data), Page.Size));
-        pageOut.Start();
-        if (!lyingTlb)
+        Thread? pageOut = null;
+        try
         {
-            Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(200)), "the page-out must wait for the store in flight");
-            Assert.Equal(1, backing.Mmu.Shootdowns.Waited);
+            Assert.True(paused.Wait(Patience));
+            // The vCPU has translated the data page and is about to store through the pointer.
+            pageOut = new Thread(() => backing.Mmu.PageOut(new Gpa(Data), Page.Size));
+            pageOut.Start();
+            if (!lyingTlb)
+            {
+                // The page-out reaches the last shootdown step (waiting for the vCPU) however
+                // slowly the machine runs it, and stays there while the store is in flight.
+                Assert.True(SpinWait.SpinUntil(() => backing.Mmu.Shootdowns.Waited == 1, Patience), "the page-out never waited for the vCPU");
+                Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(200)), "the page-out must wait for the store in flight");
+            }
+            else Assert.True(pageOut.Join(Patience));
         }
-        else Assert.True(pageOut.Join(Patience));
-        release.Set();
+        finally
+        {
+            // A failed assertion above must not leave the vCPU parked in the hook: the
+            // page-out would wait for it for ever and disposing the memory would wait for the page-out.
+            release.Set();
+        }
         Assert.True(run.Join(Patience));
         Assert.True(pageOut.Join(Patience));
         Assert.Equal(VcpuExitKind.Halted, exit.Kind);

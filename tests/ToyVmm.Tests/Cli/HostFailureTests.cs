@@ -25,10 +25,10 @@ public class HostFailureTests
     }
 
     /// <summary>Runs memseq (a working set of half of RAM) with a frame pool of a quarter of RAM.</summary>
-    private static (VmResult Result, string Cause) RunUnderPressure(Injector injector)
+    private static (VmResult Result, string Cause) RunUnderPressure(Injector injector, ulong swapBytes = 0)
     {
         var image = ElfLoader.LoadFile(GuestFiles.Elf("memseq"), Ram);
-        using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(HostMemoryBytes: Ram / 4));
+        using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(HostMemoryBytes: Ram / 4, SwapBytes: swapBytes));
         backing.Host.Swap.FaultInjector = injector;
         using var console = new MemoryStream();
         using var vm = VirtualMachine.Create(new VmConfig(Ram, 1, InstructionLimit: 20_000_000_000), image, console, _ => backing.Mmu);
@@ -52,6 +52,14 @@ public class HostFailureTests
         var (result, cause) = RunUnderPressure(new Injector { Read = () => new IOException("Input/output error") });
         Assert.Equal(VmOutcome.HostFailure, result.Outcome);
         Assert.StartsWith("swap read failed: Input/output error", cause);
+    }
+
+    [Fact]
+    public void FramePoolExhausted_SwapFull_HostFailureNoFrameToReclaim()
+    {
+        var (result, cause) = RunUnderPressure(new Injector(), swapBytes: 16 * 4096);
+        Assert.Equal(VmOutcome.HostFailure, result.Outcome);
+        Assert.Equal($"{HostFailureCause.NoFrame} (the swap file is full)", cause);
     }
 
     [Fact]

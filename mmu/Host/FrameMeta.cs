@@ -25,6 +25,8 @@ internal enum FrameFlags
     Isolated = 1 << 7,
     /// <summary>On the allocator's free list.</summary>
     Free = 1 << 8,
+    /// <summary>Taken out of service by a shrink of the pool (<see cref="FrameAllocator.Shrink"/>): never handed out again.</summary>
+    Retired = 1 << 9,
 }
 
 /// <summary>

@@ -16,6 +16,6 @@ public sealed partial class HostAddressSpace
     {
         if (frame.Value >= (uint)_frames.Count || address.PageNumber >= HostPageTable.MaxVpn) return false;
         var pte = _pt.GetRacy(address.PageNumber);
-        return pte.IsPresent && pte.Frame == frame.Value && !_frames.Has(frame.Value, FrameFlags.Free);
+        return pte.IsPresent && pte.Frame == frame.Value && !_frames.Has(frame.Value, FrameFlags.Free | FrameFlags.Retired);
     }
 }

@@ -13,11 +13,18 @@ public sealed partial class HostMemory
         var mappedBy = new Dictionary<uint, ulong>();
         var slots = new HashSet<uint>();
         foreach (var mm in Spaces()) mm.CheckPageTable(errors, mappedBy, slots);
-        int free = 0;
+        int free = 0, retired = 0;
         for (uint f = 0; f < (uint)Frames.Count; f++)
         {
             ref FrameMeta m = ref Frames.Meta(f);
             var flags = (FrameFlags)m.Flags;
+            if ((flags & FrameFlags.Retired) != 0)
+            {
+                retired++;
+                if (m.RefCount != 0 || m.MapCount != 0 || m.Owner != 0 || flags != FrameFlags.Retired)
+                    errors.Add($"retired frame {f} has refs {m.RefCount}, maps {m.MapCount}, owner 0x{m.Owner:x}, flags {flags}");
+                continue;
+            }
             if ((flags & FrameFlags.Free) != 0)
             {
                 free++;
@@ -47,10 +54,11 @@ public sealed partial class HostMemory
         }
         if (slots.Count != Swap.SlotsInUse) errors.Add($"{Swap.SlotsInUse} swap slots are in use but PTEs and the swap cache name {slots.Count} (leaked slots)");
         if (free != FreeFrames) errors.Add($"{free} frames are marked free but the allocator counts {FreeFrames}");
+        if (retired != RetiredFrames) errors.Add($"{retired} frames are marked retired but the allocator counts {RetiredFrames}");
         foreach (var (f, _) in mappedBy)
-            if ((Frames.FlagsOf(f) & FrameFlags.Free) != 0) errors.Add($"a PTE maps free frame {f}");
+            if ((Frames.FlagsOf(f) & (FrameFlags.Free | FrameFlags.Retired)) != 0) errors.Add($"a PTE maps free or retired frame {f}");
         int listed = Lru.ActiveCount + Lru.InactiveCount;
-        if (listed != Frames.Count - free) errors.Add($"LRU lists hold {listed} frames, {Frames.Count - free} are in use");
+        if (listed != Frames.Count - free - retired) errors.Add($"LRU lists hold {listed} frames, {Frames.Count - free - retired} are in use");
         return errors;
     }
 }

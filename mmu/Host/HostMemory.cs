@@ -51,9 +51,15 @@ public sealed partial class HostMemory : IDisposable
     internal LruLists Lru { get; }
     internal Reclaimer Reclaim { get; }
 
-    public int FrameCount => Frames.Count;
+    /// <summary>Frames in service: the pool less the frames a shrink has retired.</summary>
+    public int FrameCount => Allocator.InService;
     public int FreeFrames => Allocator.FreeCount;
-    public (int Min, int Low, int High) Watermarks => (Allocator.Min, Allocator.Low, Allocator.High);
+    /// <summary>Frames taken out of service by <see cref="Shrink"/> so far.</summary>
+    public int RetiredFrames => Allocator.Retired;
+    /// <summary>Frames a shrink still waits for reclaim to free.</summary>
+    public int ShrinkDebt => Allocator.RetireDebt;
+    /// <summary>The free-frame watermarks now (scaled down by a shrink).</summary>
+    public (int Min, int Low, int High) Watermarks => Allocator.Watermarks;
     public int ActiveFrames => Lru.ActiveCount;
     public int InactiveFrames => Lru.InactiveCount;
 
@@ -145,6 +151,16 @@ public sealed partial class HostMemory : IDisposable
     }
 
     internal bool WaitForWake(int timeoutMs, CancellationToken stop) => _reclaimWake.Wait(timeoutMs, stop);
+
+    /// <summary>
+    /// Shrink the frame pool by <paramref name="bytes"/> (rounded down to frames)
+    /// while it is in use: free frames leave service at once, the rest as reclaim
+    /// frees them; the watermarks scale down with it. Never below
+    /// <see cref="FrameAllocator.MinFramesInService"/> frames plus the high
+    /// watermark: a larger shrink is clamped (the result says so). Takes only the
+    /// allocator lock; call with no host lock held.
+    /// </summary>
+    public HostShrinkResult Shrink(ulong bytes) => Allocator.Shrink((int)Math.Min(int.MaxValue, bytes >> Page.Shift));
 
     /// <summary>Reclaim synchronously until <paramref name="frames"/> are freed or nothing more can be (tests, the CLI).</summary>
     public int ReclaimNow(int frames, bool ignoreAccessed = false) => Reclaim.DirectReclaim(frames, ignoreAccessed ? 2 : 0, countAsDirect: false);

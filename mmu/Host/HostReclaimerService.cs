@@ -46,11 +46,12 @@ public sealed partial class HostReclaimerService : BackgroundService
 
     private void Run(CancellationToken stop)
     {
-        var (_, low, high) = _host.Watermarks;
         while (!stop.IsCancellationRequested)
         {
             // Wake on the allocator's signal; also look every 50 ms in case a wake was missed.
             _host.WaitForWake(50, stop);
+            // Read each round: a shrink of the pool scales the watermarks down.
+            var (_, low, high) = _host.Watermarks;
             if (_host.FreeFrames > low) continue;
             _host.Stats.Count(ref _host.Stats.BackgroundReclaimWakeups);
             int priority = 0, idle = 0, tries = 0;

@@ -88,6 +88,48 @@ internal sealed class LruLists
         }
     }
 
+    /// <summary>
+    /// Look (without taking anything off) at the frames mapped by address space
+    /// <paramref name="spaceId"/> at pages [<paramref name="startVpn"/>, <paramref name="endVpn"/>),
+    /// in the order reclaim would reach them (<paramref name="hottestFirst"/> false: inactive
+    /// tail to head, then active tail to head) or the opposite order, and add up to
+    /// <paramref name="max"/> of them with the page each maps. The owner is read racily
+    /// (it changes under the address-space lock, which nests outside this one): the
+    /// caller re-checks each pair under that lock.
+    /// </summary>
+    public void CollectOwned(bool hottestFirst, int spaceId, ulong startVpn, ulong endVpn, int max, List<(uint Frame, ulong Vpn)> into)
+    {
+        lock (_lock)
+        {
+            if (hottestFirst)
+            {
+                CollectLocked(_active.Head, towardTail: true, spaceId, startVpn, endVpn, max, into);
+                CollectLocked(_inactive.Head, towardTail: true, spaceId, startVpn, endVpn, max, into);
+            }
+            else
+            {
+                CollectLocked(_inactive.Tail, towardTail: false, spaceId, startVpn, endVpn, max, into);
+                CollectLocked(_active.Tail, towardTail: false, spaceId, startVpn, endVpn, max, into);
+            }
+        }
+    }
+
+    private void CollectLocked(uint f, bool towardTail, int spaceId, ulong startVpn, ulong endVpn, int max, List<(uint, ulong)> into)
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the LRU lock is held");
+        while (f != None && into.Count < max)
+        {
+            ref FrameMeta m = ref _frames.Meta(f);
+            ulong owner = Volatile.Read(ref m.Owner);
+            if (owner != 0 && FrameMeta.OwnerSpace(owner) == spaceId)
+            {
+                ulong vpn = FrameMeta.OwnerVpn(owner);
+                if (vpn >= startVpn && vpn < endVpn) into.Add((f, vpn));
+            }
+            f = towardTail ? m.LruNext : m.LruPrev;
+        }
+    }
+
     /// <summary>Return an isolated frame to a list head. The caller still drops its own reference afterwards.</summary>
     public void Putback(uint f, bool active)
     {

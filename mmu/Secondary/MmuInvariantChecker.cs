@@ -96,12 +96,26 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
     public void OnTlbFill(EptMmu mmu, int vcpu, Gpa gpa, Hfn frame)
     {
         // Called lock-free on the vCPU's fast path; only the cheap check runs here.
-        if (!mmu.Host.FrameBacks(frame, mmu.Slots.Find(gpa)!.ToHva(gpa)))
-            lock (_lock)
-            {
-                Record(Kind.TlbFill, frame, gpa.PageNumber, vcpu);
-                ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber, vcpu);
-            }
+        if (mmu.Host.FrameBacks(frame, mmu.Slots.Find(gpa)!.ToHva(gpa))) return;
+        // This runs inside Translate, before the vCPU notes the page as held and re-reads
+        // its requests (TlbShootdown.cs). An invalidation that zapped the entry after the
+        // vCPU set its holder bit posted it a flush, and may have found the page not yet
+        // noted and freed the frame: the vCPU takes that request and translates again
+        // before it uses the pointer. Only a fill with no request pending gets used.
+        Interlocked.MemoryBarrier();   // the frame's state above before the requests (the invalidator posts before it frees)
+        if (LinkOf(vcpu)?.HasRequests == true) return;
+        lock (_lock)
+        {
+            Record(Kind.TlbFill, frame, gpa.PageNumber, vcpu);
+            ViolateLocked($"vCPU {vcpu} filled its TLB from a secondary entry whose frame no longer backs the page", frame, gpa.PageNumber, vcpu);
+        }
+    }
+
+    private VcpuLink? LinkOf(int index)
+    {
+        foreach (var v in _vcpus?.Invoke() ?? [])
+            if (v.Index == index) return v;
+        return null;
     }
 
     /// <summary>The host is about to free <paramref name="frame"/> (after its invalidation has run).</summary>

@@ -112,7 +112,8 @@ public sealed class VmRunner : BackgroundService
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
                     Check: o.Check,
-                    PageOutIntervalMs: o.PageOutIntervalMs,
+                    // The --pageout schedules, with --pageout-interval already among them.
+                    PageOut: o.PageOut,
                     TraceLimit: o.TracePath is null ? 0 : o.TraceLimit,
                     // --seed folded to the int System.Random takes; the default 1 stays 1.
                     Seed: unchecked((int)o.Seed ^ (int)(o.Seed >> 32))), _logger);

@@ -13,7 +13,9 @@ namespace ToyVmm.Vm;
 /// <param name="SwapBytes">Size of the swap file.</param>
 /// <param name="Protocol">The fault/invalidate protocol (broken-2008 only to watch the checker catch the race).</param>
 /// <param name="Check">Run the invariant checker at every install, TLB fill and frame free.</param>
-/// <param name="PageOutIntervalMs">When positive, a pressure thread pages a random range of guest RAM out this often.</param>
+/// <param name="PageOutIntervalMs">When positive, shorthand for a random periodic page-out this often (<see cref="PageOutSchedules"/>).</param>
+/// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
+/// <param name="PageOut">Forced page-outs while the guest runs (<see cref="PageOutDriver"/>).</param>
 /// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
 public sealed record GuestMemoryConfig(
     ulong HostMemoryBytes,
@@ -23,7 +25,15 @@ public sealed record GuestMemoryConfig(
     bool Check = false,
     int PageOutIntervalMs = 0,
     int Seed = 1,
-    long TraceLimit = 0);
+    long TraceLimit = 0,
+    IReadOnlyList<PageOutSchedule>? PageOut = null)
+{
+    /// <summary><see cref="PageOut"/>, then <see cref="PageOutIntervalMs"/> as <c>every=MS,pick=random</c>.</summary>
+    public IReadOnlyList<PageOutSchedule> PageOutSchedules() =>
+        [.. PageOut ?? [], .. PageOutIntervalMs > 0
+            ? [new PeriodicPageOut(TimeSpan.FromMilliseconds(PageOutIntervalMs), null, PageOutPick.Random)]
+            : Array.Empty<PageOutSchedule>()];
+}
 
 /// <summary>
 /// Guest RAM as the DESIGN.md stack builds it: a simulated host (frame pool,
@@ -32,7 +42,7 @@ public sealed record GuestMemoryConfig(
 /// the invariant checker and the measurement hub that all of them record into.
 /// </summary>
 /// <remarks>
-/// Life cycle: construct (starts the reclaimer and the pressure thread) -->
+/// Life cycle: construct (starts the reclaimer and the page-out driver) -->
 /// the VM runs on <see cref="Mmu"/> --> <see cref="Dispose"/> (stops the threads,
 /// unsubscribes, tears the address space and the host down, deletes the swap file).
 /// </remarks>
@@ -40,9 +50,7 @@ public sealed class HostBackedMemory : IDisposable
 {
     private readonly HostReclaimerService _reclaimer;
     private readonly CancellationTokenSource _stop = new();
-    private readonly Thread? _pressure;
     private readonly ILogger _logger;
-    private long _pressurePages;
     private int _disposed;
 
     public HostBackedMemory(ulong ramBytes, int vcpus, GuestMemoryConfig config, ILogger? logger = null)
@@ -73,13 +81,14 @@ public sealed class HostBackedMemory : IDisposable
                 Mmu.Checker = Checker;
                 Host.FrameFreed = Checker.OnFrameFree;
             }
+            var measurements = Measurements;
+            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Mmu, config.PageOutSchedules(), config.Seed, _logger)
+            {
+                ThreadStarted = () => measurements.BindCurrentThread("page-out driver"),
+            };
             _reclaimer = new HostReclaimerService(Host);
             _reclaimer.StartAsync(_stop.Token).GetAwaiter().GetResult();
-            if (config.PageOutIntervalMs > 0)
-            {
-                _pressure = new Thread(() => Pressure(ramBytes)) { IsBackground = true, Name = "toyvmm-pageout" };
-                _pressure.Start();
-            }
+            PageOutDriver.Start();
         }
         catch
         {
@@ -101,22 +110,11 @@ public sealed class HostBackedMemory : IDisposable
     public MeasurementSnapshot Snapshot() => Measurements.Snapshot();
     public MmuInvariantChecker? Checker { get; }
 
-    /// <summary>Pages the pressure thread has paged out.</summary>
-    public long PressurePages => Volatile.Read(ref _pressurePages);
+    /// <summary>Runs the page-out schedules (<see cref="GuestMemoryConfig.PageOutSchedules"/>) while the guest runs.</summary>
+    public PageOutDriver PageOutDriver { get; }
 
-    /// <summary>Forced page-outs while the guest runs: a random 1..64-page range every interval.</summary>
-    private void Pressure(ulong ramBytes)
-    {
-        var rng = new Random(Config.Seed);
-        ulong pages = ramBytes >> Page.Shift;
-        while (!_stop.Token.WaitHandle.WaitOne(Config.PageOutIntervalMs))
-        {
-            ulong count = (ulong)rng.Next(1, 65);
-            ulong first = (ulong)rng.NextInt64(0, (long)Math.Max(1, pages - count));
-            long done = Mmu.PageOut(Gpa.FromPageNumber(first), count << Page.Shift);
-            if (done > 0) Interlocked.Add(ref _pressurePages, done);
-        }
-    }
+    /// <summary>Pages the page-out schedules have paged out.</summary>
+    public long PressurePages => PageOutDriver.PagesPagedOut;
 
     /// <summary>One line per part: where the time went.</summary>
     public IEnumerable<string> Summary()
@@ -131,19 +129,19 @@ public sealed class HostBackedMemory : IDisposable
         yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
         yield return $"TLB shootdowns: {Mmu.Shootdowns}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
-        if (_pressure is not null) yield return $"forced page-outs: {PressurePages} pages";
+        foreach (var line in PageOutDriver.Summary()) yield return line;
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
     }
 
     private static long P(HdrHistogram.HistogramBase h, double percentile) => h.TotalCount == 0 ? 0 : h.GetValueAtPercentile(percentile);
     private static long Max(HdrHistogram.HistogramBase h) => h.TotalCount == 0 ? 0 : HdrHistogram.HistogramExtensions.GetMaxValue(h);
 
-    /// <summary>Stop the pressure thread and the background reclaimer (the host is then quiescent once the vCPUs stop).</summary>
+    /// <summary>Stop the page-out driver and the background reclaimer (the host is then quiescent once the vCPUs stop).</summary>
     public void StopBackground()
     {
         if (_stop.IsCancellationRequested) return;
         _stop.Cancel();
-        _pressure?.Join();
+        PageOutDriver.Stop();
         try { _reclaimer.StopAsync(CancellationToken.None).GetAwaiter().GetResult(); }
         catch (Exception ex) { _logger.LogDebug("reclaimer stopped with {Error}", ex.Message); }
     }
@@ -152,6 +150,7 @@ public sealed class HostBackedMemory : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         StopBackground();
+        PageOutDriver.Dispose();
         Measurements.EndRun();
         Mmu.Dispose();
         Space.Dispose();

@@ -17,6 +17,10 @@ namespace ToyVmm.Vm;
 /// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
 /// <param name="PageOut">Forced page-outs while the guest runs (<see cref="PageOutDriver"/>).</param>
 /// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
+/// <param name="Measure">
+/// False: the host and the secondary MMU record nothing (no clock reads, no histograms),
+/// only to measure what measuring costs (<c>make bench</c>, bench/RESULTS.md).
+/// </param>
 public sealed record GuestMemoryConfig(
     ulong HostMemoryBytes,
     string? SwapFilePath = null,
@@ -26,7 +30,8 @@ public sealed record GuestMemoryConfig(
     int PageOutIntervalMs = 0,
     int Seed = 1,
     long TraceLimit = 0,
-    IReadOnlyList<PageOutSchedule>? PageOut = null)
+    IReadOnlyList<PageOutSchedule>? PageOut = null,
+    bool Measure = true)
 {
     /// <summary><see cref="PageOut"/>, then <see cref="PageOutIntervalMs"/> as <c>every=MS,pick=random</c>.</summary>
     public IReadOnlyList<PageOutSchedule> PageOutSchedules() =>
@@ -71,8 +76,8 @@ public sealed class HostBackedMemory : IDisposable
             Space.Broken2008Notifiers = config.Protocol == NotifierProtocol.Broken2008;
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
             Measurements = new MeasurementHub(vcpus, config.TraceLimit);
-            Host.Events = Measurements;
-            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = Measurements };
+            if (config.Measure) Host.Events = Measurements;
+            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = config.Measure ? Measurements : null };
             var space = Space;
             Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)

@@ -58,8 +58,9 @@ public sealed partial class HostAddressSpace
             HostFaultStatus.BadAddress => "no mapping",
             HostFaultStatus.Protection => "access not allowed by the mapping",
             HostFaultStatus.OutOfMemory => "out of host memory (nothing free, nothing reclaimable)",
-            HostFaultStatus.SwapReadError => "swap read failed: " + _host.Stats.LastError,
-            HostFaultStatus.SwapChecksumMismatch => "swap checksum mismatch: " + _host.Stats.LastError,
+            // The swap's own messages name the failure ("swap read failed: ...", "swap checksum mismatch on slot ...").
+            HostFaultStatus.SwapReadError => _host.Stats.LastError ?? "swap read failed",
+            HostFaultStatus.SwapChecksumMismatch => _host.Stats.LastError ?? "swap checksum mismatch",
             _ => status.ToString(),
         };
         string message = $"host fault at {address} in address space {Id}: {what}";

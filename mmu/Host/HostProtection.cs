@@ -37,3 +37,9 @@ public sealed class HostOutOfMemoryException(string message) : HostMemoryExcepti
 
 /// <summary>The swap device failed (an I/O error, a full disk, a checksum mismatch).</summary>
 public sealed class SwapIoException(string message, Exception? inner = null) : IOException(message, inner);
+
+/// <summary>
+/// The swap file cannot be created (it exists, its folder is missing, no permission,
+/// another run holds it): a problem with what the user asked for, reported before the guest runs.
+/// </summary>
+public sealed class SwapFileException(string message, Exception? inner = null) : IOException(message, inner);

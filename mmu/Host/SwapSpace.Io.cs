@@ -9,14 +9,25 @@ namespace ToyVmm.Mmu.Host;
 
 public sealed partial class SwapSpace
 {
-    private FileStream? _stream;          // owns the handle; disposed (and, for a temporary file, deleted) in Dispose
+    private FileStream? _stream;          // owns the handle; disposed in Dispose
     private SafeFileHandle? _handle;
     private readonly FrameMemory?[] _frameMemory;   // one Memory<byte> view per frame, made on first use
+    private string? _deleteAtEnd;         // a named swap file this host created, deleted in Dispose
 
-    /// <summary>The swap file's path.</summary>
+    /// <summary>
+    /// The swap file's path, for messages only: a temporary swap file is unlinked
+    /// as soon as it is open, so the name no longer leads to it.
+    /// </summary>
     public string FilePath { get; private set; } = "";
     public bool IsTemporary { get; private set; }
 
+    /// <summary>
+    /// Creates the swap file: never an existing file (create-new, so a typo cannot
+    /// truncate the guest or any other file), mode 0600 (it holds guest memory),
+    /// locked against a second user (an exclusive flock). A temporary file is
+    /// unlinked right after it is opened, so nothing is left behind even by SIGKILL;
+    /// a named file is deleted when the host is disposed or the process exits.
+    /// </summary>
     private void OpenFile(string? path)
     {
         if (SlotCount == 0) return;
@@ -24,10 +35,11 @@ public sealed partial class SwapSpace
         FilePath = path ?? Path.Combine(Path.GetTempPath(), $"toyvmm-swap-{Environment.ProcessId}-{Guid.NewGuid():N}.swap");
         var options = new FileStreamOptions
         {
-            Mode = IsTemporary ? FileMode.CreateNew : FileMode.Create,
+            Mode = FileMode.CreateNew,
             Access = FileAccess.ReadWrite,
-            Share = FileShare.ReadWrite,
-            Options = IsTemporary ? FileOptions.DeleteOnClose : FileOptions.None,
+            Share = FileShare.None,   // on Unix: flock(LOCK_EX | LOCK_NB), so a second opener fails
+            // Windows cannot unlink an open file: let the OS delete it at close.
+            Options = IsTemporary && OperatingSystem.IsWindows() ? FileOptions.DeleteOnClose : FileOptions.None,
             BufferSize = 0,
         };
         if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
@@ -37,15 +49,29 @@ public sealed partial class SwapSpace
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new SwapIoException($"cannot create the swap file {FilePath}: {e.Message}", e);
+            throw new SwapFileException($"cannot create the swap file {FilePath}: {CreateFailureReason(FilePath, e)}", e);
         }
         _handle = _stream.SafeFileHandle;
         if (IsTemporary)
         {
-            // Deleted at exit even when the host is never disposed (finalizers do not run at exit).
-            _onExit = (_, _) => Dispose();
-            AppDomain.CurrentDomain.ProcessExit += _onExit;
+            if (!OperatingSystem.IsWindows()) File.Delete(FilePath);
+            return;
         }
+        _deleteAtEnd = FilePath;
+        // Deleted at exit even when the host is never disposed (finalizers do not run at exit).
+        _onExit = (_, _) => Dispose();
+        AppDomain.CurrentDomain.ProcessExit += _onExit;
+    }
+
+    /// <summary>Why a create-new open failed, in words a user acts on.</summary>
+    private static string CreateFailureReason(string path, Exception e)
+    {
+        if (Directory.Exists(path)) return "it is a directory";
+        if (File.Exists(path)) return "the file already exists (a swap file is always created new; remove it or name another)";
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null && !Directory.Exists(dir)) return "the folder does not exist";
+        if (e is UnauthorizedAccessException) return "permission denied";
+        return e.Message;
     }
 
     private EventHandler? _onExit;
@@ -71,7 +97,7 @@ public sealed partial class SwapSpace
         if (_handle is null) throw new SwapIoException("swap is disabled");
         for (int i = 0; i < frames.Length; i++) ClearWritten(firstSlot + (uint)i);
         var injected = FaultInjector?.BeforeWrite(firstSlot, frames.Length);
-        if (injected is not null) throw new SwapIoException($"swap write of slots {firstSlot}..{firstSlot + frames.Length - 1} failed: {injected.Message}", injected);
+        if (injected is not null) throw new SwapIoException($"swap write failed: {injected.Message} (slots {firstSlot}..{firstSlot + frames.Length - 1})", injected);
         scratch.Clear();
         for (int i = 0; i < frames.Length; i++) scratch.Add(FrameBytes(frames[i]));
         try
@@ -80,7 +106,7 @@ public sealed partial class SwapSpace
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new SwapIoException($"swap write of slots {firstSlot}..{firstSlot + frames.Length - 1} failed: {e.Message}", e);
+            throw new SwapIoException($"swap write failed: {e.Message} (slots {firstSlot}..{firstSlot + frames.Length - 1})", e);
         }
         for (int i = 0; i < frames.Length; i++)
         {
@@ -105,19 +131,19 @@ public sealed partial class SwapSpace
             while (got < page.Length)
             {
                 int n = RandomAccess.Read(_handle, page[got..], ((long)slot << Page.Shift) + got);
-                if (n <= 0) throw new IOException($"short read at slot {slot} ({got} of {page.Length} bytes)");
+                if (n <= 0) throw new IOException($"the swap file ends early: {got} of {page.Length} bytes (was it truncated behind the VMM's back?)");
                 got += n;
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            error = $"swap read of slot {slot} failed: {e.Message}";
+            error = $"swap read failed: {e.Message} (slot {slot})";
             return HostFaultStatus.SwapReadError;
         }
         ulong sum = SwapChecksum.Compute(page, slot);
         if (sum != _checksum[slot])
         {
-            error = $"swap slot {slot} checksum mismatch (stored 0x{_checksum[slot]:x16}, read 0x{sum:x16})";
+            error = $"swap checksum mismatch on slot {slot} (the swap file was changed behind the VMM's back?)";
             return HostFaultStatus.SwapChecksumMismatch;
         }
         return HostFaultStatus.Ok;
@@ -130,9 +156,15 @@ public sealed partial class SwapSpace
             AppDomain.CurrentDomain.ProcessExit -= _onExit;
             _onExit = null;
         }
-        _stream?.Dispose();   // a temporary file goes with it (DeleteOnClose)
+        _stream?.Dispose();
         _stream = null;
         _handle = null;
+        if (_deleteAtEnd is { } created)
+        {
+            _deleteAtEnd = null;
+            try { File.Delete(created); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* best effort: the run's result matters more */ }
+        }
     }
 
     /// <summary>A frame's 4 KiB as <see cref="Memory{T}"/> for vectored I/O; the pool never moves, so pinning is free.</summary>

@@ -18,10 +18,23 @@ public static class ExitCodes
     public const int VmError = 4;
     /// <summary>The host cannot provide the guest's RAM.</summary>
     public const int HostOutOfMemory = 5;
+    /// <summary>
+    /// The host failed while the guest ran (no frame to reclaim, a swap write or read
+    /// error, a swap file changed behind the VMM's back): the same status as
+    /// <see cref="HostOutOfMemory"/>, the message names the cause.
+    /// </summary>
+    public const int HostFailure = 5;
     /// <summary>A vCPU reached the --max-instructions limit.</summary>
     public const int InstructionLimit = 6;
     /// <summary>The MMU invariant checker (--check) caught a secondary mapping of a page the host no longer maps.</summary>
     public const int InvariantViolation = 7;
-    /// <summary>Stopped by SIGINT/SIGTERM (128 + SIGINT).</summary>
+    /// <summary>The guest console cannot be written (a full disk, an I/O error): the message says why.</summary>
+    public const int ConsoleError = 8;
+    /// <summary>
+    /// Standard output was closed by its reader (<c>toyvmm run g.elf | head -1</c>): the
+    /// run stops quietly with the status of a process killed by SIGPIPE (128 + 13).
+    /// </summary>
+    public const int OutputClosed = 141;
+    /// <summary>Stopped by SIGINT/SIGTERM/SIGHUP (128 + SIGINT).</summary>
     public const int Interrupted = 130;
 }

@@ -20,6 +20,12 @@ internal static partial class Log
     [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "host out of memory: {Reason}")]
     public static partial void HostOutOfMemory(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 14, Level = LogLevel.Error, Message = "host failure: {Reason}")]
+    public static partial void HostFailure(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Error, Message = "cannot write the guest console: {Reason}")]
+    public static partial void ConsoleFailed(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "instruction limit: {Reason}")]
     public static partial void InstructionLimit(ILogger logger, string reason);
 

@@ -49,7 +49,7 @@ public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
 
         if (string.IsNullOrWhiteSpace(o.GuestPath))
             Fail(null, "no guest file given");
-        else if (!File.Exists(o.GuestPath))
+        else if (!File.Exists(o.GuestPath) && !Directory.Exists(o.GuestPath))
             Fail(RunSettings.GuestName, $"guest file '{o.GuestPath}' does not exist");
 
         bool memoryOk = true;
@@ -81,6 +81,9 @@ public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
             string? dir = Path.GetDirectoryName(Path.GetFullPath(o.SwapFile));
             if (dir is null || !Directory.Exists(dir))
                 Fail("--swap-file", $"{o.SwapFile}: the directory does not exist");
+            // The swap file is always created new: a typo must never truncate the guest or any other file.
+            else if (File.Exists(o.SwapFile) || Directory.Exists(o.SwapFile))
+                Fail("--swap-file", $"{o.SwapFile} already exists (the swap file is always created new; remove it or name another)");
         }
 
         if (o.MaxInstructions < 0)

@@ -108,7 +108,7 @@ public static class RunSettings
                 }
             }),
         new("--swap-file", [], SettingKind.Value, "PATH",
-            "the swap file (default: a temporary file, deleted at exit)",
+            "the swap file, created new (never an existing file), 0600, and deleted at the end (default: a temporary file, unlinked once open)",
             static (b, v) => Path(v, p => b.Options.SwapFile = p)),
         new("--flat-memory", [], SettingKind.Flag, null,
             "one flat block of guest RAM: no host, no secondary MMU (cannot go with the host options)",

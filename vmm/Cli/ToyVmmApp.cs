@@ -46,7 +46,8 @@ public static class ToyVmmApp
             }
         }
 
-        using var host = BuildHost(parsed.Options, guestConsole ?? Console.OpenStandardOutput());
+        // Signals are the program's: a test that passes its own console keeps its process's handlers.
+        using var host = BuildHost(parsed.Options, guestConsole ?? StandardOutput(), guestConsole is null ? err : null);
         try
         {
             await host.StartAsync();
@@ -59,6 +60,15 @@ public static class ToyVmmApp
         return host.Services.GetRequiredService<ExitStatus>().Value;
     }
 
+    /// <summary>
+    /// Standard output for the guest console. On Unix a plain stream on descriptor 1,
+    /// not Console.OpenStandardOutput(), which drops writes to a closed pipe silently:
+    /// the console must see EPIPE to stop the run.
+    /// </summary>
+    private static Stream StandardOutput() => OperatingSystem.IsWindows()
+        ? Console.OpenStandardOutput()
+        : new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, bufferSize: 0);
+
     /// <summary>A usage error: one line naming the problem, the usage line, status 2.</summary>
     private static int UsageError(TextWriter err, string message)
     {
@@ -67,7 +77,8 @@ public static class ToyVmmApp
         return ExitCodes.Usage;
     }
 
-    public static IHost BuildHost(RunOptions options, Stream guestConsole)
+    /// <param name="signalMessages">When not null: handle SIGINT/SIGTERM/SIGHUP in every phase (<see cref="InterruptWatchdog"/>), saying "interrupted" here.</param>
+    public static IHost BuildHost(RunOptions options, Stream guestConsole, TextWriter? signalMessages = null)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {
@@ -95,6 +106,8 @@ public static class ToyVmmApp
             .ValidateOnStart();
         builder.Services.AddSingleton<ExitStatus>();
         builder.Services.AddSingleton(new GuestConsoleOutput(guestConsole));
+        if (signalMessages is not null)
+            builder.Services.AddSingleton(sp => new InterruptWatchdog(sp.GetRequiredService<IHostApplicationLifetime>(), signalMessages));
         builder.Services.AddHostedService<VmRunner>();
         return builder.Build();
     }

@@ -2,6 +2,8 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using System.Diagnostics;
+using ToyVmm.Cpu;
+using ToyVmm.Devices;
 using ToyVmm.Loader;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Report;
@@ -26,10 +28,12 @@ public sealed class VmRunner : BackgroundService
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ExitStatus _exitStatus;
     private readonly GuestConsoleOutput _console;
+    private readonly InterruptWatchdog? _watchdog;   // null in tests that run the VMM in-process
 
     public VmRunner(IOptions<RunOptions> options, ILogger<VmRunner> logger, IHostApplicationLifetime lifetime,
-        ExitStatus exitStatus, GuestConsoleOutput console)
+        ExitStatus exitStatus, GuestConsoleOutput console, InterruptWatchdog? watchdog = null)
     {
+        _watchdog = watchdog;
         _options = options.Value;
         _logger = logger;
         _lifetime = lifetime;
@@ -61,6 +65,11 @@ public sealed class VmRunner : BackgroundService
         var o = _options;
         Log.Starting(_logger, o.GuestPath, SizeParser.Format(o.MemoryBytes), o.Vcpus);
         ElfImage image;
+        if (GuestFileCheck.NotRegular(o.GuestPath) is string notRegular)
+        {
+            Log.BadGuestFile(_logger, o.GuestPath, notRegular);
+            return ExitCodes.BadGuestFile;
+        }
         try
         {
             image = ElfLoader.LoadFile(o.GuestPath, o.MemoryBytes);
@@ -80,10 +89,16 @@ public sealed class VmRunner : BackgroundService
         ulong hostBytes = (ulong)Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
         if (hostBytes != 0 && o.MemoryBytes > hostBytes)
         {
-            Log.HostOutOfMemory(_logger, $"--memory {SizeParser.Format(o.MemoryBytes)} is more than the host's {SizeParser.Format(hostBytes)}");
+            Log.HostOutOfMemory(_logger, $"--memory {SizeParser.Format(o.MemoryBytes)} is more than the machine's {SizeParser.Format(hostBytes)}");
+            return ExitCodes.HostOutOfMemory;
+        }
+        if (hostBytes != 0 && !o.FlatMemory && o.HostMemoryBytes > hostBytes)
+        {
+            Log.HostOutOfMemory(_logger, $"--host-memory {SizeParser.Format(o.HostMemoryBytes)} is more than the machine's {SizeParser.Format(hostBytes)}");
             return ExitCodes.HostOutOfMemory;
         }
 
+        ulong framePoolBytes = o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3);
         var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue);
         HostBackedMemory? backing = null;
         // Flat memory has no host to measure, but phases and instructions are still counted.
@@ -93,7 +108,7 @@ public sealed class VmRunner : BackgroundService
         {
             if (!o.FlatMemory)
                 backing = new HostBackedMemory(o.MemoryBytes, o.Vcpus, new GuestMemoryConfig(
-                    HostMemoryBytes: o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3),
+                    HostMemoryBytes: framePoolBytes,
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
                     Check: o.Check,
@@ -112,8 +127,25 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostOutOfMemory(_logger, $"cannot allocate {SizeParser.Format(o.MemoryBytes)} of guest RAM");
+            // Name what was being allocated: the frame pool (--host-memory) when there is a host.
+            Log.HostOutOfMemory(_logger, o.FlatMemory || backing is not null
+                ? $"cannot allocate {SizeParser.Format(o.MemoryBytes)} of guest RAM"
+                : $"cannot allocate the host's {SizeParser.Format(framePoolBytes)} frame pool ({(o.HostMemoryBytes != 0 ? "--host-memory" : "guest RAM + 1/8")})");
             return ExitCodes.HostOutOfMemory;
+        }
+        catch (HostFailureException ex)
+        {
+            backing?.Dispose();
+            flatHub?.Dispose();
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats)} ({ex.Message})");
+            return ExitCodes.HostFailure;
+        }
+        catch (SwapFileException ex)
+        {
+            backing?.Dispose();
+            flatHub?.Dispose();
+            Log.CannotBuild(_logger, ex.Message);
+            return ExitCodes.Usage;
         }
         catch (HostMemoryException ex)
         {
@@ -147,17 +179,19 @@ public sealed class VmRunner : BackgroundService
                 checker.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
                 checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, ViolationReport.Format(v));
             }
+            vm.Devices.Console.Failed += f => vm.Stop(VmOutcome.ConsoleFailed, f.Reason);
             var wall = Stopwatch.StartNew();
             VmResult result;
             using (ProgressLine.StartIfTerminal(() => Live(hub), o.Quiet))
                 result = vm.Run(stoppingToken);
+            _watchdog?.Disarm();
             wall.Stop();
             backing?.StopBackground();
             hub.EndRun();
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result);
+            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -186,9 +220,16 @@ public sealed class VmRunner : BackgroundService
     }
 
 
-    private int ToExitCode(VmResult result)
+    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console)
     {
         string message = result.Message ?? result.Outcome.ToString();
+        // The console failing ends the run, or spoils a normal end (the last flush failed).
+        if (console != null && (result.IsNormalExit || result.Outcome == VmOutcome.ConsoleFailed))
+        {
+            if (console.PipeClosed) return ExitCodes.OutputClosed;   // quiet, like any writer whose reader left
+            Log.ConsoleFailed(_logger, console.Reason);
+            return ExitCodes.ConsoleError;
+        }
         switch (result.Outcome)
         {
             case VmOutcome.AllHalted:
@@ -203,6 +244,9 @@ public sealed class VmRunner : BackgroundService
             case VmOutcome.HostOutOfMemory:
                 Log.HostOutOfMemory(_logger, message);
                 return ExitCodes.HostOutOfMemory;
+            case VmOutcome.HostFailure:
+                Log.HostFailure(_logger, $"{HostFailureCause.Describe(stats)} ({message})");
+                return ExitCodes.HostFailure;
             case VmOutcome.InvariantViolation:
                 Log.InvariantViolation(_logger, message);
                 return ExitCodes.InvariantViolation;

@@ -27,6 +27,8 @@ public enum VcpuExitKind
     StopRequested,
     /// <summary>The VM cannot go on: an exception with no IDT, a triple fault, an unbacked access, an opcode the interpreter cannot execute.</summary>
     VmError,
+    /// <summary>The host could not back guest memory (no frame to reclaim, a swap I/O error): not the guest's fault.</summary>
+    HostFailure,
 }
 
 /// <summary>The result of <see cref="Vcpu.Run"/>; <see cref="Message"/> is one clear line for VmError.</summary>

@@ -45,6 +45,11 @@ public sealed unsafe partial class Vcpu
                     s->CurOp = null;
                     return new VcpuExit(VcpuExitKind.VmError, e.Message);
                 }
+                catch (HostFailureException e)
+                {
+                    s->CurOp = null;
+                    return new VcpuExit(VcpuExitKind.HostFailure, e.Message);
+                }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // A bug in an instruction must not take the VMM down with it.

@@ -114,6 +114,8 @@ public sealed unsafe class GuestPhysicalWriter : IDisposable
         if (status != TranslateStatus.Ok)
         {
             _link.ExitGuest();
+            if (status == TranslateStatus.HostError)
+                throw new ToyVmm.Cpu.HostFailureException($"the VMM cannot write guest memory at {at}");
             throw new InvalidOperationException($"the VMM cannot write guest memory at {at}: {status}");
         }
         // SAFETY: Translate returned a 4 KiB host page that stays valid while this link is in guest mode.

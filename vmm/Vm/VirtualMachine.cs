@@ -170,6 +170,9 @@ public sealed class VirtualMachine : IDisposable
                 case VcpuExitKind.VmError:
                     Finish(new VmResult(VmOutcome.VmError, 0, $"vCPU {index}: {exit.Message ?? "VM error"}", 0));
                     break;
+                case VcpuExitKind.HostFailure:
+                    Finish(new VmResult(VmOutcome.HostFailure, 0, $"vCPU {index}: {exit.Message ?? "host failure"}", 0));
+                    break;
                 default:
                     Finish(new VmResult(VmOutcome.InternalError, 0, $"vCPU {index}: unknown exit {exit.Kind}", 0));
                     break;

@@ -13,10 +13,18 @@ public enum VmOutcome
     InstructionLimit,
     /// <summary>The host could not provide guest memory.</summary>
     HostOutOfMemory,
+    /// <summary>
+    /// The host failed while the guest ran: no frame left to reclaim, a swap write or
+    /// read error, a swap slot whose checksum no longer matches. Exit status 5, as
+    /// <see cref="HostOutOfMemory"/>: a fault of the host, not of the guest.
+    /// </summary>
+    HostFailure,
     /// <summary>The run was cancelled from outside (Ctrl+C, SIGTERM, a test).</summary>
     Interrupted,
     /// <summary>The MMU invariant checker caught a broken invariant (--check).</summary>
     InvariantViolation,
+    /// <summary>The guest console's output failed (a closed pipe, a full disk): the run stops.</summary>
+    ConsoleFailed,
     /// <summary>The VMM itself failed (a bug): an exception escaped a vCPU.</summary>
     InternalError,
 }

@@ -174,4 +174,87 @@ public class ProgramProcessTests : IDisposable
         // Table lines are the program's output, not messages: no prefix.
         Assert.DoesNotContain("toyvmm: secondary faults", stderr);
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int mkfifo(string path, uint mode);
+
+    [Fact]
+    public void Run_GuestIsFifo_ExitsThreeWithoutBlocking()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        string fifo = Path.Combine(_dir, "guest.fifo");
+        Assert.Equal(0, mkfifo(fifo, 0x180));
+        // No writer ever opens the FIFO: a blocking open() would hang (the helper's bound fails the test).
+        var (code, stdout, stderr) = Toyvmm("run", fifo);
+        Assert.Equal(ExitCodes.BadGuestFile, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"toyvmm: error: {fifo}: is not a regular file (a pipe, FIFO, socket or character device), not a guest ELF file\n", stderr);
+    }
+
+    [Fact]
+    public void Run_GuestIsDirectory_SaysIsADirectory()
+    {
+        var (code, _, stderr) = Toyvmm("run", _dir);
+        Assert.Equal(ExitCodes.BadGuestFile, code);
+        Assert.Equal($"toyvmm: error: {_dir}: is a directory, not a guest ELF file\n", stderr);
+    }
+
+    [Fact]
+    public void Run_SwapFileIsTheGuest_RefusedGuestUntouched()
+    {
+        string g = Guest("hello.elf", a => { a.Print("hi\n"); a.hlt(); });
+        byte[] before = File.ReadAllBytes(g);
+        var (code, stdout, stderr) = Toyvmm("run", g, "--swap-file", g);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("", stdout);
+        Assert.StartsWith($"toyvmm: error: --swap-file {g} already exists", stderr);
+        Assert.Equal(before, File.ReadAllBytes(g));
+    }
+
+    [Fact]
+    public void Run_SwapFileEmpty_UsageError()
+    {
+        string g = Guest("hello.elf", a => { a.Print("hi\n"); a.hlt(); });
+        var (code, _, stderr) = Toyvmm("run", g, "--swap-file", "");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("toyvmm: error: --swap-file: the path is empty", stderr);
+    }
+
+    [Fact]
+    public void Run_NamedSwapFile_UsedThenDeletedAtTheEnd()
+    {
+        string g = Guest("touch.elf", a =>
+        {
+            // Touch 2 MiB of RAM with a 1 MiB frame pool: pages go to the swap file.
+            a.mov(rdi, 0x400000);
+            a.mov(rcx, 512);
+            var loop = a.CreateLabel();
+            a.Label(ref loop);
+            a.mov(__qword_ptr[rdi], rcx);
+            a.add(rdi, 4096);
+            a.dec(rcx);
+            a.jnz(loop);
+            a.Print("done\n");
+            a.hlt();
+        });
+        string swap = Path.Combine(_dir, "run.swap");
+        var (code, stdout, stderr) = Toyvmm("run", g, "--memory", "16M", "--host-memory", "1M", "--swap-file", swap, "--report", Path.Combine(_dir, "r.json"));
+        Assert.True(code == 0, stderr);
+        Assert.Equal("done\n", stdout);
+        Assert.False(File.Exists(swap), "the swap file the run created is deleted at its end");
+        using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "r.json")));
+        Assert.True(report.RootElement.GetProperty("host").GetProperty("pageOuts").GetInt64() > 0, "the run used its swap file");
+    }
+
+    [Fact]
+    public void Run_HostMemoryLargerThanTheMachine_NamesHostMemory()
+    {
+        ulong machine = (ulong)GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (machine == 0 || machine >= RunOptions.MaxMemoryBytes) return;   // no --host-memory the validator takes is too big here
+        string g = Guest("hello.elf", a => { a.Print("hi\n"); a.hlt(); });
+        var (code, _, stderr) = Toyvmm("run", g, "--memory", "16M", "--host-memory", SizeParser.Format(RunOptions.MaxMemoryBytes));
+        Assert.Equal(ExitCodes.HostOutOfMemory, code);
+        Assert.StartsWith($"toyvmm: error: host out of memory: --host-memory {SizeParser.Format(RunOptions.MaxMemoryBytes)} is more than the machine's", stderr);
+        Assert.DoesNotContain("guest RAM", stderr);
+    }
 }

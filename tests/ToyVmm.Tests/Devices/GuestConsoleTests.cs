@@ -31,17 +31,47 @@ public class GuestConsoleTests
     }
 
     [Fact]
-    public void Write_BrokenOutput_DoesNotThrow()
+    public void Write_ClosedPipe_DoesNotThrowReportsPipeClosedOnce()
     {
-        var console = new GuestConsole(new BrokenStream());
+        var console = new GuestConsole(new BrokenStream(new IOException("Broken pipe", 32)));
+        var seen = new List<ConsoleFailure>();
+        console.Failed += seen.Add;
         console.Write((byte)'x');
         console.Write((byte)'\n');
+        console.Write((byte)'y');
+        console.Write((byte)'\n');
         console.Flush();
-        Assert.Equal(2, console.BytesWritten);
+        Assert.Equal(4, console.BytesWritten);
+        var f = Assert.Single(seen);
+        Assert.True(f.PipeClosed);
+        Assert.Same(f, console.Failure);
     }
 
-    private sealed class BrokenStream : MemoryStream
+    [Fact]
+    public void Write_FullDisk_ReportsTheReason()
     {
-        public override void Write(byte[] buffer, int offset, int count) => throw new IOException("broken pipe");
+        var console = new GuestConsole(new BrokenStream(new IOException("No space left on device : '/dev/full'", 28)));
+        ConsoleFailure? seen = null;
+        console.Failed += f => seen = f;
+        console.Write((byte)'x');
+        Assert.Null(seen);
+        console.Flush();
+        Assert.NotNull(seen);
+        Assert.False(seen!.PipeClosed);
+        Assert.Equal(new ConsoleFailure(false, "No space left on device"), console.Failure);
+    }
+
+    [Fact]
+    public void Write_WorkingOutput_NoFailure()
+    {
+        var console = new GuestConsole(new MemoryStream());
+        console.Failed += _ => Assert.Fail("no failure expected");
+        console.Write((byte)'\n');
+        Assert.Null(console.Failure);
+    }
+
+    private sealed class BrokenStream(IOException error) : MemoryStream
+    {
+        public override void Write(byte[] buffer, int offset, int count) => throw error;
     }
 }

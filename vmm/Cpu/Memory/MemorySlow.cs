@@ -76,11 +76,13 @@ public sealed unsafe partial class Vcpu
                 continue;   // the answer may predate the flush: translate again
             }
             if (st == TranslateStatus.Ok) return host;
+            if (st == TranslateStatus.HostError)
+                throw new HostFailureException($"{kind.ToString().ToLowerInvariant()} access to guest-physical address 0x{gpa:x} (guest-virtual 0x{va:x}) at RIP 0x{CurrentRip:x}");
             string what = st switch
             {
                 TranslateStatus.Unbacked => "unbacked guest-physical address",
                 TranslateStatus.Protection => "protection violation on guest-physical address",
-                _ => "host error on guest-physical address",
+                _ => $"{st} on guest-physical address",
             };
             throw new VmErrorException($"{kind.ToString().ToLowerInvariant()} access to {what} 0x{gpa:x} (guest-virtual 0x{va:x}) at RIP 0x{CurrentRip:x}");
         }

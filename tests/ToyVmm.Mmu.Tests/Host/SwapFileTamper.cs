@@ -1,0 +1,39 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace ToyVmm.Mmu.Tests.Host;
+
+/// <summary>
+/// Changes a swap file behind the host's back, as another process that ignores
+/// advisory locks would: raw open(2), which takes no flock (a FileStream would be
+/// refused, the swap file being locked).
+/// </summary>
+internal static partial class SwapFileTamper
+{
+    public static void FlipByte(string path, long offset)
+    {
+        using var h = OpenRaw(path);
+        Span<byte> b = stackalloc byte[1];
+        RandomAccess.Read(h, b, offset);
+        b[0] ^= 0x10;
+        RandomAccess.Write(h, (ReadOnlySpan<byte>)b, offset);
+    }
+
+    public static void Truncate(string path)
+    {
+        if (TruncateFile(path, 0) != 0) throw new IOException($"truncate {path} failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    private static SafeFileHandle OpenRaw(string path)
+    {
+        int fd = Open(path, 2 /* O_RDWR */);
+        if (fd < 0) throw new IOException($"open {path} failed: errno {Marshal.GetLastPInvokeError()}");
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "truncate", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static partial int TruncateFile(string path, long length);
+}

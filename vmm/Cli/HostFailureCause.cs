@@ -1,0 +1,29 @@
+using ToyVmm.Mmu.Host;
+
+namespace ToyVmm.Cli;
+
+/// <summary>
+/// The words for a host failure that ended a VM: the guest-side access says where,
+/// the host's counters and last error say why (a full disk, an I/O error, a swap
+/// file changed behind the VMM's back, no frame to reclaim).
+/// </summary>
+public static class HostFailureCause
+{
+    public const string NoFrame = "out of host memory: no frame to reclaim";
+
+    /// <summary>The cause, from the host's counters; <paramref name="stats"/> null (flat memory) gives the generic cause.</summary>
+    public static string Describe(HostStats? stats)
+    {
+        if (stats is null) return "the host could not back guest memory";
+        string? last = stats.LastError;
+        // A read that failed or came back wrong is the failure itself.
+        if ((Volatile.Read(ref stats.SwapReadErrors) > 0 || Volatile.Read(ref stats.SwapChecksumErrors) > 0) && last is not null)
+            return last;
+        // Failed writes leave dirty pages that cannot be reclaimed: name the write failure as the reason.
+        if (Volatile.Read(ref stats.SwapWriteErrors) > 0 && last is not null)
+            return $"{last}; {NoFrame}";
+        if (Volatile.Read(ref stats.SwapFull) > 0)
+            return $"{NoFrame} (the swap file is full)";
+        return NoFrame;
+    }
+}

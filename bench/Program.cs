@@ -3,7 +3,7 @@ using ToyVmm.Bench.Scenario;
 
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
-// `invalidate-latency [samples]`: per-invalidation percentiles with 0, 1, 2 vCPUs running.
+// `invalidate-latency [samples]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);

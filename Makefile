@@ -92,10 +92,11 @@ bench: all
 # Every shipped guest at 1, 2 and 4 vCPUs under every MMU and notifier mode that
 # must be safe, host pool a quarter of RAM, reclaim, forced page-outs and the
 # checker on, round after round for SOAK_SECONDS; fails on any failed run or
-# checker violation (bench/Soak/SoakLoop.cs).
+# checker violation (bench/Soak/SoakLoop.cs). SOAK_GUESTS narrows it to some guests.
 SOAK_SECONDS ?= 300
+SOAK_GUESTS ?=
 soak: all
-	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- soak $(SOAK_SECONDS)
+	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- soak $(SOAK_SECONDS) $(SOAK_GUESTS)
 
 clean:
 	$(MAKE) -C guest clean

@@ -2,7 +2,7 @@ using ToyVmm.Soak;
 
 namespace ToyVmm.Bench.Soak;
 
-/// <summary><c>soak [seconds]</c> (make soak): runs <see cref="SoakLoop"/> and prints its figures; exit 1 on any failure or violation, 2 on bad input.</summary>
+/// <summary><c>soak [seconds [guest...]]</c> (make soak): runs <see cref="SoakLoop"/> and prints its figures; exit 1 on any failure or violation, 2 on bad input.</summary>
 public static class SoakCommand
 {
     public static int Run(string[] args)
@@ -13,8 +13,10 @@ public static class SoakCommand
             Console.Error.WriteLine($"soak: seconds must be a positive whole number, not '{args[0]}'");
             return 2;
         }
+        var only = args.Skip(1).ToHashSet();
         var loop = new SoakLoop(new SoakOptions
         {
+            Guests = g => only.Count == 0 || only.Contains(g.Name),
             Root = SoakLoop.FindRoot(AppContext.BaseDirectory),
             Duration = TimeSpan.FromSeconds(seconds),
         }, Console.Out);

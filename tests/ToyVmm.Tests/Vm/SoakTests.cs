@@ -10,7 +10,6 @@ namespace ToyVmm.Tests.Vm;
 public class SoakTests
 {
     [Fact]
-    [Trait("Category", "Long")]
     public void Soak_QuickGuestsOneRound_EveryRunPassesWithoutViolation()
     {
         string root = SoakLoop.FindRoot(AppContext.BaseDirectory);

@@ -1,6 +1,6 @@
 namespace ToyVmm.Mmu;
 
-// One type per address kind (DESIGN.md "Address kinds"). No implicit
+// One type per address kind (docs/DESIGN.md "Address kinds"). No implicit
 // conversions and no operators across kinds: arithmetic is named, so a
 // guest-physical address can never be added to a host-virtual one by accident.
 

@@ -12,7 +12,7 @@ namespace ToyVmm.Bench.Cpu;
 /// </summary>
 internal static class BenchVcpu
 {
-    private sealed class NullHost : IVcpuHost
+    private sealed class NullExits : IVmExitHandler
     {
         public void PortOut(Vcpu vcpu, ushort port, int size, uint value) { }
         public uint PortIn(Vcpu vcpu, ushort port, int size) => 0xFFFF_FFFF;
@@ -33,7 +33,7 @@ internal static class BenchVcpu
 
         var link = new VcpuLink(0);
         mem.AttachVcpu(link);
-        var cpu = new Vcpu(0, mem, link, new NullHost()) { Cr0 = 0x80010033, Cr4 = 0x620, Efer = 0xD01, Cr3 = top };
+        var cpu = new Vcpu(0, mem, link, new NullExits()) { Cr0 = 0x80010033, Cr4 = 0x620, Efer = 0xD01, Cr3 = top };
         cpu.SetSegment(SegmentRegister.Cs, 0x08, 0);
         return (mem, cpu);
     }

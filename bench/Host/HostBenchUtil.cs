@@ -32,9 +32,7 @@ internal sealed class AlwaysYoung : IMmuNotifierSubscriber
 {
     public bool InvalidateRangeStart(in InvalidateRange range) => true;
     public void InvalidateRangeEnd(in InvalidateRange range) { }
-    public void InvalidatePage(Hva address) { }
     public bool ClearFlushYoung(Hva start, Hva end) => true;
     public bool ClearYoung(Hva start, Hva end) => true;
     public bool TestYoung(Hva address) => true;
-    public void Release() { }
 }

@@ -96,7 +96,7 @@ public static class ScenarioRunner
         using var backing = memory is null ? null : new HostBackedMemory(Ram, vcpus, memory);
         using var console = new MemoryStream();
         using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus), image, console,
-            backing is null ? null : _ => (ISecondaryMmu)backing.Mmu,
+            backing is null ? null : _ => backing.Memory,
             measurements: backing is not null && memory!.Measure ? backing.Measurements : null);
         var sw = Stopwatch.StartNew();
         var result = vm.Run();

@@ -34,7 +34,7 @@ public unsafe class InvalidateOnePageBenchmarks
     {
         _memory = new HostBackedMemory(Ram, Math.Max(1, RunningVcpus), new GuestMemoryConfig(Ram + (Ram >> 3)));
         if (RunningVcpus > 0)
-            _guest = new SpinGuest(_memory.Mmu, RunningVcpus, InTlb ? PageGfn(0) << Page.Shift : 0, InTlb ? Pages : 0);
+            _guest = new SpinGuest(_memory.Memory, RunningVcpus, InTlb ? PageGfn(0) << Page.Shift : 0, InTlb ? Pages : 0);
         // Fill through links with the running vCPUs' indices, so that every page counts
         // them as TLB holders and each zap waits for all of them (the worst case).
         _fillers = [.. Enumerable.Range(0, Math.Max(1, RunningVcpus)).Select(i => new VcpuLink(i))];

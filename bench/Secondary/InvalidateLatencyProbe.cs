@@ -42,7 +42,7 @@ public static unsafe class InvalidateLatencyProbe
     private static (HistogramBase All, long StartP50, long EndP50, ShootdownCounts Shootdowns) Measure(int running, int samples, bool touched)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3)));
-        using var guest = running > 0 ? new SpinGuest(memory.Mmu, running, touched ? PageGfn(0) << Page.Shift : 0, touched ? Pages : 0) : null;
+        using var guest = running > 0 ? new SpinGuest(memory.Memory, running, touched ? PageGfn(0) << Page.Shift : 0, touched ? Pages : 0) : null;
         // Fill through links with the running vCPUs' indices, so that every page lists
         // them as TLB holders and each zap must flush all of them (the worst case).
         VcpuLink[] fillers = [.. Enumerable.Range(0, Math.Max(1, running)).Select(i => new VcpuLink(i))];

@@ -21,7 +21,7 @@ internal sealed class SpinGuest : IDisposable
     /// <param name="touchBase">When <paramref name="touchPages"/> is positive, every vCPU also reads
     /// one word of each of that many pages from this guest-physical address on, over and over
     /// (with some register arithmetic between the reads), so that they stay in its TLB.</param>
-    public SpinGuest(ISecondaryMmu mmu, int vcpus, ulong touchBase = 0, int touchPages = 0)
+    public SpinGuest(VmMemory memory, int vcpus, ulong touchBase = 0, int touchPages = 0)
     {
         var a = new Assembler(64);
         var loop = a.CreateLabel();
@@ -52,7 +52,7 @@ internal sealed class SpinGuest : IDisposable
         a.Assemble(new StreamCodeWriter(ms), Load);
         byte[] code = ms.ToArray();
         var image = new ElfImage(code, Load, [new ElfSegment(0, new Gpa(Load), 0, (ulong)code.Length, 0x20000, true)]);
-        _vm = VirtualMachine.Create(new VmConfig(mmu.RamBytes, vcpus), image, Stream.Null, _ => mmu);
+        _vm = VirtualMachine.Create(new VmConfig(memory.Access.RamBytes, vcpus), image, Stream.Null, _ => memory);
         _runner = new Thread(() => _vm.Run()) { IsBackground = true, Name = "spin-guest" };
         _runner.Start();
         // Wait until every vCPU is in guest mode.

@@ -23,17 +23,14 @@ namespace ToyVmm.Mmu.Host;
 // Subscribers' callbacks run under _lock: they may take their own MMU lock
 // and wait for vCPUs, but must not call back into this address space (the
 // lock-free frame calls SetPageDirty / MarkPageAccessed are fine).
+//
+// How start and end reach the subscribers is the registry's protocol
+// (Notifiers.Protocol): the sequence protocol calls their start and end; the
+// teaching protocol broken-2008 says nothing at start and calls
+// invalidate_page per page at end, after the PTEs changed.
 
 public sealed partial class HostAddressSpace
 {
-    /// <summary>
-    /// Follow the broken 2008 order instead of the range protocol: no
-    /// InvalidateRangeStart/End; after the PTEs are already changed, one
-    /// InvalidatePage per page of the range. Only for demonstrating the race
-    /// the invalidate sequence closes (the invariant checker catches it).
-    /// </summary>
-    public bool Broken2008Notifiers { get; set; }
-
     /// <summary>Invalidation starts seen by tests and diagnostics: (range, event) of the most recent one.</summary>
     internal InvalidateRange LastInvalidation { get; private set; }
 
@@ -64,7 +61,7 @@ public sealed partial class HostAddressSpace
             Notifiers.Release();
             return true;
         }
-        if (Notifiers.IsEmpty || Broken2008Notifiers) return true;
+        if (Notifiers.IsEmpty) return true;
         if (Notifiers.InvalidateRangeStart(range)) return true;
         _host.Stats.Count(ref _host.Stats.InvalidateRetries);
         return false;
@@ -74,19 +71,15 @@ public sealed partial class HostAddressSpace
     {
         AssertLocked();
         if (kind == InvalidateEvent.Release || Notifiers.IsEmpty) return;
-        if (Broken2008Notifiers)
-        {
-            // 2008: the secondary MMUs hear of each page only now, after its PTE changed.
-            for (ulong vpn = startVpn; vpn < endVpn; vpn++) Notifiers.InvalidatePage(Hva.FromPageNumber(vpn));
-            // No notifier start or end carries the cause to a subscriber: the host records it.
-            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
-            return;
-        }
         Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
         {
             Cause = _invalidationCause,
             StartTicks = _invalidationStarted,
         });
+        // Under a protocol whose subscribers hear no range (broken-2008: pages, after the
+        // fact), no notifier start or end carries the cause to a subscriber: the host records it.
+        if (!Notifiers.Protocol.SubscribersHearRanges)
+            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
     }
 
     /// <summary>

@@ -48,7 +48,5 @@ public readonly record struct InvalidateRange(Hva Start, Hva End, InvalidateEven
     public long StartTicks { get; init; }
 
     public ulong Pages => (End.Value - Start.Value) >> Page.Shift;
-    public bool Overlaps(Hva start, Hva end) => start.Value < End.Value && Start.Value < end.Value;
-    public bool Contains(Hva address) => address.Value >= Start.Value && address.Value < End.Value;
     public override string ToString() => $"{Event} [{Start}, {End}){(MayBlock ? "" : " nonblocking")}";
 }

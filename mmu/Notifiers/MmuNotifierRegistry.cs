@@ -16,9 +16,14 @@ namespace ToyVmm.Mmu.Notifiers;
 // when Unregister returns, s gets no further callback.
 
 /// <summary>
-/// The MMU-notifier subscribers of one host address space, and the fan-out of
-/// every notifier event to them. Subscribers may come and go while callbacks run.
+/// The MMU-notifier subscribers of one host address space, the protocol they
+/// and the host follow, and the fan-out of every notifier event to them.
+/// Subscribers may come and go while callbacks run.
 /// </summary>
+/// <remarks>
+/// The registry knows its subscribers only as <see cref="IMmuNotifierSubscriber"/>:
+/// it never names a host or a secondary MMU type (enforced by the architecture test).
+/// </remarks>
 public sealed class MmuNotifierRegistry
 {
     private sealed class Snapshot(IMmuNotifierSubscriber[] subscribers)
@@ -30,6 +35,27 @@ public sealed class MmuNotifierRegistry
     private readonly Lock _writeLock = new();
     private Snapshot _snapshot = new([]);   // replaced under _writeLock, read lock-free
     private bool _released;                 // guarded by _writeLock
+    private INotifierProtocol _protocol = SequenceProtocol.Instance;   // written under _writeLock while empty
+
+    /// <summary>
+    /// The fault/invalidate protocol of this address space: how the host's
+    /// start and end reach the subscribers, and what their faults re-check.
+    /// Chosen before the first subscriber registers (both halves must agree).
+    /// </summary>
+    public INotifierProtocol Protocol
+    {
+        get => Volatile.Read(ref _protocol);
+        set
+        {
+            ArgumentNullException.ThrowIfNull(value);
+            lock (_writeLock)
+            {
+                if (_snapshot.Subscribers.Length != 0)
+                    throw new InvalidOperationException("the notifier protocol is chosen before any subscriber registers");
+                Volatile.Write(ref _protocol, value);
+            }
+        }
+    }
 
     /// <summary>Number of subscribers now.</summary>
     public int Count => Volatile.Read(ref _snapshot).Subscribers.Length;
@@ -84,47 +110,23 @@ public sealed class MmuNotifierRegistry
     private static void Unpin(Snapshot snap) => Interlocked.Decrement(ref snap.Readers);
 
     /// <summary>
-    /// Call every subscriber's start. When a non-blocking start fails with
-    /// "would block", the subscribers that had already started get their end,
-    /// and false is returned: the host operation must back off and retry.
+    /// Before the host changes the PTEs of <paramref name="range"/>: the protocol
+    /// tells the subscribers (under <see cref="SequenceProtocol"/>, every start;
+    /// a refused non-blocking start ends the ones already started). False: the
+    /// host operation must change nothing, back off and retry.
     /// </summary>
     public bool InvalidateRangeStart(in InvalidateRange range)
     {
         var snap = Pin();
-        try
-        {
-            var subs = snap.Subscribers;
-            for (int i = 0; i < subs.Length; i++)
-            {
-                if (subs[i].InvalidateRangeStart(range)) continue;
-                if (range.MayBlock)
-                    throw new InvalidOperationException($"subscriber {subs[i]} refused a blockable invalidation {range}");
-                for (int j = 0; j < i; j++) subs[j].InvalidateRangeEnd(range);
-                return false;
-            }
-            return true;
-        }
+        try { return _protocol.BeforePteChange(snap.Subscribers, range); }
         finally { Unpin(snap); }
     }
 
+    /// <summary>After the PTEs of <paramref name="range"/> hold their new values, before any frame is freed.</summary>
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
         var snap = Pin();
-        try
-        {
-            foreach (var s in snap.Subscribers) s.InvalidateRangeEnd(range);
-        }
-        finally { Unpin(snap); }
-    }
-
-    /// <summary>The broken-2008 protocol's after-the-fact single-page invalidation.</summary>
-    public void InvalidatePage(Hva address)
-    {
-        var snap = Pin();
-        try
-        {
-            foreach (var s in snap.Subscribers) s.InvalidatePage(address);
-        }
+        try { _protocol.AfterPteChange(snap.Subscribers, range); }
         finally { Unpin(snap); }
     }
 

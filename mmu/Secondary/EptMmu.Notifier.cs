@@ -6,136 +6,88 @@ namespace ToyVmm.Mmu.Secondary;
 
 // The MMU-notifier side of the EPT-like MMU: what the host calls before and
 // after it changes its page tables. See the protocol diagram in EptMmu.cs.
+// Every callback is one walk of the shared SlotRangeWalker (slot by slot,
+// under _mmuLock, flush on return) with a handler from EptMmu.Handlers.cs.
 public sealed unsafe partial class EptMmu
 {
     public bool InvalidateRangeStart(in InvalidateRange range)
     {
-        if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return true;
-        if (range.MayBlock) _mmuLock.Enter();
-        else if (!_mmuLock.TryEnter()) return false;   // "would block": the host backs off and retries
-        try
-        {
-            _seq.BeginLocked(first, last);
-            ulong holders = ZapLocked(range.Start, range.End);
-            if (holders != 0) FlushVcpusLocked(holders, first, last);
-        }
-        finally { _mmuLock.Exit(); }
+        var start = new InvalidateStartHandler(this);
+        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true), ref start);
+        if (walk.Outcome == WalkOutcome.WouldBlock) return false;   // "would block": the host backs off and retries
         return true;
     }
 
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
-        if (!GfnSpan(range.Start, range.End, out ulong first, out ulong last)) return;
         var events = Events;
         long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
-        lock (_mmuLock) _seq.EndLocked(first, last);
+        var end = new InvalidateEndHandler(_seq);
+        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End), ref end).Outcome != WalkOutcome.Done) return;
         // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE
         // change (a range nobody stamped: this end only).
         events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());
     }
 
     /// <summary>
-    /// The broken-2008 variant's <c>invalidate_page</c>: the host calls it after
-    /// it has already cleared the PTE. It zaps, but nothing stops a fault that
-    /// found the page earlier from installing it afterwards.
+    /// The teaching protocol's <c>invalidate_page</c> (<see cref="Broken2008Protocol"/>):
+    /// the host calls it after it has already cleared the PTE. It zaps, but
+    /// nothing stops a fault that found the page earlier from installing it afterwards.
     /// </summary>
     public void InvalidatePage(Hva address)
     {
-        if (!GfnSpan(address.PageBase, address.PageBase.Add(Page.Size), out ulong first, out ulong last)) return;
-        lock (_mmuLock)
-        {
-            ulong holders = ZapLocked(address.PageBase, address.PageBase.Add(Page.Size));
-            if (holders != 0) FlushVcpusLocked(holders, first, last);
-        }
+        var zap = new ZapHandler(this);
+        _walker.Walk(new HvaRangeWalk(address.PageBase, address.PageBase.Add(Page.Size), FlushOnReturn: true), ref zap);
     }
 
+    /// <summary>Clear the accessed bits of the range; flush the vCPUs that held a young entry, so later accesses set A again.</summary>
     public bool ClearFlushYoung(Hva start, Hva end)
     {
-        bool young;
-        if (!GfnSpan(start, end, out ulong first, out ulong last)) return false;
-        lock (_mmuLock)
-        {
-            ulong holders = 0;
-            young = ClearYoungLocked(start, end, ref holders);
-            if (young) FlushVcpusLocked(holders, first, last);  // later accesses must fill the TLB and set A again
-        }
-        return young;
+        var aging = new ClearYoungHandler(_ept);
+        _walker.Walk(new HvaRangeWalk(start, end, FlushOnReturn: true), ref aging);
+        return aging.Young;
     }
 
     public bool ClearYoung(Hva start, Hva end)
     {
-        ulong holders = 0;
-        lock (_mmuLock) return ClearYoungLocked(start, end, ref holders);
+        var aging = new ClearYoungHandler(_ept);
+        _walker.Walk(new HvaRangeWalk(start, end), ref aging);
+        return aging.Young;
     }
 
     public bool TestYoung(Hva address)
     {
-        foreach (var slot in _slots.Slots)
-            if (slot.GfnsOf(address.PageBase, address.PageBase.Add(Page.Size), out ulong gfn, out _))
-                return _ept.Lookup(gfn).IsAccessed;
-        return false;
+        var test = new TestYoungHandler(_ept);
+        _walker.Walk(new HvaRangeWalk(address.PageBase, address.PageBase.Add(Page.Size), Lockless: true), ref test);
+        return test.Young;
     }
 
+    /// <summary>The address space is being torn down: zap everything and flush every vCPU.</summary>
     public void Release()
     {
         long started = Stopwatch.GetTimestamp();
-        ulong pages = 0, firstPage = ulong.MaxValue;
-        lock (_mmuLock)
-        {
-            foreach (var slot in _slots.Slots)
-            {
-                ZapLocked(slot.HvaStart, slot.HvaEnd);
-                pages += (slot.HvaEnd.Value - slot.HvaStart.Value) >> Page.Shift;
-                firstPage = Math.Min(firstPage, slot.HvaStart.PageNumber);
-            }
-            FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
-        }
-        if (pages != 0) Events?.InvalidateCompleted(InvalidateCause.Teardown, firstPage, pages, started, Stopwatch.GetTimestamp());
+        var release = new ReleaseHandler(this);
+        _walker.Walk(new HvaRangeWalk(new Hva(0), new Hva(ulong.MaxValue), FlushOnReturn: true), ref release);
+        if (release.Pages != 0) Events?.InvalidateCompleted(InvalidateCause.Teardown, release.FirstPage, release.Pages, started, Stopwatch.GetTimestamp());
     }
 
-    private bool GfnSpan(Hva start, Hva end, out ulong first, out ulong last)
+    void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn)
     {
-        first = ulong.MaxValue; last = 0;
-        foreach (var slot in _slots.Slots)
-        {
-            if (!slot.GfnsOf(start, end, out ulong f, out ulong l)) continue;
-            first = Math.Min(first, f); last = Math.Max(last, l);
-        }
-        return first <= last;
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "a walk flushes with the MMU lock held");
+        FlushVcpusLocked(holders, firstGfn, lastGfn);
     }
 
     /// <summary>
-    /// Zap every entry whose host page lies in [start, end); a dirty bit goes to
+    /// Zap every present entry of guest frames [first, last]; a dirty bit goes to
     /// the host page first. Returns the TLB holders of the zapped entries (0 when
     /// nothing was mapped: no vCPU needs to flush).
     /// </summary>
-    private ulong ZapLocked(Hva start, Hva end)
+    private ulong ZapGfnsLocked(ulong firstGfn, ulong lastGfn)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "zapping needs the MMU lock");
-        ulong holders = 0;
-        foreach (var slot in _slots.Slots)
-        {
-            if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
-            var zap = new ZapVisitor(this);
-            _ept.ForEachPresent(first, last, ref zap);
-            holders |= zap.Holders;
-        }
-        return holders;
-    }
-
-    private bool ClearYoungLocked(Hva start, Hva end, ref ulong holders)
-    {
-        bool young = false;
-        ulong h = 0;
-        foreach (var slot in _slots.Slots)
-        {
-            if (!slot.GfnsOf(start, end, out ulong first, out ulong last)) continue;
-            var aging = new ClearYoungVisitor(_ept);
-            _ept.ForEachPresent(first, last, ref aging);
-            young |= aging.Young; h |= aging.Holders;
-        }
-        holders |= h;
-        return young;
+        var zap = new ZapVisitor(this);
+        _ept.ForEachPresent(firstGfn, lastGfn, ref zap);
+        return zap.Holders;
     }
 
     /// <summary>

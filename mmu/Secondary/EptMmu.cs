@@ -14,7 +14,8 @@ namespace ToyVmm.Mmu.Secondary;
 //                  invalidation is in flight.
 //   _mmuLock    -> guards _ept writes, _seq's count and range, _vcpus.
 //
-// The fault/invalidate protocol (DESIGN.md; the race of the 2008 thread):
+// The fault/invalidate protocol (docs/DESIGN.md "The fault / invalidate
+// protocol"; the race of the 2008 thread):
 //
 //   vCPU fault on gfn                       host invalidation of hva range r
 //   ------------------------------------    --------------------------------------
@@ -30,25 +31,17 @@ namespace ToyVmm.Mmu.Secondary;
 //
 // Whatever the interleaving, a frame found by GetUserPage before or during an
 // invalidation is never installed: either the fault's locked re-check sees
-// a range in progress over its gfn, or it sees seq moved. The broken-2008 variant
-// (Protocol = Broken2008) skips that re-check, and the invariant checker
+// a range in progress over its gfn, or it sees seq moved. Which re-check runs
+// is the host address space's protocol (INotifierProtocol): the teaching
+// variant Broken2008Protocol re-checks nothing, and the invariant checker
 // catches the stale entry.
-
-/// <summary>Which fault/invalidate protocol the secondary MMU follows.</summary>
-public enum NotifierProtocol
-{
-    /// <summary>KVM's invalidate sequence: faults re-check under the MMU lock.</summary>
-    Sequence,
-    /// <summary>The 2008 bug: faults install without re-checking anything.</summary>
-    Broken2008,
-}
 
 /// <summary>
 /// The EPT-like secondary MMU: guest-physical page to host frame, populated by
 /// secondary faults through the host address space and torn down by its MMU
 /// notifier callbacks.
 /// </summary>
-public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscriber, IDisposable
+public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscriber, IRemoteTlbFlush, IDisposable
 {
     private readonly IHostMemory _host;
     private readonly Lock _mmuLock = new();
@@ -56,15 +49,22 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     private readonly EptTable _ept = new();
     private readonly SlotTable _slots = new();
     private readonly InvalidateSequence _seq;
+    private readonly INotifierProtocol _protocol;
+    private readonly SlotRangeWalker _walker;
     private VcpuLink[] _vcpus = [];            // replaced under _mmuLock, read lock-free
     private ShootdownCounts _shootdowns;       // guarded by _mmuLock; read racily for reports
     private bool _registered;
 
-    public EptMmu(IHostMemory host, ulong ramBytes, Hva ramHva, NotifierProtocol protocol = NotifierProtocol.Sequence)
+    /// <summary>
+    /// An MMU over <paramref name="host"/> with one slot: guest-physical [0, <paramref name="ramBytes"/>)
+    /// at <paramref name="ramHva"/>. It follows the protocol of the host's notifier registry.
+    /// </summary>
+    public EptMmu(IHostMemory host, ulong ramBytes, Hva ramHva)
     {
         _host = host;
         _seq = new InvalidateSequence(_mmuLock);
-        Protocol = protocol;
+        _protocol = host.Notifiers.Protocol;
+        _walker = new SlotRangeWalker(_mmuLock, _slots, this);
         RamBytes = ramBytes;
         _slots.Add(new MemorySlot(0, new Gpa(0), ramBytes, ramHva));
         host.Notifiers.Register(this);
@@ -72,9 +72,11 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     }
 
     public ulong RamBytes { get; }
-    public NotifierProtocol Protocol { get; }
+    /// <summary>The fault/invalidate protocol this MMU's faults follow (its host's).</summary>
+    public NotifierProtocol Protocol => _protocol.Kind;
     public EptTable Table => _ept;
     public SlotTable Slots => _slots;
+    /// <summary>The host address space behind the slots (for the invariant checker).</summary>
     public IHostMemory Host => _host;
 
     /// <summary>How the vCPU flushes of TLB shootdowns were completed so far (a racy snapshot).</summary>
@@ -86,10 +88,8 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     /// <summary>Optional recorder of faults, invalidations and shootdown waits (the measurement hub).</summary>
     public IMmuEventSink? Events { get; set; }
 
-    public event Action<Gpa, ulong>? ContentsReplaced;
-
-    /// <summary>Test hook: runs on the faulting thread between GetUserPage and the locked re-check.</summary>
-    public Action<Gpa, Hfn>? AfterGetUserPageHook { get; set; }
+    /// <summary>Test seam: runs on the faulting thread between GetUserPage and the locked re-check (forced interleavings).</summary>
+    internal Action<Gpa, Hfn>? AfterGetUserPageHook { get; set; }
 
     public void AttachVcpu(VcpuLink vcpu)
     {
@@ -140,7 +140,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
             while (true)
             {
                 long seq = _seq.Sequence;
-                if (Protocol == NotifierProtocol.Sequence && _seq.FaultLikelyToRetry(gfn))
+                if (_protocol.FaultShouldWait(_seq, gfn))
                 {
                     wait.SpinOnce();                // an invalidation covers us: let it finish first
                     continue;
@@ -152,7 +152,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                 AfterGetUserPageHook?.Invoke(gpa, frame);
                 lock (_mmuLock)
                 {
-                    if (Protocol == NotifierProtocol.Sequence && _seq.FaultMustRetryLocked(gfn, seq))
+                    if (_protocol.FaultMustRetryLocked(_seq, gfn, seq))
                     {
                         _host.PutUserPage(frame, PageRelease.Unused);
                         Events?.FaultRetried(vcpu.Index);
@@ -217,7 +217,8 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                 WaitForNoInvalidationLocked();
                 var slot = _slots.Slots.FirstOrDefault(s => s.Id == id);
                 if (slot is null) return false;
-                ZapLocked(slot.HvaStart, slot.HvaEnd);
+                var zap = new ZapHandler(this);
+                _walker.WalkLocked(new HvaRangeWalk(slot.HvaStart, slot.HvaEnd), ref zap);
                 FlushVcpusLocked(ulong.MaxValue, slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
                 // A fault that found the page before the zap re-checks the sequence and retries.
                 _seq.BeginLocked(slot.GpaStart.PageNumber, slot.GpaEnd.PageNumber - 1);
@@ -238,27 +239,6 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
             Thread.Yield();
             _mmuLock.Enter();
         }
-    }
-
-    public long PageOut(Gpa start, ulong bytes) => HostOperation(start, bytes, discard: false);
-
-    public long Discard(Gpa start, ulong bytes) => HostOperation(start, bytes, discard: true);
-
-    private long HostOperation(Gpa start, ulong bytes, bool discard)
-    {
-        if ((start.Value & Page.OffsetMask) != 0 || (bytes & Page.OffsetMask) != 0 ||
-            start.Value > RamBytes || bytes > RamBytes - start.Value)
-            return -22;
-        long pages = 0;
-        foreach (var slot in _slots.Slots)
-        {
-            ulong lo = Math.Max(start.Value, slot.GpaStart.Value), hi = Math.Min(start.Value + bytes, slot.GpaEnd.Value);
-            if (lo >= hi) continue;
-            var hva = slot.ToHva(new Gpa(lo));
-            pages += discard ? _host.DontNeed(hva, hi - lo) : _host.PageOut(hva, hi - lo);
-        }
-        if (discard && bytes != 0) ContentsReplaced?.Invoke(start, bytes);
-        return pages;
     }
 
     public void Dispose()

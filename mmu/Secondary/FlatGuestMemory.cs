@@ -3,15 +3,16 @@ using System.Runtime.InteropServices;
 namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>
-/// Guest RAM as one native block with no host underneath: the simple memory
-/// the interpreter runs on until the EPT-like secondary MMU backs it. Every
-/// guest-physical page is always present; PAGEOUT has nothing to write and
-/// keeps contents; DISCARD zeroes.
+/// Guest RAM as one native block with no host underneath and no secondary MMU
+/// (<c>--flat-memory</c>, and the interpreter's tests and benchmarks): access
+/// is an offset, and the management it supports is the two hypercalls. Every
+/// guest-physical page is always present, so nothing is ever invalidated and no
+/// vCPU is ever asked to flush; PAGEOUT has nothing to write and keeps contents;
+/// DISCARD zeroes.
 /// </summary>
-public sealed unsafe class FlatGuestMemory : ISecondaryMmu, IDisposable
+public sealed unsafe class FlatGuestMemory : IGuestMemory, IGuestMemoryManagement, IDisposable
 {
     private byte* _base;                         // owned; freed in Dispose
-    private readonly List<VcpuLink> _vcpus = new(); // guarded by itself
 
     public FlatGuestMemory(ulong ramBytes)
     {
@@ -35,15 +36,10 @@ public sealed unsafe class FlatGuestMemory : ISecondaryMmu, IDisposable
         return new Span<byte>(_base + start.Value, length);
     }
 
-    public void AttachVcpu(VcpuLink vcpu)
-    {
-        lock (_vcpus) _vcpus.Add(vcpu);
-    }
+    /// <summary>Nothing to do: flat memory never invalidates, so it never asks an accessor to flush.</summary>
+    public void AttachVcpu(VcpuLink vcpu) { }
 
-    public void DetachVcpu(VcpuLink vcpu)
-    {
-        lock (_vcpus) _vcpus.Remove(vcpu);
-    }
+    public void DetachVcpu(VcpuLink vcpu) { }
 
     public TranslateStatus Translate(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
     {
@@ -59,22 +55,18 @@ public sealed unsafe class FlatGuestMemory : ISecondaryMmu, IDisposable
 
     public long PageOut(Gpa start, ulong bytes)
     {
-        if (!ValidRange(start, bytes)) return -22;
+        if (!GuestRange.Check(start, bytes, RamBytes)) return GuestRange.Invalid;
         return (long)(bytes >> Page.Shift);
     }
 
     public long Discard(Gpa start, ulong bytes)
     {
-        if (!ValidRange(start, bytes)) return -22;
-        // SAFETY: ValidRange checked the range is inside the block.
+        if (!GuestRange.Check(start, bytes, RamBytes)) return GuestRange.Invalid;
+        // SAFETY: GuestRange.Check put the range inside the block.
         NativeMemory.Clear(_base + start.Value, (nuint)bytes);
         ContentsReplaced?.Invoke(start, bytes);
         return (long)(bytes >> Page.Shift);
     }
-
-    private bool ValidRange(Gpa start, ulong bytes) =>
-        (start.Value & Page.OffsetMask) == 0 && (bytes & Page.OffsetMask) == 0 &&
-        start.Value <= RamBytes && bytes <= RamBytes - start.Value;
 
     public void Dispose()
     {

@@ -18,10 +18,9 @@ public enum HostFaultResult
 }
 
 /// <summary>
-/// What the secondary MMU needs of the host address space that backs guest
-/// RAM: get_user_pages of one page, the frames' bytes, the page flags it hands
-/// dirty and accessed bits to, the forced operations behind the hypercalls, and
-/// the notifier registry it subscribes to.
+/// What a secondary MMU needs of the host address space that backs guest RAM:
+/// get_user_pages of one page, the frames' bytes, the page flags it hands
+/// dirty bits to, and the notifier registry it subscribes to.
 /// </summary>
 public unsafe interface IHostMemory
 {
@@ -53,12 +52,20 @@ public unsafe interface IHostMemory
     /// <summary>Mark the page dirty (a secondary entry with its dirty bit set was zapped).</summary>
     void SetPageDirty(Hfn frame);
 
+    /// <summary>For the invariant checker: true when the frame is allocated and the host PTE at <paramref name="address"/> maps it.</summary>
+    bool FrameBacks(Hfn frame, Hva address);
+}
+
+/// <summary>
+/// The madvise calls the VMM makes on the host address space that backs guest
+/// RAM, as a userspace VMM does on its own mapping: they run through the host's
+/// invalidation path, and the secondary MMUs hear of them through their notifiers.
+/// </summary>
+public interface IHostMadvise
+{
     /// <summary>MADV_PAGEOUT over the range; returns the pages acted on.</summary>
     long PageOut(Hva start, ulong bytes);
 
     /// <summary>MADV_DONTNEED over the range; returns the pages acted on.</summary>
     long DontNeed(Hva start, ulong bytes);
-
-    /// <summary>For the invariant checker: true when the frame is allocated and the host PTE at <paramref name="address"/> maps it.</summary>
-    bool FrameBacks(Hfn frame, Hva address);
 }

@@ -9,8 +9,6 @@ public sealed record MemorySlot(int Id, Gpa GpaStart, ulong Bytes, Hva HvaStart,
     public Gpa GpaEnd => GpaStart.Add(Bytes);
     public Hva HvaEnd => HvaStart.Add(Bytes);
 
-    public bool Contains(Gpa gpa) => gpa.Value >= GpaStart.Value && gpa.Value - GpaStart.Value < Bytes;
-
     public Hva ToHva(Gpa gpa) => HvaStart.Add(gpa.OffsetFrom(GpaStart));
 
     /// <summary>

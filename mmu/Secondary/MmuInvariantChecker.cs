@@ -27,7 +27,7 @@ public sealed record MmuViolation(string Rule, Hfn Frame, Gpa Gpa, string Histor
 public sealed record MmuCheckEvent(long Seq, string Kind, Hfn Frame, Gpa? Page, int Thread, int? Vcpu);
 
 /// <summary>
-/// The invariant checker (DESIGN.md): at every secondary install, every TLB
+/// The invariant checker (docs/DESIGN.md "The invariant checker"): at every secondary install, every TLB
 /// fill and every host frame free, no secondary entry and no vCPU TLB entry
 /// refers to a free frame or to a frame that now backs a different page. It
 /// keeps the last events so that a violation names what happened to both the

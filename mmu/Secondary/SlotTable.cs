@@ -10,6 +10,9 @@ public sealed class SlotTable
 
     public IReadOnlyList<MemorySlot> Slots => Volatile.Read(ref _slots);
 
+    /// <summary>The slots now, for a walk that must see one slot set throughout (and allocate nothing).</summary>
+    public ReadOnlySpan<MemorySlot> Current => Volatile.Read(ref _slots);
+
     public MemorySlot? Find(Gpa gpa)
     {
         var slots = Volatile.Read(ref _slots);

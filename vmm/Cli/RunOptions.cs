@@ -42,7 +42,7 @@ public sealed class RunOptions
     public bool Check { get; set; }
 
     /// <summary>The fault/invalidate protocol (--notifier-protocol sequence|broken-2008).</summary>
-    public ToyVmm.Mmu.Secondary.NotifierProtocol Protocol { get; set; }
+    public ToyVmm.Mmu.Notifiers.NotifierProtocol Protocol { get; set; }
 
     /// <summary>The swap file (--swap-file PATH); a temporary file deleted at exit when null.</summary>
     public string? SwapFile { get; set; }

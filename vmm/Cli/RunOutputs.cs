@@ -77,7 +77,7 @@ public sealed class RunOutputs
         new("hostMemory", o.FlatMemory ? "none" : SizeParser.Format(HostMemoryOf(o))),
         new("pageout", o.PageOut.Count == 0 ? "none" : string.Join("; ", o.PageOut.Select(PageOutScheduleParser.Format))),
         new("check", o.Check ? "on" : "off"),
-        new("notifierProtocol", o.Protocol == Mmu.Secondary.NotifierProtocol.Broken2008 ? "broken-2008" : "sequence"),
+        new("notifierProtocol", o.Protocol == Mmu.Notifiers.NotifierProtocol.Broken2008 ? "broken-2008" : "sequence"),
         new("swapFile", o.SwapFile ?? "temporary"),
         new("flatMemory", o.FlatMemory ? "on" : "off"),
         new("maxInstructions", o.MaxInstructions > 0 ? o.MaxInstructions.ToString() : "none"),

@@ -1,4 +1,5 @@
 using System.Globalization;
+using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Cli;

@@ -121,7 +121,7 @@ public sealed class VmRunner : BackgroundService
             // This thread writes the guest image and the boot tables: its faults get a named track.
             (backing?.Measurements ?? flatHub)!.BindCurrentThread("VMM");
             vm = VirtualMachine.Create(config, image, _console.Stream,
-                backing is null ? null : _ => backing.Mmu, logger: _logger, measurements: backing?.Measurements ?? flatHub);
+                backing is null ? null : _ => backing.Memory, logger: _logger, measurements: backing?.Measurements ?? flatHub);
         }
         catch (OutOfMemoryException)
         {

@@ -32,9 +32,18 @@ namespace ToyVmm.Cpu;
 /// </remarks>
 internal sealed unsafe partial class CodeCache
 {
-    private static readonly ConditionalWeakTable<ISecondaryMmu, CodeCache> PerVm = new();
+    private static readonly ConditionalWeakTable<IGuestMemory, CodeCache> PerVm = new();
 
-    public static CodeCache For(ISecondaryMmu memory) => PerVm.GetValue(memory, m => new CodeCache(m));
+    public static CodeCache For(IGuestMemory memory) => PerVm.GetValue(memory, m => new CodeCache(m));
+
+    /// <summary>
+    /// Contents of guest memory changed behind the vCPUs' back (the management side's
+    /// ContentsReplaced, e.g. DISCARD): blocks decoded from those bytes are stale.
+    /// </summary>
+    public static void ContentsReplaced(IGuestMemory memory, Gpa start, ulong bytes)
+    {
+        if (PerVm.TryGetValue(memory, out var cache)) cache.OnContentsReplaced(start, bytes);
+    }
 
     private readonly object _lock = new();
     private readonly Dictionary<(ulong Gpa, ulong Va), nint> _blocks = new();   // guarded by _lock
@@ -43,13 +52,12 @@ internal sealed unsafe partial class CodeCache
     private readonly byte* _codeBits;                                           // set under _lock, read racily
     private readonly ulong _pages;
 
-    private CodeCache(ISecondaryMmu memory)
+    private CodeCache(IGuestMemory memory)
     {
         _pages = (memory.RamBytes >> Page.Shift) + 1;
         _codeBits = (byte*)NativeMemory.AllocZeroed((nuint)_pages);
         _pageGen = new int[_pages];
         _epochCell = (long*)NativeMemory.AllocZeroed(sizeof(long));
-        memory.ContentsReplaced += OnContentsReplaced;
     }
 
     ~CodeCache()

@@ -19,25 +19,25 @@ public sealed unsafe partial class Vcpu
         return (ulong)(ticks * (1_000_000_000.0 / Stopwatch.Frequency));
     }
 
-    // Host calls may block: leave guest mode around them, then handle what arrived meanwhile.
+    // Exits may block: leave guest mode around them, then handle what arrived meanwhile.
     internal void PortOut(ushort port, int size, uint value)
     {
         Link.ExitGuest();
-        try { Host.PortOut(this, port, size, value); }
+        try { Exits.PortOut(this, port, size, value); }
         finally { Reenter(); }
     }
 
     internal uint PortIn(ushort port, int size)
     {
         Link.ExitGuest();
-        try { return Host.PortIn(this, port, size); }
+        try { return Exits.PortIn(this, port, size); }
         finally { Reenter(); }
     }
 
     internal void Hypercall()
     {
         Link.ExitGuest();
-        try { Host.Hypercall(this); }
+        try { Exits.Hypercall(this); }
         finally { Reenter(); }
     }
 

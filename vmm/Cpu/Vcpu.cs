@@ -20,12 +20,12 @@ public sealed unsafe partial class Vcpu : IDisposable
     private GCHandle _linkHandle;  // weak: Link, for the request poll of chained blocks (Exec.Chain)
     private readonly CodeCache _code;
 
-    public Vcpu(int index, ISecondaryMmu memory, VcpuLink link, IVcpuHost host)
+    public Vcpu(int index, IGuestMemory memory, VcpuLink link, IVmExitHandler exits)
     {
         Index = index;
         Memory = memory;
         Link = link;
-        Host = host;
+        Exits = exits;
         _code = CodeCache.For(memory);
         _s = AllocState();
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
@@ -40,9 +40,10 @@ public sealed unsafe partial class Vcpu : IDisposable
     }
 
     public int Index { get; }
-    public ISecondaryMmu Memory { get; }
+    public IGuestMemory Memory { get; }
     public VcpuLink Link { get; }
-    public IVcpuHost Host { get; }
+    /// <summary>Where port I/O and hypercalls exit to (the VM's devices).</summary>
+    public IVmExitHandler Exits { get; }
 
     internal CpuState* State => _s;
     internal CodeCache Code => _code;

@@ -5,7 +5,7 @@ namespace ToyVmm.Devices;
 
 /// <summary>
 /// Reads a NUL-terminated name a guest passed by guest-physical address (the PHASE
-/// hypercall), through the secondary MMU like every guest access: its own
+/// hypercall), through the access side of guest memory like every guest access: its own
 /// <see cref="VcpuLink"/> (index -1, attached only while it reads) is in guest
 /// mode for one page at a time, so an invalidation of that page waits for it,
 /// and it translates for reading, so a name never dirties its page.
@@ -20,7 +20,7 @@ internal static unsafe class GuestNameReader
     /// ASCII characters (0x20-0x7E) and a NUL, every byte below <paramref name="limit"/>.
     /// Null when it is not one; bytes after the NUL are never read.
     /// </summary>
-    public static string? TryRead(ISecondaryMmu memory, ulong gpa, ulong limit)
+    public static string? TryRead(IGuestMemory memory, ulong gpa, ulong limit)
     {
         if (gpa >= limit) return null;
         Span<byte> name = stackalloc byte[MaxLength + 1];

@@ -9,7 +9,7 @@ namespace ToyVmm.Devices;
 /// The devices and hypercalls of GUEST-ABI.md, as seen by every vCPU of one VM:
 /// the debug console (0xE9), the exit port (0xF4), PAGEOUT, DISCARD and PHASE.
 /// </summary>
-public sealed class VmDevices : IVcpuHost
+public sealed class VmDevices : IVmExitHandler
 {
     public const ushort ConsolePort = 0xE9;
     public const ushort ExitPort = 0xF4;
@@ -18,23 +18,26 @@ public sealed class VmDevices : IVcpuHost
     public const ulong HypercallPhase = 0x110;
     /// <summary>-KVM_ENOSYS, the answer to an unknown hypercall.</summary>
     public const long UnknownHypercallResult = -1000;
-    /// <summary>-EINVAL, the answer to a bad range or a bad phase name.</summary>
-    public const long BadRangeResult = -22;
+    /// <summary>-EINVAL (<see cref="GuestRange.Invalid"/>, the one value of the range rule): the answer to a bad range or a bad phase name.</summary>
+    public const long BadRangeResult = GuestRange.Invalid;
     /// <summary>The VMM's reserved top of guest RAM (GUEST-ABI.md "Memory map"; BootLayout places its tables there).</summary>
     public const ulong ReservedTopBytes = 0x100000;
     /// <summary>-ENOMEM, the answer to a new phase name beyond <see cref="MeasurementHub.MaxPhases"/>.</summary>
     public const long TooManyPhasesResult = -12;
 
-    private readonly ISecondaryMmu _memory;
+    private readonly IGuestMemory _access;
+    private readonly IGuestMemoryManagement _memory;
     private readonly Action<int, int> _exitRequested;
     private readonly MeasurementHub? _measurements;
 
-    /// <param name="memory">Guest memory the hypercalls act on.</param>
+    /// <param name="access">The access side of guest memory, through which PHASE reads its name.</param>
+    /// <param name="memory">The management side of guest memory, which PAGEOUT and DISCARD act on.</param>
     /// <param name="console">Where port 0xE9 writes.</param>
     /// <param name="exitRequested">Called with (vCPU index, status) when the guest writes the exit port; must stop every vCPU.</param>
     /// <param name="measurements">Where PHASE switches the phase; null when nothing is measured (PHASE still checks its name).</param>
-    public VmDevices(ISecondaryMmu memory, GuestConsole console, Action<int, int> exitRequested, MeasurementHub? measurements = null)
+    public VmDevices(IGuestMemory access, IGuestMemoryManagement memory, GuestConsole console, Action<int, int> exitRequested, MeasurementHub? measurements = null)
     {
+        _access = access;
         _memory = memory;
         Console = console;
         _exitRequested = exitRequested;
@@ -72,8 +75,9 @@ public sealed class VmDevices : IVcpuHost
         ulong number = vcpu.GetGpr(Gpr.Rax);
         long result = number switch
         {
-            HypercallPageOut => RangeCall(vcpu, static (m, s, n) => m.PageOut(s, n)),
-            HypercallDiscard => RangeCall(vcpu, static (m, s, n) => m.Discard(s, n)),
+            // RBX start, RCX bytes; the range is checked once, by the management side.
+            HypercallPageOut => _memory.PageOut(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
+            HypercallDiscard => _memory.Discard(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
             HypercallPhase => Phase(vcpu),
             _ => Unknown(),
         };
@@ -95,21 +99,9 @@ public sealed class VmDevices : IVcpuHost
     {
         ulong ram = _memory.RamBytes;
         ulong own = ram > ReservedTopBytes ? ram - ReservedTopBytes : 0;
-        var name = GuestNameReader.TryRead(_memory, vcpu.GetGpr(Gpr.Rbx), own);
+        var name = GuestNameReader.TryRead(_access, vcpu.GetGpr(Gpr.Rbx), own);
         if (name is null) return BadRangeResult;
         if (_measurements is not null && !_measurements.SwitchPhase(name)) return TooManyPhasesResult;
         return 0;
-    }
-
-    private long RangeCall(Vcpu vcpu, Func<ISecondaryMmu, Gpa, ulong, long> call)
-    {
-        ulong start = vcpu.GetGpr(Gpr.Rbx);
-        ulong bytes = vcpu.GetGpr(Gpr.Rcx);
-        // GUEST-ABI.md: page-aligned and inside guest RAM, else -EINVAL. Checked here so
-        // every implementation of guest memory answers the same way.
-        if ((start & Page.OffsetMask) != 0 || (bytes & Page.OffsetMask) != 0 ||
-            start > _memory.RamBytes || bytes > _memory.RamBytes - start)
-            return BadRangeResult;
-        return call(_memory, new Gpa(start), bytes);
     }
 }

@@ -5,7 +5,7 @@ namespace ToyVmm.Vm;
 
 /// <summary>
 /// Writes guest-physical memory from the VMM side (loading segments, building
-/// boot tables) through the same <see cref="ISecondaryMmu"/> the vCPUs use, so
+/// boot tables) through the same <see cref="IGuestMemory"/> the vCPUs use, so
 /// it works for every implementation of guest memory.
 /// </summary>
 /// <remarks>
@@ -17,10 +17,10 @@ namespace ToyVmm.Vm;
 /// </remarks>
 public sealed unsafe class GuestPhysicalWriter : IDisposable
 {
-    private readonly ISecondaryMmu _memory;
+    private readonly IGuestMemory _memory;
     private readonly VcpuLink _link = new(-1);
 
-    public GuestPhysicalWriter(ISecondaryMmu memory)
+    public GuestPhysicalWriter(IGuestMemory memory)
     {
         _memory = memory;
         memory.AttachVcpu(_link);

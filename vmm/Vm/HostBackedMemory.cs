@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using ToyVmm.Mmu;
 using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Metrics;
+using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Vm;
@@ -41,10 +42,13 @@ public sealed record GuestMemoryConfig(
 }
 
 /// <summary>
-/// Guest RAM as the DESIGN.md stack builds it: a simulated host (frame pool,
-/// swap file, background reclaimer), one host address space with one anonymous
-/// mapping for the RAM, the EPT-like secondary MMU subscribed to its notifiers,
-/// the invariant checker and the measurement hub that all of them record into.
+/// Guest RAM as the layers of docs/DESIGN.md build it (the VMM's composition
+/// root for memory): a simulated host (frame pool, swap file, background
+/// reclaimer), one host address space with one anonymous mapping for the RAM
+/// and the chosen notifier protocol, the EPT-like secondary MMU subscribed to
+/// its notifiers (the vCPUs' access side), the manager over both (the devices'
+/// management side), the invariant checker and the measurement hub that all of
+/// them record into.
 /// </summary>
 /// <remarks>
 /// Life cycle: construct (starts the reclaimer and the page-out driver) -->
@@ -73,11 +77,13 @@ public sealed class HostBackedMemory : IDisposable
         try
         {
             Space = Host.CreateAddressSpace();
-            Space.Broken2008Notifiers = config.Protocol == NotifierProtocol.Broken2008;
+            Space.Notifiers.Protocol = NotifierProtocols.Of(config.Protocol);
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
             Measurements = new MeasurementHub(vcpus, config.TraceLimit);
             if (config.Measure) Host.Events = Measurements;
-            Mmu = new EptMmu(new SecondaryHostBinding(Space), ramBytes, RamHva, config.Protocol) { Events = config.Measure ? Measurements : null };
+            var binding = new SecondaryHostBinding(Space);
+            Mmu = new EptMmu(binding, ramBytes, RamHva) { Events = config.Measure ? Measurements : null };
+            Management = new GuestMemoryManager(binding, Mmu);
             var space = Space;
             Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
@@ -87,7 +93,7 @@ public sealed class HostBackedMemory : IDisposable
                 Host.FrameFreed = Checker.OnFrameFree;
             }
             var measurements = Measurements;
-            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Mmu, config.PageOutSchedules(), config.Seed, _logger)
+            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Management, config.PageOutSchedules(), config.Seed, _logger)
             {
                 ThreadStarted = () => measurements.BindCurrentThread("page-out driver"),
             };
@@ -108,6 +114,10 @@ public sealed class HostBackedMemory : IDisposable
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
     public EptMmu Mmu { get; }
+    /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
+    public GuestMemoryManager Management { get; }
+    /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
+    public VmMemory Memory => new(Mmu, Management);
     /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
     public MeasurementHub Measurements { get; }
 

@@ -158,9 +158,9 @@ public sealed partial class PageOutDriver
 
     /// <summary>
     /// The one place the driver pages guest memory out: the guest pages
-    /// [<paramref name="firstPage"/>, +<paramref name="pages"/>) go to swap. Today
-    /// through the secondary MMU's PAGEOUT entry, which forwards to the host
-    /// address space. Returns the pages taken out of memory.
+    /// [<paramref name="firstPage"/>, +<paramref name="pages"/>) go to swap, through
+    /// the management side's PAGEOUT, which calls the host address space directly.
+    /// Returns the pages taken out of memory.
     /// </summary>
     private long PageOutGuestPages(ulong firstPage, ulong pages)
     {

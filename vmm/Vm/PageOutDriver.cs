@@ -42,7 +42,7 @@ public sealed partial class PageOutDriver : IDisposable
     public const string ThreadName = "toyvmm-pageout";
 
     private readonly HostAddressSpace _space;
-    private readonly ISecondaryMmu _mmu;
+    private readonly IGuestMemoryManagement _mmu;
     private readonly Hva _ramHva;
     private readonly ulong _ramPages;
     private readonly ILogger _logger;
@@ -60,10 +60,10 @@ public sealed partial class PageOutDriver : IDisposable
     /// <summary>
     /// A driver for the guest RAM that <paramref name="ramHva"/> maps in
     /// <paramref name="space"/> (guest-physical 0 to <paramref name="ramBytes"/>),
-    /// paged out through <paramref name="mmu"/>. Throws <see cref="ArgumentException"/>
+    /// paged out through <paramref name="mmu"/> (the management side of guest memory). Throws <see cref="ArgumentException"/>
     /// with a one-line message for a bad schedule.
     /// </summary>
-    public PageOutDriver(HostAddressSpace space, Hva ramHva, ulong ramBytes, ISecondaryMmu mmu,
+    public PageOutDriver(HostAddressSpace space, Hva ramHva, ulong ramBytes, IGuestMemoryManagement mmu,
         IReadOnlyList<PageOutSchedule> schedules, int seed, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(space);

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using ToyVmm.Cpu;
 using ToyVmm.Devices;
 using ToyVmm.Loader;
+using ToyVmm.Mmu;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
 
@@ -28,7 +29,8 @@ public sealed class VirtualMachine : IDisposable
 {
     private const int VcpuThreadStackBytes = 8 << 20;
 
-    private readonly ISecondaryMmu _memory;
+    private readonly VmMemory _memory;
+    private readonly Action<Gpa, ulong> _contentsReplaced;
     private readonly ElfImage _image;
     private readonly ILogger _logger;
     private readonly VcpuLink[] _links;
@@ -37,7 +39,7 @@ public sealed class VirtualMachine : IDisposable
     private VmResult? _result;   // set once, by compare-exchange
     private int _state;          // 0 created, 1 running/ran, 2 disposed
 
-    private VirtualMachine(VmConfig config, BootLayout layout, ISecondaryMmu memory, ElfImage image, Stream consoleOutput, ILogger logger,
+    private VirtualMachine(VmConfig config, BootLayout layout, VmMemory memory, ElfImage image, Stream consoleOutput, ILogger logger,
         MeasurementHub? measurements)
     {
         _measurements = measurements;
@@ -48,33 +50,37 @@ public sealed class VirtualMachine : IDisposable
         _logger = logger;
         _links = new VcpuLink[config.VcpuCount];
         _retired = new long[config.VcpuCount];
-        Devices = new VmDevices(memory, new GuestConsole(consoleOutput), OnExitPort, measurements);
+        Devices = new VmDevices(memory.Access, memory.Management, new GuestConsole(consoleOutput), OnExitPort, measurements);
+        // Decoded code is derived from guest bytes: a change behind the vCPUs' back makes it stale.
+        _contentsReplaced = (start, bytes) => CodeCache.ContentsReplaced(memory.Access, start, bytes);
+        memory.Management.ContentsReplaced += _contentsReplaced;
     }
 
     public VmConfig Config { get; }
     public BootLayout Layout { get; }
     public VmDevices Devices { get; }
-    public ISecondaryMmu Memory => _memory;
+    /// <summary>What the vCPUs translate through.</summary>
+    public IGuestMemory Memory => _memory.Access;
 
     /// <summary>
     /// Builds a VM: checks the layout (refuses a vCPU count whose stacks do not fit),
     /// allocates guest memory, copies every segment to its p_paddr (zeroing p_filesz..p_memsz),
     /// and builds the GDT and identity page tables in the reserved top.
     /// </summary>
-    /// <param name="memoryFactory">Guest memory for a RAM size; <see cref="FlatGuestMemory"/> when null.</param>
+    /// <param name="memoryFactory">Guest memory for a RAM size; <see cref="VmMemory.Flat"/> when null.</param>
     /// <exception cref="ArgumentException">Layout impossible (message says why).</exception>
     /// <param name="measurements">Where the PHASE hypercall switches phases and the vCPUs' instructions are counted per phase.</param>
     /// <exception cref="OutOfMemoryException">The host cannot provide guest RAM.</exception>
     public static VirtualMachine Create(VmConfig config, ElfImage image, Stream consoleOutput,
-        Func<ulong, ISecondaryMmu>? memoryFactory = null, ILogger? logger = null, MeasurementHub? measurements = null)
+        Func<ulong, VmMemory>? memoryFactory = null, ILogger? logger = null, MeasurementHub? measurements = null)
     {
         var layout = BootLayout.Create(config.RamBytes, config.VcpuCount);
         if (image.Segments[^1].End.Value > layout.ReservedStart.Value)
             throw new ArgumentException($"the guest's {image.Segments[^1]} reaches into the reserved top at 0x{layout.ReservedStart.Value:x}");
-        var memory = (memoryFactory ?? (static ram => new FlatGuestMemory(ram)))(config.RamBytes);
+        var memory = (memoryFactory ?? VmMemory.Flat)(config.RamBytes);
         try
         {
-            using var writer = new GuestPhysicalWriter(memory);
+            using var writer = new GuestPhysicalWriter(memory.Access);
             foreach (var segment in image.Segments)
             {
                 writer.Write(segment.Start, image.FileBytes(segment));
@@ -85,7 +91,7 @@ public sealed class VirtualMachine : IDisposable
         }
         catch
         {
-            (memory as IDisposable)?.Dispose();
+            memory.Owner?.Dispose();
             throw;
         }
     }
@@ -102,7 +108,7 @@ public sealed class VirtualMachine : IDisposable
         for (int i = 0; i < _links.Length; i++)
         {
             _links[i] = new VcpuLink(i);
-            _memory.AttachVcpu(_links[i]);
+            _memory.Access.AttachVcpu(_links[i]);
         }
 
         // Every thread builds its vCPU and sets the entry state, then waits here so that
@@ -137,7 +143,7 @@ public sealed class VirtualMachine : IDisposable
         Vcpu? vcpu = null;
         try
         {
-            vcpu = new Vcpu(index, _memory, _links[index], Devices);
+            vcpu = new Vcpu(index, _memory.Access, _links[index], Devices);
             BootState.ApplyEntryState(vcpu, Layout, _image.Entry);
             if (_measurements is not null)
             {
@@ -204,6 +210,7 @@ public sealed class VirtualMachine : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _state, 2) == 2) return;
-        (_memory as IDisposable)?.Dispose();
+        _memory.Management.ContentsReplaced -= _contentsReplaced;
+        _memory.Owner?.Dispose();
     }
 }

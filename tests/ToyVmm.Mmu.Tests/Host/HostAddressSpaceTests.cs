@@ -170,11 +170,6 @@ public class HostAddressSpaceTests
     {
         public bool InvalidateRangeStart(in InvalidateRange range) => true;
         public void InvalidateRangeEnd(in InvalidateRange range) => onEnd();
-        public void InvalidatePage(Hva address) { }
-        public bool ClearFlushYoung(Hva start, Hva end) => false;
-        public bool ClearYoung(Hva start, Hva end) => false;
-        public bool TestYoung(Hva address) => false;
-        public void Release() { }
     }
 
     [Fact]

@@ -16,6 +16,7 @@ public sealed class HostRecordingTests : IDisposable
     private readonly Hva _ram;
     private readonly MeasurementHub _hub = new(vcpus: 1);
     private readonly EptMmu _mmu;
+    private readonly GuestMemoryManager _manager;
     private readonly VcpuLink _vcpu = new(0);
 
     public HostRecordingTests()
@@ -23,7 +24,9 @@ public sealed class HostRecordingTests : IDisposable
         _mm = _host.CreateAddressSpace();
         _ram = _mm.Map(RamPages * Page.Size, HostProtection.ReadWrite);
         _host.Events = _hub;
-        _mmu = new EptMmu(new SecondaryHostBinding(_mm), RamPages * Page.Size, _ram) { Events = _hub };
+        var binding = new SecondaryHostBinding(_mm);
+        _mmu = new EptMmu(binding, RamPages * Page.Size, _ram) { Events = _hub };
+        _manager = new GuestMemoryManager(binding, _mmu);
         _mmu.AttachVcpu(_vcpu);
     }
 
@@ -66,13 +69,13 @@ public sealed class HostRecordingTests : IDisposable
         Touch(0);
         Assert.Equal(1, Faults(FaultKind.Present));                  // host page still there
 
-        Assert.Equal(1, _mmu.PageOut(Gpa.FromPageNumber(0), Page.Size));
+        Assert.Equal(1, _manager.PageOut(Gpa.FromPageNumber(0), Page.Size));
         Touch(0, AccessKind.Read);
         Assert.Equal(1, Faults(FaultKind.SwapIn));                   // read back from the file
 
         Touch(1);
         _host.Swap.FaultInjector = new FailingWrites();
-        Assert.Equal(0, _mmu.PageOut(Gpa.FromPageNumber(1), Page.Size));   // unmapped, its write failed: still in the swap cache
+        Assert.Equal(0, _manager.PageOut(Gpa.FromPageNumber(1), Page.Size));   // unmapped, its write failed: still in the swap cache
         _host.Swap.FaultInjector = null;
         Touch(1);
         Assert.Equal(1, Faults(FaultKind.SwapCacheHit));
@@ -89,11 +92,11 @@ public sealed class HostRecordingTests : IDisposable
     public void InvalidateCompleted_EachHostOperation_CarriesItsCause()
     {
         for (int i = 0; i < RamPages; i++) Touch(i);
-        _mmu.PageOut(Gpa.FromPageNumber(0), 2 * Page.Size);
+        _manager.PageOut(Gpa.FromPageNumber(0), 2 * Page.Size);
         Assert.Equal(1, Invalidations(InvalidateCause.PageOut));
         Assert.Equal(2, _hub.Snapshot().Total.InvalidatedPages[InvalidateCause.PageOut]);
 
-        _mmu.Discard(Gpa.FromPageNumber(4), Page.Size);
+        _manager.Discard(Gpa.FromPageNumber(4), Page.Size);
         Assert.Equal(1, Invalidations(InvalidateCause.Discard));
 
         _mm.Protect(_ram.Add(8 * Page.Size), Page.Size, HostProtection.ReadWrite);
@@ -118,14 +121,28 @@ public sealed class HostRecordingTests : IDisposable
     [Fact]
     public void InvalidateCompleted_Broken2008Order_RecordedByTheHostWithItsCause()
     {
-        _mm.Broken2008Notifiers = true;
-        for (int i = 0; i < 4; i++) Touch(i);
-        _mmu.PageOut(Gpa.FromPageNumber(0), 4 * Page.Size);
-        _mmu.Discard(Gpa.FromPageNumber(0), Page.Size);
-        var total = _hub.Snapshot().Total;
+        // The protocol is chosen before the MMU subscribes: a space of its own.
+        var host = NewHost(frames: 64);
+        var mm = host.CreateAddressSpace();
+        var ram = mm.Map(16 * Page.Size, HostProtection.ReadWrite);
+        mm.Notifiers.Protocol = Broken2008Protocol.Instance;
+        using var hub = new MeasurementHub(vcpus: 1);
+        host.Events = hub;
+        var binding = new SecondaryHostBinding(mm);
+        var mmu = new EptMmu(binding, 16 * Page.Size, ram) { Events = hub };
+        var manager = new GuestMemoryManager(binding, mmu);
+        var vcpu = new VcpuLink(0);
+        mmu.AttachVcpu(vcpu);
+        for (int i = 0; i < 4; i++)
+            unsafe { Assert.Equal(TranslateStatus.Ok, mmu.Translate(vcpu, Gpa.FromPageNumber((ulong)i), AccessKind.Write, out _)); }
+        manager.PageOut(Gpa.FromPageNumber(0), 4 * Page.Size);
+        manager.Discard(Gpa.FromPageNumber(0), Page.Size);
+        var total = hub.Snapshot().Total;
         Assert.Equal(1, total.Invalidations[InvalidateCause.PageOut].TotalCount);
         Assert.Equal(4, total.InvalidatedPages[InvalidateCause.PageOut]);
         Assert.Equal(1, total.Invalidations[InvalidateCause.Discard].TotalCount);
+        mmu.Dispose();
+        host.Dispose();
     }
 
     [Fact]
@@ -134,11 +151,13 @@ public sealed class HostRecordingTests : IDisposable
         var host = NewHost(frames: 64);
         var mm = host.CreateAddressSpace();
         var ram = mm.Map(16 * Page.Size, HostProtection.ReadWrite);
-        mm.Broken2008Notifiers = true;
+        mm.Notifiers.Protocol = Broken2008Protocol.Instance;
         using var hub = new MeasurementHub(vcpus: 1, traceLimit: 10_000);
         host.Events = hub;
         var checker = new MmuInvariantChecker { Events = hub };
-        var mmu = new EptMmu(new SecondaryHostBinding(mm), 16 * Page.Size, ram, NotifierProtocol.Broken2008) { Events = hub, Checker = checker };
+        var binding = new SecondaryHostBinding(mm);
+        var mmu = new EptMmu(binding, 16 * Page.Size, ram) { Events = hub, Checker = checker };
+        var manager = new GuestMemoryManager(binding, mmu);
         var vcpu = new VcpuLink(0);
         mmu.AttachVcpu(vcpu);
         var gpa = Gpa.FromPageNumber(3);
@@ -149,7 +168,7 @@ public sealed class HostRecordingTests : IDisposable
             once = false;
             // A discard runs to completion between get_user_pages and the install (a page-out
             // would skip the page: the fault holds a reference to its frame).
-            var driver = new Thread(() => { hub.BindCurrentThread("page-out driver"); mmu.Discard(gpa, Page.Size); });
+            var driver = new Thread(() => { hub.BindCurrentThread("page-out driver"); manager.Discard(gpa, Page.Size); });
             driver.Start();
             driver.Join();
         };
@@ -189,7 +208,7 @@ public sealed class HostRecordingTests : IDisposable
         try
         {
             Touch(page);
-            _mmu.PageOut(Gpa.FromPageNumber((ulong)page), Page.Size);
+            _manager.PageOut(Gpa.FromPageNumber((ulong)page), Page.Size);
         }
         finally
         {
@@ -210,7 +229,7 @@ public sealed class HostRecordingTests : IDisposable
         _vcpu.AttachTlb(new FakeTlb(mayHold: true, quiescent: false));
         _vcpu.EnterGuest();
         Touch(2);
-        var invalidator = new Thread(() => _mmu.PageOut(Gpa.FromPageNumber(2), Page.Size));
+        var invalidator = new Thread(() => _manager.PageOut(Gpa.FromPageNumber(2), Page.Size));
         invalidator.Start();
         while (invalidator.IsAlive)
         {

@@ -20,6 +20,7 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
     protected interface IProtocolHost : IDisposable
     {
         IHostMemory Memory { get; }
+        IHostMadvise Madvise { get; }
         Hva RamBase { get; }
         /// <summary>Clear the PTEs of [start, start+bytes) whatever references are held (reclaim's unmap), through the host's notifier order.</summary>
         void Evict(Hva start, ulong bytes);
@@ -28,13 +29,18 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
 
     protected abstract IProtocolHost CreateHost(int frames, bool broken2008, MmuInvariantChecker checker);
 
+    /// <summary>The VMM's side of the MMU made by <see cref="Make"/>: PAGEOUT/DISCARD straight to the host.</summary>
+    private GuestMemoryManager _manager = null!;
+
     private (IProtocolHost host, EptMmu mmu, MmuInvariantChecker checker, VcpuLink vcpu) Make(NotifierProtocol protocol = NotifierProtocol.Sequence, int frames = 256)
     {
         var checker = new MmuInvariantChecker();
         var host = CreateHost(frames, protocol == NotifierProtocol.Broken2008, checker);
-        var mmu = new EptMmu(host.Memory, Ram, host.RamBase, protocol) { Checker = checker };
+        var mmu = new EptMmu(host.Memory, Ram, host.RamBase) { Checker = checker };
+        Assert.Equal(protocol, mmu.Protocol);   // the MMU follows its host's protocol
         var vcpu = new VcpuLink(0);
         mmu.AttachVcpu(vcpu);
+        _manager = new GuestMemoryManager(host.Madvise, mmu);
         return (host, mmu, checker, vcpu);
     }
 
@@ -64,15 +70,15 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
         var (host, mmu, checker, vcpu) = Make();
         mmu.Translate(vcpu, new Gpa(0x5000), AccessKind.Write, out byte* p);
         p[7] = 0x5A;
-        Assert.Equal(1, mmu.PageOut(new Gpa(0x5000), 4096));
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x5000), 4096));
         Assert.Equal(0, mmu.Table.PresentCount);
         mmu.Translate(vcpu, new Gpa(0x5000), AccessKind.Read, out p);
         Assert.Equal(0x5A, p[7]);
-        Assert.Equal(1, mmu.Discard(new Gpa(0x5000), 4096));
+        Assert.Equal(1, _manager.Discard(new Gpa(0x5000), 4096));
         mmu.Translate(vcpu, new Gpa(0x5000), AccessKind.Read, out p);
         Assert.Equal(0, p[7]);
-        Assert.Equal(-22, mmu.PageOut(new Gpa(0x5001), 4096));
-        Assert.Equal(-22, mmu.Discard(new Gpa(Ram - 4096), 8192));
+        Assert.Equal(GuestRange.Invalid, _manager.PageOut(new Gpa(0x5001), 4096));
+        Assert.Equal(GuestRange.Invalid, _manager.Discard(new Gpa(Ram - 4096), 8192));
         Assert.Equal(0, checker.ViolationCount);
         host.Dispose();
     }
@@ -186,7 +192,7 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
         mmu.Translate(vcpu, new Gpa(0x2000), AccessKind.Write, out byte* p);
         Assert.True(mmu.Table.Lookup(2).IsDirty);
         p[0] = 1;
-        mmu.PageOut(new Gpa(0x2000), 4096);
+        _manager.PageOut(new Gpa(0x2000), 4096);
         mmu.Translate(vcpu, new Gpa(0x2000), AccessKind.Read, out p);
         Assert.Equal(1, p[0]);
         host.Dispose();
@@ -199,7 +205,7 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
         checker.WatchVcpus(() => [vcpu]);
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
         vcpu.EnterGuest();
-        var pageOut = new Thread(() => mmu.PageOut(new Gpa(0x4000), 4096));
+        var pageOut = new Thread(() => _manager.PageOut(new Gpa(0x4000), 4096));
         pageOut.Start();
         // The vCPU is "running guest code" and has not looked at its requests.
         Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));
@@ -221,11 +227,11 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
         checker.WatchVcpus(() => [vcpu, other]);
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
         other.EnterGuest();     // running guest code, never acknowledging
-        Assert.Equal(1, mmu.PageOut(new Gpa(0x4000), 4096) >= 0 ? 1 : 0);
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x4000), 4096) >= 0 ? 1 : 0);
         Assert.False(other.HasRequests, "vCPU 1 never cached the page and is not asked to flush");
         Assert.True(vcpu.HasRequests);
         mmu.Translate(other, new Gpa(0x4000), AccessKind.Read, out _);
-        var pageOut = new Thread(() => mmu.PageOut(new Gpa(0x4000), 4096));
+        var pageOut = new Thread(() => _manager.PageOut(new Gpa(0x4000), 4096));
         pageOut.Start();
         Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));   // now it holds it: the zap waits for it
         other.TakeRequests(); other.AcknowledgeFlush();
@@ -268,7 +274,7 @@ public abstract unsafe class EptMmuProtocolContract(ITestOutputHelper output)
         {
             var rng = new Random(seed + 1);
             for (int i = 0; i < 20_000 && DateTime.UtcNow < stop; i++)
-                mmu.PageOut(new Gpa((ulong)rng.Next(0, 16) * 4096), 4096 * (ulong)rng.Next(1, 4));
+                _manager.PageOut(new Gpa((ulong)rng.Next(0, 16) * 4096), 4096 * (ulong)rng.Next(1, 4));
         });
         pager.Start();
         var rng = new Random(seed);
@@ -298,13 +304,14 @@ public sealed class EptMmuProtocolOnTestHostTests(ITestOutputHelper output) : Ep
     private sealed class Small(TestHost host) : IProtocolHost
     {
         public IHostMemory Memory => host;
+        public IHostMadvise Madvise => host;
         public Hva RamBase => TestHost.RamBase;
         public void Evict(Hva start, ulong bytes) => host.Evict(start, bytes, keep: true);
         public void Dispose() => host.Dispose();
     }
 
     protected override IProtocolHost CreateHost(int frames, bool broken2008, MmuInvariantChecker checker) =>
-        new Small(new TestHost(frames) { Broken2008 = broken2008, FrameFreed = checker.OnFrameFree });
+        new Small(new TestHost(frames, broken2008) { FrameFreed = checker.OnFrameFree });
 }
 
 public sealed class EptMmuProtocolOnRealHostTests(ITestOutputHelper output) : EptMmuProtocolContract(output)
@@ -318,11 +325,14 @@ public sealed class EptMmuProtocolOnRealHostTests(ITestOutputHelper output) : Ep
             _host = new Mmu.Host.HostMemory(new Mmu.Host.HostMemoryOptions { HostMemoryBytes = (ulong)frames << Page.Shift, SwapBytes = 4UL << 20 });
             _host.FrameFreed = checker.OnFrameFree;
             _space = _host.CreateAddressSpace();
-            _space.Broken2008Notifiers = broken2008;
+            _space.Notifiers.Protocol = NotifierProtocols.Of(broken2008 ? NotifierProtocol.Broken2008 : NotifierProtocol.Sequence);
             RamBase = _space.Map(Ram, Mmu.Host.HostProtection.ReadWrite);
-            Memory = new Mmu.Host.SecondaryHostBinding(_space);
+            var binding = new SecondaryHostBinding(_space);
+            Memory = binding;
+            Madvise = binding;
         }
         public IHostMemory Memory { get; }
+        public IHostMadvise Madvise { get; }
         public Hva RamBase { get; }
         // MADV_DONTNEED clears PTEs whatever references are held, as try_to_unmap does.
         public void Evict(Hva start, ulong bytes) => _space.DontNeed(start, bytes);

@@ -7,9 +7,10 @@ namespace ToyVmm.Mmu.Tests.Secondary;
 /// <summary>
 /// A small host for testing the secondary MMU's protocol in isolation: a page
 /// table, a frame pool with reference counts, and page-out and discard that
-/// follow either the range protocol or the broken-2008 order.
+/// tell the subscribers through the registry's protocol (the range protocol, or
+/// the broken-2008 order, where frames are also freed only after invalidate_page).
 /// </summary>
-internal sealed unsafe class TestHost : IHostMemory, IDisposable
+internal sealed unsafe class TestHost : IHostMemory, IHostMadvise, IDisposable
 {
     public static readonly Hva RamBase = new(0x7f00_0000_0000);
     private readonly Lock _lock = new();
@@ -22,15 +23,17 @@ internal sealed unsafe class TestHost : IHostMemory, IDisposable
     private readonly Dictionary<ulong, byte[]> _swap = new();       // hva page -> contents
     private readonly HashSet<uint> _orphans = new();                // unmapped but still referenced
 
-    public TestHost(int frames)
+    public TestHost(int frames, bool broken2008 = false)
     {
+        Broken2008 = broken2008;
+        Notifiers.Protocol = NotifierProtocols.Of(broken2008 ? NotifierProtocol.Broken2008 : NotifierProtocol.Sequence);
         _pool = (byte*)NativeMemory.AllocZeroed((nuint)frames * 4096);
         _refs = new int[frames]; _free = new bool[frames]; _dirty = new bool[frames];
         for (int i = frames - 1; i >= 0; i--) { _free[i] = true; _freeList.Push((uint)i); }
     }
 
     public MmuNotifierRegistry Notifiers { get; } = new();
-    public bool Broken2008 { get; set; }
+    public bool Broken2008 { get; }
     public Action<Hfn>? FrameFreed { get; set; }
     public int FreeFrames { get { lock (_lock) return _freeList.Count; } }
 
@@ -76,32 +79,27 @@ internal sealed unsafe class TestHost : IHostMemory, IDisposable
     public long PageOut(Hva start, ulong bytes) => Evict(start, bytes, keep: true);
     public long DontNeed(Hva start, ulong bytes) => Evict(start, bytes, keep: false);
 
-    /// <summary>Evict [start, start+bytes): the range protocol, or the 2008 order when <see cref="Broken2008"/>.</summary>
+    /// <summary>Evict [start, start+bytes): start, clear the PTEs, end, as the registry's protocol says.</summary>
     public long Evict(Hva start, ulong bytes, bool keep)
     {
         var range = new InvalidateRange(start, start.Add(bytes), InvalidateEvent.Clear, MayBlock: true);
-        if (!Broken2008) Notifiers.InvalidateRangeStart(range);
+        Notifiers.InvalidateRangeStart(range);
         long n = 0;
-        var cleared = new List<Hva>();
         lock (_lock)
         {
             for (ulong a = start.Value; a < start.Value + bytes; a += 4096)
             {
                 if (!_pte.Remove(a >> 12, out uint f)) continue;
                 if (keep) _swap[a >> 12] = new Span<byte>(_pool + (ulong)f * 4096, 4096).ToArray();
-                cleared.Add(new Hva(a));
                 if (_refs[f] == 0 && !Broken2008) FreeLocked(f); else _orphans.Add(f);
                 n++;
             }
         }
+        // Broken-2008: the PTEs are already gone when the secondary MMU hears of them (here).
+        Notifiers.InvalidateRangeEnd(range);
         if (Broken2008)
-        {
-            // 2008: the PTE is already gone when the secondary MMU hears of it.
-            foreach (var a in cleared) Notifiers.InvalidatePage(a);
             lock (_lock)
                 foreach (var f in _orphans.Where(f => _refs[f] == 0).ToList()) { _orphans.Remove(f); FreeLocked(f); }
-        }
-        else Notifiers.InvalidateRangeEnd(range);
         return n;
     }
 

@@ -24,7 +24,10 @@ public sealed unsafe class TlbShootdownTests
         public bool Maps(ulong gfn, nint hostPage) => MapsAnswer;
     }
 
-    private static (TestHost host, EptMmu mmu, MmuInvariantChecker checker, VcpuLink vcpu, ScriptedTlb tlb) Make()
+    /// <summary>PAGEOUT/DISCARD of the MMU made by <see cref="Make"/>, straight to its host.</summary>
+    private GuestMemoryManager _manager = null!;
+
+    private (TestHost host, EptMmu mmu, MmuInvariantChecker checker, VcpuLink vcpu, ScriptedTlb tlb) Make()
     {
         var checker = new MmuInvariantChecker();
         var host = new TestHost(256) { FrameFreed = checker.OnFrameFree };
@@ -34,6 +37,7 @@ public sealed unsafe class TlbShootdownTests
         vcpu.AttachTlb(tlb);
         mmu.AttachVcpu(vcpu);
         checker.WatchVcpus(() => [vcpu]);
+        _manager = new GuestMemoryManager(host, mmu);
         return (host, mmu, checker, vcpu, tlb);
     }
 
@@ -106,7 +110,7 @@ public sealed unsafe class TlbShootdownTests
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
         vcpu.EnterGuest();       // running guest code, never acknowledging
         tlb.Holds = false;
-        Assert.Equal(1, mmu.PageOut(new Gpa(0x4000), 4096));
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x4000), 4096));
         Assert.Empty(tlb.ShotDown);
         Assert.Equal(vcpu.PostedGeneration, vcpu.RemoteGeneration);
         Assert.Equal(0, checker.ViolationCount);
@@ -120,7 +124,7 @@ public sealed unsafe class TlbShootdownTests
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
         vcpu.EnterGuest();
         tlb.Quiescent = true;
-        Assert.Equal(1, mmu.PageOut(new Gpa(0x4000), 4096));
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x4000), 4096));
         Assert.Equal([(4UL, 4UL)], tlb.ShotDown);
         Assert.Equal(0, vcpu.FlushedGeneration);
         Assert.Equal(vcpu.PostedGeneration, vcpu.RemoteGeneration);
@@ -134,7 +138,7 @@ public sealed unsafe class TlbShootdownTests
         var (host, mmu, checker, vcpu, tlb) = Make();
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
         vcpu.EnterGuest();
-        var pageOut = new Thread(() => mmu.PageOut(new Gpa(0x4000), 4096));
+        var pageOut = new Thread(() => _manager.PageOut(new Gpa(0x4000), 4096));
         pageOut.Start();
         Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));
         lock (tlb.ShotDown) Assert.Single(tlb.ShotDown);   // shot down, but it may still hold a pointer
@@ -154,7 +158,7 @@ public sealed unsafe class TlbShootdownTests
         vcpu.EnterGuest();
         tlb.Quiescent = true;    // the protocol believes the shootdown...
         tlb.MapsAnswer = true;   // ...but the entry is still there
-        mmu.PageOut(new Gpa(0x4000), 4096);
+        _manager.PageOut(new Gpa(0x4000), 4096);
         Assert.Equal(1, checker.ViolationCount);
         Assert.Contains("TLB still maps it", checker.FirstViolation!.Rule);
         host.Dispose();
@@ -182,12 +186,12 @@ public sealed unsafe class TlbShootdownTests
         var writer = new VcpuLink(-1);   // untracked, like the VMM's guest-physical writer: asked on every zap
         mmu.AttachVcpu(writer);
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
-        mmu.PageOut(new Gpa(0x4000), 4096);
+        _manager.PageOut(new Gpa(0x4000), 4096);
         Assert.True(writer.HasRequests);
         writer.TakeRequests();
         mmu.DetachVcpu(writer);
         mmu.Translate(vcpu, new Gpa(0x4000), AccessKind.Write, out _);
-        mmu.PageOut(new Gpa(0x4000), 4096);
+        _manager.PageOut(new Gpa(0x4000), 4096);
         Assert.False(writer.HasRequests);
         Assert.Equal(0, checker.ViolationCount);
         host.Dispose();

@@ -40,7 +40,7 @@ public class CommandLineTests : IDisposable
         Assert.True(o.Check);
         Assert.True(o.Stats);
         Assert.Equal(7, o.PageOutIntervalMs);
-        Assert.Equal(ToyVmm.Mmu.Secondary.NotifierProtocol.Broken2008, o.Protocol);
+        Assert.Equal(ToyVmm.Mmu.Notifiers.NotifierProtocol.Broken2008, o.Protocol);
         Assert.Equal("/tmp/s.swap", o.SwapFile);
         Assert.True(o.Verbose);
         Assert.True(Parse("run", "g.elf", "--flat-memory").Options!.FlatMemory);

@@ -31,7 +31,7 @@ public class HostFailureTests
         using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(HostMemoryBytes: Ram / 4, SwapBytes: swapBytes));
         backing.Host.Swap.FaultInjector = injector;
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(Ram, 1, InstructionLimit: 20_000_000_000), image, console, _ => backing.Mmu);
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, 1, InstructionLimit: 20_000_000_000), image, console, _ => backing.Memory);
         var result = vm.Run();
         backing.StopBackground();
         return (result, HostFailureCause.Describe(backing.Host.Stats));

@@ -72,7 +72,7 @@ public class RunConfigurationTests : IDisposable
         Assert.True(o.Quiet);
         Assert.True(o.Stats);
         Assert.False(o.Verbose);
-        Assert.Equal(ToyVmm.Mmu.Secondary.NotifierProtocol.Broken2008, o.Protocol);
+        Assert.Equal(ToyVmm.Mmu.Notifiers.NotifierProtocol.Broken2008, o.Protocol);
         Assert.Equal("s.swap", o.SwapFile);
         Assert.Equal(123456, o.MaxInstructions);
     }

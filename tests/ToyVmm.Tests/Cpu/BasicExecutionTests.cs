@@ -66,7 +66,7 @@ public class BasicExecutionTests
             a.hlt();
         });
         Assert.Equal(VcpuExitKind.Halted, exit.Kind);
-        Assert.Equal("hi!\n", f.Host.Console.ToString());
+        Assert.Equal("hi!\n", f.Exits.Console.ToString());
     }
 
     [Fact]
@@ -82,15 +82,15 @@ public class BasicExecutionTests
         });
         Assert.Equal(VcpuExitKind.StopRequested, exit.Kind);
         Assert.Equal(0UL, cpu.GetGpr(Gpr.Rbx));
-        Assert.Contains(f.Host.Outs, o => o.Port == 0xF4 && o.Value == 7);
+        Assert.Contains(f.Exits.Outs, o => o.Port == 0xF4 && o.Value == 7);
     }
 
     [Fact]
     public void Run_InAndVmcall_UseHost()
     {
         using var f = new CpuFixture();
-        f.Host.InValue = 0x12345678;
-        f.Host.OnHypercall = v => v.SetGpr(Gpr.Rax, v.GetGpr(Gpr.Rbx) * 2);
+        f.Exits.InValue = 0x12345678;
+        f.Exits.OnHypercall = v => v.SetGpr(Gpr.Rax, v.GetGpr(Gpr.Rbx) * 2);
         var (exit, cpu) = f.Run(a =>
         {
             a.mov(dx, 0x60);
@@ -107,7 +107,7 @@ public class BasicExecutionTests
         Assert.Equal(0x12345678UL, cpu.GetGpr(Gpr.R12));
         Assert.Equal(0x12345678UL, cpu.GetGpr(Gpr.R13));   // in al keeps the rest of rax
         Assert.Equal(42UL, cpu.GetGpr(Gpr.Rax));
-        Assert.Equal(1, f.Host.Hypercalls);
+        Assert.Equal(1, f.Exits.Hypercalls);
     }
 
     [Fact]

@@ -7,7 +7,7 @@ using ToyVmm.Mmu.Secondary;
 namespace ToyVmm.Tests.Cpu;
 
 /// <summary>Records port I/O and hypercalls for tests.</summary>
-public sealed class TestHost : IVcpuHost
+public sealed class TestExits : IVmExitHandler
 {
     public readonly StringBuilder Console = new();
     public readonly List<(ushort Port, int Size, uint Value)> Outs = new();
@@ -46,7 +46,7 @@ public sealed class CpuFixture : IDisposable
     public const ulong DataBase = 0x200000;
     public readonly ulong RamBytes;
     public readonly FlatGuestMemory Memory;
-    public readonly TestHost Host = new();
+    public readonly TestExits Exits = new();
     public readonly ulong Pml4, Gdt;
     private readonly List<Vcpu> _vcpus = new();
 
@@ -54,6 +54,8 @@ public sealed class CpuFixture : IDisposable
     {
         RamBytes = ramBytes;
         Memory = new FlatGuestMemory(ramBytes);
+        // As VirtualMachine wires it: contents replaced behind the vCPUs' back make decoded code stale.
+        Memory.ContentsReplaced += (start, bytes) => CodeCache.ContentsReplaced(Memory, start, bytes);
         ulong top = ramBytes - 0x100000;
         Pml4 = top;
         ulong pdpt = top + 0x1000;
@@ -92,7 +94,7 @@ public sealed class CpuFixture : IDisposable
     {
         var link = new VcpuLink(index);
         Memory.AttachVcpu(link);
-        var v = new Vcpu(index, Memory, link, Host);
+        var v = new Vcpu(index, Memory, link, Exits);
         v.Cr0 = 0x80010033;   // PE|MP|ET|NE|WP|PG
         v.Cr4 = 0x620;        // PAE|OSFXSR|OSXMMEXCPT
         v.Efer = 0xD01;       // SCE|LME|LMA|NXE

@@ -25,7 +25,7 @@ public class PhaseHypercallTests
         var image = AsmGuest.Build(emit, Ram);
         using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(HostMemoryBytes: Ram, TraceLimit: 100_000));
         using var vm = VirtualMachine.Create(new VmConfig(Ram, 1, 50_000_000), image, new MemoryStream(),
-            _ => backing.Mmu, measurements: backing.Measurements);
+            _ => backing.Memory, measurements: backing.Measurements);
         using var hang = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         var result = vm.Run(hang.Token);
         backing.StopBackground();
@@ -139,7 +139,7 @@ public class PhaseHypercallTests
         long pages = (long)(Ram / 2 / 4096);   // guest/progs/phases.c uses half of RAM
         using var backing = new HostBackedMemory(Ram, vcpus, new GuestMemoryConfig(HostMemoryBytes: Ram + Ram / 8, Check: true, TraceLimit: 1_000_000));
         using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, 2_000_000_000), image, new MemoryStream(),
-            _ => backing.Mmu, measurements: backing.Measurements);
+            _ => backing.Memory, measurements: backing.Measurements);
         backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
         using var hang = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var result = vm.Run(hang.Token);

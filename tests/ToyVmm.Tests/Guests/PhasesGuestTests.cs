@@ -27,7 +27,7 @@ public class PhasesGuestTests(ITestOutputHelper output)
         // Host frames for all of RAM: every swap-out and swap-in is the guest's own doing.
         using var backing = new HostBackedMemory(Ram, vcpus, new GuestMemoryConfig(HostMemoryBytes: Ram + (Ram / 8), Check: true));
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, InstructionLimit: 2_000_000_000), image, console, _ => backing.Mmu);
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, InstructionLimit: 2_000_000_000), image, console, _ => backing.Memory);
         backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
         backing.Checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
 

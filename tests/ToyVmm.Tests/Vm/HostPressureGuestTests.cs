@@ -37,7 +37,7 @@ public class HostPressureGuestTests(ITestOutputHelper output)
         using var backing = new HostBackedMemory(Ram, vcpus, new GuestMemoryConfig(
             HostMemoryBytes: Ram / 4, Check: true, PageOutIntervalMs: 2, Seed: seed));
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Mmu);
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Memory);
         backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
         backing.Checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
 
@@ -52,7 +52,7 @@ public class HostPressureGuestTests(ITestOutputHelper output)
             while (guest.StartsWith("mem") && !stop.Token.WaitHandle.WaitOne(3))
             {
                 ulong first = (ulong)rng.Next(0, 500) << Page.Shift;
-                dropped += Math.Max(0, backing.Mmu.Discard(region.Add(first), (ulong)rng.Next(1, 12) << Page.Shift));
+                dropped += Math.Max(0, backing.Management.Discard(region.Add(first), (ulong)rng.Next(1, 12) << Page.Shift));
             }
         }) { IsBackground = true };
         dropper.Start();

@@ -23,7 +23,7 @@ public class PageOutDriverTests(ITestOutputHelper output)
     private static HostBackedMemory NewMemory(ulong ram = Ram) => new(ram, 1, new GuestMemoryConfig(HostMemoryBytes: ram * 4));
 
     private static PageOutDriver NewDriver(HostBackedMemory m, int seed, params PageOutSchedule[] schedules) =>
-        new(m.Space, m.RamHva, m.Mmu.RamBytes, m.Mmu, schedules, seed);
+        new(m.Space, m.RamHva, m.Mmu.RamBytes, m.Management, schedules, seed);
 
     /// <summary>Run <paramref name="driver"/> until <paramref name="enough"/> holds for the calls made so far, then stop it.</summary>
     private static List<PageOutCall> RunUntil(PageOutDriver driver, Func<IReadOnlyList<PageOutCall>, bool> enough)
@@ -164,7 +164,7 @@ public class PageOutDriverTests(ITestOutputHelper output)
         using var m = NewMemory();
         string? threadName = null;
         using var started = new ManualResetEventSlim();
-        var driver = new PageOutDriver(m.Space, m.RamHva, Ram, m.Mmu,
+        var driver = new PageOutDriver(m.Space, m.RamHva, Ram, m.Management,
             [new PeriodicPageOut(TimeSpan.FromHours(1), 8, PageOutPick.Random), new BurstPageOut(TimeSpan.FromHours(2), 0.5, PageOutPick.Cold),
              new HostShrink(1UL << 20, TimeSpan.FromDays(1))], seed: 1)
         {
@@ -243,7 +243,7 @@ public class PageOutDriverTests(ITestOutputHelper output)
         using var backing = new HostBackedMemory(ram, vcpus, new GuestMemoryConfig(HostMemoryBytes: host, Check: true));
         int framesBefore = backing.Host.FrameCount;
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Mmu);
+        using var vm = VirtualMachine.Create(new VmConfig(ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Memory);
         backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
         backing.Checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
         // The memory guests work in the low half of RAM above their image; the VMM reserves the top 1 MiB.
@@ -298,7 +298,7 @@ public class PageOutDriverTests(ITestOutputHelper output)
         using var backing = new HostBackedMemory(ram, vcpus, new GuestMemoryConfig(
             HostMemoryBytes: ram / 4, Check: true, Seed: 9, PageOut: schedules));
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Mmu);
+        using var vm = VirtualMachine.Create(new VmConfig(ram, vcpus, InstructionLimit: 20_000_000_000), image, console, _ => backing.Memory);
         backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
         backing.Checker.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
         var result = vm.Run();

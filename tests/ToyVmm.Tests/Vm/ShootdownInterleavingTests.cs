@@ -49,7 +49,7 @@ public sealed unsafe class ShootdownInterleavingTests
         var link = new VcpuLink(0);
         backing.Mmu.AttachVcpu(link);
         backing.Checker!.WatchVcpus(() => [link]);
-        using var vcpu = new Vcpu(0, backing.Mmu, link, new ToyVmm.Tests.Cpu.TestHost());
+        using var vcpu = new Vcpu(0, backing.Mmu, link, new ToyVmm.Tests.Cpu.TestExits());
         BootState.ApplyEntryState(vcpu, layout, Code);
         if (lyingTlb) link.AttachTlb(new AlwaysQuiescent(vcpu));
         using var paused = new ManualResetEventSlim();
@@ -68,7 +68,7 @@ public sealed unsafe class ShootdownInterleavingTests
         {
             Assert.True(paused.Wait(Patience));
             // The vCPU has translated the data page and is about to store through the pointer.
-            pageOut = new Thread(() => backing.Mmu.PageOut(new Gpa(Data), Page.Size));
+            pageOut = new Thread(() => backing.Management.PageOut(new Gpa(Data), Page.Size));
             pageOut.Start();
             if (!lyingTlb)
             {

@@ -8,7 +8,7 @@ namespace ToyVmm.Tests.Vm;
 /// Guest memory that allocates a page only when it is first touched, so tests can
 /// build the boot structures of many GiB of RAM cheaply. Not thread-safe.
 /// </summary>
-internal sealed unsafe class SparseGuestMemory : ISecondaryMmu, IDisposable
+internal sealed unsafe class SparseGuestMemory : IGuestMemory, IDisposable
 {
     private readonly Dictionary<ulong, nint> _pages = new();
 
@@ -16,7 +16,6 @@ internal sealed unsafe class SparseGuestMemory : ISecondaryMmu, IDisposable
 
     public ulong RamBytes { get; }
     public int PagesTouched => _pages.Count;
-    public event Action<Gpa, ulong>? ContentsReplaced { add { } remove { } }
 
     public void AttachVcpu(VcpuLink vcpu) { }
 

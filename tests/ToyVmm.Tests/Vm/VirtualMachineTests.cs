@@ -198,6 +198,50 @@ public class VirtualMachineTests
         Assert.Equal(1, run.Vm.Devices.Counters.UnknownHypercalls);
     }
 
+    /// <summary>
+    /// DISCARD reaches the management side of guest memory, whose contents-replaced notice
+    /// the VM wires to the decoded-code cache: code run before the DISCARD is decoded again.
+    /// Page 1 holds <c>mov eax, 7; ret</c>; after it is discarded, a call runs its zeros
+    /// (<c>add [rax], al</c>) into page 2, which exits with 0xAA. A stale block would return 7.
+    /// </summary>
+    [Fact]
+    public void Run_DiscardOfCodeRunBefore_DecodesTheZeroedPageAgain()
+    {
+        static byte[] Page(ulong at, Action<Assembler> emit)
+        {
+            var a = new Assembler(64);
+            emit(a);
+            using var ms = new MemoryStream();
+            a.Assemble(new StreamCodeWriter(ms), at);
+            var page = new byte[4096];
+            ms.ToArray().CopyTo(page, 0);
+            return page;
+        }
+        const ulong sub = AsmGuest.Code + 0x1000, landing = AsmGuest.Code + 0x2000, main = AsmGuest.Code + 0x3000;
+        byte[] code =
+        [
+            .. Page(AsmGuest.Code, a => a.jmp(main)),
+            .. Page(sub, a => { a.mov(eax, 7); a.ret(); }),
+            .. Page(landing, a => a.Exit(0xAA)),
+            .. Page(main, a =>
+            {
+                a.call(sub);
+                a.ExpectEqual(rax, 7, 1);
+                a.mov(eax, 0x101u);           // DISCARD the subroutine's page
+                a.mov(rbx, sub);
+                a.mov(ecx, 0x1000u);
+                a.vmcall();
+                a.ExpectEqual(rax, 1, 2);
+                a.mov(rax, AsmGuest.Data);     // the zeros add al (0) to [Data]
+                a.call(sub);
+                a.Exit(0x33);                  // only a stale block returns here
+            }),
+        ];
+        var run = AsmGuest.Execute(AsmGuest.FromCode(code));
+        Assert.True(run.Result.Outcome == VmOutcome.ExitPort, run.Result.Message);
+        Assert.Equal(0xAA, run.Result.GuestStatus);
+    }
+
     [Fact]
     public void Run_OtherPorts_ReadAllOnesIgnoreWritesAndAreCounted()
     {

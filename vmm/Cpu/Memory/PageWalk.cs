@@ -2,7 +2,7 @@ using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Cpu;
 
-// The guest walk (DESIGN.md "The two walks", step 1): GVA -> GPA through the
+// The guest walk (docs/DESIGN.md "The two walks", step 1): GVA -> GPA through the
 // guest's 4-level page tables at CR3, with 2 MiB and 1 GiB pages, U/S, R/W
 // (honouring CR0.WP for supervisor writes), NX (with EFER.NXE), and the
 // accessed / dirty bits set atomically (other vCPUs share the tables).

@@ -45,7 +45,7 @@ public sealed class GuestMachine : IDisposable
 
     public ulong RegionBase { get; }
     public FlatGuestMemory Memory => _memory;
-    public TestHost Host { get; } = new();
+    public TestExits Exits { get; } = new();
 
     /// <summary>Guest-physical address behind region offset <paramref name="offset"/> (pages in reverse order).</summary>
     public static ulong PhysicalOf(int offset)
@@ -98,7 +98,7 @@ public sealed class GuestMachine : IDisposable
         Write(RegionLayout.ScratchOffset, input.Scratch);
         Write(RegionLayout.StackWindowOffset, input.StackWindow);
         var link = new VcpuLink(0);
-        var vcpu = new Vcpu(0, _memory, link, Host);
+        var vcpu = new Vcpu(0, _memory, link, Exits);
         vcpu.Cr0 = Cr0Value;
         vcpu.Cr4 = Cr4Value;
         vcpu.Efer = EferValue;
@@ -162,7 +162,7 @@ public sealed class GuestMachine : IDisposable
 }
 
 /// <summary>A VM around the tested vCPU with no devices: port writes are recorded, reads return all ones.</summary>
-public sealed class TestHost : IVcpuHost
+public sealed class TestExits : IVmExitHandler
 {
     public List<(ushort Port, int Size, uint Value)> Outs { get; } = new();
     public void PortOut(Vcpu vcpu, ushort port, int size, uint value) => Outs.Add((port, size, value));

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace ToyVmm.Mmu.Secondary;
+namespace ToyVmm.Mmu.Notifiers;
 
 /// <summary>
 /// KVM's fault/invalidate sequence state for one VM (<c>mmu_invalidate_seq</c>,

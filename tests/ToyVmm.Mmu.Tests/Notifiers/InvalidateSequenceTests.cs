@@ -1,7 +1,7 @@
 using Xunit;
-using ToyVmm.Mmu.Secondary;
+using ToyVmm.Mmu.Notifiers;
 
-namespace ToyVmm.Mmu.Tests.Secondary;
+namespace ToyVmm.Mmu.Tests.Notifiers;
 
 public class InvalidateSequenceTests
 {

@@ -3,7 +3,7 @@ using ToyVmm.Mmu.Secondary;
 using Xunit;
 using static ToyVmm.Mmu.Tests.Host.HostTestUtil;
 
-namespace ToyVmm.Mmu.Tests.Host;
+namespace ToyVmm.Mmu.Tests.Secondary;
 
 /// <summary>The EPT-like MMU running on the real host: guest RAM larger than the frame pool.</summary>
 public unsafe class SecondaryHostBindingTests
@@ -22,6 +22,7 @@ public unsafe class SecondaryHostBindingTests
         host.FrameFreed = checker.OnFrameFree;
         var vcpu = new VcpuLink(0);
         ept.AttachVcpu(vcpu);
+        var manager = new GuestMemoryManager(binding, ept);
 
         for (ulong p = 0; p < ramPages; p++)
         {
@@ -37,8 +38,8 @@ public unsafe class SecondaryHostBindingTests
 
         // Hypercalls: PAGEOUT keeps contents, DISCARD zeroes.
         for (ulong p = 0; p < 64; p++) Assert.Equal(TranslateStatus.Ok, ept.Translate(vcpu, Gpa.FromPageNumber(p), AccessKind.Read, out _));
-        Assert.True(ept.PageOut(new Gpa(0), 64 * Page.Size) > 0);
-        Assert.Equal(64, ept.Discard(Gpa.FromPageNumber(64), 64 * Page.Size));
+        Assert.True(manager.PageOut(new Gpa(0), 64 * Page.Size) > 0);
+        Assert.Equal(64, manager.Discard(Gpa.FromPageNumber(64), 64 * Page.Size));
         for (ulong p = 0; p < 128; p++)
         {
             Assert.Equal(TranslateStatus.Ok, ept.Translate(vcpu, Gpa.FromPageNumber(p), AccessKind.Read, out byte* page));

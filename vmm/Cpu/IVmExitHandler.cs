@@ -1,10 +1,10 @@
 namespace ToyVmm.Cpu;
 
 /// <summary>
-/// What a vCPU needs from the VM around it: port I/O and hypercalls. Called on
-/// the vCPU's own thread, outside guest mode (the call may block).
+/// What a vCPU exits to (the VM's device model): port I/O and hypercalls. Called
+/// on the vCPU's own thread, outside guest mode (the call may block).
 /// </summary>
-public interface IVcpuHost
+public interface IVmExitHandler
 {
     /// <summary><c>out</c>: <paramref name="size"/> is 1, 2 or 4 bytes.</summary>
     void PortOut(Vcpu vcpu, ushort port, int size, uint value);

@@ -1,15 +1,21 @@
+using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
-using ToyVmm.Mmu.Secondary;
 
-namespace ToyVmm.Mmu.Host;
+namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>
-/// The host address space as the secondary MMU sees it (<see cref="IHostMemory"/>):
-/// get_user_pages of one page, frame bytes, dirty hand-over, the forced
-/// operations behind the hypercalls, and the notifier registry.
+/// A host address space of the simulated host as the secondary side sees it:
+/// what a secondary MMU needs (<see cref="IHostMemory"/>: get_user_pages of one
+/// page, frame bytes, dirty hand-over, the notifier registry) and what the VMM's
+/// manager calls for the hypercalls (<see cref="IHostMadvise"/>).
 /// </summary>
-public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostMemory
+/// <remarks>
+/// It lives on the secondary side so that the host never names a secondary
+/// type: the dependency points from Secondary to Host only (the architecture
+/// test enforces it).
+/// </remarks>
+public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostMemory, IHostMadvise
 {
     public HostAddressSpace Space { get; } = space;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using ToyVmm.Loader;
+using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
 using ToyVmm.Vm;
 
@@ -148,13 +149,11 @@ public sealed class SoakLoop(SoakOptions options, TextWriter? log = null)
             VmResult result;
             using (var vm = VirtualMachine.Create(
                 new VmConfig(ram, config.Vcpus, budgeted ? options.BenchInstructionBudget : long.MaxValue),
-                image, console, _ => (ISecondaryMmu)backing.Mmu))
+                image, console, _ => backing.Memory))
             using (var hang = new CancellationTokenSource(options.HangTimeout))
             {
                 result = vm.Run(hang.Token);
-                // Before the VM is disposed: disposing it disposes the secondary MMU, which
-                // then no longer hears invalidations, so reclaim or a page-out running on
-                // would free frames it still maps (the checker rightly says so).
+                // While the VM still holds the memory: the figures below are then final.
                 backing.StopBackground();
             }
 

@@ -4,18 +4,18 @@ using ToyVmm.Bench.Scenario;
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `invalidate-latency [samples]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
+// `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "soak")
+    return ToyVmm.Bench.Soak.SoakCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "host-latency")
 {
     ToyVmm.Bench.Host.HostLatencyProbe.Run();
     return 0;
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")
-{
-    ToyVmm.Bench.Secondary.InvalidateLatencyProbe.Run(args[1..]);
-    return 0;
-}
+    return ToyVmm.Bench.Secondary.InvalidateLatencyProbe.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -43,14 +43,14 @@ public static unsafe class InvalidateLatencyProbe
         public ShootdownCounts Steps;
     }
 
-    public static void Run(string[] args)
+    /// <returns>The process exit status: 0, or 2 for a bad argument.</returns>
+    public static int Run(string[] args)
     {
         int samples = 20_000;
         if (args.Length > 0 && (!int.TryParse(args[0], out samples) || samples <= 0))
         {
             Console.Error.WriteLine($"invalidate-latency: samples must be a positive integer, not '{args[0]}'");
-            Environment.ExitCode = 2;
-            return;
+            return 2;
         }
         Console.WriteLine($"invalidate latency probe: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
                           $"{Environment.ProcessorCount} cores, load average {LoadAverage()}");
@@ -83,6 +83,7 @@ public static unsafe class InvalidateLatencyProbe
                               $"p99.9 {Fmt(p999)} (<= 20 us: {(p999 <= 20_000 ? "met" : "missed")}) over {t.All.TotalCount} invalidations");
         }
         else Console.WriteLine("target, 2 vCPUs running, page held: no invalidation found the page held");
+        return 0;
     }
 
     private static void Print(string name, Row row)

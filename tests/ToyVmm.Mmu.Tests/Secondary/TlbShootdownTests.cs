@@ -172,7 +172,7 @@ public sealed unsafe class TlbShootdownTests
         vcpu.EnterGuest();
         // The host frees a frame that is still mapped for a vCPU that never flushed.
         var zapped = new EptEntry(mmu.Table.Lookup(4).Raw);
-        checker.OnZap(mmu, new Gpa(0x4000), zapped);
+        checker.OnZap(mmu.Host, new ZappedEntry(new Gpa(0x4000), zapped.Frame, zapped.Vcpus));
         vcpu.RequestFlush(4, 4);
         checker.OnFrameFree(zapped.Frame);
         Assert.Equal("a host frame was freed before vCPU 0 flushed its TLB", checker.FirstViolation!.Rule);

@@ -13,10 +13,9 @@ public sealed class EptMmuContractTests(ITestOutputHelper output) : SecondaryMmu
     protected override void SetAfterGetUserPage(ISecondaryMmu mmu, Action<Gpa, Hfn>? hook) =>
         ((EptMmu)mmu).AfterGetUserPageHook = hook;
 
-    protected override bool Maps(ISecondaryMmu mmu, Gpa gpa, out Hfn frame)
+    protected override MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa)
     {
         var entry = ((EptMmu)mmu).Table.Lookup(gpa.PageNumber);
-        frame = entry.Frame;
-        return entry.IsPresent;
+        return entry.IsPresent ? new MappedPage(entry.Frame, entry.IsDirty) : null;
     }
 }

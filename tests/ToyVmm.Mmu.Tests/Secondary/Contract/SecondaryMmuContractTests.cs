@@ -26,6 +26,8 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     /// <summary>Which host the MMU runs over: the simulated kernel, or the small test host.</summary>
     public enum HostKind { Real, Small }
 
+    public static TheoryData<HostKind> BothHosts => new() { HostKind.Real, HostKind.Small };
+
     /// <summary>What a secondary entry maps a guest page to.</summary>
     protected readonly record struct MappedPage(Hfn Frame, bool Dirty);
 
@@ -292,8 +294,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Translate_FirstTouchThenAgain_FaultsOnceAndReturnsTheSamePage(HostKind host)
     {
         Make(host);
@@ -309,8 +310,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Translate_OutsideRam_IsUnbacked(HostKind host)
     {
         Make(host);
@@ -318,8 +318,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void PageOut_ThenRead_KeepsContents_AndDiscardReadsZero(HostKind host)
     {
         Make(host);
@@ -379,8 +378,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Fault_WhileInvalidationInProgressOverItsPage_WaitsForTheEndThenInstallsTheNewFrame(HostKind host)
     {
         Make(host);
@@ -419,8 +417,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void OverlappingInvalidations_FaultRetriesUntilBothEnd(HostKind host)
     {
         Make(host);
@@ -440,8 +437,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Zap_OfEntryWrittenThroughTheSecondaryMmu_HandsTheDirtyBitToTheHost(HostKind host)
     {
         Make(host);
@@ -456,8 +452,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Invalidation_WithVcpuInGuestMode_WaitsForItsFlushAcknowledgement(HostKind host)
     {
         Make(host);
@@ -477,8 +472,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Invalidation_AsksOnlyTheVcpusThatMayHoldThePage(HostKind host)
     {
         Make(host);
@@ -501,8 +495,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void Aging_DuringAFault_ReportsAndClearsOnlyInstalledAccessBits(HostKind host)
     {
         Make(host);
@@ -524,8 +517,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void ConcurrentFaultsAndPageOuts_BoundedStorm_NoViolationAndContentsKept(HostKind host)
     {
         const int seed = 1234;
@@ -559,8 +551,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void AddSlot_WhileInvalidationInFlight_WaitsForItsEnd(HostKind host)
     {
         Make(host);
@@ -577,8 +568,7 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(HostKind.Real)]
-    [InlineData(HostKind.Small)]
+    [MemberData(nameof(BothHosts))]
     public void RemoveSlot_ZapsItsEntries_AndLaterAccessIsUnbacked(HostKind host)
     {
         Make(host);

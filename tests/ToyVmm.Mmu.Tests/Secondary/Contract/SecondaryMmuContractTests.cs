@@ -582,4 +582,99 @@ public abstract unsafe class SecondaryMmuContractTests(ITestOutputHelper output)
         Assert.False(_mmu.RemoveSlot(1));
         AssertNoViolation();
     }
+
+    /// <summary>The vCPU with a scripted TLB, holding guest page 4 and in guest mode.</summary>
+    private ScriptedTlb RunningVcpuHoldingPage4(HostKind host)
+    {
+        Make(host);
+        var tlb = new ScriptedTlb();
+        _vcpu.AttachTlb(tlb);
+        Touch(4);
+        _vcpu.EnterGuest();
+        return tlb;
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Invalidation_VcpuWhoseTlbCannotHoldThePage_IsDoneWithoutIt(HostKind host)
+    {
+        var tlb = RunningVcpuHoldingPage4(host);   // running guest code, never acknowledging
+        tlb.Holds = false;
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x4000), 4096));
+        Assert.Empty(tlb.ShotDown);
+        Assert.Equal(_vcpu.PostedGeneration, _vcpu.RemoteGeneration);
+        AssertNoViolation();
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Invalidation_QuiescentVcpu_IsShotDownFromOutside(HostKind host)
+    {
+        var tlb = RunningVcpuHoldingPage4(host);
+        tlb.Quiescent = true;
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x4000), 4096));
+        Assert.Equal([(4UL, 4UL)], tlb.ShotDown);
+        Assert.Equal(0, _vcpu.FlushedGeneration);
+        Assert.Equal(_vcpu.PostedGeneration, _vcpu.RemoteGeneration);
+        AssertNoViolation();
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Invalidation_VcpuInsideAnAccess_WaitsForItsAcknowledgement(HostKind host)
+    {
+        var tlb = RunningVcpuHoldingPage4(host);
+        var pageOut = new Thread(() => _manager.PageOut(new Gpa(0x4000), 4096));
+        pageOut.Start();
+        Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));
+        lock (tlb.ShotDown) Assert.Single(tlb.ShotDown);   // shot down, but it may still hold a pointer
+        _vcpu.TakeRequests();
+        _vcpu.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+        _vcpu.AcknowledgeFlush();
+        Assert.True(pageOut.Join(Patience));
+        AssertNoViolation();
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Checker_TlbThatStillMapsAFreedFrame_IsAViolation(HostKind host)
+    {
+        var tlb = RunningVcpuHoldingPage4(host);
+        tlb.Quiescent = true;    // the protocol believes the shootdown...
+        tlb.MapsAnswer = true;   // ...but the entry is still there
+        _manager.PageOut(new Gpa(0x4000), 4096);
+        Assert.Equal(1, _checker.ViolationCount);
+        Assert.Contains("TLB still maps it", _checker.FirstViolation!.Rule);
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Checker_FrameFreedBeforeAVcpuFlushed_IsAViolation(HostKind host)
+    {
+        RunningVcpuHoldingPage4(host);
+        // The host frees a frame that is still mapped for a vCPU that never flushed.
+        Assert.True(Maps(new Gpa(0x4000), out var frame));
+        _checker.OnZap(_binding, new ZappedEntry(new Gpa(0x4000), frame, EptEntry.VcpuBit(_vcpu.Index)));
+        _vcpu.RequestFlush(4, 4);
+        _checker.OnFrameFree(frame);
+        Assert.Equal("a host frame was freed before vCPU 0 flushed its TLB", _checker.FirstViolation!.Rule);
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void DetachVcpu_IsNoLongerAskedToFlush(HostKind host)
+    {
+        Make(host);
+        var writer = new VcpuLink(-1);   // untracked, like the VMM's guest-physical writer: asked on every zap
+        _mmu.AttachVcpu(writer);
+        Touch(4);
+        _manager.PageOut(new Gpa(0x4000), 4096);
+        Assert.True(writer.HasRequests);
+        writer.TakeRequests();
+        _mmu.DetachVcpu(writer);
+        Touch(4);
+        _manager.PageOut(new Gpa(0x4000), 4096);
+        Assert.False(writer.HasRequests);
+        AssertNoViolation();
+    }
 }

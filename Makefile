@@ -3,6 +3,7 @@
 #   make run      build everything and run the main demo
 #   make test     build everything and run every test
 #   make bench    run the scenario and micro benchmarks (see bench/RESULTS.md)
+#   make soak     every guest under every safe configuration for SOAK_SECONDS (300)
 # All are incremental: with nothing changed they do not start dotnet to build.
 
 DOTNET ?= dotnet
@@ -14,7 +15,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all guests vmm run test test-long bench clean FORCE
+.PHONY: all guests vmm run test test-long bench soak clean FORCE
 
 all: guests vmm
 
@@ -87,6 +88,15 @@ bench: all
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- scenario
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- invalidate-latency
 	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
+
+# Every shipped guest at 1, 2 and 4 vCPUs under every MMU and notifier mode that
+# must be safe, host pool a quarter of RAM, reclaim, forced page-outs and the
+# checker on, round after round for SOAK_SECONDS; fails on any failed run or
+# checker violation (bench/Soak/SoakLoop.cs). SOAK_GUESTS narrows it to some guests.
+SOAK_SECONDS ?= 300
+SOAK_GUESTS ?=
+soak: all
+	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- soak $(SOAK_SECONDS) $(SOAK_GUESTS)
 
 clean:
 	$(MAKE) -C guest clean

@@ -90,7 +90,7 @@ public sealed unsafe partial class EptMmu
             if (!old.IsPresent) return;
             // The page was written through the secondary MMU: the host must not drop it as clean.
             if (old.IsDirty) mmu._host.SetPageDirty(old.Frame);
-            mmu.Checker?.OnZap(mmu, Gpa.FromPageNumber(gfn), old);
+            mmu.Checker?.OnZap(mmu._host, new ZappedEntry(Gpa.FromPageNumber(gfn), old.Frame, old.Vcpus));
             Holders |= old.Vcpus | EptEntry.Read;   // Read: something was zapped
         }
     }

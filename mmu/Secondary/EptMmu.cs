@@ -111,7 +111,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         ulong want = EptEntry.Accessed | (kind == AccessKind.Write ? EptEntry.Dirty : 0) | EptEntry.VcpuBit(vcpu.Index);
         if (entry.Permits(kind) && _ept.TrySetBits(gfn, entry, want))
         {
-            Checker?.OnTlbFill(this, vcpu.Index, gpa.PageBase, entry.Frame);
+            Checker?.OnTlbFill(_host, vcpu.Index, gpa.PageBase, _slots.Find(gpa)!.ToHva(gpa.PageBase), entry.Frame);
             // SAFETY: the entry is present, so the frame stays allocated until an
             // invalidation zaps it, and that invalidation waits for this vCPU to
             // acknowledge a flush before the host frees the frame.
@@ -165,7 +165,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                         bool same = entry.IsPresent && entry.Frame == frame;
                         var fresh = EptEntry.Make(frame, writable: write || (same && entry.IsWritable), executable: true)
                             .With(used | (same ? entry.Raw & (EptEntry.VcpuMask | EptEntry.Dirty) : 0));
-                        Checker?.OnInstall(this, gpa.PageBase, hva, frame);
+                        Checker?.OnInstall(_host, gpa.PageBase, hva, frame);
                         _ept.SetLocked(gfn, fresh);
                     }
                     else _ept.SetLocked(gfn, entry.With(used));

@@ -64,9 +64,9 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
     /// <summary>Lets the checker see the vCPUs' flush acknowledgements.</summary>
     public void WatchVcpus(Func<VcpuLink[]> vcpus) => _vcpus = vcpus;
 
-    public void OnInstall(EptMmu mmu, Gpa gpa, Hva hva, Hfn frame)
+    public void OnInstall(IHostMemory host, Gpa gpa, Hva hva, Hfn frame)
     {
-        bool backs = mmu.Host.FrameBacks(frame, hva);
+        bool backs = host.FrameBacks(frame, hva);
         lock (_lock)
         {
             Record(Kind.Install, frame, gpa.PageNumber);
@@ -77,9 +77,9 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         }
     }
 
-    public unsafe void OnZap(EptMmu mmu, Gpa gpa, EptEntry zapped)
+    public unsafe void OnZap(IHostMemory host, ZappedEntry zapped)
     {
-        var frame = zapped.Frame;
+        var (gpa, frame) = (zapped.Page, zapped.Frame);
         var vcpus = _vcpus?.Invoke() ?? [];
         lock (_lock)
         {
@@ -87,16 +87,16 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
             _installed.Remove(frame.Value);
             // Only the entry's TLB holders (and untracked vCPUs) can have cached the frame.
             var live = vcpus
-                .Where(v => v.Mode == VcpuMode.InGuest && (EptEntry.VcpuBit(v.Index) == 0 || (zapped.Vcpus & EptEntry.VcpuBit(v.Index)) != 0))
+                .Where(v => v.Mode == VcpuMode.InGuest && zapped.MayBeHeldBy(v.Index))
                 .Select(v => new Waiter(v, v.PostedGeneration, v.GuestEntries)).ToArray();
-            if (live.Length > 0) _unflushed[frame.Value] = new Unflushed(gpa.PageNumber, (nint)mmu.Host.FrameAddress(frame), live);
+            if (live.Length > 0) _unflushed[frame.Value] = new Unflushed(gpa.PageNumber, (nint)host.FrameAddress(frame), live);
         }
     }
 
-    public void OnTlbFill(EptMmu mmu, int vcpu, Gpa gpa, Hfn frame)
+    public void OnTlbFill(IHostMemory host, int vcpu, Gpa gpa, Hva hva, Hfn frame)
     {
         // Called lock-free on the vCPU's fast path; only the cheap check runs here.
-        if (mmu.Host.FrameBacks(frame, mmu.Slots.Find(gpa)!.ToHva(gpa))) return;
+        if (host.FrameBacks(frame, hva)) return;
         // This runs inside Translate, before the vCPU notes the page as held and re-reads
         // its requests (TlbShootdown.cs). An invalidation that zapped the entry after the
         // vCPU set its holder bit posted it a flush, and may have found the page not yet

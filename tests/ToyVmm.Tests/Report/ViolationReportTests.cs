@@ -73,7 +73,7 @@ public class ViolationReportTests(ITestOutputHelper output)
         Assert.True(vcpuThread.Join(TimeSpan.FromSeconds(20)));
         // The host zaps it and frees the frame although vCPU 1 never flushed.
         var zapped = new EptEntry(mmu.Table.Lookup(gpa.PageNumber).Raw);
-        checker.OnZap(mmu, gpa, zapped);
+        checker.OnZap(mmu.Host, new ZappedEntry(gpa, zapped.Frame, zapped.Vcpus));
         links[1].RequestFlush(gpa.PageNumber, gpa.PageNumber);
         checker.OnFrameFree(zapped.Frame);
 

@@ -1,0 +1,127 @@
+using ToyVmm.Mmu.Host;
+using ToyVmm.Mmu.Metrics;
+using ToyVmm.Mmu.Notifiers;
+using ToyVmm.Mmu.Secondary;
+using Xunit;
+using Xunit.Abstractions;
+using static ToyVmm.Mmu.Tests.Host.HostTestUtil;
+
+namespace ToyVmm.Mmu.Tests.Secondary.Contract;
+
+/// <summary>
+/// What every secondary MMU owes the rest of ToyVmm (docs/DESIGN.md "Where a
+/// shadow MMU fits"), run over the real simulated host: translation, the host's
+/// fault kinds, every invalidation event, aging, slot changes, the 2008
+/// interleaving under both protocols, shootdown and the checker. A secondary
+/// MMU plugs in by subclassing this with its factory and two seams. The
+/// tests marked with a <see cref="HostKind"/> also run over the small
+/// <see cref="TestHost"/>, which evicts pages its own way. This file is the
+/// fixture; the tests are in SecondaryMmuContractTests.Translate, .Invalidation,
+/// .Protocol and .Shootdown.
+/// </summary>
+public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper output) : IDisposable
+{
+    protected const int RamPages = 64;
+    private const ulong Ram = RamPages * Page.Size;
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+
+    /// <summary>Which host the MMU runs over: the simulated kernel, or the small test host.</summary>
+    public enum HostKind { Real, Small }
+
+    public static TheoryData<HostKind> BothHosts => new() { HostKind.Real, HostKind.Small };
+
+    /// <summary>What a secondary entry maps a guest page to.</summary>
+    protected readonly record struct MappedPage(Hfn Frame, bool Dirty);
+
+    private HostMemory _host = null!;          // the real host only
+    private HostAddressSpace _mm = null!;      // the real host only
+    private TestHost? _small;
+    private IHostMemory _binding = null!;
+    private Hva _ram;
+    private ISecondaryMmu _mmu = null!;
+    private GuestMemoryManager _manager = null!;
+    private MmuInvariantChecker _checker = null!;
+    private MeasurementHub _hub = null!;
+    private readonly VcpuLink _vcpu = new(0);
+
+    /// <summary>
+    /// The MMU under test over <paramref name="host"/>, with one slot: guest-physical
+    /// [0, <paramref name="ramBytes"/>) at <paramref name="ramBase"/>, reporting to
+    /// <paramref name="checker"/> and <paramref name="events"/>, registered on the host's notifiers.
+    /// </summary>
+    protected abstract ISecondaryMmu CreateMmu(IHostMemory host, ulong ramBytes, Hva ramBase, IMmuInvariantChecker checker, IMmuEventSink events);
+
+    /// <summary>Seam: run <paramref name="hook"/> on the faulting thread between get_user_pages and the locked re-check.</summary>
+    protected abstract void SetAfterGetUserPage(ISecondaryMmu mmu, Action<Gpa, Hfn>? hook);
+
+    /// <summary>What a secondary entry of the MMU now maps the guest page of <paramref name="gpa"/> to, or null.</summary>
+    protected abstract MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa);
+
+    private bool Maps(Gpa gpa, out Hfn frame)
+    {
+        var m = Lookup(_mmu, gpa);
+        frame = m?.Frame ?? default;
+        return m is not null;
+    }
+
+    private void Make(HostKind kind = HostKind.Real, NotifierProtocol protocol = NotifierProtocol.Sequence, int frames = 256)
+    {
+        _checker = new MmuInvariantChecker();
+        _checker.WatchVcpus(() => [_vcpu]);
+        _hub = new MeasurementHub(vcpus: 1);
+        IHostMadvise madvise;
+        if (kind == HostKind.Small)
+        {
+            _small = new TestHost(frames, protocol == NotifierProtocol.Broken2008) { FrameFreed = _checker.OnFrameFree };
+            (_binding, madvise, _ram) = (_small, _small, TestHost.RamBase);
+        }
+        else
+        {
+            _host = NewHost(frames);
+            _mm = _host.CreateAddressSpace();
+            _mm.Notifiers.Protocol = NotifierProtocols.Of(protocol);   // chosen before the MMU subscribes
+            _ram = _mm.Map(Ram, HostProtection.ReadWrite);
+            _host.FrameFreed = _checker.OnFrameFree;
+            var binding = new SecondaryHostBinding(_mm);
+            (_binding, madvise) = (binding, binding);
+        }
+        _mmu = CreateMmu(_binding, Ram, _ram, _checker, _hub);
+        Assert.Equal(protocol, _binding.Notifiers.Protocol.Kind);   // the MMU follows its host's protocol
+        _manager = new GuestMemoryManager(madvise, _mmu);
+        _mmu.AttachVcpu(_vcpu);
+    }
+
+    /// <summary>Clear the PTEs of a guest page whatever references are held (reclaim's unmap), through the host's notifier order.</summary>
+    private void Evict(Gpa gpa)
+    {
+        if (_small is not null) _small.Evict(_ram.Add(gpa.PageBase.Value), Page.Size, keep: true);
+        else _mm.DontNeed(_ram.Add(gpa.PageBase.Value), Page.Size);   // MADV_DONTNEED clears PTEs whatever references are held, as try_to_unmap does
+    }
+
+    /// <summary>Host-virtual memory for a second slot.</summary>
+    private Hva MapMore(ulong bytes) => _small is not null ? TestHost.RamBase.Add(1UL << 30) : _mm.Map(bytes, HostProtection.ReadWrite);
+
+    public void Dispose()
+    {
+        (_mmu as IDisposable)?.Dispose();
+        _mm?.Dispose();
+        _host?.Dispose();
+        _small?.Dispose();
+        _hub?.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    private byte* Touch(int page, AccessKind kind = AccessKind.Write)
+    {
+        Assert.Equal(TranslateStatus.Ok, _mmu.Translate(_vcpu, Gpa.FromPageNumber((ulong)page), kind, out byte* p));
+        return p;
+    }
+
+    private Hva HvaOf(int page) => _ram.Add((ulong)page * Page.Size);
+
+    private void AssertNoViolation()
+    {
+        output.WriteLine(_checker.FirstViolation?.ToString() ?? $"no violation in {_checker.Checks} checks");
+        Assert.Equal(0, _checker.ViolationCount);
+    }
+}

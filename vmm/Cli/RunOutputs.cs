@@ -114,6 +114,13 @@ public sealed class RunOutputs
                 new("swapFull", Interlocked.Read(ref s.SwapFull)),
                 new("outOfMemory", Interlocked.Read(ref s.OutOfMemory)),
                 new("pagesForcedOut", backing.PressurePages),
+                .. Enum.GetValues<PageOutPick>()
+                    .Where(pick => backing.PageOutDriver.PagesPagedOutBy(pick) > 0)
+                    .Select(pick => new KeyValuePair<string, long>(
+                        $"pagesForcedOut{pick}", backing.PageOutDriver.PagesPagedOutBy(pick))),
+                .. backing.PageOutDriver.ShrinkFrames is { Requested: > 0 } shrink
+                    ? new KeyValuePair<string, long>[] { new("shrinkFramesRequested", shrink.Requested), new("shrinkFramesRetired", shrink.Granted) }
+                    : [],
             ],
         };
     }

@@ -64,6 +64,24 @@ public class RunOutputsTests : IDisposable
     }
 
     [Fact]
+    public void Run_WithPageOutSchedules_ReportCountsEachPickAndTheShrink()
+    {
+        string report = Path.Combine(_dir, "schedules.json");
+        var (code, _, stderr) = Toyvmm.Run(null, "run", GuestFiles.Elf("memhot"), "--host-memory", "32M", "--check", "--quiet",
+            "--pageout", "every=2ms,pages=16,pick=cold", "--pageout", "shrink=1M@0ms", "--report", report);
+        Assert.True(code == 0, $"status {code}: {stderr}");
+        using var r = JsonDocument.Parse(File.ReadAllText(report));
+        var other = r.RootElement.GetProperty("host").GetProperty("other");
+        long cold = other.GetProperty("pagesForcedOutCold").GetInt64();
+        Assert.True(cold > 0);
+        Assert.Equal(cold, other.GetProperty("pagesForcedOut").GetInt64());   // the only pick that ran
+        Assert.False(other.TryGetProperty("pagesForcedOutRandom", out _));
+        Assert.Equal(256, other.GetProperty("shrinkFramesRequested").GetInt64());   // 1M of 4K frames
+        Assert.Equal("every=2ms,pages=16,pick=cold; shrink=1M@0s", r.RootElement.GetProperty("settings").GetProperty("pageout").GetString());
+        Assert.Equal(0, r.RootElement.GetProperty("checker").GetProperty("violations").GetInt64());
+    }
+
+    [Fact]
     public void Run_InterruptedBySigint_StillWritesItsReport()
     {
         if (!OperatingSystem.IsLinux()) return;

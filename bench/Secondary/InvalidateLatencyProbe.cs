@@ -132,14 +132,14 @@ public static unsafe class InvalidateLatencyProbe
                 if (kind == Guest.PageToInvalidate && !WaitUntilHeld(guest!, gpa) && done >= 0) timeouts++;
                 var hva = memory.RamHva.Add(gpa);
                 var r = new InvalidateRange(hva, hva.Add(Page.Size), InvalidateEvent.Clear, MayBlock: true);
-                var before = memory.Mmu.Shootdowns;
+                var before = memory.Shootdowns;
                 long t0 = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeStart(r);
                 long tm = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeEnd(r);
                 long t1 = Stopwatch.GetTimestamp();
                 if (done < 0) continue;
-                var d = Minus(memory.Mmu.Shootdowns, before);
+                var d = Minus(memory.Shootdowns, before);
                 var row = d.Asked - d.NotHeld > 0 ? held : notHeld;
                 row.All.RecordValue(LatencyScale.TicksToNs(t1 - t0));
                 row.Start.RecordValue(LatencyScale.TicksToNs(tm - t0));

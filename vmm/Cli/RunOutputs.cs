@@ -78,6 +78,7 @@ public sealed class RunOutputs
         new("pageout", o.PageOut.Count == 0 ? "none" : string.Join("; ", o.PageOut.Select(PageOutScheduleParser.Format))),
         new("check", o.Check ? "on" : "off"),
         new("notifierProtocol", o.Protocol == Mmu.Notifiers.NotifierProtocol.Broken2008 ? "broken-2008" : "sequence"),
+        new("mmu", o.FlatMemory ? "none" : o.Mmu == Vm.SecondaryMmuKind.Shadow ? "shadow" : "ept"),
         new("swapFile", o.SwapFile ?? "temporary"),
         new("flatMemory", o.FlatMemory ? "on" : "off"),
         new("maxInstructions", o.MaxInstructions > 0 ? o.MaxInstructions.ToString() : "none"),

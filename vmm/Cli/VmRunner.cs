@@ -111,6 +111,7 @@ public sealed class VmRunner : BackgroundService
                     HostMemoryBytes: framePoolBytes,
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
+                    Mmu: o.Mmu,
                     Check: o.Check,
                     // The --pageout schedules, with --pageout-interval already among them.
                     PageOut: o.PageOut,

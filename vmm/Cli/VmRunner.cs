@@ -206,6 +206,7 @@ public sealed class VmRunner : BackgroundService
                 WallSeconds = wall.Elapsed.TotalSeconds,
                 Settings = RunOutputs.Settings(o),
                 Host = backing is null ? null : RunOutputs.HostCountersOf(backing, snapshot),
+                Shadow = backing?.ShadowCounts is { } shadow ? [.. shadow.ByName()] : null,
                 Checker = backing?.Checker is { } ch
                     ? new CheckerFacts(true, ch.ViolationCount, ch.FirstViolation is { } first ? ViolationReport.Format(first) : null)
                     : CheckerFacts.Off,

@@ -3,10 +3,10 @@ namespace ToyVmm.Mmu.Secondary.Shadow;
 // Locking: everything here is written only under the owning ShadowMmu's
 // _mmuLock. vCPUs read Children and Entries lock-free (Volatile.Read) and only
 // OR accessed, dirty and TLB-holder bits into a leaf entry they saw present
-// (as EPT entries). A page that is zapped is unlinked from its parents and has
-// its leaf entries cleared before Valid goes false... and the flush that
-// follows waits for any vCPU that read it before; a vCPU still holding a
-// reference to it reads empty entries and misses.
+// (as EPT entries). A zapped page is marked invalid, unlinked from its parents
+// and has its leaf entries cleared, and the flush that follows waits for any
+// vCPU that read it before; a vCPU still holding a reference to it reads empty
+// entries and misses. Pages are managed objects: nothing is freed under a reader.
 
 /// <summary>
 /// One shadow page: the 512 entries shadowing one guest page-table page (or,

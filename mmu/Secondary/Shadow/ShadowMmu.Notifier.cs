@@ -77,12 +77,25 @@ public sealed unsafe partial class ShadowMmu
     /// (their holders are returned for the walker's flush); when the contents may
     /// change, also the shadow pages of guest tables in the range (every TLB flushes).
     /// </summary>
+    /// <summary>Ranges of fewer guest frames than this are zapped frame by frame (no list of keys).</summary>
+    private const ulong SmallRange = 64;
+
     private ulong ZapRangeLocked(ulong firstGfn, ulong lastGfn, bool contentsChange)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "zapping needs the MMU lock");
         ulong holders = 0;
-        foreach (ulong gfn in KeysIn(_rmap, firstGfn, lastGfn)) holders |= ZapGfnLocked(gfn);
-        if (contentsChange)
+        if (lastGfn - firstGfn < SmallRange)
+        {
+            // The common one-page or few-page invalidation: probe each frame, allocate nothing.
+            for (ulong gfn = firstGfn; ; gfn++)
+            {
+                holders |= ZapGfnLocked(gfn);
+                if (gfn == lastGfn) break;
+            }
+        }
+        else
+            foreach (ulong gfn in KeysIn(_rmap, firstGfn, lastGfn)) holders |= ZapGfnLocked(gfn);
+        if (contentsChange && _shadowed.Count != 0)
         {
             bool any = false;
             foreach (ulong gfn in KeysIn(_shadowed, firstGfn, lastGfn))

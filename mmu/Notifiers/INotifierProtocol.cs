@@ -58,8 +58,9 @@ public interface INotifierProtocol
     bool FaultMustRetryLocked(InvalidateSequence sequence, ulong gfn, long sequenceAtStart);
 
     /// <summary>
-    /// Secondary half, after a fault's entry maps <paramref name="frame"/> and the MMU lock
-    /// is dropped: what becomes of the fault's get_user_pages reference.
+    /// Secondary half, under the MMU lock right after a fault's entry was written to map
+    /// <paramref name="frame"/>: what becomes of the fault's get_user_pages reference. Under the
+    /// lock, so that a zap of the entry (<see cref="MappingDropped"/>) always comes after it.
     /// <paramref name="newMapping"/> is true when the entry did not map this frame before the
     /// fault (a fresh install or a replaced frame), false when it only gained permissions or
     /// bits. Returns the references the MMU's entries now hold beyond before: 1 when the
@@ -73,9 +74,9 @@ public interface INotifierProtocol
     /// change in references the entries hold: -1 when the entry held a pin, else 0.
     /// </summary>
     /// <remarks>
-    /// Giving a pin back under the MMU lock is allowed by the lock order: it frees the frame
-    /// only when the host has already let go of it (no PTE maps it), and a free takes only
-    /// leaf locks (LRU, allocator, the checker's).
+    /// Giving a reference back under the MMU lock (here or in <see cref="FaultInstalled"/>) is
+    /// allowed by the lock order: it frees the frame only when the host has already let go of
+    /// it (no PTE maps it), and a free takes only leaf locks (LRU, allocator, the checker's).
     /// </remarks>
     int MappingDropped(IUserPageReferences pages, Hfn frame);
 }

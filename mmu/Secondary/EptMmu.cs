@@ -27,8 +27,8 @@ namespace ToyVmm.Mmu.Secondary;
 //   if a range in progress covers gfn          lock; seq++; remove r; unlock
 //      or seq != seq0:
 //       unlock; PutUserPage(unused); retry
-//   install entry; unlock; the protocol gives the reference back
-//   (or, under pin, keeps it until the entry is zapped)
+//   install entry; the protocol gives the reference back (or, under
+//   pin, keeps it until the entry is zapped); unlock
 //
 // Whatever the interleaving, a frame found by GetUserPage before or during an
 // invalidation is never installed: either the fault's locked re-check sees
@@ -143,7 +143,6 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         if (wasInGuest) vcpu.ExitGuest();          // GetUserPage and the MMU lock may block
         var wait = new SpinWait();
         var answered = FaultKind.Present;   // the slowest answer of every try: the latency includes it
-        bool same;                          // the entry mapped this frame already (set under _mmuLock)
         try
         {
             while (true)
@@ -169,7 +168,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                     }
                     var entry = _ept.Lookup(gfn);
                     ulong used = EptEntry.Accessed | (write ? EptEntry.Dirty : 0) | EptEntry.VcpuBit(vcpu.Index);
-                    same = entry.IsPresent && entry.Frame == frame;
+                    bool same = entry.IsPresent && entry.Frame == frame;
                     if (!same || (write && !entry.IsWritable))
                     {
                         var fresh = EptEntry.Make(frame, writable: write || (same && entry.IsWritable), executable: true)
@@ -180,9 +179,10 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                         if (entry.IsPresent && !same) DropMappingLocked(entry);
                     }
                     else _ept.SetLocked(gfn, entry.With(used));
+                    // The fault's reference: given back, or kept by the entry as a pin (the protocol's
+                    // choice). Under the lock: a zap right after the unlock must find the pin decided.
+                    Interlocked.Add(ref _pinned, _protocol.FaultInstalled(_host, frame, write ? PageRelease.Dirty : PageRelease.Clean, newMapping: !same));
                 }
-                // The fault's reference: given back, or kept by the entry as a pin (the protocol's choice).
-                Interlocked.Add(ref _pinned, _protocol.FaultInstalled(_host, frame, write ? PageRelease.Dirty : PageRelease.Clean, newMapping: !same));
                 // SAFETY: the entry is installed under the protocol; see Translate.
                 hostPage = _host.FrameAddress(frame);
                 Events?.FaultCompleted(vcpu.Index, gfn, answered, started, Stopwatch.GetTimestamp());

@@ -137,7 +137,7 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats)} ({ex.Message})");
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.Mmu.PinnedFrames ?? 0)} ({ex.Message})");
             return ExitCodes.HostFailure;
         }
         catch (SwapFileException ex)

@@ -13,7 +13,7 @@ namespace ToyVmm.Vm;
 /// <param name="HostMemoryBytes">The host frame pool; guest RAM may be many times larger.</param>
 /// <param name="SwapFilePath">The swap file; null for a temporary file deleted at exit.</param>
 /// <param name="SwapBytes">Size of the swap file.</param>
-/// <param name="Protocol">The fault/invalidate protocol (broken-2008 only to watch the checker catch the race).</param>
+/// <param name="Protocol">The fault/invalidate protocol (broken-2008, pin and none only to watch what notifiers prevent).</param>
 /// <param name="Check">Run the invariant checker at every install, TLB fill and frame free.</param>
 /// <param name="PageOutIntervalMs">When positive, shorthand for a random periodic page-out this often (<see cref="PageOutSchedules"/>).</param>
 /// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
@@ -124,6 +124,8 @@ public sealed class HostBackedMemory : IDisposable
     public ISecondaryMmu Mmu { get; }
     /// <summary>How the MMU's TLB shootdowns were completed so far.</summary>
     public ShootdownCounts Shootdowns => Mmu is ShadowMmu shadow ? shadow.Shootdowns : ((EptMmu)Mmu).Shootdowns;
+    /// <summary>Host frames the MMU's entries pin now (only under <c>--notifier-protocol pin</c>).</summary>
+    public long PinnedFrames => Mmu is ShadowMmu shadow ? shadow.PinnedFrames : ((EptMmu)Mmu).PinnedFrames;
     /// <summary>The shadow MMU's counters, or null under EPT.</summary>
     public ShadowCounts? ShadowCounts => (Mmu as ShadowMmu)?.Counts;
     /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
@@ -154,7 +156,7 @@ public sealed class HostBackedMemory : IDisposable
         string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
         yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
         yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
-        yield return $"TLB shootdowns: {Shootdowns}";
+        yield return $"TLB shootdowns: {Shootdowns}; pinned frames {PinnedFrames}";
         if (ShadowCounts is { } shadowCounts) yield return $"shadow MMU: {shadowCounts}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         foreach (var line in PageOutDriver.Summary()) yield return line;

@@ -53,6 +53,7 @@ public sealed unsafe partial class ShadowMmu
                 var old = _direct.ZapLocked(gfn);
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
                 NoteUnmappedLocked(gfn, null, 0, old.Frame, old.Vcpus);
+                if (old.IsPresent) DropMappingLocked(old.Frame);
             }
             foreach (var (page, index) in r.Leaves)
                 Interlocked.And(ref page.Leaf![index], ~EptEntry.Write);

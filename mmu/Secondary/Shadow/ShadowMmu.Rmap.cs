@@ -59,6 +59,7 @@ public sealed unsafe partial class ShadowMmu
         var e = new EptEntry(old);
         if (e.IsDirty) _host.SetPageDirty(e.Frame);
         NoteUnmappedLocked(page.LeafGfn![index], page, index, e.Frame, e.Vcpus);
+        DropMappingLocked(e.Frame);   // a pin, if the protocol keeps one, goes back
         return e.Vcpus | EptEntry.Read;
     }
 
@@ -80,6 +81,7 @@ public sealed unsafe partial class ShadowMmu
             {
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
                 holders |= old.Vcpus | EptEntry.Read;
+                DropMappingLocked(old.Frame);
             }
         }
         foreach (var (page, index) in r.Leaves)
@@ -90,6 +92,7 @@ public sealed unsafe partial class ShadowMmu
             var e = new EptEntry(old);
             if (e.IsDirty) _host.SetPageDirty(e.Frame);
             holders |= e.Vcpus | EptEntry.Read;
+            DropMappingLocked(e.Frame);
         }
         Checker?.OnZap(_host, new ZappedEntry(Gpa.FromPageNumber(gfn), frame, holders));
         return holders;

@@ -76,8 +76,8 @@ public sealed unsafe partial class ShadowMmu
         public bool Trap;
         private GuestWalk _walk = walk;
 
-        public bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write) =>
-            mmu.InstallVirtualLocked(vcpu, context, va, ref _walk, frame, write, out Trap);
+        public bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write, out bool newMapping) =>
+            mmu.InstallVirtualLocked(vcpu, context, va, ref _walk, frame, write, out Trap, out newMapping);
     }
 
     /// <summary>The shadow pages along one walk, top first (at most 4 guest levels plus a direct level).</summary>
@@ -90,10 +90,11 @@ public sealed unsafe partial class ShadowMmu
     /// entry the walk used and refuse if one changed, then link the path and install
     /// the leaf. <paramref name="trap"/>: the page itself is a shadowed page table.
     /// </summary>
-    private bool InstallVirtualLocked(VcpuLink vcpu, ShadowContext context, ulong va, ref GuestWalk walk, Hfn frame, bool write, out bool trap)
+    private bool InstallVirtualLocked(VcpuLink vcpu, ShadowContext context, ulong va, ref GuestWalk walk, Hfn frame, bool write, out bool trap, out bool newMapping)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "installing needs the MMU lock");
         trap = false;
+        newMapping = false;
         bool nxe = context.Nxe;
         var pages = new PathPages();
         int count = 1;
@@ -172,6 +173,7 @@ public sealed unsafe partial class ShadowMmu
         else Volatile.Write(ref leaf.Leaf[index], raw);
         _counts.Fills++;
         trap = write && guarded;
+        newMapping = !same;
         return true;
     }
 }

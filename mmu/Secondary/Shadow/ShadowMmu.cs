@@ -60,6 +60,7 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
     private VcpuLink[] _vcpus = [];              // replaced under _mmuLock, read lock-free
     private ShootdownCounts _shootdowns;         // guarded by _mmuLock; read racily for reports
     private ShadowCounts _counts;                // guarded by _mmuLock; read racily for reports
+    private long _pinned;                        // page references the entries hold (interlocked; the protocol decides)
     private bool _registered;
 
     public ShadowMmu(IHostMemory host, ulong ramBytes, Hva ramHva, int maxRoots = DefaultMaxRoots)
@@ -83,6 +84,13 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
     public IHostMemory Host => _host;
     /// <summary>The direct role's table (guest-physical accesses), for tests.</summary>
     public EptTable DirectTable => _direct;
+
+    /// <summary>
+    /// Page references the entries hold now, so the host cannot free those frames: under a
+    /// protocol whose mappings pin (<see cref="NotifierProtocol.Pin"/>) one per entry (a guest
+    /// frame mapped by its direct entry and two leaves holds three), else 0.
+    /// </summary>
+    public long PinnedFrames => Interlocked.Read(ref _pinned);
 
     /// <summary>How the vCPU flushes of TLB shootdowns were completed so far (a racy snapshot).</summary>
     public ShootdownCounts Shootdowns => _shootdowns;
@@ -148,13 +156,14 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
     private interface IInstall
     {
         /// <summary>Install under the MMU lock; false when the install must not happen (the fault gives the page back and reports Retry).</summary>
-        bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write);
+        /// <param name="newMapping">Set when the entry did not map this frame before (the protocol may pin it).</param>
+        bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write, out bool newMapping);
     }
 
     private struct DirectInstall : IInstall
     {
-        public readonly bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write) =>
-            mmu.InstallDirectLocked(vcpu, gpa, frame, write);
+        public readonly bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write, out bool newMapping) =>
+            mmu.InstallDirectLocked(vcpu, gpa, frame, write, out newMapping);
     }
 
     /// <summary>
@@ -192,7 +201,6 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
                 if (r != HostFaultResult.Ok)
                     return r == HostFaultResult.Protection ? VirtualStatus.Protection : VirtualStatus.HostError;
                 AfterGetUserPageHook?.Invoke(gpa, got);
-                bool installed;
                 lock (_mmuLock)
                 {
                     if (_protocol.FaultMustRetryLocked(_seq, gfn, seq))
@@ -201,10 +209,15 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
                         Events?.FaultRetried(vcpu.Index);
                         continue;
                     }
-                    installed = install.InstallLocked(this, vcpu, gpa, got, write);
+                    if (!install.InstallLocked(this, vcpu, gpa, got, write, out bool newMapping))
+                    {
+                        _host.PutUserPage(got, PageRelease.Unused);
+                        return VirtualStatus.Retry;
+                    }
+                    // The fault's reference: given back, or kept by the entry as a pin (the protocol's
+                    // choice). Under the lock: a zap right after the unlock must find the pin decided.
+                    Interlocked.Add(ref _pinned, _protocol.FaultInstalled(_host, got, write ? PageRelease.Dirty : PageRelease.Clean, newMapping));
                 }
-                _host.PutUserPage(got, !installed ? PageRelease.Unused : write ? PageRelease.Dirty : PageRelease.Clean);
-                if (!installed) return VirtualStatus.Retry;
                 frame = got;
                 Events?.FaultCompleted(vcpu.Index, gfn, answered, started, Stopwatch.GetTimestamp());
                 return VirtualStatus.Ok;
@@ -219,7 +232,7 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
     }
 
     /// <summary>Install the direct-role entry of a guest-physical fault (the protocol has let it).</summary>
-    private bool InstallDirectLocked(VcpuLink vcpu, Gpa gpa, Hfn frame, bool write)
+    private bool InstallDirectLocked(VcpuLink vcpu, Gpa gpa, Hfn frame, bool write, out bool newMapping)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "installing needs the MMU lock");
         ulong gfn = gpa.PageNumber;
@@ -239,6 +252,7 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
         }
         if (!same) NoteMappedLocked(gfn, frame, null, 0);
         _direct.SetLocked(gfn, fresh);
+        newMapping = !same;
         return true;
     }
 
@@ -298,6 +312,17 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
 
     void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn) => FlushLocked(holders, firstGfn, lastGfn);
 
+    /// <summary>An entry that mapped <paramref name="frame"/> is gone: the protocol takes back what it held (a pin, under pin).</summary>
+    private void DropMappingLocked(Hfn frame)
+    {
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "entries change under the MMU lock");
+        Interlocked.Add(ref _pinned, _protocol.MappingDropped(_host, frame));
+    }
+
+    /// <summary>
+    /// Unsubscribe; then, if the entries still hold page references (pins), zap them all so
+    /// the references go back before the host is torn down (a VM's mappings go with it).
+    /// </summary>
     public void Dispose()
     {
         if (_registered)
@@ -305,5 +330,8 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
             _host.Notifiers.Unregister(this);
             _registered = false;
         }
+        if (Interlocked.Read(ref _pinned) == 0) return;
+        var zap = new ZapHandler(this, contentsChange: true);
+        _walker.Walk(new HvaRangeWalk(new Hva(0), new Hva(ulong.MaxValue), FlushOnReturn: true), ref zap);
     }
 }

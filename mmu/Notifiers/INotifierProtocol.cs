@@ -7,6 +7,11 @@ public enum NotifierProtocol
     Sequence,
     /// <summary>The 2008 order, kept to watch the race (<see cref="Broken2008Protocol"/>).</summary>
     Broken2008,
+    /// <summary>
+    /// XPMEM's recall with a list of ongoing faults: what a grant's attachers follow
+    /// (ToyVmm.Mmu.Grants.GrantProtocol); never the protocol of a VM's own address space.
+    /// </summary>
+    Grant,
 }
 
 /// <summary>

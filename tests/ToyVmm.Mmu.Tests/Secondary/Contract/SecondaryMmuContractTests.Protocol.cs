@@ -28,6 +28,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
     public void FaultRacingReclaim_ThreadSchedule_CheckerCatchesOnlyTheBrokenProtocol(HostKind host, NotifierProtocol protocol, bool expectViolation)
     {
         Make(host, protocol);
+        expectViolation &= Broken2008Races;
         var gpa = new Gpa(0x7000);
         int calls = 0;
         SetAfterGetUserPage(_mmu, (_, _) =>
@@ -79,9 +80,18 @@ public abstract unsafe partial class SecondaryMmuContractTests
         var fault = new Thread(() => _mmu.Translate(_vcpu, gpa, AccessKind.Read, out _));
         fault.Start();
         Assert.True(startDone.Wait(Patience));
-        // In progress over our page: the fault must not complete yet.
-        Assert.False(fault.Join(TimeSpan.FromMilliseconds(100)));
-        Assert.False(Maps(gpa, out _));
+        if (SeesInvalidationsInFlight)
+        {
+            // In progress over our page: the fault must not complete yet.
+            Assert.False(fault.Join(TimeSpan.FromMilliseconds(100)));
+            Assert.False(Maps(gpa, out _));
+        }
+        else
+        {
+            // The start recalled the page and marked the fault; nothing is left to wait for.
+            Assert.True(fault.Join(Patience));
+            Assert.True(Maps(gpa, out _));
+        }
         letEnd.Set();
         Assert.True(fault.Join(Patience));
         Assert.True(invalidator!.Join(Patience));
@@ -102,8 +112,9 @@ public abstract unsafe partial class SecondaryMmuContractTests
         var fault = new Thread(() => _mmu.Translate(_vcpu, new Gpa(10 * 4096), AccessKind.Read, out _));
         fault.Start();
         _binding.Notifiers.InvalidateRangeEnd(a);
-        // b still covers page 10.
-        Assert.False(fault.Join(TimeSpan.FromMilliseconds(100)));
+        // b still covers page 10 (for an MMU that never has one in flight, both are over).
+        if (SeesInvalidationsInFlight) Assert.False(fault.Join(TimeSpan.FromMilliseconds(100)));
+        else Assert.True(fault.Join(Patience));
         _binding.Notifiers.InvalidateRangeEnd(b);
         Assert.True(fault.Join(Patience));
         Assert.True(Maps(Gpa.FromPageNumber(10), out _));

@@ -57,6 +57,21 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
     /// <summary>What a secondary entry of the MMU now maps the guest page of <paramref name="gpa"/> to, or null.</summary>
     protected abstract MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa);
 
+    /// <summary>
+    /// False for an MMU whose pages are held by a reference across the fault and whose
+    /// faults are recalled by list (a grant's attacher): the 2008 order then frees no
+    /// frame under a fault, and the checker has nothing to catch.
+    /// </summary>
+    protected virtual bool Broken2008Races => true;
+
+    /// <summary>
+    /// False for an MMU that hears of the host only through a recall that is over when
+    /// the host's start returns (a grant's attacher): it never has an invalidation in
+    /// flight, so none of its faults or slot changes wait for the host's end (what keeps
+    /// them right is the host's own lock, which get_user_pages waits for).
+    /// </summary>
+    protected virtual bool SeesInvalidationsInFlight => true;
+
     private bool Maps(Gpa gpa, out Hfn frame)
     {
         var m = Lookup(_mmu, gpa);

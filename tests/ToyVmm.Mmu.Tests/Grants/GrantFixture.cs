@@ -65,7 +65,7 @@ internal sealed unsafe class GrantFixture : IDisposable
     public void Dispose()
     {
         foreach (var vm in Vms) Table.VmEnded(vm.Grants);
-        foreach (var vm in Vms) { vm.Mmu.Dispose(); vm.Space?.Dispose(); }
+        foreach (var vm in Vms) { vm.Space?.Dispose(); vm.Mmu.Dispose(); }
         _host?.Dispose();
         _small?.Dispose();
     }

@@ -153,4 +153,27 @@ public class SeveralVmsTests : IDisposable
         Assert.Equal(0, r.RootElement.GetProperty("checker").GetProperty("violations").GetInt64());
         Assert.True(r.RootElement.GetProperty("host").GetProperty("other").GetProperty("pagesForcedOut").GetInt64() > 0);
     }
+
+    /// <summary>
+    /// Rounds of the grant pair beside a memory guest on one host a quarter of their RAM,
+    /// page-outs of every pick, checker on: bounded to 8 rounds.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Long")]
+    public void Run_GrantPairBesideAMemoryGuest_ManyRoundsUnderPressure_NoViolationAndDataIntact()
+    {
+        string[] picks = ["random", "cold", "hot", "sweep"];
+        for (int round = 0; round < 8; round++)
+        {
+            string report = Path.Combine(_dir, $"long{round}.json");
+            var (code, stdout, stderr) = RunOutputsTests.Toyvmm.Run(null, ["run", GuestFiles.Elf("grants"), GuestFiles.Elf("grants"),
+                GuestFiles.Elf("memrand"), "--memory", "32M", "--host-memory", "24M", "--vcpus", "2",
+                "--pageout", $"every=1ms,pages=64,pick={picks[round % 4]}", "--check", "--quiet", "--seed", (round + 10).ToString(),
+                "--report", report]);
+            Assert.True(code == 0, $"round {round}: status {code}: {stderr}\n{stdout}");
+            Assert.DoesNotContain("FAIL", stdout);
+            using var r = JsonDocument.Parse(File.ReadAllText(report));
+            Assert.Equal(0, r.RootElement.GetProperty("checker").GetProperty("violations").GetInt64());
+        }
+    }
 }

@@ -157,4 +157,27 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
         Assert.Equal(0xA007UL, user.Read(AttachGpa + 7 * 4096));
         AssertNoViolation(f);
     }
+
+    /// <summary>
+    /// The checker covers attachers' entries: a grant that no longer hears the owner's
+    /// notifiers (so never recalls) leaves the attacher mapping the old frame after the
+    /// owner's page changed, and the attacher's next TLB fill from it is caught.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Checker_GrantThatNeverRecalls_CatchesTheAttachersStaleEntry(GrantHostKind kind)
+    {
+        var (f, owner, user, grant, _) = Attached(kind);
+        using var _ = f;
+        Assert.Equal(0xA004UL, user.Read(AttachGpa + 4 * 4096));
+        Assert.True(grant.OwnerHost.Notifiers.Unregister(grant));   // the grant is deaf from here on
+        owner.Evict(GrantGpa + 4 * 4096, 4096);
+        owner.Write(GrantGpa + 4 * 4096, 0xBEEF);                   // the owner's page is a new frame now
+        Assert.Equal(0, f.Checker.ViolationCount);
+        Assert.NotEqual(0xBEEFUL, user.Read(AttachGpa + 4 * 4096)); // the attacher still reads the old frame
+        output.WriteLine(f.Checker.FirstViolation?.ToString() ?? "no violation");
+        Assert.True(f.Checker.ViolationCount > 0);
+        Assert.Contains("no longer backs", f.Checker.FirstViolation!.Rule);
+        grant.OwnerHost.Notifiers.Register(grant);                  // so that the fixture's teardown removes it as usual
+    }
 }

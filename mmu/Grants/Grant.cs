@@ -25,7 +25,8 @@ namespace ToyVmm.Mmu.Grants;
 //   unlock (still on _faulters)                  unlock
 //   attacher MMU lock                          host clears its PTEs; frees frames after end
 //   if marked: give back, retry
-//   install; unlock; off _faulters
+//   install; unlock; finished (off _faulters without the mutex: the MMU may give a
+//   page back with its own lock held, which a recall takes under the mutex)
 //
 // On return from a recall there is no attacher entry of r, no fault of r that
 // will install, and no grant reference to any page of r: the host may free them.
@@ -49,7 +50,13 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     private readonly List<GrantFaulter> _faulters = [];   // guarded by _mutex: faults that took or are taking a page, mutex released
     private GrantView[] _views = [];                  // guarded by _mutex (replaced whole, read lock-free by reports)
     private bool _removed;                            // guarded by _mutex
+    // guarded by _mutex: grant pages of the owner's invalidations between their start
+    // (the recall) and their end. A host may change its PTEs after the start without a
+    // lock get_user_pages waits for (the test host does), so a fill of such a page would
+    // find the old frame: fills of these pages wait until the end.
+    private readonly List<(ulong First, ulong Last)> _inProgress = [];
     private GrantCounts _counts;                      // guarded by _mutex; read racily for reports
+    private long _markedFaults;                       // interlocked: faults that found their mark
     private bool _registered;
 
     /// <param name="key">The 64-bit key other VMs attach it by.</param>
@@ -84,7 +91,7 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     public Hva End => Start.Add(Bytes);
 
     /// <summary>Recalls, pages recalled, faulters marked, PFN fills so far (a racy snapshot).</summary>
-    public GrantCounts Counts => _counts;
+    public GrantCounts Counts => _counts with { MarkedFaults = Interlocked.Read(ref _markedFaults) };
 
     /// <summary>Attachers now.</summary>
     public int Attachers => Volatile.Read(ref _views).Length;
@@ -116,16 +123,27 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     /// <summary>
     /// The attacher of <paramref name="view"/> goes: from now on its faults find no
     /// page, and every fault of it in flight is marked for retry (it will not install).
-    /// The caller then zaps the attacher's MMU and flushes its vCPUs.
+    /// The view stays among the recalled ones: the caller zaps the attacher's MMU and
+    /// flushes its vCPUs, and until then a recall must still zap them, or the host could
+    /// free a frame the attacher still maps. Then <see cref="ForgetView"/>.
     /// </summary>
     public void CloseView(GrantView view)
     {
         lock (_mutex)
         {
             view.ClosedLocked = true;
-            _views = [.. _views.Where(v => v != view)];
             foreach (var f in _faulters)
                 if (f.View == view) f.Retry = true;
+        }
+    }
+
+    /// <summary>The closed <paramref name="view"/>'s MMU holds no entry any more: recalls leave it out from now on.</summary>
+    public void ForgetView(GrantView view)
+    {
+        lock (_mutex)
+        {
+            System.Diagnostics.Debug.Assert(view.ClosedLocked, "a view is closed before it is forgotten");
+            _views = [.. _views.Where(v => v != view)];
         }
     }
 
@@ -160,18 +178,30 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     {
         frame = default;
         kind = FaultKind.Present;
-        if (GrantFaulter.Current is { } stale) PutUserPage(stale, stale.Frame, PageRelease.Unused);
+        if (GrantFaulter.Current is { } stale) stale.Grant.PutUserPage(stale);
         while (true)
         {
             Hfn got = default;
             bool fill;
             var faulter = new GrantFaulter(this, view, page);
+            bool wait;
             lock (_mutex)
             {
                 if (_removed || view.ClosedLocked) return HostFaultResult.NoMapping;
-                _faulters.Add(faulter);
-                fill = _pfns[page] == 0;
-                if (!fill) got = new Hfn((uint)(_pfns[page] - 1));
+                wait = InProgressLocked(page);
+                if (!wait)
+                {
+                    PruneFaultersLocked();
+                    _faulters.Add(faulter);
+                    fill = _pfns[page] == 0;
+                    if (!fill) got = new Hfn((uint)(_pfns[page] - 1));
+                }
+                else fill = false;
+            }
+            if (wait)
+            {
+                Thread.Yield();   // the owner's invalidation of this page has not ended: let it
+                continue;
             }
             if (fill)
             {
@@ -190,7 +220,7 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
                         _faulters.Remove(faulter);
                         return r;
                     }
-                    retry = faulter.Retry || _removed || view.ClosedLocked;
+                    retry = faulter.Retry || _removed || view.ClosedLocked || InProgressLocked(page);
                     if (retry) { _faulters.Remove(faulter); unused = got; _counts.Retries++; }
                     else if (_pfns[page] != 0) { unused = got; got = new Hfn((uint)(_pfns[page] - 1)); }
                     else { _pfns[page] = got.Value + 1UL; _counts.Fills++; }   // the get_user_pages reference is the grant's now
@@ -205,25 +235,48 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
         }
     }
 
-    /// <summary>The attacher's fault is over (installed, or given back to retry): off the list of ongoing faults.</summary>
-    internal void PutUserPage(GrantFaulter faulter, Hfn frame, PageRelease how)
+    /// <summary>
+    /// The attacher's fault is over (installed, or given back to retry). Takes no lock:
+    /// a secondary MMU may give a page back with its own MMU lock held (the retry path),
+    /// and a recall holds the mutex while it takes that lock. The record is marked
+    /// finished and leaves the list the next time the mutex is held. Nothing goes to the
+    /// host: the fault took no reference of its own, and a dirty page reaches the owner's
+    /// page through the attacher's entry when it is zapped (before the grant lets go of it).
+    /// </summary>
+    internal void PutUserPage(GrantFaulter faulter)
     {
         if (ReferenceEquals(GrantFaulter.Current, faulter)) GrantFaulter.Current = null;
-        lock (_mutex)
-        {
-            _faulters.Remove(faulter);
-            if (faulter.Retry) _counts.MarkedFaults++;
-            // A dirty page goes to the host only while the grant still holds it (the frame may be gone after a recall).
-            if (how == PageRelease.Dirty && _pfns[faulter.Page] == frame.Value + 1UL) OwnerHost.SetPageDirty(frame);
-        }
+        if (faulter.Retry) Interlocked.Increment(ref _markedFaults);
+        faulter.Finished = true;
+    }
+
+    /// <summary>Drop the records of faults that are over (under the mutex).</summary>
+    private void PruneFaultersLocked()
+    {
+        Debug.Assert(_mutex.IsHeldByCurrentThread, "the faulters list is the mutex's");
+        _faulters.RemoveAll(static f => f.Finished);
     }
 
     // ---- the owner's notifiers: recall --------------------------------------
 
-    public bool InvalidateRangeStart(in InvalidateRange range) => Recall(range.Start, range.End, range.MayBlock, range);
+    /// <summary>The recall; fills of the range then wait for its end.</summary>
+    public bool InvalidateRangeStart(in InvalidateRange range) => Recall(range.Start, range.End, range.MayBlock, range, untilEnd: true);
 
-    /// <summary>Nothing: the recall at start already did all of it (no sequence to move).</summary>
-    public void InvalidateRangeEnd(in InvalidateRange range) { }
+    /// <summary>The host's PTEs of the range hold their new values: fills of it may go on.</summary>
+    public void InvalidateRangeEnd(in InvalidateRange range)
+    {
+        if (!Clip(range.Start, range.End, out var s, out var e)) return;
+        var pages = (s.OffsetFrom(Start) >> Page.Shift, (e.OffsetFrom(Start) >> Page.Shift) - 1);
+        lock (_mutex) _inProgress.Remove(pages);
+    }
+
+    private bool InProgressLocked(ulong page)
+    {
+        Debug.Assert(_mutex.IsHeldByCurrentThread, "the ranges in progress are the mutex's");
+        foreach (var (first, last) in _inProgress)
+            if (page >= first && page <= last) return true;
+        return false;
+    }
 
     /// <summary>The broken-2008 owner: the page is recalled after its PTE changed (too late, as for any subscriber).</summary>
     public void InvalidatePage(Hva address) =>
@@ -250,7 +303,7 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     /// On return no attacher maps a page of the range or will install one, and the
     /// grant holds none of them: the host may free the frames.
     /// </summary>
-    private bool Recall(Hva start, Hva end, bool mayBlock, in InvalidateRange asked)
+    private bool Recall(Hva start, Hva end, bool mayBlock, in InvalidateRange asked, bool untilEnd = false)
     {
         if (!Clip(start, end, out var s, out var e)) return true;
         long began = Stopwatch.GetTimestamp();
@@ -260,6 +313,7 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
         else if (!_mutex.TryEnter()) return false;       // "would block": the host backs off and retries
         try
         {
+            PruneFaultersLocked();
             foreach (var f in _faulters)
                 if (f.Page >= first && f.Page <= last) f.Retry = true;
             var sub = asked with { Start = s, End = e, MayBlock = mayBlock };
@@ -271,6 +325,7 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
             }
             for (ulong i = first; i <= last; i++)
                 if (_pfns[i] != 0) { drop.Add(new Hfn((uint)(_pfns[i] - 1))); _pfns[i] = 0; }
+            if (untilEnd) _inProgress.Add((first, last));
             _counts.Recalls++;
             _counts.RecalledPages += drop.Count;
         }
@@ -295,7 +350,7 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
 }
 
 /// <summary>What a grant has done so far.</summary>
-public struct GrantCounts
+public record struct GrantCounts
 {
     /// <summary>Recalls that covered part of the grant.</summary>
     public long Recalls;

@@ -34,7 +34,7 @@ public sealed class GrantProtocol : INotifierProtocol
     public void AfterPteChange(ReadOnlySpan<IMmuNotifierSubscriber> subscribers, in InvalidateRange range) =>
         SequenceProtocol.Instance.AfterPteChange(subscribers, range);
 
-    /// <summary>Never: a recall does not leave a window to wait for; it is over when it returns.</summary>
+    /// <summary>Never here: the grant itself holds back fills of a range whose owner's invalidation has not ended.</summary>
     public bool FaultShouldWait(InvalidateSequence sequence, ulong gfn) => false;
 
     /// <summary>The calling thread's ongoing fault was marked for retry by a recall (the sequence is not read).</summary>

@@ -140,7 +140,9 @@ public sealed class GrantTable
     /// <summary>
     /// Detach: route the range back to the VM's own MMU, close the view (its faults
     /// in flight are marked and will not install), zap the attachment's MMU and flush
-    /// the vCPUs, then make the range private zero-filled memory again.
+    /// the vCPUs, and only then leave the grant's recalls (until the zap, a recall
+    /// must still reach the attachment, or the host could free a frame it maps);
+    /// then make the range private zero-filled memory again.
     /// </summary>
     private static void DetachLocked(GrantVm vm, Attachment a)
     {
@@ -149,6 +151,7 @@ public sealed class GrantTable
         a.Grant.CloseView(a.View);
         a.Mmu.RemoveSlot(Attachment.SlotId);
         (a.Mmu as IDisposable)?.Dispose();
+        a.Grant.ForgetView(a.View);
         vm.Madvise.DontNeed(vm.ToHva(a.Gpa), a.Bytes);
         vm.Management.RaiseMappingReplaced(a.Gpa, a.Bytes);
     }

@@ -47,10 +47,13 @@ public sealed unsafe class GrantView : IHostMemory
         return Grant.GetUserPage(this, address.OffsetFrom(Start) >> Page.Shift, out frame, out kind);
     }
 
-    /// <summary>The fault through this view is over: it takes no reference of its own, so nothing is put on the host.</summary>
+    /// <summary>
+    /// The fault through this view is over: it took no reference of its own, so nothing
+    /// is put on the host. Takes no lock (the MMU may hold its own).
+    /// </summary>
     public void PutUserPage(Hfn frame, PageRelease how)
     {
-        if (GrantFaulter.Current is { } f && f.Grant == Grant) Grant.PutUserPage(f, frame, how);
+        if (GrantFaulter.Current is { } f && f.Grant == Grant) Grant.PutUserPage(f);
     }
 
     public byte* FrameAddress(Hfn frame) => Grant.OwnerHost.FrameAddress(frame);

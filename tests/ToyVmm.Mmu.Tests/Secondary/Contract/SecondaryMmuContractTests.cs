@@ -65,12 +65,12 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
     protected virtual bool Broken2008Races => true;
 
     /// <summary>
-    /// False for an MMU that hears of the host only through a recall that is over when
-    /// the host's start returns (a grant's attacher): it never has an invalidation in
-    /// flight, so none of its faults or slot changes wait for the host's end (what keeps
-    /// them right is the host's own lock, which get_user_pages waits for).
+    /// False for an MMU that hears of the host only through a recall that is over for it
+    /// when the host's start returns (a grant's attacher): its own invalidate sequence
+    /// never has the host's invalidation in flight, so its slot changes do not wait for
+    /// the host's end (its faults still do: the grant holds back fills of the range).
     /// </summary>
-    protected virtual bool SeesInvalidationsInFlight => true;
+    protected virtual bool SlotChangesWaitForHostInvalidations => true;
 
     private bool Maps(Gpa gpa, out Hfn frame)
     {

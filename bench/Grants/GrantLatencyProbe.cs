@@ -81,15 +81,15 @@ public static unsafe class GrantLatencyProbe
             var config = new GuestMemoryConfig(2 * Ram, Measure: false);
             Owner = new HostBackedMemory(Shared, 0, Ram, 1, config);
             User = new HostBackedMemory(Shared, 1, Ram, Math.Max(1, userVcpus), config);
-            Check(Owner.Grants.Make(new Gpa(OwnerGpa), Range, Key));
+            Check(Owner.Grants!.Make(new Gpa(OwnerGpa), Range, Key));
             for (int i = 0; i < attachments; i++)
             {
-                Check(User.Grants.Attach(Key, Range, new Gpa(AttachGpa + (ulong)i * Range)));
-                Attachments.Add(User.Grants.Router.Attachments[^1]);
+                Check(User.Grants!.Attach(Key, Range, new Gpa(AttachGpa + (ulong)i * Range)));
+                Attachments.Add(User.Grants!.Router.Attachments[^1]);
             }
             // The owner's pages exist in the host (written once through its own MMU).
             var link = new VcpuLink(40);
-            for (int p = 0; p < RangePages; p++) Translate(Owner.Grants.Router, link, OwnerGpa + ((ulong)p << Page.Shift));
+            for (int p = 0; p < RangePages; p++) Translate(Owner.Grants!.Router, link, OwnerGpa + ((ulong)p << Page.Shift));
         }
 
         public void Dispose()
@@ -130,7 +130,7 @@ public static unsafe class GrantLatencyProbe
         {
             int first = pages == 1 ? (s & int.MaxValue) % RangePages : 0;
             for (int p = first; p < first + pages; p++)
-                foreach (var f in fillers) Translate(vms.User.Grants.Router, f, touched + ((ulong)p << Page.Shift));
+                foreach (var f in fillers) Translate(vms.User.Grants!.Router, f, touched + ((ulong)p << Page.Shift));
             var hva = baseHva.Add((ulong)first << Page.Shift);
             var r = new InvalidateRange(hva, hva.Add((ulong)pages << Page.Shift), InvalidateEvent.Clear, MayBlock: true);
             long t0 = Stopwatch.GetTimestamp();
@@ -156,23 +156,23 @@ public static unsafe class GrantLatencyProbe
             ulong off = (ulong)p << Page.Shift;
             // Owner: zap its entry only (the host keeps the page), then fault it back.
             var ownerHva = vms.Owner.RamHva.Add(OwnerGpa + off);
-            ZapOnly(vms.Owner.Mmu, ownerHva);
+            ZapOnly((EptMmu)vms.Owner.Mmu, ownerHva);
             long t0 = Stopwatch.GetTimestamp();
-            Translate(vms.Owner.Grants.Router, ownerLink, OwnerGpa + off);
+            Translate(vms.Owner.Grants!.Router, ownerLink, OwnerGpa + off);
             long t1 = Stopwatch.GetTimestamp();
             // Attacher, PFN hit: zap its entry through its view (the grant keeps its reference).
-            Translate(vms.User.Grants.Router, link, AttachGpa + off);
+            Translate(vms.User.Grants!.Router, link, AttachGpa + off);
             var r = new InvalidateRange(ownerHva, ownerHva.Add(Page.Size), InvalidateEvent.Clear, MayBlock: true);
             attachment.View.Notifiers.InvalidateRangeStart(r);
             attachment.View.Notifiers.InvalidateRangeEnd(r);
             long t2 = Stopwatch.GetTimestamp();
-            Translate(vms.User.Grants.Router, link, AttachGpa + off);
+            Translate(vms.User.Grants!.Router, link, AttachGpa + off);
             long t3 = Stopwatch.GetTimestamp();
             // Attacher, PFN miss: a recall (the owner's notifiers) empties the PFN entry too.
             vms.Owner.Space.Notifiers.InvalidateRangeStart(r);
             vms.Owner.Space.Notifiers.InvalidateRangeEnd(r);
             long t4 = Stopwatch.GetTimestamp();
-            Translate(vms.User.Grants.Router, link, AttachGpa + off);
+            Translate(vms.User.Grants!.Router, link, AttachGpa + off);
             long t5 = Stopwatch.GetTimestamp();
             if (s < 0) continue;
             own.RecordValue(LatencyScale.TicksToNs(t1 - t0));
@@ -200,7 +200,7 @@ public static unsafe class GrantLatencyProbe
         {
             int first = pages == 1 ? (s & int.MaxValue) % RangePages : 0;
             foreach (var a in vms.Attachments)
-                for (int p = first; p < first + pages; p++) Translate(vms.User.Grants.Router, link, a.Gpa.Value + ((ulong)p << Page.Shift));
+                for (int p = first; p < first + pages; p++) Translate(vms.User.Grants!.Router, link, a.Gpa.Value + ((ulong)p << Page.Shift));
             var hva = vms.Owner.RamHva.Add(OwnerGpa + ((ulong)first << Page.Shift));
             var r = new InvalidateRange(hva, hva.Add((ulong)pages << Page.Shift), InvalidateEvent.Clear, MayBlock: true);
             long t0 = Stopwatch.GetTimestamp();

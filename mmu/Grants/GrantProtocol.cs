@@ -25,7 +25,10 @@ public sealed class GrantProtocol : INotifierProtocol
 
     public NotifierProtocol Kind => NotifierProtocol.Grant;
 
-    public bool SubscribersHearRanges => true;
+    public bool SubscribersHear(in InvalidateRange range) => true;
+
+    /// <summary>The grant forwards the owner's aging to its attachers.</summary>
+    public bool SubscribersHearAging => true;
 
     /// <summary>Every attacher's start (a refused non-blocking start ends those already started).</summary>
     public bool BeforePteChange(ReadOnlySpan<IMmuNotifierSubscriber> subscribers, in InvalidateRange range) =>
@@ -40,4 +43,18 @@ public sealed class GrantProtocol : INotifierProtocol
     /// <summary>The calling thread's ongoing fault was marked for retry by a recall (the sequence is not read).</summary>
     public bool FaultMustRetryLocked(InvalidateSequence sequence, ulong gfn, long sequenceAtStart) =>
         GrantFaulter.CurrentMustRetry();
+
+    /// <summary>
+    /// The attacher's entry keeps no reference: the fault's page goes back to the view,
+    /// which takes the fault off the grant's list (without a lock: this runs under the
+    /// attacher's MMU lock). The grant's own reference keeps the frame.
+    /// </summary>
+    public int FaultInstalled(IUserPageReferences pages, Hfn frame, PageRelease how, bool newMapping)
+    {
+        pages.PutUserPage(frame, how);
+        return 0;
+    }
+
+    /// <summary>An attacher's entry held no reference: nothing to give back.</summary>
+    public int MappingDropped(IUserPageReferences pages, Hfn frame) => 0;
 }

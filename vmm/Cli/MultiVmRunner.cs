@@ -75,6 +75,7 @@ internal sealed class MultiVmRunner(RunOptions o, ILogger logger, GuestConsoleOu
                 var memory = new HostBackedMemory(shared, i, o.MemoryBytes, o.Vcpus, new GuestMemoryConfig(
                     HostMemoryBytes: framePool,
                     Protocol: o.Protocol,
+                    Mmu: o.Mmu,
                     Check: o.Check,
                     PageOut: o.PageOut,
                     TraceLimit: traceLimit,
@@ -154,7 +155,7 @@ internal sealed class MultiVmRunner(RunOptions o, ILogger logger, GuestConsoleOu
                 walls[index] = wall.Elapsed.TotalSeconds;
                 // The VM has ended; the others go on without its grants and attachments.
                 memories[index].StopBackground();
-                memories[index].Grants.Table.VmEnded(memories[index].Grants);
+                if (memories[index].Grants is { } grants) grants.Table.VmEnded(grants);
                 consoles[index].EndOfOutput();
             })
             { Name = $"toyvmm-vm{index}", IsBackground = true };
@@ -172,7 +173,7 @@ internal sealed class MultiVmRunner(RunOptions o, ILogger logger, GuestConsoleOu
             var c = vms[i].Devices.Counters;
             Log.Ended(logger, $"vm{i}: {results[i].Outcome}", results[i].GuestStatus, results[i].InstructionsRetired,
                 vms[i].Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            statuses[i] = VmRunner.ToExitCode(logger, results[i], shared.Host.Stats, vms[i].Devices.Console.Failure, $"vm{i}: ");
+            statuses[i] = VmRunner.ToExitCode(logger, results[i], shared.Host.Stats, vms[i].Devices.Console.Failure, memories[i].PinnedFrames, $"vm{i}: ");
         }
         int deciding = Array.FindIndex(statuses, s => s != 0);
         int status = deciding < 0 ? 0 : statuses[deciding];

@@ -6,6 +6,7 @@ using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
+using ToyVmm.Mmu.Secondary.Shadow;
 
 namespace ToyVmm.Vm;
 
@@ -13,12 +14,13 @@ namespace ToyVmm.Vm;
 /// <param name="HostMemoryBytes">The host frame pool; guest RAM may be many times larger.</param>
 /// <param name="SwapFilePath">The swap file; null for a temporary file deleted at exit.</param>
 /// <param name="SwapBytes">Size of the swap file.</param>
-/// <param name="Protocol">The fault/invalidate protocol (broken-2008 only to watch the checker catch the race).</param>
+/// <param name="Protocol">The fault/invalidate protocol (broken-2008, pin and none only to watch what notifiers prevent).</param>
 /// <param name="Check">Run the invariant checker at every install, TLB fill and frame free.</param>
 /// <param name="PageOutIntervalMs">When positive, shorthand for a random periodic page-out this often (<see cref="PageOutSchedules"/>).</param>
 /// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
 /// <param name="PageOut">Forced page-outs while the guest runs (<see cref="PageOutDriver"/>).</param>
 /// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
+/// <param name="Mmu">Which secondary MMU the vCPUs translate through (<c>--mmu</c>).</param>
 /// <param name="Measure">
 /// False: the host and the secondary MMU record nothing (no clock reads, no histograms),
 /// only to measure what measuring costs (<c>make bench</c>, bench/RESULTS.md).
@@ -33,7 +35,8 @@ public sealed record GuestMemoryConfig(
     int Seed = 1,
     long TraceLimit = 0,
     IReadOnlyList<PageOutSchedule>? PageOut = null,
-    bool Measure = true)
+    bool Measure = true,
+    SecondaryMmuKind Mmu = SecondaryMmuKind.Ept)
 {
     /// <summary><see cref="PageOut"/>, then <see cref="PageOutIntervalMs"/> as <c>every=MS,pick=random</c>.</summary>
     public IReadOnlyList<PageOutSchedule> PageOutSchedules() =>
@@ -105,24 +108,31 @@ public sealed class HostBackedMemory : IDisposable
             Measurements = new MeasurementHub(vcpus, config.TraceLimit);
             if (config.Measure && shared is null) Host.Events = Measurements;
             Binding = new SecondaryHostBinding(Space);
-            Mmu = new EptMmu(Binding, ramBytes, RamHva) { Events = config.Measure ? Measurements : null };
+            var events = config.Measure ? Measurements : null;
+            Mmu = config.Mmu == SecondaryMmuKind.Shadow
+                ? new ShadowMmu(Binding, ramBytes, RamHva) { Events = events }
+                : new EptMmu(Binding, ramBytes, RamHva) { Events = events };
             Management = new GuestMemoryManager(Binding, Mmu);
             // Grants: the vCPUs translate through the router, the devices act through the
-            // grant-aware management; an attachment gets an MMU of the same kind as Mmu.
-            var measure = config.Measure ? Measurements : null;
-            SecondaryMmuFactory factory = (host, bytes, hva) => new EptMmu(host, bytes, hva) { Events = measure, Checker = Checker };
-            Grants = new GrantVm(shared?.Grants ?? new GrantTable(), vmIndex, Binding, Binding, Mmu, Management, RamHva, factory);
+            // grant-aware management; an attachment gets an EPT MMU over the grant. Under the
+            // shadow MMU the vCPUs fill guest-virtual translations from its own tables, which
+            // a router by guest-physical page cannot divert: no grants there (they answer -1000).
+            SecondaryMmuFactory factory = (host, bytes, hva) => new EptMmu(host, bytes, hva) { Events = events, Checker = Checker };
+            Grants = Mmu is EptMmu
+                ? new GrantVm(shared?.Grants ?? new GrantTable(), vmIndex, Binding, Binding, Mmu, Management, RamHva, factory)
+                : null;
             var space = Space;
             Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
             {
                 Checker = new MmuInvariantChecker { Events = Measurements };
-                Mmu.Checker = Checker;
+                if (Mmu is ShadowMmu shadow) shadow.Checker = Checker;
+                else ((EptMmu)Mmu).Checker = Checker;
                 if (shared is null) Host.FrameFreed = Checker.OnFrameFree;
                 else shared.OnFrameFreed(Checker.OnFrameFree);
             }
             var measurements = Measurements;
-            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Grants.Management, config.PageOutSchedules(), config.Seed, _logger)
+            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, (IGuestMemoryManagement?)Grants?.Management ?? Management, config.PageOutSchedules(), config.Seed, _logger)
             {
                 ThreadStarted = () => measurements.BindCurrentThread("page-out driver"),
             };
@@ -146,15 +156,22 @@ public sealed class HostBackedMemory : IDisposable
     public HostMemory Host { get; }
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
-    public EptMmu Mmu { get; }
     /// <summary>The address space as the secondary side sees it (what a grant of this VM's RAM faults through).</summary>
     public SecondaryHostBinding Binding { get; }
+    /// <summary>The secondary MMU the vCPUs translate through: an <see cref="EptMmu"/> or a <see cref="ShadowMmu"/>.</summary>
+    public ISecondaryMmu Mmu { get; }
+    /// <summary>How the MMU's TLB shootdowns were completed so far.</summary>
+    public ShootdownCounts Shootdowns => Mmu is ShadowMmu shadow ? shadow.Shootdowns : ((EptMmu)Mmu).Shootdowns;
+    /// <summary>Host frames the MMU's entries pin now (only under <c>--notifier-protocol pin</c>).</summary>
+    public long PinnedFrames => Mmu is ShadowMmu shadow ? shadow.PinnedFrames : ((EptMmu)Mmu).PinnedFrames;
+    /// <summary>The shadow MMU's counters, or null under EPT.</summary>
+    public ShadowCounts? ShadowCounts => (Mmu as ShadowMmu)?.Counts;
     /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
     public GuestMemoryManager Management { get; }
-    /// <summary>This VM as a party to grants: the router its vCPUs translate through, the grant-aware management.</summary>
-    public GrantVm Grants { get; }
+    /// <summary>This VM as a party to grants: the router its vCPUs translate through, the grant-aware management; null under the shadow MMU.</summary>
+    public GrantVm? Grants { get; }
     /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
-    public VmMemory Memory => new(Grants.Router, Grants.Management, Grants: Grants);
+    public VmMemory Memory => Grants is { } g ? new(g.Router, g.Management, Grants: g) : new(Mmu, Management);
     /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
     public MeasurementHub Measurements { get; }
 
@@ -179,7 +196,8 @@ public sealed class HostBackedMemory : IDisposable
         string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
         yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
         yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
-        yield return $"TLB shootdowns: {Mmu.Shootdowns}";
+        yield return $"TLB shootdowns: {Shootdowns}; pinned frames {PinnedFrames}";
+        if (ShadowCounts is { } shadowCounts) yield return $"shadow MMU: {shadowCounts}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         foreach (var line in PageOutDriver.Summary()) yield return line;
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
@@ -205,9 +223,9 @@ public sealed class HostBackedMemory : IDisposable
         StopBackground();
         PageOutDriver.Dispose();
         // Its grants go and its attachments are detached before its address space does.
-        Grants.Table.VmEnded(Grants);
+        if (Grants is { } grants) grants.Table.VmEnded(grants);
         Measurements.EndRun();
-        Mmu.Dispose();
+        ((IDisposable)Mmu).Dispose();
         Space.Dispose();
         if (_shared is null) Host.Dispose();
         Measurements.Dispose();

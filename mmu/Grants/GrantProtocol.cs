@@ -23,7 +23,12 @@ public sealed class GrantProtocol : INotifierProtocol
 
     private GrantProtocol() { }
 
-    public NotifierProtocol Kind => NotifierProtocol.Grant;
+    /// <summary>
+    /// The sequence protocol's kind: the grant protocol is no choice of a host address
+    /// space (nothing names it on the command line), and toward the attacher's MMU its
+    /// host half is the sequence protocol's (every attacher's start, then its end).
+    /// </summary>
+    public NotifierProtocol Kind => NotifierProtocol.Sequence;
 
     public bool SubscribersHear(in InvalidateRange range) => true;
 

@@ -11,11 +11,6 @@ public enum NotifierProtocol
     Pin,
     /// <summary>No notifiers and no pins: the host frees what secondary entries still map (<see cref="NoNotifierProtocol"/>).</summary>
     None,
-    /// <summary>
-    /// XPMEM's recall with a list of ongoing faults: what a grant's attachers follow
-    /// (ToyVmm.Mmu.Grants.GrantProtocol); never the protocol of a VM's own address space.
-    /// </summary>
-    Grant,
 }
 
 /// <summary>

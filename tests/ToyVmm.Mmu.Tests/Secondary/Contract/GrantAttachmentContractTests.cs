@@ -38,6 +38,9 @@ public sealed class GrantAttachmentContractTests(ITestOutputHelper output) : Sec
     /// <summary>The grant holds a reference to each page it hands out and recalls faulters by list, so even the 2008 order cannot free a frame under a fault.</summary>
     protected override bool Broken2008Races => false;
 
+    /// <summary>The grant's PFN table holds one reference per mapped page.</summary>
+    protected override bool HoldsPageReferences => true;
+
     /// <summary>The owner's start recalls and returns: the attacher's own sequence never has the owner's invalidation in flight.</summary>
     protected override bool SlotChangesWaitForHostInvalidations => false;
 

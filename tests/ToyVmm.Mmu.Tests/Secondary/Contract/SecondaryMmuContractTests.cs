@@ -65,6 +65,13 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
     protected virtual bool Broken2008Races => true;
 
     /// <summary>
+    /// True for an MMU that sits behind something holding a host reference to every page
+    /// it maps (a grant's attacher: the grant's PFN table). Without notifiers (<c>none</c>)
+    /// such pages are pinned, not freed under the entry: the host pages out nothing.
+    /// </summary>
+    protected virtual bool HoldsPageReferences => false;
+
+    /// <summary>
     /// False for an MMU that hears of the host only through a recall that is over for it
     /// when the host's start returns (a grant's attacher): its own invalidate sequence
     /// never has the host's invalidation in flight, so its slot changes do not wait for

@@ -14,10 +14,12 @@ namespace ToyVmm.Mmu.Grants;
 /// installed through the wrong MMU after that MMU's zap; it reads the list again
 /// when it is done, and translates again when the list moved, so the pointer it
 /// hands the vCPU always comes from the MMU the range belongs to now.
+/// Over a shadow MMU the vCPUs translate guest-virtual pages through
+/// <see cref="ShadowGrantRouter"/>, which diverts the same way after the guest walk.
 /// Lock: <c>_vcpuLock</c> guards the vCPU list and serialises publishing with
 /// attaching vCPUs, so every attachment's MMU knows every vCPU.
 /// </remarks>
-public sealed class GrantRouter(ISecondaryMmu own) : IGuestMemory
+public class GrantRouter(ISecondaryMmu own) : IGuestMemory
 {
     private readonly Lock _vcpuLock = new();
     private VcpuLink[] _vcpus = [];              // guarded by _vcpuLock
@@ -67,14 +69,23 @@ public sealed class GrantRouter(ISecondaryMmu own) : IGuestMemory
         lock (_vcpuLock) Volatile.Write(ref _attachments, [.. _attachments.Where(a => a != attachment)]);
     }
 
+    /// <summary>The attachment of <paramref name="list"/> that covers <paramref name="gpa"/>, or null (the VM's own RAM).</summary>
+    protected static Attachment? Covering(Attachment[] list, Gpa gpa)
+    {
+        foreach (var a in list)
+            if (a.Covers(gpa)) return a;
+        return null;
+    }
+
+    /// <summary>The published attachments now (compare by reference to see whether they moved).</summary>
+    protected Attachment[] Published => Volatile.Read(ref _attachments);
+
     public unsafe TranslateStatus Translate(VcpuLink vcpu, Gpa gpa, AccessKind kind, out byte* hostPage)
     {
         while (true)
         {
             var list = Volatile.Read(ref _attachments);
-            IGuestMemory target = own;
-            foreach (var a in list)
-                if (a.Covers(gpa)) { target = a.Mmu; break; }
+            IGuestMemory target = Covering(list, gpa)?.Mmu ?? own;
             var status = target.Translate(vcpu, gpa, kind, out hostPage);
             // An attach or detach in the meantime may have zapped what target installed.
             if (ReferenceEquals(Volatile.Read(ref _attachments), list)) return status;

@@ -26,7 +26,7 @@ public sealed class GrantVm
         Madvise = madvise;
         RamHva = ramHva;
         MmuFactory = mmuFactory;
-        Router = new GrantRouter(mmu);
+        Router = mmu is Secondary.Shadow.IShadowPaging shadow ? new ShadowGrantRouter(mmu, shadow) : new GrantRouter(mmu);
         Management = new GrantAwareManagement(own, this);
         table.Join(this);
     }
@@ -38,7 +38,7 @@ public sealed class GrantVm
     public IHostMadvise Madvise { get; }
     public Hva RamHva { get; }
     public SecondaryMmuFactory MmuFactory { get; }
-    /// <summary>What the VM's vCPUs translate through.</summary>
+    /// <summary>What the VM's vCPUs translate through (a <see cref="ShadowGrantRouter"/> over a shadow MMU).</summary>
     public GrantRouter Router { get; }
     /// <summary>What the VM's devices and page-out schedules act on.</summary>
     public GrantAwareManagement Management { get; }

@@ -114,13 +114,11 @@ public sealed class HostBackedMemory : IDisposable
                 : new EptMmu(Binding, ramBytes, RamHva) { Events = events };
             Management = new GuestMemoryManager(Binding, Mmu);
             // Grants: the vCPUs translate through the router, the devices act through the
-            // grant-aware management; an attachment gets an EPT MMU over the grant. Under the
-            // shadow MMU the vCPUs fill guest-virtual translations from its own tables, which
-            // a router by guest-physical page cannot divert: no grants there (they answer -1000).
-            SecondaryMmuFactory factory = (host, bytes, hva) => new EptMmu(host, bytes, hva) { Events = events, Checker = Checker };
-            Grants = Mmu is EptMmu
-                ? new GrantVm(shared?.Grants ?? new GrantTable(), vmIndex, Binding, Binding, Mmu, Management, RamHva, factory)
-                : null;
+            // grant-aware management; an attachment gets an MMU of the VM's own kind over the grant.
+            SecondaryMmuFactory factory = config.Mmu == SecondaryMmuKind.Shadow
+                ? (host, bytes, hva) => new ShadowMmu(host, bytes, hva) { Events = events, Checker = Checker }
+                : (host, bytes, hva) => new EptMmu(host, bytes, hva) { Events = events, Checker = Checker };
+            Grants = new GrantVm(shared?.Grants ?? new GrantTable(), vmIndex, Binding, Binding, Mmu, Management, RamHva, factory);
             var space = Space;
             Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
@@ -132,7 +130,7 @@ public sealed class HostBackedMemory : IDisposable
                 else shared.OnFrameFreed(Checker.OnFrameFree);
             }
             var measurements = Measurements;
-            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, (IGuestMemoryManagement?)Grants?.Management ?? Management, config.PageOutSchedules(), config.Seed, _logger)
+            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Grants.Management, config.PageOutSchedules(), config.Seed, _logger)
             {
                 ThreadStarted = () => measurements.BindCurrentThread("page-out driver"),
             };
@@ -168,10 +166,10 @@ public sealed class HostBackedMemory : IDisposable
     public ShadowCounts? ShadowCounts => (Mmu as ShadowMmu)?.Counts;
     /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
     public GuestMemoryManager Management { get; }
-    /// <summary>This VM as a party to grants: the router its vCPUs translate through, the grant-aware management; null under the shadow MMU.</summary>
-    public GrantVm? Grants { get; }
+    /// <summary>This VM as a party to grants: the router its vCPUs translate through, the grant-aware management.</summary>
+    public GrantVm Grants { get; }
     /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
-    public VmMemory Memory => Grants is { } g ? new(g.Router, g.Management, Grants: g) : new(Mmu, Management);
+    public VmMemory Memory => new(Grants.Router, Grants.Management, Grants: Grants);
     /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
     public MeasurementHub Measurements { get; }
 
@@ -223,7 +221,7 @@ public sealed class HostBackedMemory : IDisposable
         StopBackground();
         PageOutDriver.Dispose();
         // Its grants go and its attachments are detached before its address space does.
-        if (Grants is { } grants) grants.Table.VmEnded(grants);
+        Grants.Table.VmEnded(Grants);
         Measurements.EndRun();
         ((IDisposable)Mmu).Dispose();
         Space.Dispose();

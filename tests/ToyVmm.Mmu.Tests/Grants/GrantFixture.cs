@@ -2,6 +2,7 @@ using ToyVmm.Mmu.Grants;
 using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
+using ToyVmm.Mmu.Secondary.Shadow;
 using ToyVmm.Mmu.Tests.Secondary;
 using static ToyVmm.Mmu.Tests.Host.HostTestUtil;
 
@@ -10,8 +11,11 @@ namespace ToyVmm.Mmu.Tests.Grants;
 /// <summary>Which host the VMs run over: the simulated kernel, or the small test host.</summary>
 public enum GrantHostKind { Real, Small }
 
+/// <summary>Which secondary MMU a VM of a <see cref="GrantFixture"/> runs on (its attachments are of the same kind).</summary>
+public enum GrantMmuKind { Ept, Shadow }
+
 /// <summary>
-/// Two VMs on one host for grant tests: each with its RAM in the host, an EPT MMU, a
+/// Two VMs on one host for grant tests: each with its RAM in the host, an EPT or shadow MMU, a
 /// manager, a party to one grant table and a vCPU link, and one checker watching
 /// both. Over the real simulated kernel (two address spaces) or the small test
 /// host (one page table, two ranges of it).
@@ -21,9 +25,11 @@ internal sealed unsafe class GrantFixture : IDisposable
     public const ulong Ram = 8UL << 20;          // 8 MiB each: the top 1 MiB is the VMM's
     private readonly HostMemory? _host;
     private readonly TestHost? _small;
+    private readonly GrantMmuKind[] _mmus;
 
-    public GrantFixture(GrantHostKind kind, int frames = 1024)
+    public GrantFixture(GrantHostKind kind, int frames = 1024, GrantMmuKind vm0 = GrantMmuKind.Ept, GrantMmuKind vm1 = GrantMmuKind.Ept)
     {
+        _mmus = [vm0, vm1];
         Checker = new MmuInvariantChecker();
         Checker.WatchVcpus(() => [.. (Vms ?? []).Select(v => v.Vcpu)]);
         if (kind == GrantHostKind.Small)
@@ -53,9 +59,11 @@ internal sealed unsafe class GrantFixture : IDisposable
 
     private TestVm Vm(int index, IHostMemory host, IHostMadvise madvise, Hva ram, HostAddressSpace? space = null)
     {
-        var mmu = new EptMmu(host, Ram, ram) { Checker = Checker };
+        SecondaryMmuFactory factory = _mmus[index] == GrantMmuKind.Shadow
+            ? (h, bytes, hva) => new ShadowMmu(h, bytes, hva) { Checker = Checker }
+            : (h, bytes, hva) => new EptMmu(h, bytes, hva) { Checker = Checker };
+        var mmu = factory(host, Ram, ram);
         var manager = new GuestMemoryManager(madvise, mmu);
-        SecondaryMmuFactory factory = (h, bytes, hva) => new EptMmu(h, bytes, hva) { Checker = Checker };
         var vm = new GrantVm(Table, index, host, madvise, mmu, manager, ram, factory);
         var link = new VcpuLink(index);
         vm.Router.AttachVcpu(link);
@@ -65,14 +73,14 @@ internal sealed unsafe class GrantFixture : IDisposable
     public void Dispose()
     {
         foreach (var vm in Vms) Table.VmEnded(vm.Grants);
-        foreach (var vm in Vms) { vm.Space?.Dispose(); vm.Mmu.Dispose(); }
+        foreach (var vm in Vms) { vm.Space?.Dispose(); ((IDisposable)vm.Mmu).Dispose(); }
         _host?.Dispose();
         _small?.Dispose();
     }
 }
 
 /// <summary>One VM of a <see cref="GrantFixture"/>.</summary>
-internal sealed unsafe record TestVm(GrantVm Grants, EptMmu Mmu, VcpuLink Vcpu, IHostMadvise Madvise, Hva Ram, HostAddressSpace? Space)
+internal sealed unsafe record TestVm(GrantVm Grants, ISecondaryMmu Mmu, VcpuLink Vcpu, IHostMadvise Madvise, Hva Ram, HostAddressSpace? Space)
 {
     /// <summary>The host page behind a guest page, through the router as a vCPU gets it.</summary>
     public byte* Page(ulong gpa, AccessKind kind = AccessKind.Write)
@@ -91,4 +99,15 @@ internal sealed unsafe record TestVm(GrantVm Grants, EptMmu Mmu, VcpuLink Vcpu, 
 
     /// <summary>Page the VM's own pages [gpa, +bytes) out (contents kept), through the notifiers.</summary>
     public void PageOut(ulong gpa, ulong bytes) => Madvise.PageOut(Ram.Add(gpa), bytes);
+}
+
+internal static class GrantMmus
+{
+    /// <summary>Whether the attachment's MMU (EPT or shadow) has an entry for <paramref name="gpa"/>.</summary>
+    public static bool Maps(this Attachment attachment, ulong gpa) => attachment.Mmu switch
+    {
+        EptMmu ept => ept.Table.Lookup(gpa >> 12).IsPresent,
+        ShadowMmu shadow => shadow.TryLookup(new Gpa(gpa), out _, out _),
+        var other => throw new InvalidOperationException($"no lookup for {other.GetType().Name}"),
+    };
 }

@@ -20,9 +20,24 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
 
     public static TheoryData<GrantHostKind> BothHosts => new() { GrantHostKind.Real, GrantHostKind.Small };
 
-    private static (GrantFixture F, TestVm Owner, TestVm User, Grant Grant, Attachment Attachment) Attached(GrantHostKind kind)
+    /// <summary>Both hosts, with the owner (VM 0) and the attacher (VM 1) on each pairing of MMUs.</summary>
+    public static TheoryData<GrantHostKind, GrantMmuKind, GrantMmuKind> BothHostsEveryMmu
     {
-        var f = new GrantFixture(kind);
+        get
+        {
+            var data = new TheoryData<GrantHostKind, GrantMmuKind, GrantMmuKind>();
+            foreach (var host in new[] { GrantHostKind.Real, GrantHostKind.Small })
+                foreach (var owner in new[] { GrantMmuKind.Ept, GrantMmuKind.Shadow })
+                    foreach (var attacher in new[] { GrantMmuKind.Ept, GrantMmuKind.Shadow })
+                        data.Add(host, owner, attacher);
+            return data;
+        }
+    }
+
+    private static (GrantFixture F, TestVm Owner, TestVm User, Grant Grant, Attachment Attachment) Attached(GrantHostKind kind,
+        GrantMmuKind ownerMmu = GrantMmuKind.Ept, GrantMmuKind attacherMmu = GrantMmuKind.Ept)
+    {
+        var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, user) = (f.Vms[0], f.Vms[1]);
         for (ulong i = 0; i < Pages; i++) owner.Write(GrantGpa + i * 4096, 0xA000 + i);
         Assert.Equal(GrantErrors.Ok, owner.Grants.Make(new Gpa(GrantGpa), Bytes, Key));
@@ -37,10 +52,10 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(BothHosts))]
-    public void AttacherFault_ReadsAndWritesTheOwnersPages(GrantHostKind kind)
+    [MemberData(nameof(BothHostsEveryMmu))]
+    public void AttacherFault_ReadsAndWritesTheOwnersPages(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        var (f, owner, user, _, _) = Attached(kind);
+        var (f, owner, user, _, _) = Attached(kind, ownerMmu, attacherMmu);
         using var _ = f;
         for (ulong i = 0; i < Pages; i++) Assert.Equal(0xA000 + i, user.Read(AttachGpa + i * 4096));
         user.Write(AttachGpa + 8, 77);
@@ -96,10 +111,10 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(BothHosts))]
-    public void Recall_AttachersVcpuHoldsThePageInGuestMode_WaitsForItsFlush(GrantHostKind kind)
+    [MemberData(nameof(BothHostsEveryMmu))]
+    public void Recall_AttachersVcpuHoldsThePageInGuestMode_WaitsForItsFlush(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        var (f, owner, user, grant, attachment) = Attached(kind);
+        var (f, owner, user, grant, attachment) = Attached(kind, ownerMmu, attacherMmu);
         using var _ = f;
         Assert.Equal(0xA002UL, user.Read(AttachGpa + 2 * 4096));
         user.Vcpu.EnterGuest();
@@ -110,16 +125,16 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
         user.Vcpu.AcknowledgeFlush();
         Assert.True(pageOut.Join(Patience));
         user.Vcpu.ExitGuest();
-        Assert.False(((EptMmu)attachment.Mmu).Table.Lookup((AttachGpa >> 12) + 2).IsPresent);
+        Assert.False(attachment.Maps(AttachGpa + 2 * 4096));
         Assert.Equal(0xA002UL, user.Read(AttachGpa + 2 * 4096));   // back from swap through the grant
         AssertNoViolation(f);
     }
 
     [Theory]
-    [MemberData(nameof(BothHosts))]
-    public void Recall_DropsTheGrantsReferences_SoTheHostFreesTheFrames(GrantHostKind kind)
+    [MemberData(nameof(BothHostsEveryMmu))]
+    public void Recall_DropsTheGrantsReferences_SoTheHostFreesTheFrames(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        var (f, owner, user, grant, _) = Attached(kind);
+        var (f, owner, user, grant, _) = Attached(kind, ownerMmu, attacherMmu);
         using var _ = f;
         for (ulong i = 0; i < Pages; i++) user.Read(AttachGpa + i * 4096);
         Assert.Equal((int)Pages, grant.FilledPages);   // one reference per page, for all attachers
@@ -131,10 +146,10 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(BothHosts))]
-    public void OwnerDiscard_ZeroesTheGrantedPagesForTheAttacher(GrantHostKind kind)
+    [MemberData(nameof(BothHostsEveryMmu))]
+    public void OwnerDiscard_ZeroesTheGrantedPagesForTheAttacher(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        var (f, owner, user, _, _) = Attached(kind);
+        var (f, owner, user, _, _) = Attached(kind, ownerMmu, attacherMmu);
         using var _ = f;
         Assert.Equal(0xA001UL, user.Read(AttachGpa + 4096));
         owner.Evict(GrantGpa, Bytes);
@@ -143,10 +158,10 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(BothHosts))]
-    public void AttacherPageOut_PagesOutTheOwnersPages_AndDiscardIsRefused(GrantHostKind kind)
+    [MemberData(nameof(BothHostsEveryMmu))]
+    public void AttacherPageOut_PagesOutTheOwnersPages_AndDiscardIsRefused(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        var (f, owner, user, grant, _) = Attached(kind);
+        var (f, owner, user, grant, _) = Attached(kind, ownerMmu, attacherMmu);
         using var _ = f;
         for (ulong i = 0; i < Pages; i++) user.Read(AttachGpa + i * 4096);
         long paged = user.Grants.Management.PageOut(new Gpa(AttachGpa), Bytes);

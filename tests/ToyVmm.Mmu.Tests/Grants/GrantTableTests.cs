@@ -8,7 +8,8 @@ namespace ToyVmm.Mmu.Tests.Grants;
 /// <summary>
 /// Make, attach, detach and remove exactly as GUEST-ABI 1.1 says (every error code,
 /// a failed call changes nothing), removal during an attach, and a VM ending while
-/// its grant is attached or while it has attachments; over both hosts.
+/// its grant is attached or while it has attachments; over both hosts, with the owner
+/// and the attacher each on EPT or the shadow MMU.
 /// </summary>
 public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 {
@@ -16,7 +17,19 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
     private const ulong Top = GrantFixture.Ram - 0x100000;   // the start of the VMM's reserved top
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
 
-    public static TheoryData<GrantHostKind> BothHosts => new() { GrantHostKind.Real, GrantHostKind.Small };
+    /// <summary>Both hosts, with the owner (VM 0) and the attacher (VM 1) on each pairing of MMUs.</summary>
+    public static TheoryData<GrantHostKind, GrantMmuKind, GrantMmuKind> BothHosts
+    {
+        get
+        {
+            var data = new TheoryData<GrantHostKind, GrantMmuKind, GrantMmuKind>();
+            foreach (var host in new[] { GrantHostKind.Real, GrantHostKind.Small })
+                foreach (var owner in new[] { GrantMmuKind.Ept, GrantMmuKind.Shadow })
+                    foreach (var attacher in new[] { GrantMmuKind.Ept, GrantMmuKind.Shadow })
+                        data.Add(host, owner, attacher);
+            return data;
+        }
+    }
 
     private void AssertNoViolation(GrantFixture f)
     {
@@ -26,9 +39,9 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(BothHosts))]
-    public void Make_BadRangesAndKeysInUse_AnswerAsTheAbiSays(GrantHostKind kind)
+    public void Make_BadRangesAndKeysInUse_AnswerAsTheAbiSays(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        using var f = new GrantFixture(kind);
+        using var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, other) = (f.Vms[0].Grants, f.Vms[1].Grants);
         Assert.Equal(GrantErrors.Invalid, owner.Make(new Gpa(G + 8), Page, Key));        // unaligned start
         Assert.Equal(GrantErrors.Invalid, owner.Make(new Gpa(G), Page + 1, Key));        // unaligned size
@@ -45,9 +58,9 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(BothHosts))]
-    public void AttachDetachRemove_EveryErrorCode_AndAFailedCallChangesNothing(GrantHostKind kind)
+    public void AttachDetachRemove_EveryErrorCode_AndAFailedCallChangesNothing(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        using var f = new GrantFixture(kind);
+        using var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, user) = (f.Vms[0].Grants, f.Vms[1].Grants);
         Assert.Equal(GrantErrors.NoSuchGrant, user.Attach(Key, Bytes, new Gpa(A)));        // not made yet
         Assert.Equal(GrantErrors.Ok, owner.Make(new Gpa(G), Bytes, Key));
@@ -75,9 +88,9 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(BothHosts))]
-    public void Attach_DiscardsWhatTheAttacherHadThere_AndDetachLeavesZeroes(GrantHostKind kind)
+    public void Attach_DiscardsWhatTheAttacherHadThere_AndDetachLeavesZeroes(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        using var f = new GrantFixture(kind);
+        using var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, user) = (f.Vms[0], f.Vms[1]);
         owner.Write(G, 0x0BAD);
         user.Write(A, 0x5EC2E7);
@@ -94,9 +107,9 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(BothHosts))]
-    public void Remove_DuringAnAttach_WaitsForItThenDetachesIt(GrantHostKind kind)
+    public void Remove_DuringAnAttach_WaitsForItThenDetachesIt(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        using var f = new GrantFixture(kind);
+        using var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, user) = (f.Vms[0], f.Vms[1]);
         Assert.Equal(GrantErrors.Ok, owner.Grants.Make(new Gpa(G), Bytes, Key));
         Thread? remover = null;
@@ -119,9 +132,9 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(BothHosts))]
-    public void OwnerEnds_WhileAttachedAndTheAttachersVcpuInGuestMode_AttacherSeesZeroesAndNoViolation(GrantHostKind kind)
+    public void OwnerEnds_WhileAttachedAndTheAttachersVcpuInGuestMode_AttacherSeesZeroesAndNoViolation(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        using var f = new GrantFixture(kind);
+        using var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, user) = (f.Vms[0], f.Vms[1]);
         for (ulong i = 0; i < 8; i++) owner.Write(G + i * Page, 0xF00 + i);
         Assert.Equal(GrantErrors.Ok, owner.Grants.Make(new Gpa(G), Bytes, Key));
@@ -132,7 +145,7 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
         {
             f.Table.VmEnded(owner.Grants);
             owner.Space?.Dispose();     // the owner's address space goes (its MMU zaps at release), and its frames with it
-            owner.Mmu.Dispose();
+            ((IDisposable)owner.Mmu).Dispose();
         });
         end.Start();
         Assert.False(end.Join(TimeSpan.FromMilliseconds(100)), "the detach waits for the attacher's flush");
@@ -148,9 +161,9 @@ public sealed unsafe class GrantTableTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(BothHosts))]
-    public void AttacherEnds_ItsAttachmentsAreDetached_TheGrantStays(GrantHostKind kind)
+    public void AttacherEnds_ItsAttachmentsAreDetached_TheGrantStays(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
     {
-        using var f = new GrantFixture(kind);
+        using var f = new GrantFixture(kind, vm0: ownerMmu, vm1: attacherMmu);
         var (owner, user) = (f.Vms[0], f.Vms[1]);
         Assert.Equal(GrantErrors.Ok, owner.Grants.Make(new Gpa(G), Bytes, Key));
         Assert.Equal(GrantErrors.Ok, user.Grants.Attach(Key, Bytes, new Gpa(A)));

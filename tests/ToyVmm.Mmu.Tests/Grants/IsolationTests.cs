@@ -72,7 +72,7 @@ public sealed unsafe class IsolationTests(ITestOutputHelper output)
         f.Table.VmEnded(a.Grants);
         if (kind == GrantHostKind.Small) a.Evict(0, GrantFixture.Ram);   // the small host has no address spaces to tear down
         a.Space?.Dispose();
-        a.Mmu.Dispose();
+        ((IDisposable)a.Mmu).Dispose();
         const ulong Fresh = 5UL << 20;
         for (ulong p = 0; p < Pages; p++)
         {

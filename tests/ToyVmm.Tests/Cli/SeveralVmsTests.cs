@@ -134,15 +134,17 @@ public class SeveralVmsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    public void Run_TwoVmsSharingAGrantUnderHostPressure_DataIntactAndNoViolation(int seed)
+    [InlineData(1, "ept")]
+    [InlineData(2, "ept")]
+    [InlineData(1, "shadow")]
+    [InlineData(2, "shadow")]
+    public void Run_TwoVmsSharingAGrantUnderHostPressure_DataIntactAndNoViolation(int seed, string mmu)
     {
         // Host pool a quarter of the two VMs' RAM, forced page-outs of both every 2 ms, checker on.
         string report = Path.Combine(_dir, "g.json");
         var (code, stdout, stderr) = RunOutputsTests.Toyvmm.Run(null, ["run", GuestFiles.Elf("grants"), GuestFiles.Elf("grants-sse"),
             "--memory", "16M", "--host-memory", "8M", "--pageout", "every=2ms,pages=32", "--check", "--quiet",
-            "--seed", seed.ToString(), "--report", report]);
+            "--seed", seed.ToString(), "--mmu", mmu, "--report", report]);
         Assert.True(code == 0, $"status {code}: {stderr}\n{stdout}");
         Assert.DoesNotContain("FAIL", stdout);
         // One VM got the key and shared it; the other attached it.
@@ -156,7 +158,7 @@ public class SeveralVmsTests : IDisposable
 
     /// <summary>
     /// Rounds of the grant pair beside a memory guest on one host a quarter of their RAM,
-    /// page-outs of every pick, checker on: bounded to 8 rounds.
+    /// page-outs of every pick on each MMU, checker on: bounded to 8 rounds.
     /// </summary>
     [Fact]
     [Trait("Category", "Long")]
@@ -168,7 +170,8 @@ public class SeveralVmsTests : IDisposable
             string report = Path.Combine(_dir, $"long{round}.json");
             var (code, stdout, stderr) = RunOutputsTests.Toyvmm.Run(null, ["run", GuestFiles.Elf("grants"), GuestFiles.Elf("grants"),
                 GuestFiles.Elf("memrand"), "--memory", "32M", "--host-memory", "24M", "--vcpus", "2",
-                "--pageout", $"every=1ms,pages=64,pick={picks[round % 4]}", "--check", "--quiet", "--seed", (round + 10).ToString(),
+                "--pageout", $"every=1ms,pages=64,pick={picks[round % 4]}", "--mmu", round < 4 ? "ept" : "shadow",
+                "--check", "--quiet", "--seed", (round + 10).ToString(),
                 "--report", report]);
             Assert.True(code == 0, $"round {round}: status {code}: {stderr}\n{stdout}");
             Assert.DoesNotContain("FAIL", stdout);

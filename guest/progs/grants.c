@@ -136,7 +136,7 @@ int main(unsigned cpu, unsigned ncpu, uint64_t ram_bytes)
     for (uint64_t i = 0; i < DATA_WORDS; i++) g[i] = 0;
     long r = rt_hypercall(HC_MAKE, (uint64_t)(uintptr_t)g, GRANT_BYTES, KEY, 0);
     if (r == RT_HC_ENOSYS) {
-        printf("grants: no grants here (native, flat memory or the shadow MMU)\n");
+        printf("grants: no grants here (native or flat memory)\n");
         return 0;
     }
     if (r == -17)

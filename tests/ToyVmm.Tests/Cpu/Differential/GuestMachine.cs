@@ -113,7 +113,7 @@ public sealed class GuestMachine : IDisposable
         vcpu.SetSegment(SegmentRegister.Gs, 0, 0);
         for (int i = 0; i < 16; i++) vcpu.SetGpr((Gpr)i, input.Gpr[i]);
         for (int i = 0; i < 16; i++) vcpu.SetXmm(i, input.Xmm[i]);
-        vcpu.Rflags = input.Rflags | 2;
+        vcpu.Rflags = input.Rflags | 2 | 0x200;   // IF, as in every native user-mode thread (pushf shows it)
         vcpu.Rip = rip;
         return vcpu;
     }

@@ -90,7 +90,24 @@ public sealed unsafe partial class Vcpu
                 }
                 op->RipOff = (ushort)off;
                 op->Len = (byte)Math.Max(1, ins.Length);
-                bool ok = !ins.IsInvalid && Binder.Bind(ins, op);
+                // 0x67 with an explicit memory operand: a prefix op computes the 32-bit address
+                // (Ops/AddressSize.cs), so the instruction takes two ops; a full block ends first.
+                bool split = !ins.IsInvalid && Ops.AddressSize.NeedsPrefixOp(ins)
+                    && Ops.AddressSize.HasPrefix(_fetchBuf.AsSpan(off, Math.Min(15, ins.Length)));
+                if (split && n + 1 >= MaxOpsPerBlock) { *op = default; break; }   // n > 0 here: the first always fits
+                if (split) *(op + 1) = *op;
+                bool ok = !ins.IsInvalid && Binder.Bind(ins, split ? op + 1 : op);
+                if (ok && split)
+                {
+                    Ops.AddressSize.Split(op, op + 1);
+                    if (_quietOps.IsQuiet(ins)) MarkQuiet(n + 1);
+                    MarkQuiet(n);
+                    prev = ins;
+                    n += 2;
+                    off += ins.Length;
+                    if (Binder.EndsBlock(ins.Mnemonic) || crossed || off >= avail) break;
+                    continue;
+                }
                 if (!ok)
                 {
                     long code = op->Imm;

@@ -94,9 +94,11 @@ internal static unsafe class Control
         return Exec.Chain(s, op);
     }
 
+    // loop/loope/loopne: X = 0/1/2; Y = 4 with the 0x67 prefix (ECX counts, written zero-extended).
     public static Op* Loop(CpuState* s, Op* op)
     {
-        ulong c = --s->Regs[1];
+        ulong c = op->Y == 4 ? (uint)(s->Regs[1] - 1) : s->Regs[1] - 1;
+        s->Regs[1] = c;
         bool take = c != 0 && (op->X == 0 || (op->X == 1 && Flags.Cond(s, 4)) || (op->X == 2 && Flags.Cond(s, 5)));
         s->Rip = take ? (ulong)op->Disp : NextRip(s, op);
         return Exec.Chain(s, op);
@@ -139,7 +141,8 @@ internal static unsafe class Control
 
     private static bool BindLoop(in Instruction ins, Op* op, byte kind)
     {
-        if (ins.Code is not (Code.Loop_rel8_64_RCX or Code.Loope_rel8_64_RCX or Code.Loopne_rel8_64_RCX)) return false;
+        if (ins.Code is Code.Loop_rel8_64_ECX or Code.Loope_rel8_64_ECX or Code.Loopne_rel8_64_ECX) op->Y = 4;
+        else if (ins.Code is not (Code.Loop_rel8_64_RCX or Code.Loope_rel8_64_RCX or Code.Loopne_rel8_64_RCX)) return false;
         op->Disp = (long)ins.NearBranchTarget;
         op->X = kind;
         op->H = &Loop;

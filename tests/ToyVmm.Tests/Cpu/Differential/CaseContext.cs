@@ -145,6 +145,14 @@ public sealed class CaseContext
         }
         if (mem.Base == Register.RSP) throw new InvalidOperationException("rsp-based operands address the stack window, not scratch");
         State.Gpr[GprIndex(mem.Base)] = unchecked(ScratchAddress(ea) - (ulong)(long)mem.Disp - index * (ulong)mem.Scale);
+        if (mem.Is32)
+        {
+            // 32-bit addressing reads only the low halves: the high ones are noise, and the
+            // address may wrap at 4 GiB (a large displacement).
+            ulong b = State.Gpr[GprIndex(mem.Base)];
+            State.Gpr[GprIndex(mem.Base)] = (uint)b | (Random64() << 32);
+            if (mem.Index != Register.None) State.Gpr[GprIndex(mem.Index)] = (uint)index | (Random64() << 32);
+        }
         if (Rng.Next(2) == 0)
         {
             WriteScratch(ea, profile == StateProfile.Sse ? DoubleBits() : Value(), 8);

@@ -50,6 +50,9 @@ public sealed unsafe class NativeRunner : IDisposable
 
     public ulong RegionBase => _region.Base;
 
+    /// <summary>True when the native block lies below 4 GiB, so 32-bit addressing (0x67) reaches it.</summary>
+    public bool RegionBelow4G => _region.Below4G;
+
     /// <summary>Assembles <paramref name="emitSnippet"/> between the fixed prologue and epilogue and writes it to the code page.</summary>
     public LoadedSnippet Load(Action<Assembler> emitSnippet)
     {

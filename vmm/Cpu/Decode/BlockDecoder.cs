@@ -72,7 +72,9 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     private int DecodeInto(ulong va, int avail, bool crossed)
     {
-        var decoder = Decoder.Create(64, new ByteArrayCodeReader(_fetchBuf, 0, avail), va, DecoderOptions.None);
+        // ForceReservedNop: 0F 0D and 0F 18-0F 1F decode as the hint NOPs they are on a CPU that
+        // reports none of what lives there (MPX, CET, CLDEMOTE): gcc's __builtin_prefetch lands here.
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(_fetchBuf, 0, avail), va, DecoderOptions.ForceReservedNop);
         int n = 0;
         int off = 0;
         _quiet0 = _quiet1 = 0;

@@ -8,6 +8,7 @@ internal static unsafe partial class Sse
 {
     public static void Register()
     {
+        Binder.Add(Mnemonic.Maskmovdqu, BindMaskmovdqu);
         // movsd and cmpsd name both a string instruction and an SSE2 one.
         Binder.Add(Mnemonic.Movsd, (in Instruction i, Op* o) => i.Code == Code.Movsd_m32_m32 ? StringOps.Bind(i, o, 0) : BindScalarMove(i, o, 2));
         Binder.Add(Mnemonic.Cmpsd, (in Instruction i, Op* o) => i.Code == Code.Cmpsd_m32_m32 ? StringOps.Bind(i, o, 3) : BindV2<Cmpsd>(i, o, false));

@@ -103,6 +103,14 @@ internal static unsafe partial class SystemOps
         Binder.Add(Mnemonic.Lldt, (in Instruction i, Op* o) => BindSelectorOp(i, o, &Lldt), endsBlock: true);
         Binder.Add(Mnemonic.Str, (in Instruction i, Op* o) => { o->X = 0; return BindSelectorOp(i, o, &Str); });
         Binder.Add(Mnemonic.Sldt, (in Instruction i, Op* o) => { o->X = 1; return BindSelectorOp(i, o, &Str); });
+        Binder.Add(Mnemonic.Smsw, (in Instruction i, Op* o) =>
+        {
+            if (IsReg(i, 0)) { o->R2 = (byte)i.Op0Register.GetNumber(); o->X = (byte)i.Op0Register.GetSize(); }
+            else { Operands.Mem(i, o); o->Y = 1; }
+            o->H = &Smsw;
+            return true;
+        });
+        Binder.Add(Mnemonic.Wait, Simple(&Fwait));
         Binder.Add(Mnemonic.Rdmsr, Simple(&Rdmsr));
         Binder.Add(Mnemonic.Wrmsr, Simple(&Wrmsr), endsBlock: true);
         Binder.Add(Mnemonic.Swapgs, Simple(&Swapgs), endsBlock: true);

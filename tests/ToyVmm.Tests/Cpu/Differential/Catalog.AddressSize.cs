@@ -122,3 +122,41 @@ public static partial class Catalog
         })], prepare: c => c.State.Gpr[Rcx] = (c.Rng.Next(2) == 0 ? 0UL : (uint)c.Rng.Next(1, 5)) | (c.Rng.Next(2) == 0 ? 0 : c.Random64() << 32), cases: 64));
     }
 }
+
+public static partial class Catalog
+{
+    /// <summary>The hint space 0F 0D / 0F 18-0F 1F (NOPs here, whatever the ModRM says), maskmovdqu, fwait.</summary>
+    private static void AddHintsAndMisc(List<Form> forms)
+    {
+        Variant Raw(params byte[] bytes) => new(a => a.db(bytes));
+        forms.Add(new Form { Family = "misc", Name = "reserved NOP and prefetch hints 0F 0D, 0F 18-0F 1F", CasesPerVariant = 8,
+            Variants =
+            [
+                Raw(0x0F, 0x18, 0x00), Raw(0x0F, 0x18, 0x4B, 0x10), Raw(0x0F, 0x18, 0x13), Raw(0x41, 0x0F, 0x18, 0x1A), // prefetchnta/t0/t1/t2
+                Raw(0x0F, 0x18, 0x20), Raw(0x0F, 0x18, 0xF8), Raw(0x48, 0x0F, 0x18, 0x3C, 0x24),                      // 0F 18 /4../7
+                Raw(0x0F, 0x19, 0x84, 0x81, 0x00, 0x10, 0x00, 0x00), Raw(0x0F, 0x19, 0xC3),
+                Raw(0x0F, 0x1A, 0x03), Raw(0x0F, 0x1A, 0xC8), Raw(0xF3, 0x0F, 0x1A, 0x0B), Raw(0x66, 0x0F, 0x1A, 0xC1),   // MPX space
+                Raw(0x0F, 0x1B, 0x0B), Raw(0xF2, 0x0F, 0x1B, 0x03), Raw(0xF3, 0x0F, 0x1B, 0x0C, 0x0B),
+                Raw(0x0F, 0x1C, 0x08), Raw(0x0F, 0x1C, 0xC0), Raw(0x0F, 0x1D, 0x40, 0x7F), Raw(0x0F, 0x1D, 0xD9),
+                Raw(0x0F, 0x1E, 0x01), Raw(0xF3, 0x0F, 0x1E, 0xFA), Raw(0xF3, 0x0F, 0x1E, 0xFB), Raw(0x0F, 0x1E, 0xC8),
+                Raw(0x0F, 0x1F, 0x00), Raw(0x66, 0x0F, 0x1F, 0x44, 0x00, 0x00), Raw(0x0F, 0x1F, 0x80, 0, 0, 0, 0), Raw(0x0F, 0x1F, 0xF8),
+                Raw(0x0F, 0x0D, 0x08), Raw(0x0F, 0x0D, 0x00), Raw(0x67, 0x0F, 0x18, 0x08),
+            ] });
+        forms.Add(new Form { Family = "misc", Name = "fwait", CasesPerVariant = 8, Variants = [Raw(0x9B), Raw(0x9B, 0x9B)] });
+        // maskmovdqu stores the selected bytes of xmm1 at [rdi] (or [edi]); the masks mix all, none and some.
+        Action<CaseContext> masks = c =>
+        {
+            c.State.Gpr[Rdi] = c.ScratchAddress(c.Rng.Next(2) == 0 ? 0xFF8 - c.Rng.Next(0, 8) : c.Rng.Next(0x100, 0x1F00));
+            ulong lo = c.Rng.Next(4) switch { 0 => 0, 1 => ulong.MaxValue, _ => c.Random64() };
+            ulong hi = c.Rng.Next(4) switch { 0 => 0, 1 => ulong.MaxValue, _ => c.Random64() };
+            c.State.Xmm[5] = new UInt128(hi, lo);
+        };
+        forms.Add(new Form { Family = "misc", Name = "maskmovdqu", Profile = StateProfile.Sse, HostMissing = NeedsLowRegion,
+            Prepare = masks,
+            Variants =
+            [
+                new Variant(a => a.db(0x66, 0x0F, 0xF7, 0xD5)),         // maskmovdqu xmm2, xmm5 through [rdi]
+                new Variant(a => a.db(0x67, 0x66, 0x0F, 0xF7, 0xD5)),   // maskmovdqu xmm2, xmm5 through [edi]
+            ] });
+    }
+}

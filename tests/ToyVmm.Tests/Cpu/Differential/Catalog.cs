@@ -29,6 +29,7 @@ public static partial class Catalog
         AddAtomic(forms);
         AddStrings(forms);
         AddAddressSize(forms);
+        AddHintsAndMisc(forms);
         AddChains(forms);
         AddRandomBlocks(forms);
         AddSseInteger(forms);

@@ -113,6 +113,7 @@ public sealed class GuestMachine : IDisposable
         vcpu.SetSegment(SegmentRegister.Gs, 0, 0);
         for (int i = 0; i < 16; i++) vcpu.SetGpr((Gpr)i, input.Gpr[i]);
         for (int i = 0; i < 16; i++) vcpu.SetXmm(i, input.Xmm[i]);
+        vcpu.Mxcsr = input.Mxcsr;
         vcpu.Rflags = input.Rflags | 2 | 0x200;   // IF, as in every native user-mode thread (pushf shows it)
         vcpu.Rip = rip;
         return vcpu;
@@ -125,6 +126,7 @@ public sealed class GuestMachine : IDisposable
         for (int i = 0; i < 16; i++) s.Gpr[i] = vcpu.GetGpr((Gpr)i);
         for (int i = 0; i < 16; i++) s.Xmm[i] = vcpu.GetXmm(i);
         s.Rflags = vcpu.Rflags;
+        s.Mxcsr = vcpu.Mxcsr;
         Read(RegionLayout.ScratchOffset, s.Scratch);
         Read(RegionLayout.StackWindowOffset, s.StackWindow);
         return s;

@@ -28,7 +28,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// </remarks>
 public sealed unsafe class NativeRunner : IDisposable
 {
-    private const int RflagsOffset = 128, HostRspOffset = 136, TmpOffset = 144, XmmOffset = 160, StateSize = XmmOffset + 256;
+    private const int RflagsOffset = 128, HostRspOffset = 136, TmpOffset = 144, MxcsrOffset = 152, HostMxcsrOffset = 156, XmmOffset = 160, StateSize = XmmOffset + 256;
 
     private static readonly Lazy<NativeRunner> s_instance = new(() => new NativeRunner());
 
@@ -98,6 +98,8 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, HostRspOffset), Register.RSP));
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmm_xmmm128, Register.XMM0 + i, new MemoryOperand(Register.RAX, XmmOffset + 16 * i)));
+        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));
+        a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Push_rm64, new MemoryOperand(Register.RAX, RflagsOffset)));
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = 1; i < 16; i++)
@@ -121,6 +123,8 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX), Register.RCX));
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmmm128_xmm, new MemoryOperand(Register.RAX, XmmOffset + 16 * i), Register.XMM0 + i));
+        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
+        a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));   // callee-saved
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
         a.AddInstruction(Instruction.Create(Code.Retnq));
@@ -136,6 +140,9 @@ public sealed unsafe class NativeRunner : IDisposable
         ulong* gpr = (ulong*)_state;
         for (int i = 0; i < 16; i++) gpr[i] = input.Gpr[i];
         *(ulong*)(_state + RflagsOffset) = input.Rflags | 2;
+        if ((input.Mxcsr & 0xFFFF_1F80) != 0x1F80)
+            throw new ArgumentException($"input MXCSR {input.Mxcsr:x} unmasks an exception or sets reserved bits", nameof(input));
+        *(uint*)(_state + MxcsrOffset) = input.Mxcsr;
         for (int i = 0; i < 16; i++) *(UInt128*)(_state + XmmOffset + 16 * i) = input.Xmm[i];
         input.Scratch.CopyTo(_region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize));
         input.StackWindow.CopyTo(_region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize));
@@ -147,6 +154,7 @@ public sealed unsafe class NativeRunner : IDisposable
         var output = new MachineState();
         for (int i = 0; i < 16; i++) output.Gpr[i] = gpr[i];
         output.Rflags = *(ulong*)(_state + RflagsOffset) & (MachineState.InputFlags | 2); // IF and the rest are the host's
+        output.Mxcsr = *(uint*)(_state + MxcsrOffset);
         for (int i = 0; i < 16; i++) output.Xmm[i] = *(UInt128*)(_state + XmmOffset + 16 * i);
         _region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize).CopyTo(output.Scratch);
         _region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize).CopyTo(output.StackWindow);

@@ -122,8 +122,24 @@ internal static unsafe class Control
         return true;
     }
 
+    // jmp/call far through memory: X = offset bytes (2, 4, 8), Y = 1 for call. Ends the block
+    // without chaining (like retf): a far transfer is rare and may change CS.
+    public static Op* FarM(CpuState* s, Op* op)
+    {
+        Vcpu.Of(s).FarTransfer(Mem.Ea(s, op), op->X, op->Y == 1, NextRip(s, op));
+        return null;
+    }
+
     private static bool BindJmpCall(in Instruction ins, Op* op, bool call)
     {
+        if (ins.Code is Code.Jmp_m1616 or Code.Jmp_m1632 or Code.Jmp_m1664 or Code.Call_m1616 or Code.Call_m1632 or Code.Call_m1664)
+        {
+            Operands.Mem(ins, op);
+            op->X = (byte)(ins.Code is Code.Jmp_m1616 or Code.Call_m1616 ? 2 : ins.Code is Code.Jmp_m1632 or Code.Call_m1632 ? 4 : 8);
+            op->Y = (byte)(call ? 1 : 0);
+            op->H = &FarM;
+            return true;
+        }
         var k = ins.Op0Kind;
         if (k is OpKind.NearBranch64) { op->Disp = (long)ins.NearBranchTarget; op->H = call ? &Call : &Jmp; return true; }
         if (k == OpKind.Register && ins.Op0Register.GetSize() == 8) { op->R = Gpr(ins.Op0Register); op->H = call ? &CallR : &JmpR; return true; }

@@ -139,6 +139,43 @@ public sealed partial class FarTransferTests
             a.nop();
         };
 
+    public static TheoryData<string, byte[]> PrivilegedAtCpl3() => new()
+    {
+        // IOPL is 0 for a Linux process: string I/O is #GP(0) before any memory or port is touched.
+        { "outsb", [0x6E] }, { "rep outsd", [0xF3, 0x6F] }, { "insw (addr32)", [0x67, 0x66, 0x6D] }, { "rep insb", [0xF3, 0x6C] },
+        { "in al, dx", [0xEC] }, { "out 0x80, al", [0xE6, 0x80] }, { "cli", [0xFA] }, { "hlt", [0xF4] },
+    };
+
+    [Theory]
+    [MemberData(nameof(PrivilegedAtCpl3))]
+    public void IoAndPrivilegedInstructions_AtCpl3_FaultLikeTheHostCpu(string name, byte[] bytes)
+    {
+        var native = NativeRunner.Instance;
+        MachineState input = new();
+        input.Gpr[(int)Gpr.Rsi] = input.Gpr[(int)Gpr.Rdi] = MachineState.ScratchAddress(native.RegionBase, 0x100);
+        input.Gpr[(int)Gpr.Rcx] = 3;
+        input.Gpr[(int)Gpr.Rdx] = 0x80;
+        input.Gpr[(int)Gpr.Rsp] = native.RegionBase + RegionLayout.InitialRspOffset;
+        LoadedSnippet loaded;
+        NativeFault? fault;
+        lock (native.Gate)
+        {
+            loaded = native.Load(a => a.db(bytes));
+            native.RunCatchingFault(input, out fault);
+        }
+        Assert.NotNull(fault);
+        using var guest = new GuestMachine(native.RegionBase, loaded.GuestCodePage, userMode: true);
+        var vcpu = guest.CreateVcpu(input, loaded.SnippetStart);
+        var exit = vcpu.Run(1000);
+        var m = FaultLine().Match(exit.Message ?? "");
+        Assert.True(m.Success, $"{name}: {exit.Kind} {exit.Message}");
+        Assert.True(fault!.Vector == int.Parse(m.Groups[1].Value) && fault.Rip == Convert.ToUInt64(m.Groups[2].Value, 16)
+            && fault.ErrorCode == (m.Groups[3].Success ? Convert.ToUInt64(m.Groups[3].Value, 16) : 0),
+            $"{name}: the host faulted with vector {fault.Vector}, error code 0x{fault.ErrorCode:x} at 0x{fault.Rip:x}; the interpreter: {exit.Message}");
+        Assert.Equal(input.Gpr[(int)Gpr.Rsi], vcpu.GetGpr(Gpr.Rsi));
+        Assert.Equal(3UL, vcpu.GetGpr(Gpr.Rcx));
+    }
+
     /// <summary>The label's address: the instruction after "mov r8d, 1; jmp done".</summary>
     private static ulong TargetOf(LoadedSnippet loaded)
     {

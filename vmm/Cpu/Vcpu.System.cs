@@ -242,23 +242,28 @@ public sealed unsafe partial class Vcpu
         _s->Rip = offset;
     }
 
-    /// <summary>retfq [imm16]: pops RIP and CS; a return to an outer level also pops RSP and SS.</summary>
-    internal void FarReturn(ushort release)
+    /// <summary>
+    /// retf [imm16] with operand size <paramref name="size"/> (8: retfq, 4: retf, 2: retfw): pops RIP
+    /// (zero-extended) and CS, each from a slot of that size; a return to an outer level also pops
+    /// RSP and SS.
+    /// </summary>
+    internal void FarReturn(ushort release, int size = 8)
     {
         ulong rsp = _s->Regs[4];
-        ulong rip = Mem.Read<S64>(_s, rsp);
-        ushort cs = (ushort)Mem.Read<S64>(_s, rsp + 8);
+        ulong Pop(ulong at) => size switch { 2 => Mem.Read<S16>(_s, at), 4 => Mem.Read<S32>(_s, at), _ => Mem.Read<S64>(_s, at) };
+        ulong rip = Pop(rsp);
+        ushort cs = (ushort)Pop(rsp + (ulong)size);
         int rpl = cs & 3;
         if ((cs & ~3) == 0 || rpl < _s->Cpl || (rpl != 0 && rpl != 3)) throw GuestFault.Gp((uint)(cs & ~3));
         ulong desc = ReadDescriptor(cs);
         if ((desc & (1UL << 43)) == 0 || (desc & (1UL << 53)) == 0) throw GuestFault.Gp((uint)(cs & ~3));   // 64-bit code only
         if ((desc & (1UL << 47)) == 0) throw new GuestFault(Vec.NP, (uint)(cs & ~3), true);
         if (!Canonical(rip)) throw GuestFault.Gp();
-        rsp += 16UL + release;
+        rsp += 2UL * (ulong)size + release;
         if (rpl > _s->Cpl)
         {
-            ulong nrsp = Mem.Read<S64>(_s, rsp);
-            ushort ss = (ushort)Mem.Read<S64>(_s, rsp + 8);
+            ulong nrsp = Pop(rsp);
+            ushort ss = (ushort)Pop(rsp + (ulong)size);
             _s->Sel[(int)SegmentRegister.Ss] = ss;
             rsp = nrsp + release;
         }

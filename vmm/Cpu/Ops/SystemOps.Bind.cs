@@ -121,7 +121,8 @@ internal static unsafe partial class SystemOps
         Binder.Add(Mnemonic.Iretq, Simple(&Iretq), endsBlock: true);
         Binder.Add(Mnemonic.Retf, (in Instruction i, Op* o) =>
         {
-            if (i.Code is not (Code.Retfq or Code.Retfq_imm16)) return false;
+            o->X = i.Code switch { Code.Retfq or Code.Retfq_imm16 => 8, Code.Retfd or Code.Retfd_imm16 => 4, Code.Retfw or Code.Retfw_imm16 => 2, _ => 0 };
+            if (o->X == 0) return false;
             o->Imm = i.OpCount > 0 ? i.Immediate16 : 0;
             o->H = &Retf;
             return true;

@@ -219,7 +219,7 @@ internal static unsafe partial class SystemOps
     public static Op* Int(CpuState* s, Op* op) => throw new GuestFault(op->X) { Software = true };
     public static Op* Int1(CpuState* s, Op* op) => throw new GuestFault(Vec.DB) { Software = true };
 
-    public static Op* Retf(CpuState* s, Op* op) { Vcpu.Of(s).FarReturn((ushort)op->Imm); return null; }
+    public static Op* Retf(CpuState* s, Op* op) { Vcpu.Of(s).FarReturn((ushort)op->Imm, op->X); return null; }
     public static Op* Iretq(CpuState* s, Op* op) { Vcpu.Of(s).Iret(); return null; }
     public static Op* Syscall(CpuState* s, Op* op) { Vcpu.Of(s).Syscall(Ops.Control.NextRip(s, op)); return null; }
     public static Op* Sysret(CpuState* s, Op* op) { Vcpu.Of(s).Sysret(); return null; }

@@ -36,6 +36,37 @@ public sealed partial class FarTransferTests
         return d;
     }
 
+    /// <summary>call far then retf of the same width: the callee returns through the pushed CS:RIP.</summary>
+    [Theory]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void FarCallThenRetf_ReturnsAfterTheCall(int size)
+    {
+        using var f = new CpuFixture();
+        f.Write(CpuFixture.DataBase, BitConverter.GetBytes(CpuFixture.CodeBase + 0x100));
+        f.Write(CpuFixture.DataBase + (ulong)size, BitConverter.GetBytes((ushort)0x08));
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            a.AddInstruction(Instruction.Create(CodeOf(true, size), new MemoryOperand(Register.RBX)));
+            a.AddInstruction(Instruction.Create(Code.Mov_r32_imm32, Register.R8D, 7));
+            a.hlt();
+        }));
+        f.Write(CpuFixture.CodeBase + 0x100, CpuFixture.Assemble(a =>
+        {
+            a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.R9, new MemoryOperand(Register.RSP)));
+            a.AddInstruction(Instruction.Create(size == 8 ? Code.Retfq : Code.Retfd));
+        }, CpuFixture.CodeBase + 0x100));
+        var cpu = f.NewVcpu();
+        cpu.SetGpr(Gpr.Rbx, CpuFixture.DataBase);
+        ulong rsp = cpu.GetGpr(Gpr.Rsp);
+        var exit = cpu.Run(100);
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(7UL, cpu.GetGpr(Gpr.R8));
+        Assert.Equal(rsp, cpu.GetGpr(Gpr.Rsp));
+        ulong ret = CpuFixture.CodeBase + (ulong)CpuFixture.Assemble(a => a.AddInstruction(Instruction.Create(CodeOf(true, size), new MemoryOperand(Register.RBX)))).Length;
+        Assert.Equal(size == 8 ? ret : ret | 0x08UL << 32, cpu.GetGpr(Gpr.R9));
+    }
+
     private static Code CodeOf(bool call, int size) => (call, size) switch
     {
         (false, 2) => Code.Jmp_m1616, (false, 4) => Code.Jmp_m1632, (false, _) => Code.Jmp_m1664,

@@ -36,6 +36,7 @@ internal static unsafe class HostFp
             Mnemonic.Cmpsd, Mnemonic.Cmpss, Mnemonic.Cmppd, Mnemonic.Cmpps,
             Mnemonic.Cvtsd2ss, Mnemonic.Cvtss2sd, Mnemonic.Cvtdq2ps, Mnemonic.Cvtps2pd, Mnemonic.Cvtpd2ps,
             Mnemonic.Cvtps2dq, Mnemonic.Cvttps2dq, Mnemonic.Cvtpd2dq, Mnemonic.Cvttpd2dq,
+            Mnemonic.Rcpps, Mnemonic.Rsqrtps, Mnemonic.Rcpss, Mnemonic.Rsqrtss,
         }.Select(m => (m, Shape.XmmXmm)),
         (Mnemonic.Ucomisd, Shape.Compare), (Mnemonic.Comisd, Shape.Compare), (Mnemonic.Ucomiss, Shape.Compare), (Mnemonic.Comiss, Shape.Compare),
         (Mnemonic.Cvtsd2si, Shape.GprXmm), (Mnemonic.Cvttsd2si, Shape.GprXmm), (Mnemonic.Cvtss2si, Shape.GprXmm), (Mnemonic.Cvttss2si, Shape.GprXmm),

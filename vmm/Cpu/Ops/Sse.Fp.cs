@@ -89,6 +89,8 @@ internal struct ToInt4 : IFpLanes
     }
 }
 internal struct ToInt2 : IFpLanes { public static bool Exact => false; public static bool Quiet(V a, V b, V r) => Lane.S(r, 0) != 0x8000_0000u & Lane.S(r, 1) != 0x8000_0000u; }
+// rcp/rsqrt raise nothing; only FZ/DAZ (not the default) can change their result.
+internal struct NoFlags : IFpLanes { public static bool Exact => true; public static bool Quiet(V a, V b, V r) => true; }
 internal struct Sd2Ss : IFpLanes { public static bool Exact => false; public static bool Quiet(V a, V b, V r) => Lane.OrdD(Lane.D(b, 0)) & Lane.NormS(Lane.S(r, 0)); }
 internal struct Ss2Sd : IFpLanes { public static bool Exact => true; public static bool Quiet(V a, V b, V r) => Lane.OrdS(Lane.S(b, 0)); }
 internal struct Ps2Pd : IFpLanes { public static bool Exact => true; public static bool Quiet(V a, V b, V r) => Lane.OrdS(Lane.S(b, 0)) & Lane.OrdS(Lane.S(b, 1)); }
@@ -186,5 +188,7 @@ internal static unsafe partial class Sse
         AddFp<Cvtdq2ps, FromInt>(Mnemonic.Cvtdq2ps); AddFp<Cvtps2pd, Ps2Pd>(Mnemonic.Cvtps2pd); AddFp<Cvtpd2ps, Pd2Ps>(Mnemonic.Cvtpd2ps);
         AddFp<Cvttps2dq, ToInt4>(Mnemonic.Cvttps2dq); AddFp<Cvtps2dq, ToInt4>(Mnemonic.Cvtps2dq);
         AddFp<Cvttpd2dq, ToInt2>(Mnemonic.Cvttpd2dq); AddFp<Cvtpd2dq, ToInt2>(Mnemonic.Cvtpd2dq);
+        AddFp<Rcpps, NoFlags>(Mnemonic.Rcpps); AddFp<Rsqrtps, NoFlags>(Mnemonic.Rsqrtps);
+        AddFp<Rcpss, NoFlags>(Mnemonic.Rcpss); AddFp<Rsqrtss, NoFlags>(Mnemonic.Rsqrtss);
     }
 }

@@ -100,6 +100,8 @@ public static partial class Catalog
             forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/m32", [.. XmmXmm(C($"{name}_xmm_xmmm32")), .. XmmMem(C($"{name}_xmm_xmmm32"), 1).Take(2)]));
         foreach (var name in new[] { "Addpd", "Subpd", "Mulpd", "Divpd", "Sqrtpd", "Minpd", "Maxpd", "Addps", "Subps", "Mulps", "Divps", "Sqrtps", "Minps", "Maxps" })
             forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/m128", [.. XmmXmm(C($"{name}_xmm_xmmm128")), .. XmmMem(C($"{name}_xmm_xmmm128"), 16).Take(2)]));
+        foreach (var (name, width) in new[] { ("Rcpps", "m128"), ("Rsqrtps", "m128"), ("Rcpss", "m32"), ("Rsqrtss", "m32") })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/{width}", [.. XmmXmm(C($"{name}_xmm_xmm{width}")), .. XmmMem(C($"{name}_xmm_xmm{width}"), width == "m128" ? 16 : 1).Take(2)]));
         foreach (var (name, width) in new[] { ("Cmpsd", "m64"), ("Cmpss", "m32"), ("Cmppd", "m128"), ("Cmpps", "m128") })
             forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/{width}, imm8",
                 Enumerable.Range(0, 8).Select(p => p < 6

@@ -111,6 +111,7 @@ public sealed class VmRunner : BackgroundService
                     HostMemoryBytes: framePoolBytes,
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
+                    Mmu: o.Mmu,
                     Check: o.Check,
                     // The --pageout schedules, with --pageout-interval already among them.
                     PageOut: o.PageOut,
@@ -137,7 +138,7 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.Mmu.PinnedFrames ?? 0)} ({ex.Message})");
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.PinnedFrames ?? 0)} ({ex.Message})");
             return ExitCodes.HostFailure;
         }
         catch (SwapFileException ex)
@@ -191,7 +192,7 @@ public sealed class VmRunner : BackgroundService
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.Mmu.PinnedFrames ?? 0);
+            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.PinnedFrames ?? 0);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -205,6 +206,7 @@ public sealed class VmRunner : BackgroundService
                 WallSeconds = wall.Elapsed.TotalSeconds,
                 Settings = RunOutputs.Settings(o),
                 Host = backing is null ? null : RunOutputs.HostCountersOf(backing, snapshot),
+                Shadow = backing?.ShadowCounts is { } shadow ? [.. shadow.ByName()] : null,
                 Checker = backing?.Checker is { } ch
                     ? new CheckerFacts(true, ch.ViolationCount, ch.FirstViolation is { } first ? ViolationReport.Format(first) : null)
                     : CheckerFacts.Off,

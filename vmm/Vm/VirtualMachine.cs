@@ -144,6 +144,7 @@ public sealed class VirtualMachine : IDisposable
         try
         {
             vcpu = new Vcpu(index, _memory.Access, _links[index], Devices);
+            vcpu.TierThreshold = Config.TierThreshold;   // VM-wide; before any block is decoded
             BootState.ApplyEntryState(vcpu, Layout, _image.Entry);
             if (_measurements is not null)
             {

@@ -26,6 +26,7 @@ internal sealed unsafe class BlockCompiler
     private static readonly Type StatePtr = typeof(CpuState).MakePointerType();
     private static readonly MethodInfo ReadSlowM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.ReadSlow))!;
     private static readonly MethodInfo CondM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Cond))!;
+    private static readonly MethodInfo ImulM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Imul64))!;
     private static readonly MethodInfo ChainM = typeof(Exec).GetMethod(nameof(Exec.Chain))!;
 
     /// <summary>Ops compiled by the last <see cref="Compile"/> (the rest run interpreted).</summary>
@@ -37,7 +38,7 @@ internal sealed unsafe class BlockCompiler
     private ILGenerator _il = null!;
     private readonly LocalBuilder?[] _r = new LocalBuilder?[16];
     private LocalBuilder _va = null!, _e = null!, _v = null!, _tlbR = null!, _tlbW = null!, _cpl = null!;
-    private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!;
+    private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!, _fAux = null!;
     private readonly List<Action> _outOfLine = new();
 
     // The lazy flags at the point being emitted: 0 = the CpuState holds them; else
@@ -60,7 +61,7 @@ internal sealed unsafe class BlockCompiler
         int n = 0;
         foreach (var op in snapshot)
         {
-            if (!HandlerTable.TryGet((nint)op.H, out var info)) break;
+            if (!HandlerTable.TryGet((nint)op.H, out var info) || !HandlerTable.Compilable(info, op)) break;
             n++;
             if (info.Kind is CKind.Jcc or CKind.Jmp or CKind.Call or CKind.Ret) break;
         }
@@ -80,6 +81,8 @@ internal sealed unsafe class BlockCompiler
     {
         int n = PrefixLength(_snap);
         CompiledOps = n;
+        if (Environment.GetEnvironmentVariable("TOYVMM_TIER_DEBUG") == "1")
+            Console.Error.WriteLine($"TIERDBG {_b->Va:x} ops={_snap.Length} compiled={n} stop={(n < _snap.Length ? (_b->Va + _snap[n].RipOff).ToString("x") : "-")}");
         if (n == 0) return null;
         var m = new DynamicMethod($"block_{_b->Va:x}", OpPtr, [StatePtr, OpPtr], typeof(BlockCompiler).Module, skipVisibility: true);
         _il = m.GetILGenerator();
@@ -92,6 +95,7 @@ internal sealed unsafe class BlockCompiler
         _fRes = _il.DeclareLocal(typeof(ulong));
         _fDst = _il.DeclareLocal(typeof(ulong));
         _fSrc = _il.DeclareLocal(typeof(ulong));
+        _fAux = _il.DeclareLocal(typeof(ulong));
 
         // A call with a null state only makes the JIT compile the method (off the vCPU thread).
         var go = _il.DefineLabel();
@@ -125,15 +129,18 @@ internal sealed unsafe class BlockCompiler
         var info = Info(i);
         ref Op op = ref _snap[i];
         void Use(int r) { if (r < 16) _r[r] ??= _il.DeclareLocal(typeof(ulong)); }
+        void UseSized(int r, int log) => Use(log == 0 ? r >> 3 : r);
         bool mem = info.Kind is CKind.MovRM or CKind.MovMR or CKind.MovMI or CKind.Lea or CKind.ZxM or CKind.SxM
             || (info.Kind == CKind.Alu && info.Form is CForm.RM or CForm.MR or CForm.MI);
         if (mem) { Use(op.B); Use(op.I); }
         switch (info.Kind)
         {
-            case CKind.MovRR: case CKind.SxR: Use(op.R); Use(op.R2); break;
-            case CKind.Alu: Use(op.R); if (info.Form == CForm.RR) Use(op.R2); break;
+            case CKind.MovRR: case CKind.Imul: UseSized(op.R, info.Log); UseSized(op.R2, info.Log); break;
+            case CKind.SxR: Use(op.R); Use(op.R2); break;
+            case CKind.Alu: UseSized(op.R, info.Log); if (info.Form == CForm.RR) UseSized(op.R2, info.Log); break;
             case CKind.MovRI: case CKind.MovRI64: case CKind.MovRM: case CKind.MovMR: case CKind.Lea: case CKind.ZxM: case CKind.SxM:
-                Use(op.R); break;
+            case CKind.Not: case CKind.Neg: case CKind.Shift:
+                UseSized(op.R, info.Log); break;
             case CKind.Call: case CKind.Ret: Use(4); break;
         }
     }
@@ -208,7 +215,9 @@ internal sealed unsafe class BlockCompiler
         _il.Emit(OpCodes.Ldc_I4, pending);
         _il.Emit(OpCodes.Stind_I4);
         StoreField(StateLayout.LRes, () => _il.Emit(OpCodes.Ldloc, _fRes));
-        if (pending >> 2 != Flags.Logic)
+        if (pending >> 2 == Flags.ResCO)
+            StoreField(StateLayout.LAux, () => _il.Emit(OpCodes.Ldloc, _fAux));
+        else if (pending >> 2 != Flags.Logic)
         {
             StoreField(StateLayout.LDst, () => _il.Emit(OpCodes.Ldloc, _fDst));
             StoreField(StateLayout.LSrc, () => _il.Emit(OpCodes.Ldloc, _fSrc));
@@ -240,10 +249,16 @@ internal sealed unsafe class BlockCompiler
 
     // ---- operands ----
 
+    /// <summary>Pushes register operand <paramref name="r"/> of 2^log bytes, zero-extended (8-bit: a byte offset, AH = 1).</summary>
     private void LdReg(int r, int log)
     {
-        if (r >= 16) { _il.Emit(OpCodes.Ldc_I8, 0L); return; }
-        _il.Emit(OpCodes.Ldloc, _r[r]!);
+        if (r >= 16 && log > 0) { _il.Emit(OpCodes.Ldc_I8, 0L); return; }
+        if (log == 0)
+        {
+            _il.Emit(OpCodes.Ldloc, _r[r >> 3]!);
+            if ((r & 7) != 0) { _il.Emit(OpCodes.Ldc_I4, 8 * (r & 7)); _il.Emit(OpCodes.Shr_Un); }
+        }
+        else _il.Emit(OpCodes.Ldloc, _r[r]!);
         Truncate(log);
     }
 
@@ -269,11 +284,19 @@ internal sealed unsafe class BlockCompiler
         }
     }
 
-    /// <summary>Writes the int64 on the stack to 32/64-bit register <paramref name="r"/> (32-bit zero-extends).</summary>
+    /// <summary>Writes the int64 on the stack to register operand <paramref name="r"/>: 8/16-bit merge, 32-bit zero-extends.</summary>
     private void StReg(int r, int log)
     {
         Truncate(log);
-        _il.Emit(OpCodes.Stloc, _r[r]!);
+        if (log >= 2) { _il.Emit(OpCodes.Stloc, _r[r]!); return; }
+        int idx = log == 0 ? r >> 3 : r, sh = log == 0 ? 8 * (r & 7) : 0;
+        ulong keep = ~((log == 0 ? 0xFFUL : 0xFFFFUL) << sh);
+        if (sh != 0) { _il.Emit(OpCodes.Ldc_I4, sh); _il.Emit(OpCodes.Shl); }
+        _il.Emit(OpCodes.Ldloc, _r[idx]!);
+        _il.Emit(OpCodes.Ldc_I8, unchecked((long)keep));
+        _il.Emit(OpCodes.And);
+        _il.Emit(OpCodes.Or);
+        _il.Emit(OpCodes.Stloc, _r[idx]!);
     }
 
     private void PushImm(int imm, int log)
@@ -445,6 +468,10 @@ internal sealed unsafe class BlockCompiler
                 return false;
             }
             case CKind.Alu: EmitAlu(i, info); return false;
+            case CKind.Not: LdReg(op.R, lg); _il.Emit(OpCodes.Not); StReg(op.R, lg); return false;
+            case CKind.Neg: EmitNeg(i, lg); return false;
+            case CKind.Imul: EmitImul(i, lg); return false;
+            case CKind.Shift: EmitShift(i, lg); return false;
             case CKind.Jcc: EmitJcc(i, info.Cc); return true;
             case CKind.Jmp: { long t = op.Disp; EmitTransfer(i, () => _il.Emit(OpCodes.Ldc_I8, t)); return true; }
             case CKind.Call: EmitCall(i); return true;
@@ -493,6 +520,134 @@ internal sealed unsafe class BlockCompiler
             _il.Emit(OpCodes.Ldloc, _fRes);
             StReg(op.R, lg);
         }
+    }
+
+    private void EmitNeg(int i, int lg)
+    {
+        int r = _snap[i].R;
+        // Flags as sub 0, d: LDst 0, LSrc d.
+        LdReg(r, lg);
+        _il.Emit(OpCodes.Stloc, _fSrc);
+        _il.Emit(OpCodes.Ldc_I8, 0L);
+        _il.Emit(OpCodes.Stloc, _fDst);
+        _il.Emit(OpCodes.Ldc_I8, 0L);
+        _il.Emit(OpCodes.Ldloc, _fSrc);
+        _il.Emit(OpCodes.Sub);
+        Truncate(lg);
+        _il.Emit(OpCodes.Stloc, _fRes);
+        _il.Emit(OpCodes.Ldloc, _fRes);
+        StReg(r, lg);
+        _pending = Flags.Sub << 2 | lg;
+    }
+
+    /// <summary>imul r, r[, imm]: the truncated product, CF = OF = the signed product did not fit (as Imul2R).</summary>
+    private void EmitImul(int i, int lg)
+    {
+        ref Op op = ref _snap[i];
+        if (op.X == 1) { _il.Emit(OpCodes.Ldc_I8, (long)op.Imm); Truncate(lg); } else LdReg(op.R, lg);
+        SignExtend(lg);
+        LdReg(op.R2, lg);
+        SignExtend(lg);
+        if (lg == 3)
+        {
+            _il.Emit(OpCodes.Ldloca, _fAux);
+            _il.Emit(OpCodes.Call, ImulM);   // low 64 bits; _fAux = 3 when the product overflowed
+        }
+        else
+        {
+            _il.Emit(OpCodes.Mul);
+            _il.Emit(OpCodes.Stloc, _v);
+            // overflow: the 64-bit product differs from its low part sign-extended
+            _il.Emit(OpCodes.Ldloc, _v);
+            SignExtend(lg);
+            _il.Emit(OpCodes.Ldloc, _v);
+            _il.Emit(OpCodes.Ceq);
+            _il.Emit(OpCodes.Ldc_I4_0);
+            _il.Emit(OpCodes.Ceq);
+            _il.Emit(OpCodes.Conv_U8);
+            _il.Emit(OpCodes.Ldc_I4_3);
+            _il.Emit(OpCodes.Conv_U8);
+            _il.Emit(OpCodes.Mul);
+            _il.Emit(OpCodes.Stloc, _fAux);
+            _il.Emit(OpCodes.Ldloc, _v);
+        }
+        Truncate(lg);
+        _il.Emit(OpCodes.Stloc, _fRes);
+        _il.Emit(OpCodes.Ldloc, _fRes);
+        StReg(op.R, lg);
+        _pending = Flags.ResCO << 2 | lg;
+    }
+
+    /// <summary>shl/shr/sar r, imm with a nonzero count (as Shifts.Shift, cases 0..2).</summary>
+    private void EmitShift(int i, int lg)
+    {
+        ref Op op = ref _snap[i];
+        int bits = 8 << lg;
+        int n = op.Imm & (lg == 3 ? 63 : 31);
+        ulong sign = 1UL << (bits - 1);
+        var d = _il.DeclareLocal(typeof(ulong));
+        LdReg(op.R, lg);
+        _il.Emit(OpCodes.Stloc, d);
+        // result
+        switch (op.X)
+        {
+            case 0: // shl: r = d << n (n < 64); cf = n <= bits && bit (bits - n) of d; of = msb(r) != cf
+                _il.Emit(OpCodes.Ldloc, d); _il.Emit(OpCodes.Ldc_I4, n); _il.Emit(OpCodes.Shl); break;
+            case 1: // shr: r = d >> n; cf = bit n-1 of d; of = msb(d)
+                _il.Emit(OpCodes.Ldloc, d); _il.Emit(OpCodes.Ldc_I4, n); _il.Emit(OpCodes.Shr_Un); break;
+            default: // sar: r = sx(d) >> n; cf = bit n-1 of sx(d); of = 0
+                _il.Emit(OpCodes.Ldloc, d); SignExtend(lg); _il.Emit(OpCodes.Ldc_I4, n); _il.Emit(OpCodes.Shr); break;
+        }
+        Truncate(lg);
+        _il.Emit(OpCodes.Stloc, _fRes);
+        // CF into _fAux bit 0
+        switch (op.X)
+        {
+            case 0:
+                if (n <= bits)
+                {
+                    _il.Emit(OpCodes.Ldloc, d); _il.Emit(OpCodes.Ldc_I4, n - 1); _il.Emit(OpCodes.Shl);
+                    _il.Emit(OpCodes.Ldc_I8, unchecked((long)sign)); _il.Emit(OpCodes.And);
+                    _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Cgt_Un);
+                }
+                else _il.Emit(OpCodes.Ldc_I4_0);
+                break;
+            case 1:
+                _il.Emit(OpCodes.Ldloc, d); _il.Emit(OpCodes.Ldc_I4, n - 1); _il.Emit(OpCodes.Shr_Un);
+                _il.Emit(OpCodes.Ldc_I8, 1L); _il.Emit(OpCodes.And); _il.Emit(OpCodes.Conv_I4);
+                break;
+            default:
+                _il.Emit(OpCodes.Ldloc, d); SignExtend(lg); _il.Emit(OpCodes.Ldc_I4, n - 1); _il.Emit(OpCodes.Shr);
+                _il.Emit(OpCodes.Ldc_I8, 1L); _il.Emit(OpCodes.And); _il.Emit(OpCodes.Conv_I4);
+                break;
+        }
+        var cf = _il.DeclareLocal(typeof(int));
+        _il.Emit(OpCodes.Stloc, cf);
+        // OF (0/1) on the stack
+        switch (op.X)
+        {
+            case 0:
+                _il.Emit(OpCodes.Ldloc, _fRes); _il.Emit(OpCodes.Ldc_I8, unchecked((long)sign)); _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Cgt_Un);
+                _il.Emit(OpCodes.Ldloc, cf); _il.Emit(OpCodes.Xor);
+                break;
+            case 1:
+                _il.Emit(OpCodes.Ldloc, d); _il.Emit(OpCodes.Ldc_I8, unchecked((long)sign)); _il.Emit(OpCodes.And);
+                _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Cgt_Un);
+                break;
+            default:
+                _il.Emit(OpCodes.Ldc_I4_0);
+                break;
+        }
+        _il.Emit(OpCodes.Ldc_I4_1);
+        _il.Emit(OpCodes.Shl);
+        _il.Emit(OpCodes.Ldloc, cf);
+        _il.Emit(OpCodes.Or);
+        _il.Emit(OpCodes.Conv_U8);
+        _il.Emit(OpCodes.Stloc, _fAux);
+        _il.Emit(OpCodes.Ldloc, _fRes);
+        StReg(op.R, lg);
+        _pending = Flags.ResCO << 2 | lg;
     }
 
     /// <summary>Pushes 1 or 0: condition <paramref name="cc"/> of the flags as they stand (flags already spilled).</summary>
@@ -600,6 +755,15 @@ internal static unsafe class TierHelpers
 {
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static ulong ReadSlow(CpuState* s, ulong va, int n) => Vcpu.Of(s).ReadSlow(va, n);
+
+    /// <summary>64-bit imul: the low half; <paramref name="aux"/> = 3 (CF and OF) when the signed product does not fit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Imul64(long a, long b, out ulong aux)
+    {
+        long hi = Math.BigMul(a, b, out long lo);
+        aux = hi != (lo >> 63) ? 3UL : 0;
+        return (ulong)lo;
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static int Cond(CpuState* s, int cc) => Flags.Cond(s, cc) ? 1 : 0;

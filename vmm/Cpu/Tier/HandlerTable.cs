@@ -10,6 +10,12 @@ internal enum CKind : byte
     /// <summary>add/sub/and/or/xor/cmp/test reg, reg|imm|mem or cmp/test mem, reg|imm (no memory written).</summary>
     Alu,
     Nop,
+    /// <summary>not r; neg r (flags as sub 0, r).</summary>
+    Not, Neg,
+    /// <summary>imul r, r and imul r, r, imm (X = 1).</summary>
+    Imul,
+    /// <summary>shl/shr/sar of a register by a nonzero immediate (other shift forms are left to the interpreter).</summary>
+    Shift,
     Jcc, Jmp, Call, Ret,
 }
 
@@ -39,6 +45,15 @@ internal static unsafe class HandlerTable
 
     public static int Count => Table.Count;
 
+    /// <summary>Whether this op, with this handler, compiles (a few handlers decide by operand).</summary>
+    public static bool Compilable(in OpInfo info, in Op op) => info.Kind switch
+    {
+        // Register operand, immediate count, shl/shr/sar, and a count that is not zero after
+        // masking (a zero count leaves the flags alone, which the compiler does not model).
+        CKind.Shift => op.Y == 0 && op.X <= 2 && (op.Imm & (info.Log == 3 ? 63 : 31)) != 0,
+        _ => true,
+    };
+
     private static readonly Type[] Sizes = [typeof(S8), typeof(S16), typeof(S32), typeof(S64)];
     private static readonly Type[] Conds =
     [
@@ -58,13 +73,13 @@ internal static unsafe class HandlerTable
             (typeof(OrOp), CAlu.Or, true), (typeof(XorOp), CAlu.Xor, true), (typeof(CmpOp), CAlu.Cmp, false),
             (typeof(TestOp), CAlu.Test, false),
         ];
-        for (int lg = 2; lg <= 3; lg++)
+        for (int lg = 0; lg <= 3; lg++)
         {
             Type sz = Sizes[lg];
             Add(t, typeof(Mov), nameof(Mov.RR), [sz], new OpInfo(CKind.MovRR, lg));
             Add(t, typeof(Mov), nameof(Mov.RI), [sz], new OpInfo(CKind.MovRI, lg));
             Add(t, typeof(Mov), nameof(Mov.RM), [sz], new OpInfo(CKind.MovRM, lg));
-            Add(t, typeof(Mov), nameof(Mov.Lea), [sz], new OpInfo(CKind.Lea, lg));
+            if (lg > 0) Add(t, typeof(Mov), nameof(Mov.Lea), [sz], new OpInfo(CKind.Lea, lg));
             foreach (var (op, alu, writes) in alus)
             {
                 Add(t, typeof(Alu), nameof(Ops.Alu.RR), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.RR));
@@ -91,9 +106,14 @@ internal static unsafe class HandlerTable
                     Add(t, typeof(Fused), nameof(Fused.MR), [f, sz, Conds[cc]], new OpInfo(CKind.Alu, lg, alu, CForm.MR));
                     Add(t, typeof(Fused), nameof(Fused.MI), [f, sz, Conds[cc]], new OpInfo(CKind.Alu, lg, alu, CForm.MI));
                 }
-            // Stores of any size read a register index only for 32/64-bit sources; 8/16-bit
-            // stores are left to the interpreter with the other narrow register forms.
             Add(t, typeof(Mov), nameof(Mov.MR), [sz], new OpInfo(CKind.MovMR, lg));
+            Add(t, typeof(Unary), nameof(Unary.R), [typeof(NotOp), sz], new OpInfo(CKind.Not, lg));
+            Add(t, typeof(Unary), nameof(Unary.R), [typeof(NegOp), sz], new OpInfo(CKind.Neg, lg));
+            if (lg >= 1)
+            {
+                Add(t, typeof(MulDiv), nameof(MulDiv.Imul2R), [sz], new OpInfo(CKind.Imul, lg));
+                Add(t, typeof(Shifts), nameof(Shifts.Shift), [sz], new OpInfo(CKind.Shift, lg));
+            }
         }
         for (int lg = 0; lg <= 3; lg++)
             Add(t, typeof(Mov), nameof(Mov.MI), [Sizes[lg]], new OpInfo(CKind.MovMI, lg));

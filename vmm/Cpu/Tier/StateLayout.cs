@@ -11,6 +11,7 @@ internal static class StateLayout
     public static readonly int LDst = Off<CpuState>(nameof(CpuState.LDst));
     public static readonly int LSrc = Off<CpuState>(nameof(CpuState.LSrc));
     public static readonly int LKind = Off<CpuState>(nameof(CpuState.LKind));
+    public static readonly int LAux = Off<CpuState>(nameof(CpuState.LAux));
     public static readonly int SegBase = Off<CpuState>(nameof(CpuState.SegBase));
     public static readonly int CurOp = Off<CpuState>(nameof(CpuState.CurOp));
     public static readonly int TlbCplBit = Off<CpuState>(nameof(CpuState.TlbCplBit));

@@ -27,6 +27,8 @@ internal sealed unsafe class BlockCompiler
     private static readonly MethodInfo ReadSlowM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.ReadSlow))!;
     private static readonly MethodInfo CondM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Cond))!;
     private static readonly MethodInfo ImulM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Imul64))!;
+    private static readonly MethodInfo LinkOfM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.LinkOf))!;
+    private static readonly MethodInfo HasRequestsM = typeof(ToyVmm.Mmu.Secondary.VcpuLink).GetProperty(nameof(ToyVmm.Mmu.Secondary.VcpuLink.HasRequests))!.GetMethod!;
     private static readonly MethodInfo ChainM = typeof(Exec).GetMethod(nameof(Exec.Chain))!;
 
     /// <summary>Ops compiled by the last <see cref="Compile"/> (the rest run interpreted).</summary>
@@ -35,18 +37,22 @@ internal sealed unsafe class BlockCompiler
     private readonly Block* _b;
     private readonly Op* _ops;
     private readonly Op[] _snap;
-    private ILGenerator _il = null!;
+    private IlWriter _il = null!;
+    private readonly System.Text.StringBuilder? _listing;
     private readonly LocalBuilder?[] _r = new LocalBuilder?[16];
     private LocalBuilder _va = null!, _e = null!, _v = null!, _tlbR = null!, _tlbW = null!, _cpl = null!;
     private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!, _fAux = null!;
     private readonly List<Action> _outOfLine = new();
+    private Label _top;                 // after the prologue: where a block that branches to itself loops
+    private LocalBuilder? _link;        // the vCPU's link, for a self-loop's request check
 
     // The lazy flags at the point being emitted: 0 = the CpuState holds them; else
     // Flags kind << 2 | size log, with the values in _fRes/_fDst/_fSrc.
     private int _pending;
 
-    private BlockCompiler(Block* b, Op[] snapshot)
+    private BlockCompiler(Block* b, Op[] snapshot, System.Text.StringBuilder? listing = null)
     {
+        _listing = listing;
         _b = b;
         _ops = Block.OpsOf(b);
         _snap = snapshot;
@@ -77,15 +83,21 @@ internal sealed unsafe class BlockCompiler
         return m;
     }
 
+    /// <summary>The IL the compiler emits for the block, as text (null when nothing compiles).</summary>
+    public static string? Listing(Block* b, Op[] snapshot)
+    {
+        var text = new System.Text.StringBuilder();
+        var c = new BlockCompiler(b, snapshot, text);
+        return c.Emit() == null ? null : text.ToString();
+    }
+
     private DynamicMethod? Emit()
     {
         int n = PrefixLength(_snap);
         CompiledOps = n;
-        if (Environment.GetEnvironmentVariable("TOYVMM_TIER_DEBUG") == "1")
-            Console.Error.WriteLine($"TIERDBG {_b->Va:x} ops={_snap.Length} compiled={n} stop={(n < _snap.Length ? (_b->Va + _snap[n].RipOff).ToString("x") : "-")}");
         if (n == 0) return null;
         var m = new DynamicMethod($"block_{_b->Va:x}", OpPtr, [StatePtr, OpPtr], typeof(BlockCompiler).Module, skipVisibility: true);
-        _il = m.GetILGenerator();
+        _il = new IlWriter(m.GetILGenerator(), _listing);
         _va = _il.DeclareLocal(typeof(ulong));
         _v = _il.DeclareLocal(typeof(ulong));
         _e = _il.DeclareLocal(typeof(nint));
@@ -116,12 +128,63 @@ internal sealed unsafe class BlockCompiler
         LoadPtrField(StateLayout.TlbWrite, _tlbW);
         LoadField(StateLayout.TlbCplBit);
         _il.Emit(OpCodes.Stloc, _cpl);
+        if (LoopsToItself(n))
+        {
+            _link = _il.DeclareLocal(typeof(ToyVmm.Mmu.Secondary.VcpuLink));
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Call, LinkOfM);
+            _il.Emit(OpCodes.Stloc, _link);
+        }
+        _top = _il.DefineLabel();
+        _il.MarkLabel(_top);
 
         bool ended = false;
         for (int i = 0; i < n && !ended; i++) ended = EmitOp(i);
         if (!ended) HandOver(n, _pending);
         foreach (var a in _outOfLine) a();
         return m;
+    }
+
+    /// <summary>Whether the compiled prefix ends in a jmp or jcc back to the block's own start.</summary>
+    private bool LoopsToItself(int n)
+    {
+        var last = Info(n - 1);
+        return last.Kind is CKind.Jcc or CKind.Jmp && (ulong)_snap[n - 1].Disp == _b->Va;
+    }
+
+    /// <summary>
+    /// The branch of op <paramref name="i"/> back to the block's start, taken: go round inside the
+    /// compiled code, registers staying in locals, when chaining to itself would go on (the
+    /// checks of Exec.Chain: chain budget, exit reason, link requests, and the block still
+    /// valid); the finished iteration is counted as retired, and the lazy flags are stored, as
+    /// the next iteration starts with the flags in the CpuState. Otherwise fall through to the
+    /// ordinary block exit, which chains or returns to the run loop.
+    /// </summary>
+    private void EmitSelfLoop(int i, Label exit)
+    {
+        var retired = _il.DeclareLocal(typeof(long));
+        LoadField(StateLayout.Retired);
+        _il.Emit(OpCodes.Ldc_I8, (long)(i + 1));
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Stloc, retired);
+        _il.Emit(OpCodes.Ldloc, retired);
+        LoadField(StateLayout.ChainLimit);
+        _il.Emit(OpCodes.Bge, exit);
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateLayout.ExitReason);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I4);
+        _il.Emit(OpCodes.Brtrue, exit);
+        PushPtr((nint)_b + StateLayout.BlockValid);
+        _il.Emit(OpCodes.Volatile);
+        _il.Emit(OpCodes.Ldind_I4);
+        _il.Emit(OpCodes.Brfalse, exit);
+        _il.Emit(OpCodes.Ldloc, _link!);
+        _il.Emit(OpCodes.Callvirt, HasRequestsM);
+        _il.Emit(OpCodes.Brtrue, exit);
+        StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, retired));
+        SpillFlags(_pending);
+        _il.Emit(OpCodes.Br, _top);
     }
 
     private void CollectRegs(int i)
@@ -208,6 +271,12 @@ internal sealed unsafe class BlockCompiler
             var l = _r[r];
             if (l != null) StoreField(StateLayout.Regs + 8 * r, () => _il.Emit(OpCodes.Ldloc, l));
         }
+        SpillFlags(pending);
+    }
+
+    /// <summary>The lazy flags held in locals back into the CpuState.</summary>
+    private void SpillFlags(int pending)
+    {
         if (pending == 0) return;
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldc_I4, StateLayout.LKind);
@@ -473,7 +542,18 @@ internal sealed unsafe class BlockCompiler
             case CKind.Imul: EmitImul(i, lg); return false;
             case CKind.Shift: EmitShift(i, lg); return false;
             case CKind.Jcc: EmitJcc(i, info.Cc); return true;
-            case CKind.Jmp: { long t = op.Disp; EmitTransfer(i, () => _il.Emit(OpCodes.Ldc_I8, t)); return true; }
+            case CKind.Jmp:
+            {
+                long t = op.Disp;
+                if (_link != null && (ulong)t == _b->Va)
+                {
+                    var exit = _il.DefineLabel();
+                    EmitSelfLoop(i, exit);
+                    _il.MarkLabel(exit);
+                }
+                EmitTransfer(i, () => _il.Emit(OpCodes.Ldc_I8, t));
+                return true;
+            }
             case CKind.Call: EmitCall(i); return true;
             case CKind.Ret: EmitRet(i); return true;
         }
@@ -650,7 +730,7 @@ internal sealed unsafe class BlockCompiler
         _pending = Flags.ResCO << 2 | lg;
     }
 
-    /// <summary>Pushes 1 or 0: condition <paramref name="cc"/> of the flags as they stand (flags already spilled).</summary>
+    /// <summary>Pushes 1 or 0: condition <paramref name="cc"/> of the flags as they stand (stored first when a helper reads them).</summary>
     private void Condition(int cc)
     {
         int k = _pending >> 2, lg = _pending & 3;
@@ -659,6 +739,7 @@ internal sealed unsafe class BlockCompiler
             || (k == Flags.Logic && test is 0 or 1 or 2 or 3 or 4 or 6 or 7);
         if (!inline)
         {
+            SpillFlags(_pending);
             _il.Emit(OpCodes.Ldarg_0);
             _il.Emit(OpCodes.Ldc_I4, cc);
             _il.Emit(OpCodes.Call, CondM);
@@ -707,7 +788,6 @@ internal sealed unsafe class BlockCompiler
     {
         ref Op op = ref _snap[i];
         long taken = op.Disp, fall = (long)NextRip(i);
-        Spill(_pending);
         var yes = _il.DefineLabel();
         var join = _il.DefineLabel();
         Condition(cc);
@@ -716,6 +796,12 @@ internal sealed unsafe class BlockCompiler
         _il.Emit(OpCodes.Stloc, _v);
         _il.Emit(OpCodes.Br, join);
         _il.MarkLabel(yes);
+        if (_link != null && (ulong)taken == _b->Va)
+        {
+            var exit = _il.DefineLabel();
+            EmitSelfLoop(i, exit);
+            _il.MarkLabel(exit);
+        }
         _il.Emit(OpCodes.Ldc_I8, taken);
         _il.Emit(OpCodes.Stloc, _v);
         _il.MarkLabel(join);
@@ -755,6 +841,10 @@ internal static unsafe class TierHelpers
 {
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static ulong ReadSlow(CpuState* s, ulong va, int n) => Vcpu.Of(s).ReadSlow(va, n);
+
+    /// <summary>The vCPU's link (read once at the entry of a block that loops to itself).</summary>
+    public static ToyVmm.Mmu.Secondary.VcpuLink LinkOf(CpuState* s) =>
+        Unsafe.As<ToyVmm.Mmu.Secondary.VcpuLink>(System.Runtime.InteropServices.GCHandle.FromIntPtr(s->LinkHandle).Target)!;
 
     /// <summary>64-bit imul: the low half; <paramref name="aux"/> = 3 (CF and OF) when the signed product does not fit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

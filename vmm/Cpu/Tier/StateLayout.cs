@@ -14,6 +14,9 @@ internal static class StateLayout
     public static readonly int LAux = Off<CpuState>(nameof(CpuState.LAux));
     public static readonly int SegBase = Off<CpuState>(nameof(CpuState.SegBase));
     public static readonly int CurOp = Off<CpuState>(nameof(CpuState.CurOp));
+    public static readonly int Retired = Off<CpuState>(nameof(CpuState.Retired));
+    public static readonly int ChainLimit = Off<CpuState>(nameof(CpuState.ChainLimit));
+    public static readonly int ExitReason = Off<CpuState>(nameof(CpuState.ExitReason));
     public static readonly int TlbCplBit = Off<CpuState>(nameof(CpuState.TlbCplBit));
     public static readonly int TlbRead = Off<CpuState>(nameof(CpuState.TlbRead));
     public static readonly int TlbWrite = Off<CpuState>(nameof(CpuState.TlbWrite));

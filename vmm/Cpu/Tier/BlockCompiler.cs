@@ -43,6 +43,7 @@ internal sealed unsafe class BlockCompiler
     private LocalBuilder _va = null!, _e = null!, _v = null!, _tlbR = null!, _tlbW = null!, _cpl = null!;
     private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!, _fAux = null!;
     private readonly List<Action> _outOfLine = new();
+    private bool[] _written = new bool[16];   // registers written so far on the path being emitted (only those are stored back)
     private Label _top;                 // after the prologue: where a block that branches to itself loops
     private LocalBuilder? _link;        // the vCPU's link, for a self-loop's request check
 
@@ -134,13 +135,16 @@ internal sealed unsafe class BlockCompiler
             _il.Emit(OpCodes.Ldarg_0);
             _il.Emit(OpCodes.Call, LinkOfM);
             _il.Emit(OpCodes.Stloc, _link);
+            // From the second time round, a register written anywhere in the body may differ
+            // from the CpuState at any point: every exit stores them all.
+            for (int r = 0; r < 16; r++) _written[r] = _r[r] != null;
         }
         _top = _il.DefineLabel();
         _il.MarkLabel(_top);
 
         bool ended = false;
         for (int i = 0; i < n && !ended; i++) ended = EmitOp(i);
-        if (!ended) HandOver(n, _pending);
+        if (!ended) HandOver(n, _pending, _written);
         foreach (var a in _outOfLine) a();
         return m;
     }
@@ -264,12 +268,12 @@ internal sealed unsafe class BlockCompiler
     }
 
     /// <summary>Registers and lazy flags back into the CpuState (before anything that can observe them).</summary>
-    private void Spill(int pending)
+    private void Spill(int pending, bool[] written)
     {
         for (int r = 0; r < 16; r++)
         {
             var l = _r[r];
-            if (l != null) StoreField(StateLayout.Regs + 8 * r, () => _il.Emit(OpCodes.Ldloc, l));
+            if (l != null && written[r]) StoreField(StateLayout.Regs + 8 * r, () => _il.Emit(OpCodes.Ldloc, l));
         }
         SpillFlags(pending);
     }
@@ -294,9 +298,9 @@ internal sealed unsafe class BlockCompiler
     }
 
     /// <summary>Leave the compiled code at op <paramref name="i"/>: the interpreter runs it and the rest of the block.</summary>
-    private void HandOver(int i, int pending)
+    private void HandOver(int i, int pending, bool[] written)
     {
-        Spill(pending);
+        Spill(pending, written);
         StoreCurOp(i);
         _il.Emit(OpCodes.Ldarg_0);
         PushPtr(OpAddr(i));
@@ -357,8 +361,9 @@ internal sealed unsafe class BlockCompiler
     private void StReg(int r, int log)
     {
         Truncate(log);
-        if (log >= 2) { _il.Emit(OpCodes.Stloc, _r[r]!); return; }
         int idx = log == 0 ? r >> 3 : r, sh = log == 0 ? 8 * (r & 7) : 0;
+        _written[idx] = true;
+        if (log >= 2) { _il.Emit(OpCodes.Stloc, _r[r]!); return; }
         ulong keep = ~((log == 0 ? 0xFFUL : 0xFFFFUL) << sh);
         if (sh != 0) { _il.Emit(OpCodes.Ldc_I4, sh); _il.Emit(OpCodes.Shl); }
         _il.Emit(OpCodes.Ldloc, _r[idx]!);
@@ -453,12 +458,13 @@ internal sealed unsafe class BlockCompiler
         _il.Emit(OpCodes.Stloc, _v);
         _il.MarkLabel(done);
         int pending = _pending;
+        bool[] written = (bool[])_written.Clone();
         _outOfLine.Add(() =>
         {
             // The interpreter's slow path (walk, translate, fill, may fault or service requests):
             // everything it can observe is written back, CurOp names the instruction.
             _il.MarkLabel(slow);
-            Spill(pending);
+            Spill(pending, written);
             StoreCurOp(i);
             _il.Emit(OpCodes.Ldarg_0);
             _il.Emit(OpCodes.Ldloc, _va);
@@ -496,10 +502,11 @@ internal sealed unsafe class BlockCompiler
             default: _il.Emit(OpCodes.Stind_I8); break;
         }
         int pending = _pending;
+        bool[] written = (bool[])_written.Clone();
         _outOfLine.Add(() =>
         {
             _il.MarkLabel(slow);
-            HandOver(i, pending);
+            HandOver(i, pending, written);
         });
     }
 
@@ -775,7 +782,7 @@ internal sealed unsafe class BlockCompiler
     /// <summary>Ends the block at control transfer op <paramref name="i"/>: RIP = the pushed target, then chain as the interpreter does.</summary>
     private void EmitTransfer(int i, Action target)
     {
-        Spill(_pending);
+        Spill(_pending, _written);
         StoreField(StateLayout.Rip, target);
         StoreCurOp(i);
         _il.Emit(OpCodes.Ldarg_0);
@@ -819,6 +826,7 @@ internal sealed unsafe class BlockCompiler
         Write(i, 3, () => _il.Emit(OpCodes.Ldc_I8, ret));
         _il.Emit(OpCodes.Ldloc, _va);
         _il.Emit(OpCodes.Stloc, _r[4]!);
+        _written[4] = true;
         EmitTransfer(i, () => _il.Emit(OpCodes.Ldc_I8, target));
     }
 
@@ -832,6 +840,7 @@ internal sealed unsafe class BlockCompiler
         _il.Emit(OpCodes.Ldc_I8, 8L + extra);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stloc, _r[4]!);
+        _written[4] = true;
         EmitTransfer(i, () => _il.Emit(OpCodes.Ldloc, _v));
     }
 }

@@ -152,6 +152,9 @@ public sealed class SoakLoop(SoakOptions options, TextWriter? log = null)
                 image, console, _ => backing.Memory))
             using (var hang = new CancellationTokenSource(options.HangTimeout))
             {
+                // As the runner does: the checker must see the vCPUs' pending flushes, or a TLB fill
+                // that raced a zap (and will be dropped by the flush) reads as a violation.
+                backing.Checker!.WatchVcpus(() => [.. vm.Links.OfType<VcpuLink>()]);
                 result = vm.Run(hang.Token);
                 // While the VM still holds the memory: the figures below are then final.
                 backing.StopBackground();

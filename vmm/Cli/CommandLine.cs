@@ -257,7 +257,8 @@ public static class CommandLine
         return null;
     }
 
-    private static CommandLineResult Fail(string error) => new(null, null, error);
+    // The error may quote what was typed: control characters in it are escaped, so it stays one line.
+    private static CommandLineResult Fail(string error) => new(null, null, OneLine.Escape(error));
 
     private static CommandLineResult HelpFor(IReadOnlyList<string> args)
     {

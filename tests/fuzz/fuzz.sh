@@ -63,11 +63,11 @@ for t in $targets; do
         exit 1
     fi
     stats="$out/findings/$t/default/fuzzer_stats"
-    stat() { sed -n "s/^$1 *: *//p" "$stats"; }
+    field() { sed -n "s/^$1 *: *//p" "$stats"; }
     crashes=$(find "$out/findings/$t/default/crashes" -name 'id*' -type f | sort)
     hangs=$(find "$out/findings/$t/default/hangs" -name 'id*' -type f | sort)
     line=$(printf '%-12s %10s execs %8s/s  corpus %5s  edges %5s  crashes %s  hangs %s' "$t" \
-        "$(stat execs_done)" "$(stat execs_per_sec)" "$(stat corpus_count)" "$(stat edges_found)" \
+        "$(field execs_done)" "$(field execs_per_sec)" "$(field corpus_count)" "$(field edges_found)" \
         "$(echo "$crashes" | grep -c . || true)" "$(echo "$hangs" | grep -c . || true)")
     summary="$summary$line\n"
     if [ -n "$crashes" ]; then

@@ -60,7 +60,7 @@ public sealed class VmRunner : BackgroundService
     }
 
     /// <summary>
-    /// Test seam: wraps the guest memory the VM runs on (to make the interpreter or a
+    /// Test seam: wraps the host-backed guest memory the VM runs on (to make the interpreter or a
     /// device fail where no guest can), so that the VMM's handling of its own failures
     /// is tested end to end.
     /// </summary>

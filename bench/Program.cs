@@ -3,7 +3,7 @@ using ToyVmm.Bench.Scenario;
 
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
-// `invalidate-latency [samples]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
+// `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")

@@ -94,7 +94,11 @@ public sealed partial class HostAddressSpace
         if (Unsafe.IsNullRef(ref e) || (e & Pte.PresentBit) == 0 || new Pte(e).Frame != f) return ReclaimUnmap.Gone;
         bool cached = _frames.Has(f, FrameFlags.SwapCache);
         int expected = 1 + (cached ? 1 : 0) + 1;   // mapping + swap cache + caller
-        if (_frames.RefCountOf(f) != expected) return ReclaimUnmap.Busy;
+        if (_frames.RefCountOf(f) != expected)
+        {
+            _host.Stats.Count(ref _host.Stats.ReclaimBusy);
+            return ReclaimUnmap.Busy;
+        }
         bool dirty = (e & Pte.DirtyBit) != 0 || _frames.Has(f, FrameFlags.Dirty);
         var swap = _host.Swap;
         ulong next;

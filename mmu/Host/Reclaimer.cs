@@ -96,8 +96,13 @@ internal sealed class Reclaimer
             }
             batch.Add(f);
         }
-        if (batch.Count == 0) return 0;
+        if (batch.Count == 0)
+        {
+            if (isolated.Count > 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
+            return 0;
+        }
         var outcome = FinishBatch(batch, isolated: true);
+        if (outcome.Freed == 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
         events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
         return outcome.Freed;
     }

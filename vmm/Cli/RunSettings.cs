@@ -97,14 +97,23 @@ public static class RunSettings
             "seed of every random choice of the run (default 1)",
             static (b, v) => Whole(v, ulong.MaxValue, n => b.Options.Seed = n)),
         new("--notifier-protocol", [], SettingKind.Value, "P",
-            "sequence (default, KVM's protocol) or broken-2008 (the 2008 race, for --check to catch)",
+            "sequence (default, KVM's protocol), broken-2008 (the 2008 race, for --check to catch), pin (no notifiers: mapped pages are pinned, reclaim cannot free them) or none (no notifiers, no pins: memory corruption)",
+            static (b, v) =>
+            {
+                if (!NotifierProtocols.TryParse(v, out var protocol))
+                    return $"'{v}' is not one of {string.Join(", ", NotifierProtocols.Names)}";
+                b.Options.Protocol = protocol;
+                return null;
+            }),
+        new("--mmu", [], SettingKind.Value, "M",
+            "the secondary MMU: ept (default: guest-physical to host, the guest walk stays in the vCPU) or shadow (guest-virtual to host through shadow page tables)",
             static (b, v) =>
             {
                 switch (v)
                 {
-                    case "sequence": b.Options.Protocol = NotifierProtocol.Sequence; return null;
-                    case "broken-2008": b.Options.Protocol = NotifierProtocol.Broken2008; return null;
-                    default: return $"'{v}' is not one of sequence, broken-2008";
+                    case "ept": b.Options.Mmu = ToyVmm.Vm.SecondaryMmuKind.Ept; return null;
+                    case "shadow": b.Options.Mmu = ToyVmm.Vm.SecondaryMmuKind.Shadow; return null;
+                    default: return $"'{v}' is not one of ept, shadow";
                 }
             }),
         new("--swap-file", [], SettingKind.Value, "PATH",

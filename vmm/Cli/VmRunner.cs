@@ -118,6 +118,7 @@ public sealed class VmRunner : BackgroundService
                     HostMemoryBytes: framePoolBytes,
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
+                    Mmu: o.Mmu,
                     Check: o.Check,
                     // The --pageout schedules, with --pageout-interval already among them.
                     PageOut: o.PageOut,
@@ -144,7 +145,7 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats)} ({ex.Message})");
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.PinnedFrames ?? 0)} ({ex.Message})");
             return ExitCodes.HostFailure;
         }
         catch (SwapFileException ex)
@@ -206,7 +207,7 @@ public sealed class VmRunner : BackgroundService
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure);
+            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.PinnedFrames ?? 0);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -220,6 +221,7 @@ public sealed class VmRunner : BackgroundService
                 WallSeconds = wall.Elapsed.TotalSeconds,
                 Settings = RunOutputs.Settings(o),
                 Host = backing is null ? null : RunOutputs.HostCountersOf(backing, snapshot),
+                Shadow = backing?.ShadowCounts is { } shadow ? [.. shadow.ByName()] : null,
                 Checker = backing?.Checker is { } ch
                     ? new CheckerFacts(true, ch.ViolationCount, ch.FirstViolation is { } first ? ViolationReport.Format(first) : null)
                     : CheckerFacts.Off,
@@ -235,7 +237,7 @@ public sealed class VmRunner : BackgroundService
     }
 
 
-    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console)
+    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console, long pinnedFrames)
     {
         string message = result.Message ?? result.Outcome.ToString();
         // The console failing ends the run, or spoils a normal end (the last flush failed).
@@ -260,7 +262,7 @@ public sealed class VmRunner : BackgroundService
                 Log.HostOutOfMemory(_logger, message);
                 return ExitCodes.HostOutOfMemory;
             case VmOutcome.HostFailure:
-                Log.HostFailure(_logger, $"{HostFailureCause.Describe(stats)} ({message})");
+                Log.HostFailure(_logger, $"{HostFailureCause.Describe(stats, pinnedFrames)} ({message})");
                 return ExitCodes.HostFailure;
             case VmOutcome.InvariantViolation:
                 Log.InvariantViolation(_logger, message);

@@ -4,6 +4,7 @@ using ToyVmm.Bench.Scenario;
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
+// `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
@@ -17,5 +18,7 @@ if (args.Length > 0 && args[0] == "host-latency")
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")
     return ToyVmm.Bench.Secondary.InvalidateLatencyProbe.Run(args[1..]);
+if (args.Length > 0 && args[0] == "grant-latency")
+    return ToyVmm.Bench.Grants.GrantLatencyProbe.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -31,8 +31,8 @@ public sealed class BackedGuestMemory(VmMemory memory, HostBackedMemory? host) :
 
 /// <summary>
 /// Every way the VMM can back guest RAM, listed in one place, so that whatever must
-/// run under each of them (the interpreter's fuzz target, tests) picks a new one up
-/// (the shadow MMU) by one more entry here.
+/// run under each of them (the interpreter's and the hypercalls' fuzz targets) picks a
+/// new one up: every <see cref="SecondaryMmuKind"/> is a mode.
 /// </summary>
 public static class MemoryModes
 {
@@ -40,14 +40,15 @@ public static class MemoryModes
     public static readonly MemoryMode Flat = new("flat", (ram, _, _) => new BackedGuestMemory(VmMemory.Flat(ram), null));
 
     /// <summary>
-    /// The EPT-like secondary MMU over the simulated host, with the invariant checker on
-    /// (a violation is recorded by the checker, for the caller to look at).
+    /// A secondary MMU over the simulated host, with the invariant checker on (a
+    /// violation is recorded by the checker, for the caller to look at).
     /// </summary>
-    public static readonly MemoryMode Ept = new("ept", (ram, vcpus, hostBytes) =>
+    public static MemoryMode HostBacked(SecondaryMmuKind kind) => new(kind.ToString().ToLowerInvariant(), (ram, vcpus, hostBytes) =>
     {
-        var host = new HostBackedMemory(ram, vcpus, new GuestMemoryConfig(HostMemoryBytes: hostBytes, Check: true));
+        var host = new HostBackedMemory(ram, vcpus, new GuestMemoryConfig(HostMemoryBytes: hostBytes, Check: true, Mmu: kind));
         return new BackedGuestMemory(host.Memory, host);
     });
 
-    public static readonly IReadOnlyList<MemoryMode> All = [Flat, Ept];
+    /// <summary>Flat memory, then one host-backed mode per <see cref="SecondaryMmuKind"/> (ept, shadow): a new kind is picked up here.</summary>
+    public static readonly IReadOnlyList<MemoryMode> All = [Flat, .. Enum.GetValues<SecondaryMmuKind>().Select(HostBacked)];
 }

@@ -71,6 +71,12 @@ public sealed unsafe partial class Vcpu : IDisposable
 
     /// <summary>Current privilege level (0 or 3).</summary>
     public int Cpl => _s->Cpl;
+    /// <summary>MXCSR (rounding control, masks and the sticky exception flags); bits 16-31 must be zero.</summary>
+    public uint Mxcsr
+    {
+        get => _s->Mxcsr;
+        set => _s->Mxcsr = (value & ~0xFFFFu) == 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), "MXCSR bits 16-31 are reserved");
+    }
 
     /// <summary>Model-specific register (the ones rdmsr/wrmsr implement); unknown ones read 0.</summary>
     public ulong GetMsr(uint msr) => ReadMsr(msr) ?? 0;

@@ -123,6 +123,8 @@ public static class DifferentialEngine
         ulong flagDiff = (native.Rflags ^ guest.Rflags) & flagMask;
         if (flagDiff != 0)
             sb.AppendLine($"  flags {MachineState.FlagsText(flagDiff)} differ: host {MachineState.FlagsText(native.Rflags & flagMask)}, interpreter {MachineState.FlagsText(guest.Rflags & flagMask)} (compared {MachineState.FlagsText(flagMask)})");
+        if (native.Mxcsr != guest.Mxcsr)
+            sb.AppendLine($"  mxcsr: host 0x{native.Mxcsr:x4}, interpreter 0x{guest.Mxcsr:x4}");
         for (int i = 0; i < 16; i++)
             if (native.Xmm[i] != guest.Xmm[i])
                 sb.AppendLine($"  xmm{i}: host 0x{native.Xmm[i]:x32}, interpreter 0x{guest.Xmm[i]:x32}");

@@ -2,6 +2,7 @@ using BenchmarkDotNet.Running;
 using ToyVmm.Bench.Scenario;
 
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
+// `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
 // `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
@@ -9,6 +10,8 @@ using ToyVmm.Bench.Scenario;
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "tiers")
+    return TierScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak")
     return ToyVmm.Bench.Soak.SoakCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "host-latency")

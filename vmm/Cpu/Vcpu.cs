@@ -46,6 +46,17 @@ public sealed unsafe partial class Vcpu : IDisposable
     /// <summary>Where port I/O and hypercalls exit to (the VM's devices).</summary>
     public IVmExitHandler Exits { get; }
 
+    /// <summary>
+    /// The translation tier, VM-wide (shared by the vCPUs of one guest memory): -1 interprets
+    /// only; 0 compiles every block at its first execution on the vCPU thread; N &gt; 0 compiles a
+    /// block on a background thread once it has been entered N times (vmm/Cpu/README.md).
+    /// Applies to blocks decoded after it is set.
+    /// </summary>
+    public int TierThreshold { get => _code.TierThreshold; set => _code.TierThreshold = value; }
+
+    /// <summary>The translation tier's counters (VM-wide).</summary>
+    public TierStats TierStats => _code.TierStats;
+
     internal CpuState* State => _s;
     internal CodeCache Code => _code;
 

@@ -64,6 +64,13 @@ public sealed class GuestMachine : IDisposable
     public ulong RegionBase { get; }
     public bool UserMode { get; }
     public FlatGuestMemory Memory => _memory;
+
+    /// <summary>The translation tier of the machine's vCPUs (<see cref="Vcpu.TierThreshold"/>); set before the first vCPU runs.</summary>
+    public int TierThreshold
+    {
+        get => CodeCache.For(_memory).TierThreshold;
+        set => CodeCache.For(_memory).TierThreshold = value;
+    }
     public TestExits Exits { get; } = new();
 
     /// <summary>Guest-physical address behind region offset <paramref name="offset"/> (pages in reverse order).</summary>

@@ -4,6 +4,7 @@
 #   make test     build everything and run every test
 #   make bench    run the scenario and micro benchmarks (see bench/RESULTS.md)
 #   make soak     every guest under every safe configuration for SOAK_SECONDS (300)
+#   make fuzz     coverage-guided fuzzing of every target for FUZZ_SECONDS (300) each
 # All are incremental: with nothing changed they do not start dotnet to build.
 
 DOTNET ?= dotnet
@@ -15,7 +16,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all guests vmm run test test-long bench soak clean FORCE
+.PHONY: all guests vmm run test test-long bench soak fuzz clean FORCE
 
 all: guests vmm
 
@@ -31,7 +32,7 @@ guests:
 STAMPS := out/stamps
 DOTNET_INPUTS := ToyVmm.sln Directory.Build.props Directory.Packages.props \
 	$(shell find vmm mmu tests bench \( -name bin -o -name obj -o -name TestResults \
-		-o -name BenchmarkDotNet.Artifacts -o -name '.*' \) -prune -o -type f ! -name '*.md' -print)
+		-o -name BenchmarkDotNet.Artifacts -o -name '.*' -o -path tests/fuzz \) -prune -o -type f ! -name '*.md' -print)
 PUBLISH_INPUTS := ToyVmm.sln Directory.Build.props Directory.Packages.props \
 	$(filter vmm/% mmu/%,$(DOTNET_INPUTS))
 $(shell mkdir -p $(STAMPS); echo '$(DOTNET_INPUTS)' | cmp -s - $(STAMPS)/inputs \
@@ -98,6 +99,16 @@ SOAK_SECONDS ?= 300
 SOAK_GUESTS ?=
 soak: all
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- soak $(SOAK_SECONDS) $(SOAK_GUESTS)
+
+# Coverage-guided fuzzing: AFL++ drives each target of the fuzz harness
+# (tests/ToyVmm.Fuzz, SharpFuzz-instrumented copies of the VMM's assemblies) for
+# FUZZ_SECONDS each, from the seed corpus tests/fuzz/corpus/TARGET; installs AFL++
+# and the instrumenter when missing, fails on any crash (tests/fuzz/fuzz.sh).
+# FUZZ_TARGETS narrows it to some targets (elf interpreter hypercall cli).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?=
+fuzz: all
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS='$(FUZZ_TARGETS)' CONFIG=$(CONFIG) DOTNET=$(DOTNET) tests/fuzz/fuzz.sh
 
 clean:
 	$(MAKE) -C guest clean

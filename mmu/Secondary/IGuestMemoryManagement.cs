@@ -7,8 +7,10 @@ namespace ToyVmm.Mmu.Secondary;
 /// </summary>
 /// <remarks>
 /// Every range is checked once, by <see cref="GuestRange.Check"/>, the same way
-/// for every implementation (GUEST-ABI.md: page-aligned and inside guest RAM,
-/// else <see cref="GuestRange.Invalid"/>).
+/// for every implementation (page-aligned and inside guest RAM, else
+/// <see cref="GuestRange.Invalid"/>). The stricter rule a guest's hypercall keeps
+/// (GUEST-ABI.md: not empty, and never the VMM's reserved top) is the devices'
+/// (<c>VmDevices</c>): the VMM itself may page out any part of RAM.
 /// </remarks>
 public interface IGuestMemoryManagement
 {

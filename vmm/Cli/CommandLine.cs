@@ -39,6 +39,11 @@ public static class CommandLine
     private static readonly Argument<string[]> GuestArgument;
     private static readonly Dictionary<Option, RunSetting> SettingOf = [];
 
+    // No response files: System.CommandLine would read "@NAME" as a file of further
+    // arguments, so a guest named @g.elf, "@." (a folder) or "@/dev/zero" would be read
+    // as arguments (or for ever) instead of being refused in one line. Found by fuzzing.
+    private static readonly ParserConfiguration Parsing = new() { ResponseFileTokenReplacer = null };
+
     static CommandLine()
     {
         GuestArgument = new Argument<string[]>("GUEST.elf")
@@ -109,7 +114,7 @@ public static class CommandLine
         if (FlagWithValue(args) is string flag)
             return Fail($"{flag} takes no value");
 
-        var result = Root.Parse(args);
+        var result = Root.Parse(args, Parsing);
         if (result.Action is HelpAction)
             return HelpFor(args);
         if (DescribeError(result) is string error)
@@ -266,11 +271,12 @@ public static class CommandLine
         return null;
     }
 
-    private static CommandLineResult Fail(string error) => new(null, null, error);
+    // The error may quote what was typed: control characters in it are escaped, so it stays one line.
+    private static CommandLineResult Fail(string error) => new(null, null, OneLine.Escape(error));
 
     private static CommandLineResult HelpFor(IReadOnlyList<string> args)
     {
-        var result = Root.Parse(args);
+        var result = Root.Parse(args, Parsing);
         var output = new StringWriter();
         result.Invoke(new InvocationConfiguration { Output = output, Error = output });
         string text = output.ToString().TrimEnd();
@@ -278,7 +284,7 @@ public static class CommandLine
         {
             // Top-level help lists every option too: one page answers "what can run do".
             var runHelp = new StringWriter();
-            Root.Parse(["run", "--help"]).Invoke(new InvocationConfiguration { Output = runHelp, Error = runHelp });
+            Root.Parse(["run", "--help"], Parsing).Invoke(new InvocationConfiguration { Output = runHelp, Error = runHelp });
             text += "\n\n" + runHelp.ToString().TrimEnd();
         }
         return new(null, text + "\n\n" + HelpText.Epilogue, null) { Help = true };

@@ -46,15 +46,22 @@ public static class RunConfiguration
         }
         if (file != null)
         {
+            // Not a FIFO (opening it would block) nor a device (/dev/zero never ends): a regular file of bounded size.
+            string notRegular = $"{fileLabel}: is not a regular file (a pipe, FIFO, socket or device)";
+            if (GuestFileCheck.NotRegular(file) is not null) return notRegular;
             byte[] bytes;
             try
             {
-                bytes = File.ReadAllBytes(file);
+                bytes = ReadBounded(file);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
                 return $"{fileLabel}: cannot read the file: {ex.Message}";
             }
+            if (bytes.Length > MaxFileBytes)
+                // A device such as /dev/zero seeks like a file but says it holds nothing.
+                return new FileInfo(file).Length <= MaxFileBytes ? notRegular
+                    : $"{fileLabel}: the file is larger than {MaxFileBytes / 1024} KiB, more than any configuration needs";
             builder.Options.ConfigPath = file;
             string label = fileLabel!;
             // The JSON provider reading a stream: the file is read above, so a missing or
@@ -131,6 +138,19 @@ public static class RunConfiguration
             builder.SetSource(setting, label(key));
         }
         return null;
+    }
+
+    /// <summary>The largest config file read; a settings file is a few hundred bytes.</summary>
+    public const int MaxFileBytes = 1 << 20;
+
+    /// <summary>At most <see cref="MaxFileBytes"/> + 1 bytes of the file, so a larger one is seen without reading it all.</summary>
+    private static byte[] ReadBounded(string file)
+    {
+        using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+        var buffer = new byte[MaxFileBytes + 1];
+        int got = 0, n;
+        while (got < buffer.Length && (n = stream.Read(buffer, got, buffer.Length - got)) > 0) got += n;
+        return buffer[..got];
     }
 
     private static string OneLine(Exception ex)

@@ -15,7 +15,9 @@ public sealed record RunOptionsFailure(string? Setting, string Problem, bool Sen
     /// from the command line, <c>toyvmm.json: memory: 3M is outside 4M..64G</c> when
     /// <paramref name="sources"/> says it came from a config file or variable.
     /// </summary>
-    public string Describe(IReadOnlyDictionary<string, string>? sources = null)
+    public string Describe(IReadOnlyDictionary<string, string>? sources = null) => OneLine.Escape(DescribeRaw(sources));
+
+    private string DescribeRaw(IReadOnlyDictionary<string, string>? sources)
     {
         if (Setting != null && sources != null && sources.TryGetValue(Setting, out string? source))
             return $"{source}: {Problem}";

@@ -59,6 +59,13 @@ public sealed class VmRunner : BackgroundService
         }
     }
 
+    /// <summary>
+    /// Test seam: wraps the host-backed guest memory the VM runs on (to make the interpreter or a
+    /// device fail where no guest can), so that the VMM's handling of its own failures
+    /// is tested end to end.
+    /// </summary>
+    internal Func<VmMemory, VmMemory>? WrapMemory { get; init; }
+
     /// <summary>Loads and runs the guest; returns the process exit status.</summary>
     public int RunVm(CancellationToken stoppingToken)
     {
@@ -125,7 +132,7 @@ public sealed class VmRunner : BackgroundService
             // This thread writes the guest image and the boot tables: its faults get a named track.
             (backing?.Measurements ?? flatHub)!.BindCurrentThread("VMM");
             vm = VirtualMachine.Create(config, image, _console.Stream,
-                backing is null ? null : _ => backing.Memory, logger: _logger, measurements: backing?.Measurements ?? flatHub);
+                backing is null ? null : _ => WrapMemory?.Invoke(backing.Memory) ?? backing.Memory, logger: _logger, measurements: backing?.Measurements ?? flatHub);
         }
         catch (OutOfMemoryException)
         {
@@ -171,6 +178,14 @@ public sealed class VmRunner : BackgroundService
             flatHub?.Dispose();
             Log.CannotBuild(_logger, ex.Message);
             return ExitCodes.Usage;
+        }
+        catch
+        {
+            // Anything else is a bug, reported by ExecuteAsync as an internal error: the
+            // host's threads and its swap file must not outlive the attempt.
+            backing?.Dispose();
+            flatHub?.Dispose();
+            throw;
         }
 
         using (backing)

@@ -29,6 +29,11 @@ public enum VcpuExitKind
     VmError,
     /// <summary>The host could not back guest memory (no frame to reclaim, a swap I/O error): not the guest's fault.</summary>
     HostFailure,
+    /// <summary>
+    /// The interpreter or a device threw an exception it should not have: a bug of the
+    /// VMM, not the guest's doing. The VM ends as an internal error (exit status 1).
+    /// </summary>
+    InternalError,
 }
 
 /// <summary>The result of <see cref="Vcpu.Run"/>; <see cref="Message"/> is one clear line for VmError.</summary>

@@ -52,10 +52,11 @@ public sealed unsafe partial class Vcpu
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
-                    // A bug in an instruction must not take the VMM down with it.
+                    // A bug in an instruction or a device must not take the VMM down with it,
+                    // nor be blamed on the guest: the VM ends as an internal error.
                     ulong rip = CurrentRip;
                     s->CurOp = null;
-                    return new VcpuExit(VcpuExitKind.VmError, $"internal interpreter error at RIP 0x{rip:x}: {e.GetType().Name}: {e.Message}");
+                    return new VcpuExit(VcpuExitKind.InternalError, $"internal interpreter error at RIP 0x{rip:x}: {e.GetType().Name}: {e.Message}");
                 }
                 if (Link.HasRequests) ServiceRequests(atBoundary: true);
             }

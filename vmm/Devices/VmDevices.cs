@@ -84,9 +84,10 @@ public sealed class VmDevices : IVmExitHandler
         ulong number = vcpu.GetGpr(Gpr.Rax);
         long result = number switch
         {
-            // RBX start, RCX bytes; the range is checked once, by the management side.
-            HypercallPageOut => _memory.PageOut(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
-            HypercallDiscard => _memory.Discard(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
+            // RBX start, RCX bytes, held to the guest's own part of RAM here (GUEST-ABI.md);
+            // the management side checks only that the range is inside RAM.
+            HypercallPageOut => IsGuestRange(vcpu) ? _memory.PageOut(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)) : BadRangeResult,
+            HypercallDiscard => IsGuestRange(vcpu) ? _memory.Discard(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)) : BadRangeResult,
             HypercallPhase => Phase(vcpu),
             // GUEST-ABI 1.1 grants: RBX, RCX, RDX as the ABI's table gives them.
             HypercallGrantMake when _grants is not null => _grants.Make(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx), vcpu.GetGpr(Gpr.Rdx)),
@@ -96,6 +97,19 @@ public sealed class VmDevices : IVmExitHandler
             _ => Unknown(),
         };
         vcpu.SetGpr(Gpr.Rax, unchecked((ulong)result));
+    }
+
+    /// <summary>
+    /// The range rule of PAGEOUT and DISCARD (GUEST-ABI.md): [RBX, RBX + RCX) page-aligned,
+    /// not empty, not wrapping, inside the guest's own part of RAM: never the VMM's
+    /// reserved top, where the page tables and the vCPU stacks live.
+    /// </summary>
+    private bool IsGuestRange(Vcpu vcpu)
+    {
+        ulong ram = _memory.RamBytes;
+        ulong own = ram > ReservedTopBytes ? ram - ReservedTopBytes : 0;
+        ulong bytes = vcpu.GetGpr(Gpr.Rcx);
+        return bytes != 0 && GuestRange.Check(new Gpa(vcpu.GetGpr(Gpr.Rbx)), bytes, own);
     }
 
     private long Unknown()

@@ -179,6 +179,9 @@ public sealed class VirtualMachine : IDisposable
                 case VcpuExitKind.HostFailure:
                     Finish(new VmResult(VmOutcome.HostFailure, 0, $"vCPU {index}: {exit.Message ?? "host failure"}", 0));
                     break;
+                case VcpuExitKind.InternalError:
+                    Finish(new VmResult(VmOutcome.InternalError, 0, $"vCPU {index}: {exit.Message ?? "internal error"}", 0));
+                    break;
                 default:
                     Finish(new VmResult(VmOutcome.InternalError, 0, $"vCPU {index}: unknown exit {exit.Kind}", 0));
                     break;

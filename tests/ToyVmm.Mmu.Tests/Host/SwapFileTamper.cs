@@ -19,9 +19,30 @@ internal static partial class SwapFileTamper
         RandomAccess.Write(h, (ReadOnlySpan<byte>)b, offset);
     }
 
-    public static void Truncate(string path)
+    public static void Truncate(string path, long length = 0)
     {
-        if (TruncateFile(path, 0) != 0) throw new IOException($"truncate {path} failed: errno {Marshal.GetLastPInvokeError()}");
+        if (TruncateFile(path, length) != 0) throw new IOException($"truncate {path} failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    /// <summary>Copies <paramref name="count"/> bytes from one offset of the file to another (one swap slot over another).</summary>
+    public static void Copy(string path, long from, long to, int count)
+    {
+        using var h = OpenRaw(path);
+        var b = new byte[count];
+        RandomAccess.Read(h, b, from);
+        RandomAccess.Write(h, (ReadOnlySpan<byte>)b, to);
+    }
+
+    /// <summary>Exchanges <paramref name="count"/> bytes at two offsets of the file (two swap slots trade places).</summary>
+    public static void Exchange(string path, long first, long second, int count)
+    {
+        using var h = OpenRaw(path);
+        var x = new byte[count];
+        var y = new byte[count];
+        RandomAccess.Read(h, x, first);
+        RandomAccess.Read(h, y, second);
+        RandomAccess.Write(h, (ReadOnlySpan<byte>)y, first);
+        RandomAccess.Write(h, (ReadOnlySpan<byte>)x, second);
     }
 
     private static SafeFileHandle OpenRaw(string path)

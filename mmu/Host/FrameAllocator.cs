@@ -35,7 +35,7 @@ internal sealed class FrameAllocator
     private readonly FramePool _frames;
     private readonly HostMemory _host;
     private readonly Lock _lock = new();
-    private readonly uint[] _free;      // stack of free frames; guarded by _lock
+    private uint _freeHead;             // top of the stack of free frames, linked through FrameMeta.LruNext (a free frame is on no LRU); guarded by _lock
     private int _freeCount;             // guarded by _lock; read lock-free for watermark checks
     private long _frees;                // frames freed ever (interlocked); progress marker for out-of-memory decisions
     private readonly Marks _initialMarks;
@@ -49,9 +49,10 @@ internal sealed class FrameAllocator
         _frames = frames;
         _host = host;
         _initialMarks = _marks = new Marks(min, low, high);
-        _free = new uint[frames.Count];
-        // Hand out low frames first (stack: push high ones first).
-        for (int i = frames.Count - 1; i >= 0; i--) _free[_freeCount++] = (uint)i;
+        // Hand out low frames first (stack: push high ones first). The stack is linked
+        // through the frames' own metadata, so it costs no memory per frame.
+        _freeHead = FrameMeta.NoFrame;
+        for (int i = frames.Count - 1; i >= 0; i--) PushLocked((uint)i);
         int floor = MinFramesInService;
         while (floor < frames.Count && floor < MinFramesInService + ScaledMarks(floor).High) floor++;
         _floor = floor;
@@ -100,7 +101,7 @@ internal sealed class FrameAllocator
             target = current - granted;
             Volatile.Write(ref _marks, ScaledMarks(target));
             now = Math.Min(granted, _freeCount);
-            for (int i = 0; i < now; i++) RetireLocked(_free[--_freeCount]);
+            for (int i = 0; i < now; i++) RetireLocked(PopLocked());
             _retireDebt += granted - now;
             debt = _retireDebt;
         }
@@ -173,12 +174,30 @@ internal sealed class FrameAllocator
         return HostFaultStatus.Ok;
     }
 
+    private void PushLocked(uint frame)
+    {
+        _frames.Meta(frame).LruNext = _freeHead;
+        _freeHead = frame;
+        _freeCount++;
+    }
+
+    private uint PopLocked()
+    {
+        Debug.Assert(_freeCount > 0 && _freeHead != FrameMeta.NoFrame, "the free stack is not empty");
+        uint frame = _freeHead;
+        ref FrameMeta m = ref _frames.Meta(frame);
+        _freeHead = m.LruNext;
+        m.LruNext = FrameMeta.NoFrame;
+        _freeCount--;
+        return frame;
+    }
+
     private bool TryPop(out uint frame)
     {
         lock (_lock)
         {
             if (_freeCount == 0) { frame = FrameMeta.NoFrame; return false; }
-            frame = _free[--_freeCount];
+            frame = PopLocked();
             return true;
         }
     }
@@ -207,9 +226,9 @@ internal sealed class FrameAllocator
             }
             else
             {
-                Debug.Assert(_freeCount < _free.Length, "no frame is freed twice");
+                Debug.Assert(_freeCount < _frames.Count, "no frame is freed twice");
                 Volatile.Write(ref m.Flags, (int)FrameFlags.Free);
-                _free[_freeCount++] = frame;
+                PushLocked(frame);
             }
         }
         Interlocked.Increment(ref _frees);

@@ -10,6 +10,8 @@ public sealed class HostStats
     public long CleanPagesDropped;
     public long ZeroPagesDiscarded;
     public long SwapWriteErrors;
+    /// <summary>Swap writes that failed because the swap file's filesystem is full (also counted in <see cref="SwapWriteErrors"/>).</summary>
+    public long SwapOutOfSpace;
     public long SwapReadErrors;
     public long SwapChecksumErrors;
     public long SwapFull;

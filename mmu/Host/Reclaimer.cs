@@ -226,6 +226,7 @@ internal sealed class Reclaimer
                 // Nothing is lost: the frames stay in the swap cache, dirty, and are found there by faults.
                 foreach (uint f in frames) { _frames.Set(f, FrameFlags.Dirty); failed.Add(f); }
                 outcome.Failed += n;
+                if (e.OutOfSpace) _host.Stats.Count(ref _host.Stats.SwapOutOfSpace);
                 _host.Stats.Error(ref _host.Stats.SwapWriteErrors, e.Message);
             }
             i += n;

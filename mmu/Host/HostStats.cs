@@ -17,6 +17,10 @@ public sealed class HostStats
     public long SwapFull;
     public long ReclaimScanned;
     public long ReclaimFreed;
+    /// <summary>Invalidations reclaim ran: one per run of nearby pages, not one per page.</summary>
+    public long ReclaimRuns;
+    /// <summary>Mapped frames reclaim left alone without invalidating them: someone held a reference (or, in a pinning mode, a pin).</summary>
+    public long ReclaimSkippedBusy;
     public long DirectReclaims;
     public long BackgroundReclaimWakeups;
     public long Invalidations;

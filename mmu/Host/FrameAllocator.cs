@@ -208,6 +208,23 @@ internal sealed class FrameAllocator
     /// </summary>
     public void Free(uint frame)
     {
+        Prepare(frame);
+        lock (_lock) FreeLocked(frame);
+        Interlocked.Increment(ref _frees);
+    }
+
+    /// <summary><see cref="Free"/> for a batch (reclaim's), under one hold of the lock.</summary>
+    public void FreeMany(ReadOnlySpan<uint> frames)
+    {
+        if (frames.IsEmpty) return;
+        foreach (uint f in frames) Prepare(f);
+        lock (_lock)
+            foreach (uint f in frames) FreeLocked(f);
+        Interlocked.Add(ref _frees, frames.Length);
+    }
+
+    private void Prepare(uint frame)
+    {
         ref FrameMeta m = ref _frames.Meta(frame);
         Debug.Assert(m.RefCount == 0, "freed frames have no references");
         Debug.Assert(m.MapCount == 0, "freed frames are unmapped");
@@ -215,22 +232,23 @@ internal sealed class FrameAllocator
             "freed frames are off the LRU, out of the swap cache and unlocked");
         m.Owner = 0;
         m.SwapSlot = FrameMeta.NoSlot;
-        lock (_lock)
+    }
+
+    private void FreeLocked(uint frame)
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the allocator lock is held");
+        // Keep min frames listed while a debt is paid, so that an allocating thread's
+        // direct reclaim is bounded as usual and the reclaimer pays the bulk of it.
+        if (_retireDebt > 0 && _freeCount >= _marks.Min)
         {
-            // Keep min frames listed while a debt is paid, so that an allocating thread's
-            // direct reclaim is bounded as usual and the reclaimer pays the bulk of it.
-            if (_retireDebt > 0 && _freeCount >= _marks.Min)
-            {
-                _retireDebt--;
-                RetireLocked(frame);
-            }
-            else
-            {
-                Debug.Assert(_freeCount < _frames.Count, "no frame is freed twice");
-                Volatile.Write(ref m.Flags, (int)FrameFlags.Free);
-                PushLocked(frame);
-            }
+            _retireDebt--;
+            RetireLocked(frame);
         }
-        Interlocked.Increment(ref _frees);
+        else
+        {
+            Debug.Assert(_freeCount < _frames.Count, "no frame is freed twice");
+            Volatile.Write(ref _frames.Meta(frame).Flags, (int)FrameFlags.Free);
+            PushLocked(frame);
+        }
     }
 }

@@ -31,6 +31,8 @@ internal sealed class Reclaimer
     [ThreadStatic] private static List<(uint Slot, uint Frame)>? t_writes;
     [ThreadStatic] private static HashSet<uint>? t_failed;
     [ThreadStatic] private static HashSet<uint>? t_written;
+    [ThreadStatic] private static List<uint>? t_toFree;
+    [ThreadStatic] private static List<uint>? t_scratchFrames;
 
     public Reclaimer(HostMemory host)
     {
@@ -185,6 +187,8 @@ internal sealed class Reclaimer
         var writes = t_writes ??= new List<(uint, uint)>();
         var failed = t_failed ??= new HashSet<uint>();
         var written = t_written ??= new HashSet<uint>();
+        var toFree = t_toFree ??= new List<uint>();
+        toFree.Clear();
         writes.Clear();
         failed.Clear();
         written.Clear();
@@ -211,7 +215,7 @@ internal sealed class Reclaimer
             _frames.UnlockPage(f);
             if (free)
             {
-                if (isolated) _host.Lru.EndIsolation(f);
+                toFree.Add(f);   // freed together below
                 outcome.Freed++;
                 if (!wasWritten)
                 {
@@ -220,10 +224,15 @@ internal sealed class Reclaimer
                 }
             }
             else if (!failed.Contains(f) && !wasWritten) outcome.Kept++;
-            if (!free && isolated)
+            if (free) continue;
+            if (isolated)
                 _host.Lru.Putback(f, active: failed.Contains(f) || _frames.Has(f, FrameFlags.Referenced));
             _host.PutPage(f);
         }
+        var freeing = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(toFree);
+        if (isolated) _host.Lru.EndIsolation(freeing);
+        _host.PutPages(freeing, t_scratchFrames ??= new List<uint>());
+        toFree.Clear();
         _host.Stats.Count(ref _host.Stats.ReclaimFreed, outcome.Freed);
         batch.Clear();
         return outcome;

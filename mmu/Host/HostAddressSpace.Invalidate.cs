@@ -27,7 +27,8 @@ namespace ToyVmm.Mmu.Host;
 // How start and end reach the subscribers is the registry's protocol
 // (Notifiers.Protocol): the sequence protocol calls their start and end; the
 // teaching protocol broken-2008 says nothing at start and calls
-// invalidate_page per page at end, after the PTEs changed.
+// invalidate_page per page at end, after the PTEs changed; pin and none (the
+// hosts before notifiers) tell nobody of reclaim and page-out.
 
 public sealed partial class HostAddressSpace
 {
@@ -71,14 +72,16 @@ public sealed partial class HostAddressSpace
     {
         AssertLocked();
         if (kind == InvalidateEvent.Release || Notifiers.IsEmpty) return;
-        Notifiers.InvalidateRangeEnd(new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
+        var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
         {
             Cause = _invalidationCause,
             StartTicks = _invalidationStarted,
-        });
+        };
+        Notifiers.InvalidateRangeEnd(range);
         // Under a protocol whose subscribers hear no range (broken-2008: pages, after the
-        // fact), no notifier start or end carries the cause to a subscriber: the host records it.
-        if (!Notifiers.Protocol.SubscribersHearRanges)
+        // fact; pin and none: nothing), no notifier start or end carries the cause to a
+        // subscriber: the host records it.
+        if (!Notifiers.Protocol.SubscribersHear(range))
             _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
     }
 

@@ -118,13 +118,13 @@ public sealed partial class HostAddressSpace
     /// judged before its invalidation: a frame someone holds a short-lived reference to
     /// (get_user_pages in flight) would only come back Busy after a wasted zap and
     /// shootdown. A notifier mode that pins frames for its secondary MMU adds its test
-    /// here, and counts what it skips as <see cref="HostStats.ReclaimSkippedBusy"/>.
+    /// here; what it skips counts as <see cref="HostStats.ReclaimBusy"/>.
     /// </summary>
     private bool Reclaimable(uint f)
     {
         int expected = 1 + (_frames.Has(f, FrameFlags.SwapCache) ? 1 : 0) + 1;   // mapping + swap cache + reclaim's
         if (_frames.RefCountOf(f) == expected) return true;
-        _host.Stats.Count(ref _host.Stats.ReclaimSkippedBusy);
+        _host.Stats.Count(ref _host.Stats.ReclaimBusy);
         return false;
     }
 
@@ -164,7 +164,11 @@ public sealed partial class HostAddressSpace
         if (Unsafe.IsNullRef(ref e) || (e & Pte.PresentBit) == 0 || new Pte(e).Frame != f) return ReclaimUnmap.Gone;
         bool cached = _frames.Has(f, FrameFlags.SwapCache);
         int expected = 1 + (cached ? 1 : 0) + 1;   // mapping + swap cache + caller
-        if (_frames.RefCountOf(f) != expected) return ReclaimUnmap.Busy;
+        if (_frames.RefCountOf(f) != expected)
+        {
+            _host.Stats.Count(ref _host.Stats.ReclaimBusy);
+            return ReclaimUnmap.Busy;
+        }
         bool dirty = (e & Pte.DirtyBit) != 0 || _frames.Has(f, FrameFlags.Dirty);
         var swap = _host.Swap;
         ulong next;

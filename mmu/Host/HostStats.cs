@@ -17,10 +17,12 @@ public sealed class HostStats
     public long SwapFull;
     public long ReclaimScanned;
     public long ReclaimFreed;
+    /// <summary>Pages reclaim or a page-out could not unmap because someone else held a reference (a secondary MMU's pin, a fault in flight).</summary>
+    public long ReclaimBusy;
+    /// <summary>Reclaim passes that took pages off the LRU and freed none of them.</summary>
+    public long ReclaimScansFailed;
     /// <summary>Invalidations reclaim ran: one per run of nearby pages, not one per page.</summary>
     public long ReclaimRuns;
-    /// <summary>Mapped frames reclaim left alone without invalidating them: someone held a reference (or, in a pinning mode, a pin).</summary>
-    public long ReclaimSkippedBusy;
     public long DirectReclaims;
     public long BackgroundReclaimWakeups;
     public long Invalidations;
@@ -42,7 +44,7 @@ public sealed class HostStats
 
     public override string ToString() =>
         $"zero-fill {ZeroFillFaults}, swap-in {SwapInsFromFile}, swap-cache hits {SwapCacheHits}, written {PagesWrittenToSwap}, " +
-        $"clean dropped {CleanPagesDropped}, zero discarded {ZeroPagesDiscarded}, scanned {ReclaimScanned}, freed {ReclaimFreed}, " +
+        $"clean dropped {CleanPagesDropped}, zero discarded {ZeroPagesDiscarded}, scanned {ReclaimScanned}, freed {ReclaimFreed}, busy {ReclaimBusy}, failed scans {ReclaimScansFailed}, " +
         $"direct {DirectReclaims}, invalidations {Invalidations}, write errors {SwapWriteErrors}, read errors {SwapReadErrors}, " +
         $"checksum errors {SwapChecksumErrors}, swap full {SwapFull}, oom {OutOfMemory}";
 }

@@ -91,8 +91,13 @@ internal sealed class Reclaimer
             else batch.Add(f);
         }
         if (mapped.Count > 0) UnmapMapped(mapped, checkYoung: priority == 0, mayBlock, batch);
-        if (batch.Count == 0) return 0;
+        if (batch.Count == 0)
+        {
+            if (isolated.Count > 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
+            return 0;
+        }
         var outcome = FinishBatch(batch, isolated: true);
+        if (outcome.Freed == 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
         events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
         return outcome.Freed;
     }

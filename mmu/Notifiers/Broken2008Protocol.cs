@@ -24,7 +24,10 @@ public sealed class Broken2008Protocol : INotifierProtocol
 
     private Broken2008Protocol() { }
 
-    public bool SubscribersHearRanges => false;
+    public bool SubscribersHear(in InvalidateRange range) => false;
+
+    /// <summary>The 2008 patches had the young callbacks from the start.</summary>
+    public bool SubscribersHearAging => true;
 
     public NotifierProtocol Kind => NotifierProtocol.Broken2008;
 
@@ -43,4 +46,13 @@ public sealed class Broken2008Protocol : INotifierProtocol
     public bool FaultShouldWait(InvalidateSequence sequence, ulong gfn) => false;
 
     public bool FaultMustRetryLocked(InvalidateSequence sequence, ulong gfn, long sequenceAtStart) => false;
+
+    /// <summary>Like the range protocol, the entry holds no reference (which is what makes the race a use-after-free).</summary>
+    public int FaultInstalled(IUserPageReferences pages, Hfn frame, PageRelease how, bool newMapping)
+    {
+        pages.PutUserPage(frame, how);
+        return 0;
+    }
+
+    public int MappingDropped(IUserPageReferences pages, Hfn frame) => 0;
 }

@@ -132,6 +132,7 @@ public sealed class MmuNotifierRegistry
 
     public bool ClearFlushYoung(Hva start, Hva end)
     {
+        if (!Volatile.Read(ref _protocol).SubscribersHearAging) return false;   // a host without notifiers has nobody to ask
         var snap = Pin();
         try
         {
@@ -144,6 +145,7 @@ public sealed class MmuNotifierRegistry
 
     public bool ClearYoung(Hva start, Hva end)
     {
+        if (!Volatile.Read(ref _protocol).SubscribersHearAging) return false;   // a host without notifiers has nobody to ask
         var snap = Pin();
         try
         {
@@ -156,6 +158,7 @@ public sealed class MmuNotifierRegistry
 
     public bool TestYoung(Hva address)
     {
+        if (!Volatile.Read(ref _protocol).SubscribersHearAging) return false;   // a host without notifiers has nobody to ask
         var snap = Pin();
         try
         {

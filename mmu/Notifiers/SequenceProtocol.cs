@@ -12,7 +12,9 @@ public sealed class SequenceProtocol : INotifierProtocol
 
     private SequenceProtocol() { }
 
-    public bool SubscribersHearRanges => true;
+    public bool SubscribersHear(in InvalidateRange range) => true;
+
+    public bool SubscribersHearAging => true;
 
     public NotifierProtocol Kind => NotifierProtocol.Sequence;
 
@@ -42,4 +44,13 @@ public sealed class SequenceProtocol : INotifierProtocol
 
     public bool FaultMustRetryLocked(InvalidateSequence sequence, ulong gfn, long sequenceAtStart) =>
         sequence.FaultMustRetryLocked(gfn, sequenceAtStart);
+
+    /// <summary>The entry holds no reference: the notifiers tell it before the host lets the frame go.</summary>
+    public int FaultInstalled(IUserPageReferences pages, Hfn frame, PageRelease how, bool newMapping)
+    {
+        pages.PutUserPage(frame, how);
+        return 0;
+    }
+
+    public int MappingDropped(IUserPageReferences pages, Hfn frame) => 0;
 }

@@ -91,6 +91,7 @@ public sealed unsafe partial class EptMmu
             // The page was written through the secondary MMU: the host must not drop it as clean.
             if (old.IsDirty) mmu._host.SetPageDirty(old.Frame);
             mmu.Checker?.OnZap(mmu._host, new ZappedEntry(Gpa.FromPageNumber(gfn), old.Frame, old.Vcpus));
+            mmu.DropMappingLocked(old);   // a pin, if the protocol keeps one, goes back
             Holders |= old.Vcpus | EptEntry.Read;   // Read: something was zapped
         }
     }

@@ -27,7 +27,8 @@ namespace ToyVmm.Mmu.Secondary;
 //   if a range in progress covers gfn          lock; seq++; remove r; unlock
 //      or seq != seq0:
 //       unlock; PutUserPage(unused); retry
-//   install entry; unlock; PutUserPage
+//   install entry; the protocol gives the reference back (or, under
+//   pin, keeps it until the entry is zapped); unlock
 //
 // Whatever the interleaving, a frame found by GetUserPage before or during an
 // invalidation is never installed: either the fault's locked re-check sees
@@ -53,6 +54,7 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     private readonly SlotRangeWalker _walker;
     private VcpuLink[] _vcpus = [];            // replaced under _mmuLock, read lock-free
     private ShootdownCounts _shootdowns;       // guarded by _mmuLock; read racily for reports
+    private long _pinned;                      // page references the entries hold (interlocked; the protocol decides)
     private bool _registered;
 
     /// <summary>
@@ -78,6 +80,12 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
     public SlotTable Slots => _slots;
     /// <summary>The host address space behind the slots (for the invariant checker).</summary>
     public IHostMemory Host => _host;
+
+    /// <summary>
+    /// Host frames the entries hold a page reference on now, so the host cannot free them:
+    /// every mapped page under a protocol whose mappings pin (<see cref="NotifierProtocol.Pin"/>), else 0.
+    /// </summary>
+    public long PinnedFrames => Interlocked.Read(ref _pinned);
 
     /// <summary>How the vCPU flushes of TLB shootdowns were completed so far (a racy snapshot).</summary>
     public ShootdownCounts Shootdowns => _shootdowns;
@@ -160,17 +168,21 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
                     }
                     var entry = _ept.Lookup(gfn);
                     ulong used = EptEntry.Accessed | (write ? EptEntry.Dirty : 0) | EptEntry.VcpuBit(vcpu.Index);
-                    if (!entry.IsPresent || entry.Frame != frame || (write && !entry.IsWritable))
+                    bool same = entry.IsPresent && entry.Frame == frame;
+                    if (!same || (write && !entry.IsWritable))
                     {
-                        bool same = entry.IsPresent && entry.Frame == frame;
                         var fresh = EptEntry.Make(frame, writable: write || (same && entry.IsWritable), executable: true)
                             .With(used | (same ? entry.Raw & (EptEntry.VcpuMask | EptEntry.Dirty) : 0));
                         Checker?.OnInstall(_host, gpa.PageBase, hva, frame);
                         _ept.SetLocked(gfn, fresh);
+                        // An entry of another frame is replaced: whatever it held goes with it.
+                        if (entry.IsPresent && !same) DropMappingLocked(entry);
                     }
                     else _ept.SetLocked(gfn, entry.With(used));
+                    // The fault's reference: given back, or kept by the entry as a pin (the protocol's
+                    // choice). Under the lock: a zap right after the unlock must find the pin decided.
+                    Interlocked.Add(ref _pinned, _protocol.FaultInstalled(_host, frame, write ? PageRelease.Dirty : PageRelease.Clean, newMapping: !same));
                 }
-                _host.PutUserPage(frame, write ? PageRelease.Dirty : PageRelease.Clean);
                 // SAFETY: the entry is installed under the protocol; see Translate.
                 hostPage = _host.FrameAddress(frame);
                 Events?.FaultCompleted(vcpu.Index, gfn, answered, started, Stopwatch.GetTimestamp());
@@ -241,6 +253,17 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
         }
     }
 
+    /// <summary>An entry that mapped <paramref name="old"/>'s frame is gone: the protocol takes back what it held.</summary>
+    private void DropMappingLocked(EptEntry old)
+    {
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "entries change under the MMU lock");
+        Interlocked.Add(ref _pinned, _protocol.MappingDropped(_host, old.Frame));
+    }
+
+    /// <summary>
+    /// Unsubscribe; then, if the entries still hold page references (pins), zap them all so
+    /// the references go back before the host is torn down (a VM's mappings go with it).
+    /// </summary>
     public void Dispose()
     {
         if (_registered)
@@ -248,5 +271,8 @@ public sealed unsafe partial class EptMmu : ISecondaryMmu, IMmuNotifierSubscribe
             _host.Notifiers.Unregister(this);
             _registered = false;
         }
+        if (Interlocked.Read(ref _pinned) == 0) return;
+        var zap = new ZapHandler(this);
+        _walker.Walk(new HvaRangeWalk(new Hva(0), new Hva(ulong.MaxValue), FlushOnReturn: true), ref zap);
     }
 }

@@ -20,16 +20,19 @@ public enum HostFaultResult
 /// <summary>
 /// What a secondary MMU needs of the host address space that backs guest RAM:
 /// get_user_pages of one page, the frames' bytes, the page flags it hands
-/// dirty bits to, and the notifier registry it subscribes to.
+/// dirty bits to, and the notifier registry it subscribes to. Giving references
+/// back and handing dirty bits over (<see cref="IUserPageReferences"/>) is what
+/// the registry's protocol may do on the MMU's behalf.
 /// </summary>
-public unsafe interface IHostMemory
+public unsafe interface IHostMemory : IUserPageReferences
 {
     MmuNotifierRegistry Notifiers { get; }
 
     /// <summary>
     /// Fault the page at <paramref name="address"/> in (zero-fill or swap-in;
     /// may block) and return its frame with a short-lived reference that the
-    /// caller gives back with <see cref="PutUserPage"/>. A reference keeps the
+    /// caller gives back with <see cref="IUserPageReferences.PutUserPage"/> (or, under a
+    /// protocol whose mappings pin pages, keeps while its entry maps the frame). A reference keeps the
     /// frame from being freed; it does not keep the host PTE in place.
     /// </summary>
     HostFaultResult GetUserPage(Hva address, bool write, out Hfn frame);
@@ -44,13 +47,8 @@ public unsafe interface IHostMemory
         return GetUserPage(address, write, out frame);
     }
 
-    void PutUserPage(Hfn frame, PageRelease how);
-
     /// <summary>The 4 KiB of a frame (native memory that never moves).</summary>
     byte* FrameAddress(Hfn frame);
-
-    /// <summary>Mark the page dirty (a secondary entry with its dirty bit set was zapped).</summary>
-    void SetPageDirty(Hfn frame);
 
     /// <summary>For the invariant checker: true when the frame is allocated and the host PTE at <paramref name="address"/> maps it.</summary>
     bool FrameBacks(Hfn frame, Hva address);

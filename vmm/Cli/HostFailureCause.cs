@@ -12,10 +12,17 @@ public static class HostFailureCause
     public const string NoFrame = "out of host memory: no frame to reclaim";
     public const string OutOfSwapSpace = "out of swap space: the swap file's filesystem is full";
 
-    /// <summary>The cause, from the host's counters; <paramref name="stats"/> null (flat memory) gives the generic cause.</summary>
-    public static string Describe(HostStats? stats)
+    /// <summary>
+    /// The cause, from the host's counters; <paramref name="stats"/> null (flat memory) gives the
+    /// generic cause. <paramref name="pinnedFrames"/>: frames the secondary MMU pins
+    /// (<c>--notifier-protocol pin</c>), which reclaim cannot free.
+    /// </summary>
+    public static string Describe(HostStats? stats, long pinnedFrames = 0)
     {
         if (stats is null) return "the host could not back guest memory";
+        // Pins hold the frames: nothing else explains the failure as well.
+        if (pinnedFrames > 0 && Volatile.Read(ref stats.OutOfMemory) > 0)
+            return $"{NoFrame}: {pinnedFrames} frames pinned by the secondary MMU (--notifier-protocol pin: without notifiers mapped guest pages cannot be reclaimed, an unswappable memlock leak)";
         string? last = stats.LastError;
         // A read that failed or came back wrong is the failure itself.
         if ((Volatile.Read(ref stats.SwapReadErrors) > 0 || Volatile.Read(ref stats.SwapChecksumErrors) > 0) && last is not null)

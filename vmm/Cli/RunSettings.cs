@@ -97,15 +97,13 @@ public static class RunSettings
             "seed of every random choice of the run (default 1)",
             static (b, v) => Whole(v, ulong.MaxValue, n => b.Options.Seed = n)),
         new("--notifier-protocol", [], SettingKind.Value, "P",
-            "sequence (default, KVM's protocol) or broken-2008 (the 2008 race, for --check to catch)",
+            "sequence (default, KVM's protocol), broken-2008 (the 2008 race, for --check to catch), pin (no notifiers: mapped pages are pinned, reclaim cannot free them) or none (no notifiers, no pins: memory corruption)",
             static (b, v) =>
             {
-                switch (v)
-                {
-                    case "sequence": b.Options.Protocol = NotifierProtocol.Sequence; return null;
-                    case "broken-2008": b.Options.Protocol = NotifierProtocol.Broken2008; return null;
-                    default: return $"'{v}' is not one of sequence, broken-2008";
-                }
+                if (!NotifierProtocols.TryParse(v, out var protocol))
+                    return $"'{v}' is not one of {string.Join(", ", NotifierProtocols.Names)}";
+                b.Options.Protocol = protocol;
+                return null;
             }),
         new("--swap-file", [], SettingKind.Value, "PATH",
             "the swap file, created new (never an existing file), 0600, and deleted at the end (default: a temporary file, unlinked once open)",

@@ -139,7 +139,7 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats)} ({ex.Message})");
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.Mmu.PinnedFrames ?? 0)} ({ex.Message})");
             return ExitCodes.HostFailure;
         }
         catch (SwapFileException ex)
@@ -197,7 +197,7 @@ public sealed class VmRunner : BackgroundService
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure);
+            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.Mmu.PinnedFrames ?? 0);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -226,7 +226,7 @@ public sealed class VmRunner : BackgroundService
     }
 
 
-    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console)
+    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console, long pinnedFrames)
     {
         string message = result.Message ?? result.Outcome.ToString();
         // The console failing ends the run, or spoils a normal end (the last flush failed).
@@ -251,7 +251,7 @@ public sealed class VmRunner : BackgroundService
                 Log.HostOutOfMemory(_logger, message);
                 return ExitCodes.HostOutOfMemory;
             case VmOutcome.HostFailure:
-                Log.HostFailure(_logger, $"{HostFailureCause.Describe(stats)} ({message})");
+                Log.HostFailure(_logger, $"{HostFailureCause.Describe(stats, pinnedFrames)} ({message})");
                 return ExitCodes.HostFailure;
             case VmOutcome.InvariantViolation:
                 Log.InvariantViolation(_logger, message);

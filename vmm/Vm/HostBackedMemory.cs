@@ -12,7 +12,7 @@ namespace ToyVmm.Vm;
 /// <param name="HostMemoryBytes">The host frame pool; guest RAM may be many times larger.</param>
 /// <param name="SwapFilePath">The swap file; null for a temporary file deleted at exit.</param>
 /// <param name="SwapBytes">Size of the swap file.</param>
-/// <param name="Protocol">The fault/invalidate protocol (broken-2008 only to watch the checker catch the race).</param>
+/// <param name="Protocol">The fault/invalidate protocol (broken-2008, pin and none only to watch what notifiers prevent).</param>
 /// <param name="Check">Run the invariant checker at every install, TLB fill and frame free.</param>
 /// <param name="PageOutIntervalMs">When positive, shorthand for a random periodic page-out this often (<see cref="PageOutSchedules"/>).</param>
 /// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
@@ -142,7 +142,7 @@ public sealed class HostBackedMemory : IDisposable
         string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
         yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
         yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
-        yield return $"TLB shootdowns: {Mmu.Shootdowns}";
+        yield return $"TLB shootdowns: {Mmu.Shootdowns}; pinned frames {Mmu.PinnedFrames}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         foreach (var line in PageOutDriver.Summary()) yield return line;
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";

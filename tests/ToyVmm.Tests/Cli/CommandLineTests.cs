@@ -205,7 +205,7 @@ public class CommandLineTests : IDisposable
     [InlineData("--trace-limit: 'many' is not a whole number", "run", "g.elf", "--trace-limit", "many")]
     [InlineData("--max-instructions: '1e6' is not a whole number", "run", "g.elf", "--max-instructions", "1e6")]
     [InlineData("--pageout-interval: '5ms' is not a whole number of milliseconds", "run", "g.elf", "--pageout-interval", "5ms")]
-    [InlineData("--notifier-protocol: 'fast' is not one of sequence, broken-2008", "run", "g.elf", "--notifier-protocol", "fast")]
+    [InlineData("--notifier-protocol: 'fast' is not one of sequence, broken-2008, pin, none", "run", "g.elf", "--notifier-protocol", "fast")]
     [InlineData("--pageout: 'every=5': every: '5' has no unit", "run", "g.elf", "--pageout", "every=5")]
     [InlineData("--pageout: 'every=5ms,pick=coldest': pick: 'coldest'", "run", "g.elf", "--pageout", "every=5ms", "--pageout", "every=5ms,pick=coldest")]
     [InlineData("--verbose takes no value", "run", "g.elf", "--verbose=yes")]

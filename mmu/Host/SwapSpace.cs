@@ -95,9 +95,6 @@ public sealed partial class SwapSpace : IDisposable
         }
     }
 
-    /// <summary>Bytes of bookkeeping per slot in a chunk that exists.</summary>
-    public const double BookkeepingBytesPerSlot = 13.25;
-
     // ---- slots -------------------------------------------------------------
 
     private uint AllocateSlotLocked()

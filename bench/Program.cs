@@ -5,7 +5,7 @@ using ToyVmm.Bench.Scenario;
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
-// `invalidate-latency [samples]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
+// `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")

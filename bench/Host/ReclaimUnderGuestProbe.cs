@@ -91,7 +91,7 @@ public static unsafe class ReclaimUnderGuestProbe
             if (cause is InvalidateCause.PageOut or InvalidateCause.Reclaim) inv.Add(h);
         long count = inv.TotalCount - before.Invalidations.Where(kv => kv.Key is InvalidateCause.PageOut or InvalidateCause.Reclaim).Sum(kv => kv.Value.TotalCount);
         Console.WriteLine($"{name,-40} wall median {wall[wall.Count / 2],9:F0} /s best {wall[^1],9:F0} /s   thread-CPU median {cpu[cpu.Count / 2],9:F0} /s");
-        Console.WriteLine($"  invalidations {count} for {Rounds * Pages} pages: p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, p99.9 {P(inv, 99.9)} ns; shootdowns {m.Mmu.Shootdowns}");
+        Console.WriteLine($"  invalidations {count} for {Rounds * Pages} pages: p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, p99.9 {P(inv, 99.9)} ns; shootdowns {m.Shootdowns}");
     }
 
     private static long P(HdrHistogram.HistogramBase h, double q) => h.TotalCount == 0 ? 0 : h.GetValueAtPercentile(q);

@@ -14,7 +14,7 @@ namespace ToyVmm.Bench.Secondary;
 /// running vCPU held the page when it started. BenchmarkDotNet's
 /// <see cref="InvalidateOnePageBenchmarks"/> gives means per iteration; the
 /// targets are stated as percentiles, which only a per-operation histogram shows.
-/// Run: <c>ToyVmm.Bench invalidate-latency [samples]</c>.
+/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow]</c> (the secondary MMU; EPT by default).
 /// </summary>
 /// <remarks>
 /// "Held" is read off the shootdown itself: the invalidation posted a flush to a
@@ -52,7 +52,13 @@ public static unsafe class InvalidateLatencyProbe
             Console.Error.WriteLine($"invalidate-latency: samples must be a positive integer, not '{args[0]}'");
             return 2;
         }
-        Console.WriteLine($"invalidate latency probe: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
+        var mmu = SecondaryMmuKind.Ept;
+        if (args.Length > 1 && !Enum.TryParse(args[1], ignoreCase: true, out mmu))
+        {
+            Console.Error.WriteLine($"invalidate-latency: the MMU is ept or shadow, not '{args[1]}'");
+            return 2;
+        }
+        Console.WriteLine($"invalidate latency probe, {mmu.ToString().ToLowerInvariant()} MMU: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
                           $"{Environment.ProcessorCount} cores, load average {LoadAverage()}");
         Console.WriteLine("held: a running vCPU held the page when the invalidation started (its shootdown found the page in the vCPU's TLB filter)");
         Console.WriteLine($"  {"page",-10} {"count",7} {"p50",9} {"p90",9} {"p99",9} {"p99.9",9} {"max",10} {"start p50",10} {"end p50",9}");
@@ -63,7 +69,7 @@ public static unsafe class InvalidateLatencyProbe
                      (1, Guest.PageToInvalidate), (2, Guest.PageToInvalidate),
                  })
         {
-            var (held, notHeld, timeouts) = Measure(running, samples, guest);
+            var (held, notHeld, timeouts) = Measure(running, samples, guest, mmu);
             string what = guest switch
             {
                 Guest.None => "no vCPU running",
@@ -108,9 +114,9 @@ public static unsafe class InvalidateLatencyProbe
         catch (IOException) { return "unknown"; }
     }
 
-    private static (Row Held, Row NotHeld, int Timeouts) Measure(int running, int samples, Guest kind)
+    private static (Row Held, Row NotHeld, int Timeouts) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu)
     {
-        using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3)));
+        using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3), Mmu: mmu));
         // OtherPage: the mailbox is never changed, so the vCPUs keep reading the mailbox's own page.
         using var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running);
         // Fill through links with the running vCPUs' indices, so that every page lists
@@ -132,14 +138,14 @@ public static unsafe class InvalidateLatencyProbe
                 if (kind == Guest.PageToInvalidate && !WaitUntilHeld(guest!, gpa) && done >= 0) timeouts++;
                 var hva = memory.RamHva.Add(gpa);
                 var r = new InvalidateRange(hva, hva.Add(Page.Size), InvalidateEvent.Clear, MayBlock: true);
-                var before = memory.Mmu.Shootdowns;
+                var before = memory.Shootdowns;
                 long t0 = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeStart(r);
                 long tm = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeEnd(r);
                 long t1 = Stopwatch.GetTimestamp();
                 if (done < 0) continue;
-                var d = Minus(memory.Mmu.Shootdowns, before);
+                var d = Minus(memory.Shootdowns, before);
                 var row = d.Asked - d.NotHeld > 0 ? held : notHeld;
                 row.All.RecordValue(LatencyScale.TicksToNs(t1 - t0));
                 row.Start.RecordValue(LatencyScale.TicksToNs(tm - t0));

@@ -37,7 +37,7 @@ public sealed record SoakGuest(string Name, string Elf, string? Native, int Vcpu
 public sealed record SoakConfig(string Mmu, NotifierProtocol Notifier, int Vcpus)
 {
     /// <summary>Every secondary MMU the VMM ships.</summary>
-    public static readonly IReadOnlyList<string> MmuModes = ["ept"];
+    public static readonly IReadOnlyList<string> MmuModes = ["ept", "shadow"];
 
     /// <summary>Every notifier protocol that must be safe (Broken2008 is the bug kept for teaching).</summary>
     public static readonly IReadOnlyList<NotifierProtocol> NotifierModes = [NotifierProtocol.Sequence];
@@ -189,6 +189,7 @@ public sealed class SoakLoop(SoakOptions options, TextWriter? log = null)
     private static HostBackedMemory CreateMemory(SoakConfig config, ulong ram, GuestMemoryConfig memory) => config.Mmu switch
     {
         "ept" => new HostBackedMemory(ram, config.Vcpus, memory),
+        "shadow" => new HostBackedMemory(ram, config.Vcpus, memory with { Mmu = SecondaryMmuKind.Shadow }),
         _ => throw new NotSupportedException($"MMU mode {config.Mmu} is listed but not wired into the soak"),
     };
 

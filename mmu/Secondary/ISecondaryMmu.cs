@@ -1,7 +1,7 @@
 namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>
-/// A secondary MMU (the EPT-like MMU today; a shadow MMU next): guest memory
+/// A secondary MMU (the EPT-like MMU, or the shadow MMU): guest memory
 /// access for vCPUs over a host address space, kept coherent through that
 /// space's MMU notifiers, with the memory slots that say where each
 /// guest-physical range lives in it.

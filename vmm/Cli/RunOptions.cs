@@ -44,6 +44,9 @@ public sealed class RunOptions
     /// <summary>The fault/invalidate protocol (--notifier-protocol sequence|broken-2008).</summary>
     public ToyVmm.Mmu.Notifiers.NotifierProtocol Protocol { get; set; }
 
+    /// <summary>The secondary MMU (--mmu ept|shadow).</summary>
+    public ToyVmm.Vm.SecondaryMmuKind Mmu { get; set; }
+
     /// <summary>The swap file (--swap-file PATH); a temporary file deleted at exit when null.</summary>
     public string? SwapFile { get; set; }
 
@@ -97,6 +100,7 @@ public sealed class RunOptions
         target.FlatMemory = FlatMemory;
         target.Check = Check;
         target.Protocol = Protocol;
+        target.Mmu = Mmu;
         target.SwapFile = SwapFile;
         target.PageOutIntervalMs = PageOutIntervalMs;
         target.PageOut = PageOut;

@@ -71,8 +71,8 @@ public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
 
         if (o.HostMemoryBytes != 0 && (o.HostMemoryBytes % 4096 != 0 || o.HostMemoryBytes < (256UL << 10) || o.HostMemoryBytes > RunOptions.MaxMemoryBytes))
             Fail("--host-memory", $"{SizeParser.Format(o.HostMemoryBytes)} must be a multiple of 4K between 256K and {SizeParser.Format(RunOptions.MaxMemoryBytes)}");
-        if (o.FlatMemory && (o.HostMemoryBytes != 0 || o.Check || o.PageOut.Count != 0 || o.SwapFile != null || o.Protocol != ToyVmm.Mmu.Notifiers.NotifierProtocol.Sequence))
-            Fail(null, "--flat-memory has no host: it cannot go with --host-memory, --check, --pageout, --pageout-interval, --swap-file or --notifier-protocol");
+        if (o.FlatMemory && (o.HostMemoryBytes != 0 || o.Check || o.PageOut.Count != 0 || o.SwapFile != null || o.Protocol != ToyVmm.Mmu.Notifiers.NotifierProtocol.Sequence || o.Mmu != ToyVmm.Vm.SecondaryMmuKind.Ept))
+            Fail(null, "--flat-memory has no host: it cannot go with --host-memory, --check, --pageout, --pageout-interval, --swap-file, --notifier-protocol or --mmu");
         if (o.PageOutIntervalMs < 0 || o.PageOutIntervalMs > 3_600_000)
             Fail("--pageout-interval", $"{o.PageOutIntervalMs} must be between 0 and 3600000 ms");
         CheckSchedules(o, memoryOk, Fail);

@@ -105,6 +105,17 @@ public static class RunSettings
                 b.Options.Protocol = protocol;
                 return null;
             }),
+        new("--mmu", [], SettingKind.Value, "M",
+            "the secondary MMU: ept (default: guest-physical to host, the guest walk stays in the vCPU) or shadow (guest-virtual to host through shadow page tables)",
+            static (b, v) =>
+            {
+                switch (v)
+                {
+                    case "ept": b.Options.Mmu = ToyVmm.Vm.SecondaryMmuKind.Ept; return null;
+                    case "shadow": b.Options.Mmu = ToyVmm.Vm.SecondaryMmuKind.Shadow; return null;
+                    default: return $"'{v}' is not one of ept, shadow";
+                }
+            }),
         new("--swap-file", [], SettingKind.Value, "PATH",
             "the swap file, created new (never an existing file), 0600, and deleted at the end (default: a temporary file, unlinked once open)",
             static (b, v) => Path(v, p => b.Options.SwapFile = p)),

@@ -113,6 +113,7 @@ public sealed class VmRunner : BackgroundService
                     HostMemoryBytes: framePoolBytes,
                     SwapFilePath: o.SwapFile,
                     Protocol: o.Protocol,
+                    Mmu: o.Mmu,
                     Check: o.Check,
                     // The --pageout schedules, with --pageout-interval already among them.
                     PageOut: o.PageOut,
@@ -139,7 +140,7 @@ public sealed class VmRunner : BackgroundService
         {
             backing?.Dispose();
             flatHub?.Dispose();
-            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.Mmu.PinnedFrames ?? 0)} ({ex.Message})");
+            Log.HostFailure(_logger, $"{HostFailureCause.Describe(backing?.Host.Stats, backing?.PinnedFrames ?? 0)} ({ex.Message})");
             return ExitCodes.HostFailure;
         }
         catch (SwapFileException ex)
@@ -197,7 +198,7 @@ public sealed class VmRunner : BackgroundService
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.Mmu.PinnedFrames ?? 0);
+            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.PinnedFrames ?? 0);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -211,6 +212,7 @@ public sealed class VmRunner : BackgroundService
                 WallSeconds = wall.Elapsed.TotalSeconds,
                 Settings = RunOutputs.Settings(o),
                 Host = backing is null ? null : RunOutputs.HostCountersOf(backing, snapshot),
+                Shadow = backing?.ShadowCounts is { } shadow ? [.. shadow.ByName()] : null,
                 Checker = backing?.Checker is { } ch
                     ? new CheckerFacts(true, ch.ViolationCount, ch.FirstViolation is { } first ? ViolationReport.Format(first) : null)
                     : CheckerFacts.Off,

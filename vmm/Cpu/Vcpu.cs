@@ -27,6 +27,7 @@ public sealed unsafe partial class Vcpu : IDisposable
         Link = link;
         Exits = exits;
         _code = CodeCache.For(memory);
+        _shadow = memory as ToyVmm.Mmu.Secondary.Shadow.IShadowPaging;
         _s = AllocState();
         _self = GCHandle.Alloc(this, GCHandleType.Weak);
         _s->Self = GCHandle.ToIntPtr(_self);

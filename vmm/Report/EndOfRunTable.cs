@@ -86,6 +86,15 @@ public static class EndOfRunTable
             ht.AppendTo(sb);
         }
 
+        if (r.Shadow is { } shadow)
+        {
+            sb.Append('\n');
+            var st = new TextTable();
+            st.Heading("shadow MMU");
+            foreach (var (name, value) in shadow) st.Row($"  {ShadowWords(name)}", Units.Count(value));
+            st.AppendTo(sb);
+        }
+
         sb.Append(r.Checker.Enabled
             ? $"\nchecker: on, {Plural(r.Checker.Violations, "violation")}\n"
             : "\nchecker: off (--check turns it on)\n");
@@ -134,6 +143,23 @@ public static class EndOfRunTable
     private static string Plural(long n, string noun) => $"{Units.Count(n)} {noun}{(n == 1 ? "" : "s")}";
 
     /// <summary>A camelCase counter name as words for the table: <c>cleanPagesDropped</c> reads "clean pages dropped".</summary>
+    /// <summary>A shadow counter in words (the report's names, docs/DESIGN.md "The shadow MMU").</summary>
+    private static string ShadowWords(string name) => name switch
+    {
+        "writeProtectTraps" => "guest page-table writes trapped",
+        "trapZaps" => "shadow entries those writes zapped",
+        "writeProtects" => "guest page tables made read-only",
+        "pagesCreated" => "shadow pages built",
+        "pagesZapped" => "shadow pages zapped",
+        "pagesLive" => "shadow pages live",
+        "rootsCached" => "roots cached",
+        "rootHits" => "fills that found their root cached",
+        "rootMisses" => "roots built",
+        "fills" => "leaf entries installed",
+        "fillRetries" => "fills that walked again",
+        _ => Words(name),
+    };
+
     internal static string Words(string camelCase) =>
         System.Text.RegularExpressions.Regex.Replace(camelCase, "(?<=[a-z0-9])([A-Z])", m => " " + char.ToLowerInvariant(m.Value[0]));
 }

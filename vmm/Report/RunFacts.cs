@@ -24,6 +24,8 @@ public sealed record RunFacts
     public HostCounters? Host { get; init; }
     /// <summary>The invariant checker (<c>--check</c>).</summary>
     public CheckerFacts Checker { get; init; } = CheckerFacts.Off;
+    /// <summary>The shadow MMU's counters by name (<c>--mmu shadow</c>), or null under EPT and flat memory.</summary>
+    public IReadOnlyList<KeyValuePair<string, long>>? Shadow { get; init; }
 }
 
 /// <summary>The simulated host's counters at the end of a run (the report's <c>host</c>).</summary>

@@ -31,6 +31,8 @@ public sealed record RunReport
     public required SwapSection Swap { get; init; }
     public HostSection? Host { get; init; }
     public required CheckerSection Checker { get; init; }
+    /// <summary>The shadow MMU's counters by name (<c>--mmu shadow</c> only).</summary>
+    public IReadOnlyDictionary<string, long>? Shadow { get; init; }
     public TraceSection? Trace { get; init; }
     public required IReadOnlyList<PhaseReport> Phases { get; init; }
     /// <summary>The whole run's histograms in HdrHistogram's encoded form (<see cref="HistogramCodec"/>), by name.</summary>
@@ -68,6 +70,7 @@ public sealed record RunReport
                 SwapCacheHits = h.SwapCacheHits, ZeroFills = h.ZeroFills, WriteErrors = h.WriteErrors,
                 ReadErrors = h.ReadErrors, ChecksumErrors = h.ChecksumErrors, Other = Ordered(h.Other),
             } : null,
+            Shadow = facts.Shadow is { } shadow ? Ordered(shadow) : null,
             Checker = new CheckerSection
             {
                 Enabled = facts.Checker.Enabled, Violations = facts.Checker.Violations, FirstViolation = facts.Checker.FirstViolation,

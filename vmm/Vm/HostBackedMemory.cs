@@ -5,6 +5,7 @@ using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
 using ToyVmm.Mmu.Secondary;
+using ToyVmm.Mmu.Secondary.Shadow;
 
 namespace ToyVmm.Vm;
 
@@ -18,6 +19,7 @@ namespace ToyVmm.Vm;
 /// <param name="Seed">Seeds every random choice of the page-out schedules.</param>
 /// <param name="PageOut">Forced page-outs while the guest runs (<see cref="PageOutDriver"/>).</param>
 /// <param name="TraceLimit">Timeline events the measurements keep (over all threads); 0 records no timeline.</param>
+/// <param name="Mmu">Which secondary MMU the vCPUs translate through (<c>--mmu</c>).</param>
 /// <param name="Measure">
 /// False: the host and the secondary MMU record nothing (no clock reads, no histograms),
 /// only to measure what measuring costs (<c>make bench</c>, bench/RESULTS.md).
@@ -32,7 +34,8 @@ public sealed record GuestMemoryConfig(
     int Seed = 1,
     long TraceLimit = 0,
     IReadOnlyList<PageOutSchedule>? PageOut = null,
-    bool Measure = true)
+    bool Measure = true,
+    SecondaryMmuKind Mmu = SecondaryMmuKind.Ept)
 {
     /// <summary><see cref="PageOut"/>, then <see cref="PageOutIntervalMs"/> as <c>every=MS,pick=random</c>.</summary>
     public IReadOnlyList<PageOutSchedule> PageOutSchedules() =>
@@ -82,14 +85,18 @@ public sealed class HostBackedMemory : IDisposable
             Measurements = new MeasurementHub(vcpus, config.TraceLimit);
             if (config.Measure) Host.Events = Measurements;
             var binding = new SecondaryHostBinding(Space);
-            Mmu = new EptMmu(binding, ramBytes, RamHva) { Events = config.Measure ? Measurements : null };
+            var events = config.Measure ? Measurements : null;
+            Mmu = config.Mmu == SecondaryMmuKind.Shadow
+                ? new ShadowMmu(binding, ramBytes, RamHva) { Events = events }
+                : new EptMmu(binding, ramBytes, RamHva) { Events = events };
             Management = new GuestMemoryManager(binding, Mmu);
             var space = Space;
             Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
             {
                 Checker = new MmuInvariantChecker { Events = Measurements };
-                Mmu.Checker = Checker;
+                if (Mmu is ShadowMmu shadow) shadow.Checker = Checker;
+                else ((EptMmu)Mmu).Checker = Checker;
                 Host.FrameFreed = Checker.OnFrameFree;
             }
             var measurements = Measurements;
@@ -113,7 +120,14 @@ public sealed class HostBackedMemory : IDisposable
     public HostMemory Host { get; }
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
-    public EptMmu Mmu { get; }
+    /// <summary>The secondary MMU the vCPUs translate through: an <see cref="EptMmu"/> or a <see cref="ShadowMmu"/>.</summary>
+    public ISecondaryMmu Mmu { get; }
+    /// <summary>How the MMU's TLB shootdowns were completed so far.</summary>
+    public ShootdownCounts Shootdowns => Mmu is ShadowMmu shadow ? shadow.Shootdowns : ((EptMmu)Mmu).Shootdowns;
+    /// <summary>Host frames the MMU's entries pin now (only under <c>--notifier-protocol pin</c>).</summary>
+    public long PinnedFrames => Mmu is ShadowMmu shadow ? shadow.PinnedFrames : ((EptMmu)Mmu).PinnedFrames;
+    /// <summary>The shadow MMU's counters, or null under EPT.</summary>
+    public ShadowCounts? ShadowCounts => (Mmu as ShadowMmu)?.Counts;
     /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
     public GuestMemoryManager Management { get; }
     /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
@@ -142,7 +156,8 @@ public sealed class HostBackedMemory : IDisposable
         string kinds = string.Join(", ", total.Faults.Select(k => $"{k.Key} {k.Value.TotalCount}"));
         yield return $"secondary faults: {faults.TotalCount} ({kinds}; p50 {P(faults, 50)} ns, p99 {P(faults, 99)} ns, max {Max(faults)} ns), retried {total.FaultRetries}";
         yield return $"invalidations: {inv.TotalCount} covering {total.InvalidatedPages.Values.Sum()} pages (p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, max {Max(inv)} ns)";
-        yield return $"TLB shootdowns: {Mmu.Shootdowns}; pinned frames {Mmu.PinnedFrames}";
+        yield return $"TLB shootdowns: {Shootdowns}; pinned frames {PinnedFrames}";
+        if (ShadowCounts is { } shadowCounts) yield return $"shadow MMU: {shadowCounts}";
         yield return $"host: {Host.FrameCount} frames, {Host.FreeFrames} free; {Host.Stats}";
         foreach (var line in PageOutDriver.Summary()) yield return line;
         if (Checker is not null) yield return $"checker: {Checker.Checks} events checked, {Checker.ViolationCount} violations";
@@ -167,7 +182,7 @@ public sealed class HostBackedMemory : IDisposable
         StopBackground();
         PageOutDriver.Dispose();
         Measurements.EndRun();
-        Mmu.Dispose();
+        ((IDisposable)Mmu).Dispose();
         Space.Dispose();
         Host.Dispose();
         Measurements.Dispose();

@@ -95,7 +95,7 @@ public class ShippedGuestTests
         Assert.Equal(nativeStatus, run.Result.GuestStatus);
     }
 
-    private static (int Status, string Output) RunNative(string path)
+    internal static (int Status, string Output) RunNative(string path)
     {
         var psi = new ProcessStartInfo(path)
         {

@@ -38,7 +38,8 @@ public class EndOfRunTableTests(ITestOutputHelper output)
         Assert.Contains("guest/build/memhot.elf: 2 vCPUs, 32,000,000 instructions in 3.0 s (10.7 MIPS), exit status 0 (AllHalted)", text);
         Assert.Contains("settings: memory=64M vcpus=2 host-memory=16M pageout=every=5ms,pages=64,pick=random check=true seed=42", text);
         foreach (var row in new[] { "host page present", "zero-fill", "swap-cache hit", "swap-in", "reclaim", "page-out", "discard", "unmap",
-                     "pages written to swap", "pages read back from swap", "TLB shootdowns", "checker: on, 0 violations", "shadow syncs" })
+                     "pages written to swap", "pages read back from swap", "TLB shootdowns", "checker: on, 0 violations", "shadow syncs",
+                     "shadow MMU", "guest page-table writes trapped", "roots cached" })
             Assert.Contains(row, text);
         // No invalidation was caused by protect or teardown: those rows are left out.
         Assert.DoesNotContain("protect", text);

@@ -22,7 +22,7 @@ public class RunReportTests
             "swap.pagesPagedOut",
             "host.framesTotal", "host.framesFree", "host.pageOuts", "host.swapIns", "host.swapCacheHits", "host.zeroFills",
             "host.writeErrors", "host.readErrors", "host.checksumErrors", "host.other",
-            "checker.enabled", "checker.violations", "trace.events", "trace.droppedEvents", "trace.counterSamples",
+            "checker.enabled", "checker.violations", "shadow", "trace.events", "trace.droppedEvents", "trace.counterSamples",
             "phases", "histograms"];
         foreach (var f in top) yield return f;
         foreach (var k in FaultKinds) foreach (var f in LatencyFields.Append("meanNs")) yield return $"faults.{k}.{f}";

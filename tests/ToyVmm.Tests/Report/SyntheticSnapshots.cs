@@ -155,5 +155,6 @@ internal static class SyntheticSnapshots
             ZeroFills = 110, Other = [new("shadowSyncs", 12)],
         } : null,
         Checker = new CheckerFacts(true, 0),
+        Shadow = host ? [new("writeProtectTraps", 12), new("rootsCached", 3)] : null,
     };
 }

@@ -56,7 +56,7 @@ public class ViolationReportTests(ITestOutputHelper output)
     {
         const ulong ram = 16UL << 20;
         using var backing = new HostBackedMemory(ram, 2, new GuestMemoryConfig(ram, Check: true));
-        var mmu = backing.Mmu;
+        var mmu = (EptMmu)backing.Mmu;
         var checker = backing.Checker!;
         VcpuLink[] links = [new VcpuLink(0), new VcpuLink(1)];
         foreach (var l in links) mmu.AttachVcpu(l);

@@ -74,7 +74,7 @@ public sealed unsafe class ShootdownInterleavingTests
             {
                 // The page-out reaches the last shootdown step (waiting for the vCPU) however
                 // slowly the machine runs it, and stays there while the store is in flight.
-                Assert.True(SpinWait.SpinUntil(() => backing.Mmu.Shootdowns.Waited == 1, Patience), "the page-out never waited for the vCPU");
+                Assert.True(SpinWait.SpinUntil(() => backing.Shootdowns.Waited == 1, Patience), "the page-out never waited for the vCPU");
                 Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(200)), "the page-out must wait for the store in flight");
             }
             else Assert.True(pageOut.Join(Patience));
@@ -88,7 +88,7 @@ public sealed unsafe class ShootdownInterleavingTests
         Assert.True(run.Join(Patience));
         Assert.True(pageOut.Join(Patience));
         Assert.Equal(VcpuExitKind.Halted, exit.Kind);
-        counts = backing.Mmu.Shootdowns;
+        counts = backing.Shootdowns;
         violations = backing.Checker.ViolationCount;
         var bytes = new byte[8];
         using (var reader = new GuestPhysicalWriter(backing.Mmu)) reader.Read(new Gpa(Data), bytes);

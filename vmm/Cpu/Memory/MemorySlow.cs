@@ -94,6 +94,7 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa)
     {
+        if (_shadow is not null && (_s->Cr0 & Cr0Pg) != 0) return TranslateShadow(va, kind, out gpa);
         gpa = (_s->Cr0 & Cr0Pg) != 0 ? Walk(va, kind) : va;
         while (true)
         {
@@ -140,6 +141,7 @@ public sealed unsafe partial class Vcpu
 
     internal void WriteSlow(ulong va, ulong v, int n)
     {
+        _trapCount = 0;   // a trap left by an access that faulted wrote nothing
         if ((va & 0xFFF) + (ulong)n <= 4096)
         {
             byte* p = TranslateVa(va, AccessKind.Write, out ulong gpa);
@@ -152,6 +154,7 @@ public sealed unsafe partial class Vcpu
                 default: *(ulong*)p = v; break;
             }
             _code.NoteWrite(gpa >> 12);
+            if (_trapCount != 0) FinishPageTableWrites(va, n);
             return;
         }
         ulong split = 4096 - (va & 0xFFF);
@@ -159,6 +162,7 @@ public sealed unsafe partial class Vcpu
         ulong g1, g2;
         do
         {
+            _trapCount = 0;
             ulong epoch = _s->FlushEpoch;
             a = TranslateVa(va, AccessKind.Write, out g1);
             b = TranslateVa(va + split, AccessKind.Write, out g2);
@@ -172,6 +176,7 @@ public sealed unsafe partial class Vcpu
         }
         _code.NoteWrite(g1 >> 12);
         _code.NoteWrite(g2 >> 12);
+        if (_trapCount != 0) FinishPageTableWrites(va, n);
     }
 
     /// <summary>Checks (and sets dirty bits for) a write of <paramref name="n"/> bytes without writing.</summary>
@@ -179,6 +184,7 @@ public sealed unsafe partial class Vcpu
     {
         TranslateVa(va, AccessKind.Write, out _);
         TranslateVa(va + (ulong)n - 1, AccessKind.Write, out _);
+        _trapCount = 0;   // nothing was written: nothing to zap
     }
 
     internal byte* RmwPtrSlow(ulong va, int n)
@@ -188,7 +194,15 @@ public sealed unsafe partial class Vcpu
             ProbeWrite(va, n);
             return null;
         }
+        _trapCount = 0;
         byte* p = TranslateVa(va, AccessKind.Write, out ulong gpa);
+        if (_trapCount != 0)
+        {
+            // A write-protected guest page table: the split-lock path writes through
+            // WriteSlow, which zaps after the write.
+            _trapCount = 0;
+            return null;
+        }
         _code.NoteWrite(gpa >> 12);
         return p;
     }

@@ -1,4 +1,5 @@
 using ToyVmm.Mmu.Secondary;
+using ToyVmm.Mmu.Secondary.Shadow;
 
 namespace ToyVmm.Cpu;
 
@@ -20,13 +21,16 @@ public sealed unsafe partial class Vcpu
     /// or throws #PF (#GP for a non-canonical address). "User" is the TLB's CPL bit, so implicit
     /// supervisor accesses (see <see cref="Supervisor{T}"/>) walk as supervisor.
     /// </summary>
-    internal ulong Walk(ulong va, AccessKind kind)
+    internal ulong Walk(ulong va, AccessKind kind) => Walk(va, kind, null);
+
+    /// <summary><see cref="Walk(ulong, AccessKind)"/>, also recording each table entry read into <paramref name="record"/> when not null (the shadow MMU's fill).</summary>
+    internal ulong Walk(ulong va, AccessKind kind, GuestWalk* record)
     {
         Span<ulong> space = stackalloc ulong[4];
         // Accessed bits are set level by level right after each entry is read (WalkOnce), and the
         // dirty bit right after the walk: each host pointer is used before the next HostPage call,
         // which may take a flush request and make earlier pointers stale.
-        ulong gpa = WalkOnce(va, kind, out ulong* ptes, out int depth, space);
+        ulong gpa = WalkOnce(va, kind, out ulong* ptes, out int depth, space, record);
         if (kind == AccessKind.Write)
         {
             ulong* leaf = (ulong*)ptes[depth - 1];
@@ -35,7 +39,7 @@ public sealed unsafe partial class Vcpu
         return gpa;
     }
 
-    private ulong WalkOnce(ulong va, AccessKind kind, out ulong* ptesOut, out int depthOut, Span<ulong> pteSpace)
+    private ulong WalkOnce(ulong va, AccessKind kind, out ulong* ptesOut, out int depthOut, Span<ulong> pteSpace, GuestWalk* record)
     {
         if (!Canonical(va)) throw GuestFault.Gp();
         bool user = _s->TlbCplBit != 0;
@@ -53,6 +57,7 @@ public sealed unsafe partial class Vcpu
             ulong* pte = (ulong*)(HostPage(entryGpa & Mem.PageMask, AccessKind.Read, va) + (entryGpa & 0xFFF));
             ulong e = Volatile.Read(ref *pte);
             if ((e & PteP) == 0) throw new GuestFault(Vec.PF, err, true, va);
+            if (record != null) { record->EntryGpa[depth] = entryGpa; record->Entry[depth] = e; record->Depth = depth + 1; }
             ptes[depth++] = (ulong)pte;
             if ((e & PteA) == 0) Interlocked.Or(ref *pte, PteA);
             rw &= (e & PteRw) != 0;
@@ -74,6 +79,7 @@ public sealed unsafe partial class Vcpu
         if (fault) throw new GuestFault(Vec.PF, err | 1, true, va);
         ptesOut = ptes;
         depthOut = depth;
+        if (record != null) record->Gpa = gpa;
         return gpa;
     }
 

@@ -9,8 +9,8 @@ using static ToyVmm.Mmu.Tests.Host.HostTestUtil;
 namespace ToyVmm.Mmu.Tests.Secondary.Contract;
 
 /// <summary>
-/// What every secondary MMU owes the rest of ToyVmm (docs/DESIGN.md "Where a
-/// shadow MMU fits"), run over the real simulated host: translation, the host's
+/// What every secondary MMU owes the rest of ToyVmm (docs/DESIGN.md "The
+/// secondary MMU contract"), run over the real simulated host: translation, the host's
 /// fault kinds, every invalidation event, aging, slot changes, the 2008
 /// interleaving under both protocols, shootdown and the checker. A secondary
 /// MMU plugs in by subclassing this with its factory and two seams. The

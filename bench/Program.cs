@@ -6,6 +6,7 @@ using ToyVmm.Bench.Scenario;
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
 // `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
+// `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
@@ -29,5 +30,7 @@ if (args.Length > 0 && args[0] == "reclaim-under-guest")
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")
     return ToyVmm.Bench.Secondary.InvalidateLatencyProbe.Run(args[1..]);
+if (args.Length > 0 && args[0] == "grant-latency")
+    return ToyVmm.Bench.Grants.GrantLatencyProbe.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

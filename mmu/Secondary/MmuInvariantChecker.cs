@@ -42,7 +42,9 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
 
     private const int HistorySize = 4096;
     private readonly Lock _lock = new();
-    private readonly Dictionary<uint, ulong> _installed = new();     // guarded by _lock: frame -> gfn of the secondary entry
+    // guarded by _lock: frame -> gfns of the secondary entries that map it. Usually one; more
+    // when a grant's frame is mapped by several attachments (or by its owner's own attachment).
+    private readonly Dictionary<uint, List<ulong>> _installed = new();
     private readonly Dictionary<uint, Unflushed> _unflushed = new(); // guarded by _lock: zapped frame -> vCPUs in guest mode at the zap
     private readonly Event[] _history = new Event[HistorySize];      // guarded by _lock
     private long _events;                                            // guarded by _lock
@@ -72,7 +74,8 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
             Record(Kind.Install, frame, gpa.PageNumber);
             if (!backs)
                 ViolateLocked("a secondary entry was installed for a page whose host PTE no longer maps that frame", frame, gpa.PageNumber);
-            _installed[frame.Value] = gpa.PageNumber;
+            if (!_installed.TryGetValue(frame.Value, out var gfns)) _installed[frame.Value] = gfns = [];
+            if (!gfns.Contains(gpa.PageNumber)) gfns.Add(gpa.PageNumber);
             _unflushed.Remove(frame.Value);
         }
     }
@@ -84,7 +87,8 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         lock (_lock)
         {
             Record(Kind.Zap, frame, gpa.PageNumber);
-            _installed.Remove(frame.Value);
+            if (_installed.TryGetValue(frame.Value, out var gfns) && gfns.Remove(gpa.PageNumber) && gfns.Count == 0)
+                _installed.Remove(frame.Value);
             // Only the entry's TLB holders (and untracked vCPUs) can have cached the frame.
             var live = vcpus
                 .Where(v => v.Mode == VcpuMode.InGuest && zapped.MayBeHeldBy(v.Index))
@@ -124,8 +128,8 @@ public sealed class MmuInvariantChecker : IMmuInvariantChecker
         lock (_lock)
         {
             Record(Kind.FrameFree, frame, ulong.MaxValue);
-            if (_installed.TryGetValue(frame.Value, out ulong gfn))
-                ViolateLocked("a host frame was freed while a secondary entry still maps it", frame, gfn);
+            if (_installed.TryGetValue(frame.Value, out var gfns) && gfns.Count > 0)
+                ViolateLocked("a host frame was freed while a secondary entry still maps it", frame, gfns[0]);
             if (_unflushed.Remove(frame.Value, out var waiting))
                 foreach (var (v, posted, entries) in waiting.Vcpus)
                 {

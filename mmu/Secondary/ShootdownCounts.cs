@@ -2,7 +2,7 @@ namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>
 /// How each vCPU flush of a TLB shootdown was completed (the steps of
-/// EptMmu.FlushVcpusLocked, mmu/LOCKING.md): counts of vCPUs in guest mode that
+/// VcpuShootdown.FlushLocked, mmu/LOCKING.md): counts of vCPUs in guest mode that
 /// were asked, and which step let the invalidator go on.
 /// </summary>
 public struct ShootdownCounts

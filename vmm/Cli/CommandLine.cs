@@ -29,21 +29,22 @@ public sealed record CommandLineResult(RunOptions? Options, string? Output, stri
 public static class CommandLine
 {
     public const string Usage =
-        "usage: toyvmm run GUEST.elf [options]  |  toyvmm version  |  toyvmm --help  ('toyvmm run --help' lists the options)";
+        "usage: toyvmm run GUEST.elf [GUEST.elf ...] [options]  |  toyvmm version  |  toyvmm --help  ('toyvmm run --help' lists the options)";
 
     private static readonly Command Root;
     private static readonly Command RunCommand;
     private static readonly Command VersionCommand;
     private static readonly VersionOption VersionOption;
     private static readonly Option<string> ConfigOption;
-    private static readonly Argument<string> GuestArgument;
+    private static readonly Argument<string[]> GuestArgument;
     private static readonly Dictionary<Option, RunSetting> SettingOf = [];
 
     static CommandLine()
     {
-        GuestArgument = new Argument<string>("GUEST.elf")
+        GuestArgument = new Argument<string[]>("GUEST.elf")
         {
-            Arity = ArgumentArity.ZeroOrOne,
+            // Several guests run as several VMs on one simulated host (GUEST-ABI 1.1).
+            Arity = ArgumentArity.ZeroOrMore,
             Description = RunSettings.Get(RunSettings.GuestName).Description + " (may come from the config file instead)",
         };
         ConfigOption = new Option<string>("--config")
@@ -134,6 +135,13 @@ public static class CommandLine
             if (setting.Apply(builder, guest.Tokens[0].Value) is string problem)
                 return Fail($"guest: {problem}");
             builder.SetSource(setting, null);
+            var more = new List<string>();
+            foreach (var token in guest.Tokens.Skip(1))
+            {
+                if (string.IsNullOrWhiteSpace(token.Value)) return Fail("guest: the path is empty");
+                more.Add(token.Value);
+            }
+            builder.Options.MoreGuests = more;
         }
         foreach (var (option, setting) in SettingOf)
         {
@@ -175,10 +183,11 @@ public static class CommandLine
 
         // The guest argument takes any token, "--vcpu" too; before "--", a dash-led
         // guest is an option this command does not have.
-        if (result.GetResult(GuestArgument) is { Tokens.Count: > 0 } g && IsUnknownOptionToken(g.Tokens[0].Value, result.Tokens))
-            return g.Tokens[0].Value == VersionOption.Name
+        if (result.GetResult(GuestArgument) is { Tokens.Count: > 0 } g
+            && g.Tokens.FirstOrDefault(t => IsUnknownOptionToken(t.Value, result.Tokens)) is { } dashed)
+            return dashed.Value == VersionOption.Name
                 ? $"{VersionOption.Name} goes before any verb: toyvmm {VersionOption.Name}"
-                : $"unknown option '{g.Tokens[0].Value}'" + DidYouMean(g.Tokens[0].Value, OptionNames(RunCommand));
+                : $"unknown option '{dashed.Value}'" + DidYouMean(dashed.Value, OptionNames(RunCommand));
 
         if (result.Errors.Count == 0)
             return null;

@@ -20,6 +20,15 @@ public sealed class RunOptions
     /// <summary>The guest ELF file.</summary>
     public string GuestPath { get; set; } = "";
 
+    /// <summary>
+    /// Further guest files, each a VM of its own on the same simulated host
+    /// (GUEST-ABI 1.1 "Several VMs on one host"); empty for the usual single VM.
+    /// </summary>
+    public IReadOnlyList<string> MoreGuests { get; set; } = [];
+
+    /// <summary>Every guest file in VM order: <see cref="GuestPath"/>, then <see cref="MoreGuests"/>.</summary>
+    public IReadOnlyList<string> AllGuests => [GuestPath, .. MoreGuests];
+
     /// <summary>Guest RAM in bytes (--memory): a multiple of 1 MiB, 4 MiB .. 64 GiB.</summary>
     public ulong MemoryBytes { get; set; } = DefaultMemoryBytes;
 
@@ -93,6 +102,7 @@ public sealed class RunOptions
     public void CopyTo(RunOptions target)
     {
         target.GuestPath = GuestPath;
+        target.MoreGuests = MoreGuests;
         target.MemoryBytes = MemoryBytes;
         target.Vcpus = Vcpus;
         target.MaxInstructions = MaxInstructions;

@@ -51,6 +51,11 @@ public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
             Fail(null, "no guest file given");
         else if (!File.Exists(o.GuestPath) && !Directory.Exists(o.GuestPath))
             Fail(RunSettings.GuestName, $"guest file '{o.GuestPath}' does not exist");
+        foreach (var more in o.MoreGuests)
+            if (!File.Exists(more) && !Directory.Exists(more))
+                Fail(RunSettings.GuestName, $"guest file '{more}' does not exist");
+        if (o.MoreGuests.Count > 0 && o.FlatMemory)
+            Fail("--flat-memory", "several guests share one simulated host; --flat-memory has none");
 
         bool memoryOk = true;
         if (o.MemoryBytes % (1UL << 20) != 0)
@@ -109,7 +114,7 @@ public sealed class RunOptionsValidator : IValidateOptions<RunOptions>
         if (o.PageOut.Count > MaxSchedules)
             fail("--pageout", $"{o.PageOut.Count} schedules: at most {MaxSchedules}");
         ulong guestPages = o.MemoryBytes / 4096;
-        ulong host = o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3);
+        ulong host = RunOutputs.HostMemoryOf(o);
         ulong shrunk = 0;
         foreach (var schedule in o.PageOut)
         {

@@ -12,7 +12,7 @@ namespace ToyVmm.Cli;
 /// vCPUs and the background threads have stopped, so the snapshot is exact; also
 /// after an interrupted run, so a cancelled experiment still leaves its report.
 /// </summary>
-public sealed class RunOutputs
+public sealed partial class RunOutputs
 {
     private readonly RunOptions _options;
     private readonly ILogger _logger;
@@ -71,7 +71,7 @@ public sealed class RunOutputs
     /// <summary>Every option as the run used it, defaults included, in the order of the option table.</summary>
     public static IReadOnlyList<KeyValuePair<string, string>> Settings(RunOptions o) =>
     [
-        new("guest", o.GuestPath),
+        new("guest", string.Join(" ", o.AllGuests)),
         new("memory", SizeParser.Format(o.MemoryBytes)),
         new("vcpus", o.Vcpus.ToString()),
         new("hostMemory", o.FlatMemory ? "none" : SizeParser.Format(HostMemoryOf(o))),
@@ -86,9 +86,9 @@ public sealed class RunOutputs
         new("traceLimit", o.TracePath is null ? "off" : o.TraceLimit.ToString()),
     ];
 
-    /// <summary>The host frame pool a run uses: <c>--host-memory</c>, or guest RAM plus 1/8.</summary>
+    /// <summary>The host frame pool a run uses: <c>--host-memory</c>, or guest RAM plus 1/8 for each VM.</summary>
     public static ulong HostMemoryOf(RunOptions o) =>
-        o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3);
+        o.HostMemoryBytes != 0 ? o.HostMemoryBytes : (o.MemoryBytes + (o.MemoryBytes >> 3)) * (ulong)o.AllGuests.Count;
 
     /// <summary>The host's counters at the end of a run on host-backed memory.</summary>
     public static HostCounters HostCountersOf(HostBackedMemory backing, MeasurementSnapshot snapshot)

@@ -63,6 +63,8 @@ public sealed class VmRunner : BackgroundService
     public int RunVm(CancellationToken stoppingToken)
     {
         var o = _options;
+        if (o.MoreGuests.Count > 0)
+            return new MultiVmRunner(o, _logger, _console, _watchdog).Run(stoppingToken);
         Log.Starting(_logger, o.GuestPath, SizeParser.Format(o.MemoryBytes), o.Vcpus);
         ElfImage image;
         if (GuestFileCheck.NotRegular(o.GuestPath) is string notRegular)
@@ -198,7 +200,7 @@ public sealed class VmRunner : BackgroundService
             var c = vm.Devices.Counters;
             Log.Ended(_logger, result.Outcome.ToString(), result.GuestStatus, result.InstructionsRetired,
                 vm.Devices.Console.BytesWritten, c.UnknownPortIn, c.UnknownPortOut, c.Hypercalls, c.UnknownHypercalls);
-            int status = ToExitCode(result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.PinnedFrames ?? 0);
+            int status = ToExitCode(_logger, result, backing?.Host.Stats, vm.Devices.Console.Failure, backing?.PinnedFrames ?? 0);
             var outputs = new RunOutputs(o, _logger);
             if (!outputs.Wanted) return status;
             var snapshot = hub.Snapshot();
@@ -228,14 +230,18 @@ public sealed class VmRunner : BackgroundService
     }
 
 
-    private int ToExitCode(VmResult result, HostStats? stats, ConsoleFailure? console, long pinnedFrames)
+    /// <summary>
+    /// The exit status of one VM's run, logging the VMM's line for it; <paramref name="who"/>
+    /// (<c>vm1: </c>) names the VM when several ran.
+    /// </summary>
+    internal static int ToExitCode(ILogger _logger, VmResult result, HostStats? stats, ConsoleFailure? console, long pinnedFrames, string who = "")
     {
-        string message = result.Message ?? result.Outcome.ToString();
+        string message = who + (result.Message ?? result.Outcome.ToString());
         // The console failing ends the run, or spoils a normal end (the last flush failed).
         if (console != null && (result.IsNormalExit || result.Outcome == VmOutcome.ConsoleFailed))
         {
             if (console.PipeClosed) return ExitCodes.OutputClosed;   // quiet, like any writer whose reader left
-            Log.ConsoleFailed(_logger, console.Reason);
+            Log.ConsoleFailed(_logger, who + console.Reason);
             return ExitCodes.ConsoleError;
         }
         switch (result.Outcome)

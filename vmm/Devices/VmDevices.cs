@@ -1,5 +1,6 @@
 using ToyVmm.Cpu;
 using ToyVmm.Mmu;
+using ToyVmm.Mmu.Grants;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Secondary;
 
@@ -16,6 +17,10 @@ public sealed class VmDevices : IVmExitHandler
     public const ulong HypercallPageOut = 0x100;
     public const ulong HypercallDiscard = 0x101;
     public const ulong HypercallPhase = 0x110;
+    public const ulong HypercallGrantMake = 0x102;
+    public const ulong HypercallGrantAttach = 0x103;
+    public const ulong HypercallGrantDetach = 0x104;
+    public const ulong HypercallGrantRemove = 0x105;
     /// <summary>-KVM_ENOSYS, the answer to an unknown hypercall.</summary>
     public const long UnknownHypercallResult = -1000;
     /// <summary>-EINVAL (<see cref="GuestRange.Invalid"/>, the one value of the range rule): the answer to a bad range or a bad phase name.</summary>
@@ -29,14 +34,18 @@ public sealed class VmDevices : IVmExitHandler
     private readonly IGuestMemoryManagement _memory;
     private readonly Action<int, int> _exitRequested;
     private readonly MeasurementHub? _measurements;
+    private readonly GrantVm? _grants;
 
     /// <param name="access">The access side of guest memory, through which PHASE reads its name.</param>
     /// <param name="memory">The management side of guest memory, which PAGEOUT and DISCARD act on.</param>
     /// <param name="console">Where port 0xE9 writes.</param>
     /// <param name="exitRequested">Called with (vCPU index, status) when the guest writes the exit port; must stop every vCPU.</param>
     /// <param name="measurements">Where PHASE switches the phase; null when nothing is measured (PHASE still checks its name).</param>
-    public VmDevices(IGuestMemory access, IGuestMemoryManagement memory, GuestConsole console, Action<int, int> exitRequested, MeasurementHub? measurements = null)
+    /// <param name="grants">Where the grant hypercalls (0x102-0x105) go; null without a host (flat memory): they answer -1000 there.</param>
+    public VmDevices(IGuestMemory access, IGuestMemoryManagement memory, GuestConsole console, Action<int, int> exitRequested, MeasurementHub? measurements = null,
+        GrantVm? grants = null)
     {
+        _grants = grants;
         _access = access;
         _memory = memory;
         Console = console;
@@ -79,6 +88,11 @@ public sealed class VmDevices : IVmExitHandler
             HypercallPageOut => _memory.PageOut(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
             HypercallDiscard => _memory.Discard(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
             HypercallPhase => Phase(vcpu),
+            // GUEST-ABI 1.1 grants: RBX, RCX, RDX as the ABI's table gives them.
+            HypercallGrantMake when _grants is not null => _grants.Make(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx), vcpu.GetGpr(Gpr.Rdx)),
+            HypercallGrantAttach when _grants is not null => _grants.Attach(vcpu.GetGpr(Gpr.Rbx), vcpu.GetGpr(Gpr.Rcx), new Gpa(vcpu.GetGpr(Gpr.Rdx))),
+            HypercallGrantDetach when _grants is not null => _grants.Detach(new Gpa(vcpu.GetGpr(Gpr.Rbx)), vcpu.GetGpr(Gpr.Rcx)),
+            HypercallGrantRemove when _grants is not null => _grants.Remove(vcpu.GetGpr(Gpr.Rbx)),
             _ => Unknown(),
         };
         vcpu.SetGpr(Gpr.Rax, unchecked((ulong)result));

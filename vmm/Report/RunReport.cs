@@ -37,6 +37,10 @@ public sealed record RunReport
     public required IReadOnlyList<PhaseReport> Phases { get; init; }
     /// <summary>The whole run's histograms in HdrHistogram's encoded form (<see cref="HistogramCodec"/>), by name.</summary>
     public required IReadOnlyDictionary<string, string> Histograms { get; init; }
+    /// <summary>With several VMs on one host: each VM's own report (its number in <see cref="Vm"/>, no host section); null for one VM.</summary>
+    public IReadOnlyList<RunReport>? Vms { get; init; }
+    /// <summary>In an entry of <see cref="Vms"/>: the VM's number (0, 1, ...); null at the top.</summary>
+    public int? Vm { get; init; }
 
     /// <summary>The report of a run from what the measurement hub measured and what the run knows.</summary>
     public static RunReport Build(MeasurementSnapshot snapshot, RunFacts facts)

@@ -26,6 +26,7 @@ namespace ToyVmm.Report;
 /// </remarks>
 public static class TraceFileWriter
 {
+    /// <summary>The pid of the first (in a single-VM run, the only) process.</summary>
     public const int Pid = 1;
     public const string PhasesTrackName = "phases";
 
@@ -42,32 +43,76 @@ public static class TraceFileWriter
     public static TraceWriteResult Write(TraceData trace, Stream stream, IEnumerable<KeyValuePair<string, string>> settings, string processName = "toyvmm")
     {
         ArgumentNullException.ThrowIfNull(trace);
+        return WriteProcesses([(trace, processName)], stream, settings);
+    }
+
+    /// <summary>
+    /// Writes several timelines to <paramref name="path"/> atomically, each as its own
+    /// process (pid 1, 2, ... in order) on one clock: several VMs of one host, each with
+    /// its vCPU tracks, and the host's own threads.
+    /// </summary>
+    public static TraceWriteResult Write(IReadOnlyList<(TraceData Trace, string ProcessName)> processes, string path, IEnumerable<KeyValuePair<string, string>> settings)
+    {
+        TraceWriteResult result = default;
+        AtomicFile.Write(path, stream => result = WriteProcesses(processes, stream, settings));
+        return result;
+    }
+
+    private static TraceWriteResult WriteProcesses(IReadOnlyList<(TraceData Trace, string ProcessName)> processes, Stream stream, IEnumerable<KeyValuePair<string, string>> settings)
+    {
         var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = false, SkipValidation = false });
-        int phasesTrack = trace.Tracks.Count == 0 ? 0 : trace.Tracks.Max(t => t.Id) + 1;
         json.WriteStartObject();
         json.WriteString("displayTimeUnit", "ns");
         json.WriteStartArray("traceEvents");
+        // One clock for every process, so the VMs' timelines line up.
+        var clock = new TraceClock(processes.Count == 0 ? 0 : processes.Min(p => p.Trace.OriginTicks));
+        long clipped = 0, written = 0, dropped = 0, samples = 0;
+        for (int p = 0; p < processes.Count; p++)
+        {
+            var (trace, name) = processes[p];
+            WriteProcess(json, Pid + p, name, trace, clock, ref written, ref clipped);
+            dropped += trace.DroppedEvents;
+            samples += trace.Counters.Count;
+        }
+        json.WriteEndArray();
 
-        Metadata(json, "process_name", null, processName);
+        json.WriteStartObject("otherData");
+        json.WriteString("producer", "toyvmm");
+        json.WriteNumber("events", written);
+        json.WriteNumber("droppedEvents", dropped);
+        json.WriteNumber("clippedSlices", clipped);
+        json.WriteNumber("counterSamples", samples);
+        var pairs = settings.ToList();
+        json.WriteString("settings", string.Join(' ', pairs.Select(kv => $"{kv.Key}={kv.Value}")));
+        // Flat keys as well: trace viewers show otherData as a list of name/value strings.
+        foreach (var (name, value) in pairs) json.WriteString($"settings.{name}", value);
+        json.WriteEndObject();
+        json.WriteEndObject();
+        json.Flush();
+        return new TraceWriteResult(written, clipped, dropped);
+    }
+
+    private static void WriteProcess(Utf8JsonWriter json, int pid, string processName, TraceData trace, TraceClock clock, ref long written, ref long clipped)
+    {
+        int phasesTrack = trace.Tracks.Count == 0 ? 0 : trace.Tracks.Max(t => t.Id) + 1;
+        Metadata(json, pid, "process_name", null, processName);
         int sort = 0;
         foreach (var track in trace.Tracks)
         {
-            Metadata(json, "thread_name", track.Id, track.Name);
-            SortIndex(json, track.Id, sort++);
+            Metadata(json, pid, "thread_name", track.Id, track.Name);
+            SortIndex(json, pid, track.Id, sort++);
         }
-        Metadata(json, "thread_name", phasesTrack, PhasesTrackName);
-        SortIndex(json, phasesTrack, -1);     // phases on top
+        Metadata(json, pid, "thread_name", phasesTrack, PhasesTrackName);
+        SortIndex(json, pid, phasesTrack, -1);     // phases on top
 
-        var clock = new TraceClock(trace.OriginTicks);
         var open = new Dictionary<int, Stack<long>>();   // track -> ends of the slices still open on it
-        long clipped = 0, written = 0;
         foreach (int i in InWritingOrder(trace.Events))
         {
             var e = trace.Events[i];
             int tid = e.Kind == TraceKind.Phase ? phasesTrack : e.Track;
             if (e.Kind == TraceKind.Violation)
             {
-                Instant(json, clock, e, tid);
+                Instant(json, pid, clock, e, tid);
                 written++;
                 continue;
             }
@@ -76,7 +121,7 @@ public static class TraceFileWriter
             while (ends.Count > 0 && ends.Peek() <= e.StartTicks) ends.Pop();
             if (ends.Count > 0 && end > ends.Peek()) { end = ends.Peek(); clipped++; }
             ends.Push(end);
-            Slice(json, clock, e, tid, end, trace.PhaseNames);
+            Slice(json, pid, clock, e, tid, end, trace.PhaseNames);
             written++;
             if (json.BytesPending > 1 << 16) json.Flush();
         }
@@ -84,26 +129,10 @@ public static class TraceFileWriter
         foreach (var c in trace.Counters)
         {
             decimal ts = TraceClock.Micro(clock.Nanoseconds(c.Ticks));
-            Counter(json, ts, "free frames", "frames", c.FreeFrames);
-            Counter(json, ts, "resident guest pages", "pages", c.ResidentGuestPages);
+            Counter(json, pid, ts, "free frames", "frames", c.FreeFrames);
+            Counter(json, pid, ts, "resident guest pages", "pages", c.ResidentGuestPages);
             if (json.BytesPending > 1 << 16) json.Flush();
         }
-        json.WriteEndArray();
-
-        json.WriteStartObject("otherData");
-        json.WriteString("producer", "toyvmm");
-        json.WriteNumber("events", written);
-        json.WriteNumber("droppedEvents", trace.DroppedEvents);
-        json.WriteNumber("clippedSlices", clipped);
-        json.WriteNumber("counterSamples", trace.Counters.Count);
-        var pairs = settings.ToList();
-        json.WriteString("settings", string.Join(' ', pairs.Select(kv => $"{kv.Key}={kv.Value}")));
-        // Flat keys as well: trace viewers show otherData as a list of name/value strings.
-        foreach (var (name, value) in pairs) json.WriteString($"settings.{name}", value);
-        json.WriteEndObject();
-        json.WriteEndObject();
-        json.Flush();
-        return new TraceWriteResult(written, clipped, trace.DroppedEvents);
     }
 
     /// <summary>Event indices by start time, the longer slice first on a tie (so parents precede children).</summary>
@@ -123,12 +152,12 @@ public static class TraceFileWriter
         return order;
     }
 
-    private static void Metadata(Utf8JsonWriter json, string name, int? tid, string value)
+    private static void Metadata(Utf8JsonWriter json, int pid, string name, int? tid, string value)
     {
         json.WriteStartObject();
         json.WriteString("name", name);
         json.WriteString("ph", "M");
-        json.WriteNumber("pid", Pid);
+        json.WriteNumber("pid", pid);
         if (tid is { } t) json.WriteNumber("tid", t);
         json.WriteStartObject("args");
         json.WriteString("name", value);
@@ -136,12 +165,12 @@ public static class TraceFileWriter
         json.WriteEndObject();
     }
 
-    private static void SortIndex(Utf8JsonWriter json, int tid, int index)
+    private static void SortIndex(Utf8JsonWriter json, int pid, int tid, int index)
     {
         json.WriteStartObject();
         json.WriteString("name", "thread_sort_index");
         json.WriteString("ph", "M");
-        json.WriteNumber("pid", Pid);
+        json.WriteNumber("pid", pid);
         json.WriteNumber("tid", tid);
         json.WriteStartObject("args");
         json.WriteNumber("sort_index", index);
@@ -149,13 +178,13 @@ public static class TraceFileWriter
         json.WriteEndObject();
     }
 
-    private static void Slice(Utf8JsonWriter json, TraceClock clock, TraceEvent e, int tid, long endTicks, IReadOnlyList<string> phaseNames)
+    private static void Slice(Utf8JsonWriter json, int pid, TraceClock clock, TraceEvent e, int tid, long endTicks, IReadOnlyList<string> phaseNames)
     {
         json.WriteStartObject();
         json.WriteString("name", SliceName(e, phaseNames));
         json.WriteString("cat", Category(e.Kind));
         json.WriteString("ph", "X");
-        json.WriteNumber("pid", Pid);
+        json.WriteNumber("pid", pid);
         json.WriteNumber("tid", tid);
         // Whole nanoseconds, written as exact decimals of microseconds: a child clipped to
         // its parent's end in ticks cannot end after it by a rounding error.
@@ -168,14 +197,14 @@ public static class TraceFileWriter
         json.WriteEndObject();
     }
 
-    private static void Instant(Utf8JsonWriter json, TraceClock clock, TraceEvent e, int tid)
+    private static void Instant(Utf8JsonWriter json, int pid, TraceClock clock, TraceEvent e, int tid)
     {
         json.WriteStartObject();
         json.WriteString("name", "invariant violation");
         json.WriteString("cat", Category(e.Kind));
         json.WriteString("ph", "i");
         json.WriteString("s", "g");           // global: a line across every track, the moment the checker fired
-        json.WriteNumber("pid", Pid);
+        json.WriteNumber("pid", pid);
         json.WriteNumber("tid", tid);
         json.WriteNumber("ts", TraceClock.Micro(clock.Nanoseconds(e.StartTicks)));
         json.WriteStartObject("args");
@@ -184,12 +213,12 @@ public static class TraceFileWriter
         json.WriteEndObject();
     }
 
-    private static void Counter(Utf8JsonWriter json, decimal ts, string name, string series, long value)
+    private static void Counter(Utf8JsonWriter json, int pid, decimal ts, string name, string series, long value)
     {
         json.WriteStartObject();
         json.WriteString("name", name);
         json.WriteString("ph", "C");
-        json.WriteNumber("pid", Pid);
+        json.WriteNumber("pid", pid);
         json.WriteNumber("ts", ts);
         json.WriteStartObject("args");
         json.WriteNumber(series, value);

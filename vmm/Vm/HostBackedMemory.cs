@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ToyVmm.Mmu;
+using ToyVmm.Mmu.Grants;
 using ToyVmm.Mmu.Host;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
@@ -60,36 +61,66 @@ public sealed record GuestMemoryConfig(
 /// </remarks>
 public sealed class HostBackedMemory : IDisposable
 {
-    private readonly HostReclaimerService _reclaimer;
+    private readonly HostReclaimerService? _reclaimer;   // null over a shared host (its own reclaimer runs there)
+    private readonly SharedHost? _shared;
     private readonly CancellationTokenSource _stop = new();
     private readonly ILogger _logger;
     private int _disposed;
 
     public HostBackedMemory(ulong ramBytes, int vcpus, GuestMemoryConfig config, ILogger? logger = null)
+        : this(ramBytes, vcpus, config, logger, null)
+    {
+    }
+
+    /// <summary>
+    /// Guest RAM of one of several VMs over <paramref name="shared"/>'s host: an address
+    /// space, secondary MMU, manager, checker, hub and page-out driver of its own; the
+    /// host, its reclaimer and its swap file stay <paramref name="shared"/>'s.
+    /// </summary>
+    /// <param name="vmIndex">The VM's number on the host (its grants and attachments are its own).</param>
+    public HostBackedMemory(SharedHost shared, int vmIndex, ulong ramBytes, int vcpus, GuestMemoryConfig config, ILogger? logger = null)
+        : this(ramBytes, vcpus, config, logger, shared ?? throw new ArgumentNullException(nameof(shared)), vmIndex)
+    {
+    }
+
+    private HostBackedMemory(ulong ramBytes, int vcpus, GuestMemoryConfig config, ILogger? logger, SharedHost? shared, int vmIndex = 0)
     {
         _logger = logger ?? NullLogger.Instance;
         Config = config;
-        var options = new HostMemoryOptions
+        _shared = shared;
+        if (shared is null)
         {
-            HostMemoryBytes = config.HostMemoryBytes,
-            SwapFilePath = config.SwapFilePath,
-            // Enough swap for all of guest RAM plus slack, unless given.
-            SwapBytes = config.SwapBytes != 0 ? config.SwapBytes : ramBytes + (16UL << 20),
-        };
-        Host = new HostMemory(options);
+            var options = new HostMemoryOptions
+            {
+                HostMemoryBytes = config.HostMemoryBytes,
+                SwapFilePath = config.SwapFilePath,
+                // Enough swap for all of guest RAM plus slack, unless given.
+                SwapBytes = config.SwapBytes != 0 ? config.SwapBytes : ramBytes + (16UL << 20),
+            };
+            Host = new HostMemory(options);
+        }
+        else Host = shared.Host;
         try
         {
             Space = Host.CreateAddressSpace();
             Space.Notifiers.Protocol = NotifierProtocols.Of(config.Protocol);
             RamHva = Space.Map(ramBytes, HostProtection.ReadWrite);
             Measurements = new MeasurementHub(vcpus, config.TraceLimit);
-            if (config.Measure) Host.Events = Measurements;
-            var binding = new SecondaryHostBinding(Space);
+            if (config.Measure && shared is null) Host.Events = Measurements;
+            Binding = new SecondaryHostBinding(Space);
             var events = config.Measure ? Measurements : null;
             Mmu = config.Mmu == SecondaryMmuKind.Shadow
-                ? new ShadowMmu(binding, ramBytes, RamHva) { Events = events }
-                : new EptMmu(binding, ramBytes, RamHva) { Events = events };
-            Management = new GuestMemoryManager(binding, Mmu);
+                ? new ShadowMmu(Binding, ramBytes, RamHva) { Events = events }
+                : new EptMmu(Binding, ramBytes, RamHva) { Events = events };
+            Management = new GuestMemoryManager(Binding, Mmu);
+            // Grants: the vCPUs translate through the router, the devices act through the
+            // grant-aware management; an attachment gets an EPT MMU over the grant. Under the
+            // shadow MMU the vCPUs fill guest-virtual translations from its own tables, which
+            // a router by guest-physical page cannot divert: no grants there (they answer -1000).
+            SecondaryMmuFactory factory = (host, bytes, hva) => new EptMmu(host, bytes, hva) { Events = events, Checker = Checker };
+            Grants = Mmu is EptMmu
+                ? new GrantVm(shared?.Grants ?? new GrantTable(), vmIndex, Binding, Binding, Mmu, Management, RamHva, factory)
+                : null;
             var space = Space;
             Measurements.SetHostCounters(() => Host.FreeFrames, () => space.ResidentPages);
             if (config.Check)
@@ -97,21 +128,26 @@ public sealed class HostBackedMemory : IDisposable
                 Checker = new MmuInvariantChecker { Events = Measurements };
                 if (Mmu is ShadowMmu shadow) shadow.Checker = Checker;
                 else ((EptMmu)Mmu).Checker = Checker;
-                Host.FrameFreed = Checker.OnFrameFree;
+                if (shared is null) Host.FrameFreed = Checker.OnFrameFree;
+                else shared.OnFrameFreed(Checker.OnFrameFree);
             }
             var measurements = Measurements;
-            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, Management, config.PageOutSchedules(), config.Seed, _logger)
+            PageOutDriver = new PageOutDriver(Space, RamHva, ramBytes, (IGuestMemoryManagement?)Grants?.Management ?? Management, config.PageOutSchedules(), config.Seed, _logger)
             {
                 ThreadStarted = () => measurements.BindCurrentThread("page-out driver"),
             };
-            _reclaimer = new HostReclaimerService(Host);
-            _reclaimer.StartAsync(_stop.Token).GetAwaiter().GetResult();
+            if (shared is null)
+            {
+                _reclaimer = new HostReclaimerService(Host);
+                _reclaimer.StartAsync(_stop.Token).GetAwaiter().GetResult();
+            }
             PageOutDriver.Start();
         }
         catch
         {
             Measurements?.Dispose();
-            Host.Dispose();
+            if (shared is null) Host.Dispose();
+            else Space?.Dispose();
             throw;
         }
     }
@@ -120,6 +156,8 @@ public sealed class HostBackedMemory : IDisposable
     public HostMemory Host { get; }
     public HostAddressSpace Space { get; }
     public Hva RamHva { get; }
+    /// <summary>The address space as the secondary side sees it (what a grant of this VM's RAM faults through).</summary>
+    public SecondaryHostBinding Binding { get; }
     /// <summary>The secondary MMU the vCPUs translate through: an <see cref="EptMmu"/> or a <see cref="ShadowMmu"/>.</summary>
     public ISecondaryMmu Mmu { get; }
     /// <summary>How the MMU's TLB shootdowns were completed so far.</summary>
@@ -130,8 +168,10 @@ public sealed class HostBackedMemory : IDisposable
     public ShadowCounts? ShadowCounts => (Mmu as ShadowMmu)?.Counts;
     /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>
     public GuestMemoryManager Management { get; }
+    /// <summary>This VM as a party to grants: the router its vCPUs translate through, the grant-aware management; null under the shadow MMU.</summary>
+    public GrantVm? Grants { get; }
     /// <summary>Both sides, for <see cref="VirtualMachine.Create"/> (this object stays the owner).</summary>
-    public VmMemory Memory => new(Mmu, Management);
+    public VmMemory Memory => Grants is { } g ? new(g.Router, g.Management, Grants: g) : new(Mmu, Management);
     /// <summary>Every figure of the run (faults, invalidations, shootdowns, page-outs, phases, the timeline).</summary>
     public MeasurementHub Measurements { get; }
 
@@ -172,6 +212,7 @@ public sealed class HostBackedMemory : IDisposable
         if (_stop.IsCancellationRequested) return;
         _stop.Cancel();
         PageOutDriver.Stop();
+        if (_reclaimer is null) return;
         try { _reclaimer.StopAsync(CancellationToken.None).GetAwaiter().GetResult(); }
         catch (Exception ex) { _logger.LogDebug("reclaimer stopped with {Error}", ex.Message); }
     }
@@ -181,10 +222,12 @@ public sealed class HostBackedMemory : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         StopBackground();
         PageOutDriver.Dispose();
+        // Its grants go and its attachments are detached before its address space does.
+        if (Grants is { } grants) grants.Table.VmEnded(grants);
         Measurements.EndRun();
         ((IDisposable)Mmu).Dispose();
         Space.Dispose();
-        Host.Dispose();
+        if (_shared is null) Host.Dispose();
         Measurements.Dispose();
         _stop.Dispose();
     }

@@ -50,7 +50,7 @@ public sealed class VirtualMachine : IDisposable
         _logger = logger;
         _links = new VcpuLink[config.VcpuCount];
         _retired = new long[config.VcpuCount];
-        Devices = new VmDevices(memory.Access, memory.Management, new GuestConsole(consoleOutput), OnExitPort, measurements);
+        Devices = new VmDevices(memory.Access, memory.Management, new GuestConsole(consoleOutput), OnExitPort, measurements, memory.Grants);
         // Decoded code is derived from guest bytes: a change behind the vCPUs' back makes it stale.
         _contentsReplaced = (start, bytes) => CodeCache.ContentsReplaced(memory.Access, start, bytes);
         memory.Management.ContentsReplaced += _contentsReplaced;

@@ -108,7 +108,7 @@ public class RunOutputsTests : IDisposable
         section.GetProperty("faults").GetProperty(kind).GetProperty("count").GetInt64();
 
     /// <summary>The toyvmm program in a child process.</summary>
-    private static class Toyvmm
+    internal static class Toyvmm
     {
         [DllImport("libc", SetLastError = true)]
         private static extern int kill(int pid, int sig);

@@ -3,7 +3,7 @@ using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Cpu;
 
-// The vCPU's side of a TLB shootdown (VcpuLink, EptMmu.FlushVcpusLocked).
+// The vCPU's side of a TLB shootdown (VcpuLink, VcpuShootdown.FlushLocked).
 //
 // Every host pointer the vCPU takes from the secondary MMU sets the page's bit
 // in a filter of guest frames (HostPage); a TLB fill then fences and re-reads

@@ -71,6 +71,16 @@ public abstract unsafe partial class SecondaryMmuContractTests
         Touch(5)[0] = 0x77;
         Assert.True(Maps(gpa, out var frame));
 
+        if (HoldsPageReferences)
+        {
+            // Its own reference pins the page: the host pages out nothing and frees nothing.
+            Assert.Equal(0, _manager.PageOut(gpa, Page.Size));
+            Assert.Equal(0, _checker.ViolationCount);
+            Assert.True(Maps(gpa, out var kept));
+            Assert.Equal(frame, kept);
+            Assert.Equal(0x77, Touch(5, AccessKind.Read)[0]);
+            return;
+        }
         Assert.Equal(1, _manager.PageOut(gpa, Page.Size));
 
         var v = _checker.FirstViolation;
@@ -91,6 +101,17 @@ public abstract unsafe partial class SecondaryMmuContractTests
         Make(HostKind.Real, NotifierProtocol.None);
         Touch(1)[0] = 0x11;
         Assert.True(Maps(Gpa.FromPageNumber(1), out var first));
+        if (HoldsPageReferences)
+        {
+            // The page stays pinned: no frame is freed to hand to another page.
+            Assert.Equal(0, _manager.PageOut(Gpa.FromPageNumber(1), Page.Size));
+            Touch(2)[0] = 0x22;
+            Assert.True(Maps(Gpa.FromPageNumber(2), out var other));
+            Assert.NotEqual(first, other);
+            Assert.Equal(0x11, Touch(1, AccessKind.Read)[0]);
+            Assert.Equal(0, _checker.ViolationCount);
+            return;
+        }
         Assert.Equal(1, _manager.PageOut(Gpa.FromPageNumber(1), Page.Size));
 
         // The next zero-fill takes the frame the page-out just freed (the free list is a stack).

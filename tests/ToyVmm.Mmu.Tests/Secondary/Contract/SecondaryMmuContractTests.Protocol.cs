@@ -29,6 +29,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
     public void FaultRacingReclaim_ThreadSchedule_CheckerCatchesOnlyTheBrokenProtocol(HostKind host, NotifierProtocol protocol, bool expectViolation)
     {
         Make(host, protocol);
+        expectViolation &= Broken2008Races;
         var gpa = new Gpa(0x7000);
         int calls = 0;
         SetAfterGetUserPage(_mmu, (_, _) =>

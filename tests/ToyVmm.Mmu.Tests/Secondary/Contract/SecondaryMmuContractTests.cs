@@ -57,6 +57,28 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
     /// <summary>What a secondary entry of the MMU now maps the guest page of <paramref name="gpa"/> to, or null.</summary>
     protected abstract MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa);
 
+    /// <summary>
+    /// False for an MMU whose pages are held by a reference across the fault and whose
+    /// faults are recalled by list (a grant's attacher): the 2008 order then frees no
+    /// frame under a fault, and the checker has nothing to catch.
+    /// </summary>
+    protected virtual bool Broken2008Races => true;
+
+    /// <summary>
+    /// True for an MMU that sits behind something holding a host reference to every page
+    /// it maps (a grant's attacher: the grant's PFN table). Without notifiers (<c>none</c>)
+    /// such pages are pinned, not freed under the entry: the host pages out nothing.
+    /// </summary>
+    protected virtual bool HoldsPageReferences => false;
+
+    /// <summary>
+    /// False for an MMU that hears of the host only through a recall that is over for it
+    /// when the host's start returns (a grant's attacher): its own invalidate sequence
+    /// never has the host's invalidation in flight, so its slot changes do not wait for
+    /// the host's end (its faults still do: the grant holds back fills of the range).
+    /// </summary>
+    protected virtual bool SlotChangesWaitForHostInvalidations => true;
+
     private bool Maps(Gpa gpa, out Hfn frame)
     {
         var m = Lookup(_mmu, gpa);

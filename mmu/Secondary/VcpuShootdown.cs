@@ -1,25 +1,37 @@
 using System.Diagnostics;
 using ToyVmm.Mmu.Metrics;
 
-namespace ToyVmm.Mmu.Secondary.Shadow;
+namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>
-/// The TLB shootdown of a secondary MMU, step for step the EPT MMU's
-/// (<c>EptMmu.FlushVcpusLocked</c>, mmu/LOCKING.md "TLB shootdown"), as a
-/// function of the vCPU list so that the shadow MMU flushes exactly as EPT does.
+/// The TLB shootdown every secondary MMU runs after it zaps entries
+/// (mmu/LOCKING.md "TLB shootdown"), as a function of the MMU's vCPU list,
+/// so that EPT and shadow flush by the same steps.
 /// </summary>
-/// <remarks>
-/// Called with the caller's MMU lock held. A vCPU blocked on that lock has left
-/// guest mode first, so no wait can deadlock. (EPT keeps its own copy for now;
-/// it can move onto this one unchanged.)
-/// </remarks>
 public static class VcpuShootdown
 {
     /// <summary>
-    /// Ask the vCPUs in <paramref name="holders"/> (EptEntry vCPU bits; every untracked vCPU always)
-    /// to flush guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>], and return once
-    /// none of them can use a translation of the range any more.
+    /// TLB shootdown of guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>]:
+    /// ask the vCPUs in <paramref name="holders"/> (EptEntry vCPU bits; every
+    /// untracked vCPU always) to flush them, and return once none of them can
+    /// use a translation of the range any more. A vCPU blocked on the caller's MMU lock has
+    /// left guest mode first, so no wait can deadlock.
     /// </summary>
+    /// <remarks>
+    /// Each vCPU in guest mode is done by the first of these (cheapest first):
+    /// <code>
+    ///   1. its TLB filter says it never took a pointer into the range
+    ///      (a fill racing with the post sees the request after its fence);
+    ///   2. it acknowledges within a short spin (a running vCPU does at its
+    ///      next block boundary);
+    ///   3. its entries are shot down from here, then a process-wide barrier
+    ///      (membarrier: the IPI of a real TLB shootdown) shows it executing an
+    ///      instruction that touches no guest memory: its next access reads the
+    ///      cleared TLB. This is what a vCPU the host has descheduled answers;
+    ///   4. otherwise it acknowledges (spin, then block until it does).
+    /// </code>
+    /// Called with the caller's MMU lock held.
+    /// </remarks>
     public static void FlushLocked(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, ulong holders, ulong firstGfn, ulong lastGfn)
     {
         long posted = events is null ? 0 : Stopwatch.GetTimestamp();

@@ -1,0 +1,66 @@
+using ToyVmm.Mmu.Secondary;
+
+namespace ToyVmm.Mmu.Grants;
+
+/// <summary>
+/// A VM's management side with grants attached (GUEST-ABI 1.1): PAGEOUT of an
+/// attached range pages out the owner's pages (contents kept; the result counts
+/// the pages this call paged out); DISCARD that touches an attached range is
+/// refused with -22 (only the owner discards its memory). Everything else goes
+/// to the VM's own <see cref="GuestMemoryManager"/>.
+/// </summary>
+public sealed class GrantAwareManagement(GuestMemoryManager own, GrantVm vm) : IGuestMemoryManagement
+{
+    public ulong RamBytes => own.RamBytes;
+
+    /// <summary>DISCARD zeroed pages, or an attach or detach put other pages behind a range.</summary>
+    public event Action<Gpa, ulong>? ContentsReplaced
+    {
+        add { own.ContentsReplaced += value; MappingReplaced += value; }
+        remove { own.ContentsReplaced -= value; MappingReplaced -= value; }
+    }
+
+    private event Action<Gpa, ulong>? MappingReplaced;
+
+    /// <summary>An attach or detach changed what backs the range: decoded code of it is stale.</summary>
+    internal void RaiseMappingReplaced(Gpa start, ulong bytes) => MappingReplaced?.Invoke(start, bytes);
+
+    public long PageOut(Gpa start, ulong bytes)
+    {
+        var attached = vm.Router.Attachments;
+        if (attached.Count == 0 || !GuestRange.Check(start, bytes, RamBytes)) return own.PageOut(start, bytes);
+        long pages = 0;
+        ulong at = start.Value, end = start.Value + bytes;
+        while (at < end)
+        {
+            // The attachment at `at`, or the next one to begin after it.
+            Attachment? inside = null;
+            ulong next = end;
+            foreach (var a in attached)
+            {
+                if (a.Covers(new Gpa(at))) { inside = a; break; }
+                if (a.Gpa.Value > at) next = Math.Min(next, a.Gpa.Value);
+            }
+            if (inside is { } att)
+            {
+                ulong stop = Math.Min(end, att.End.Value);
+                var hva = att.Grant.Start.Add(at - att.Gpa.Value);
+                pages += att.Grant.OwnerMadvise.PageOut(hva, stop - at);
+                at = stop;
+            }
+            else
+            {
+                pages += own.PageOut(new Gpa(at), next - at);
+                at = next;
+            }
+        }
+        return pages;
+    }
+
+    public long Discard(Gpa start, ulong bytes)
+    {
+        foreach (var a in vm.Router.Attachments)
+            if (a.Overlaps(start, bytes)) return GuestRange.Invalid;
+        return own.Discard(start, bytes);
+    }
+}

@@ -66,7 +66,9 @@ public sealed partial class HostAddressSpace
         {
             // A run: consecutive candidates of the batch, each at most MaxRunGap pages after
             // the one before, spanning fewer than MaxRunPages. A page of the batch that is not
-            // a candidate (young, busy, gone) ends the run, so its entries are not zapped.
+            // a candidate (young, gone) ends the run, so its entries are not zapped. A busy
+            // frame is found only inside the run's invalidation (UnmapForReclaimLocked):
+            // a subscriber may hold a page reference that its zap gives back.
             int runStart = -1;
             for (int i = 0; i < frames.Length; i++)
             {
@@ -77,7 +79,6 @@ public sealed partial class HostAddressSpace
                 var pte = _disposed ? Pte.None : _pt.Get(vpn);
                 ReclaimUnmap r;
                 if (!pte.IsPresent || pte.Frame != f) r = ReclaimUnmap.Gone;
-                else if (!Reclaimable(f)) r = ReclaimUnmap.Busy;
                 else if (checkYoung && TestAndClearYoungLocked(f, vpn, flush: true)) r = ReclaimUnmap.Young;
                 else r = ReclaimUnmap.Unmapped;   // a candidate: its run unmaps it
                 results[i] = r;
@@ -111,21 +112,6 @@ public sealed partial class HostAddressSpace
             for (int j = from; j < to; j++) results[j] = UnmapForReclaimLocked(frames[j], vpns[j]);
         }
         finally { InvalidateEndLocked(first, end, InvalidateEvent.Clear, mayBlock); }
-    }
-
-    /// <summary>
-    /// Whether reclaim may try to unmap a mapped frame now. The one place a frame is
-    /// judged before its invalidation: a frame someone holds a short-lived reference to
-    /// (get_user_pages in flight) would only come back Busy after a wasted zap and
-    /// shootdown. A notifier mode that pins frames for its secondary MMU adds its test
-    /// here; what it skips counts as <see cref="HostStats.ReclaimBusy"/>.
-    /// </summary>
-    private bool Reclaimable(uint f)
-    {
-        int expected = 1 + (_frames.Has(f, FrameFlags.SwapCache) ? 1 : 0) + 1;   // mapping + swap cache + reclaim's
-        if (_frames.RefCountOf(f) == expected) return true;
-        _host.Stats.Count(ref _host.Stats.ReclaimBusy);
-        return false;
     }
 
     private bool TestAndClearYoungLocked(uint f, ulong vpn, bool flush)

@@ -2,6 +2,7 @@ using BenchmarkDotNet.Running;
 using ToyVmm.Bench.Scenario;
 
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
+// `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
@@ -11,6 +12,8 @@ using ToyVmm.Bench.Scenario;
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);
+if (args.Length > 0 && args[0] == "tiers")
+    return TierScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak")
     return ToyVmm.Bench.Soak.SoakCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "host-latency")

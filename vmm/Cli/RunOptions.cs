@@ -38,6 +38,18 @@ public sealed class RunOptions
     /// <summary>Per-vCPU instruction budget (--max-instructions); 0 means none.</summary>
     public long MaxInstructions { get; set; }
 
+    /// <summary>How guest code runs (--cpu): the interpreter alone, or tiered (hot blocks compiled to IL).</summary>
+    public CpuMode Cpu { get; set; } = DefaultCpu;
+
+    /// <summary>The default of --cpu.</summary>
+    public const CpuMode DefaultCpu = CpuMode.Interpreter;
+
+    /// <summary>Entries of a block before it is compiled (--tier-threshold; 0 compiles every block at its first execution).</summary>
+    public int TierThreshold { get; set; } = DefaultTierThreshold;
+
+    /// <summary>The default of --tier-threshold.</summary>
+    public const int DefaultTierThreshold = 64;
+
     /// <summary>
     /// Host frame pool in bytes (--host-memory): a multiple of 4 KiB, at least 256 KiB.
     /// 0 means as large as guest RAM plus 1/8 (no host pressure).
@@ -106,6 +118,8 @@ public sealed class RunOptions
         target.MemoryBytes = MemoryBytes;
         target.Vcpus = Vcpus;
         target.MaxInstructions = MaxInstructions;
+        target.Cpu = Cpu;
+        target.TierThreshold = TierThreshold;
         target.HostMemoryBytes = HostMemoryBytes;
         target.FlatMemory = FlatMemory;
         target.Check = Check;
@@ -124,4 +138,13 @@ public sealed class RunOptions
         target.ConfigPath = ConfigPath;
         target.Verbose = Verbose;
     }
+}
+
+/// <summary>How guest code runs (--cpu).</summary>
+public enum CpuMode
+{
+    /// <summary>Every block interpreted (tier 0 only).</summary>
+    Interpreter,
+    /// <summary>Blocks start interpreted; hot ones are compiled to IL on a background thread (vmm/Cpu/README.md).</summary>
+    Tiered,
 }

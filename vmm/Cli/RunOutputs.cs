@@ -82,6 +82,8 @@ public sealed partial class RunOutputs
         new("swapFile", o.SwapFile ?? "temporary"),
         new("flatMemory", o.FlatMemory ? "on" : "off"),
         new("maxInstructions", o.MaxInstructions > 0 ? o.MaxInstructions.ToString() : "none"),
+        new("cpu", o.Cpu == CpuMode.Tiered ? "tiered" : "interpreter"),
+        new("tierThreshold", o.Cpu == CpuMode.Tiered ? o.TierThreshold.ToString() : "off"),
         new("seed", o.Seed.ToString()),
         new("traceLimit", o.TracePath is null ? "off" : o.TraceLimit.ToString()),
     ];

@@ -125,6 +125,20 @@ public static class RunSettings
         new("--max-instructions", [], SettingKind.Value, "N",
             "stop the VM when a vCPU has run about N instructions (exit status 6)",
             static (b, v) => Whole(v, long.MaxValue, n => b.Options.MaxInstructions = (long)n)),
+        new("--cpu", [], SettingKind.Value, "MODE",
+            "interpreter (default) or tiered: blocks entered often enough are compiled to IL and run by the .NET JIT",
+            static (b, v) =>
+            {
+                switch (v)
+                {
+                    case "interpreter": b.Options.Cpu = CpuMode.Interpreter; return null;
+                    case "tiered": b.Options.Cpu = CpuMode.Tiered; return null;
+                    default: return $"'{v}' is not one of interpreter, tiered";
+                }
+            }),
+        new("--tier-threshold", [], SettingKind.Value, "N",
+            $"with --cpu tiered: entries of a block before it is compiled (default {RunOptions.DefaultTierThreshold}; 0 compiles every block at its first execution, on the vCPU thread)",
+            static (b, v) => Whole(v, 1_000_000_000, n => b.Options.TierThreshold = (int)n)),
         new("--quiet", [], SettingKind.Flag, null,
             "no progress line on standard error while the guest runs",
             static (b, v) => Bool(v, x => b.Options.Quiet = x)),

@@ -103,7 +103,8 @@ public sealed class VmRunner : BackgroundService
         }
 
         ulong framePoolBytes = o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3);
-        var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue);
+        var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue,
+            TierThreshold: o.Cpu == CpuMode.Tiered ? o.TierThreshold : -1);
         HostBackedMemory? backing = null;
         // Flat memory has no host to measure, but phases and instructions are still counted.
         MeasurementHub? flatHub = null;

@@ -38,7 +38,7 @@ internal sealed unsafe partial class CodeCache
 {
     /// <summary>
     /// Default arena cap. The shipped guests decode well under 1 MiB of blocks (a block is
-    /// 64 bytes plus 32 per instruction); 32 MiB holds about a million decoded instructions
+    /// 128 bytes plus 32 per instruction); 32 MiB holds about a million decoded instructions
     /// while keeping a guest that generates code forever at a fixed, small cost to the host.
     /// </summary>
     public const long DefaultCapBytes = 32L << 20;
@@ -241,6 +241,7 @@ internal sealed unsafe partial class CodeCache
         {
             var b = (Block*)p;
             Interlocked.Increment(ref b->Seq);   // a concurrent IsQuiescent sees the slot change
+            OnSlotFreedLocked(b);
             b->HashNext = (Block*)_free[b->Class];
             _free[b->Class] = p;
             _retiredBytes -= SlotBytes(b->Class);

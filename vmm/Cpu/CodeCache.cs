@@ -128,6 +128,7 @@ internal sealed unsafe partial class CodeCache
             b->Quiet1 = quiet1;
             fixed (Op* src = ops)
                 Buffer.MemoryCopy(src, Block.OpsOf(b), ops.Length * sizeof(Op), ops.Length * sizeof(Op));
+            OnPublishLocked(b);
             b->Valid = 1;
             _blocks[(gpa, va)] = (nint)b;
             AddToPage(g1, b);

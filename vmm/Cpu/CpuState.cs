@@ -18,8 +18,10 @@ internal unsafe struct CpuState
 {
     /// <summary>Index of the always-zero register used for "no base" / "no index" in effective addresses.</summary>
     public const int ZeroReg = 16;
+    /// <summary>Index of the register that holds a 32-bit effective address (0x67 prefix, Ops/AddressSize.cs).</summary>
+    public const int AddrReg = 17;
 
-    public fixed ulong Regs[17];          // RAX..R15, then the zero register
+    public fixed ulong Regs[18];          // RAX..R15, the zero register, the 32-bit address register
     public ulong Rip;
 
     // Lazy arithmetic flags (Flags.cs): the last flag-setting result and its inputs.

@@ -53,7 +53,15 @@ internal unsafe struct Block
     public ulong Quiet0, Quiet1;  // bit i: op i touches no guest memory (TLB shootdown, TlbShootdown.cs)
     public int Seq;             // changed (interlocked) before the slot is freed or reused: IsQuiescent re-checks it
     public int Class;           // slot size class (CodeCache.Reclaim.cs); HashNext links free slots
+    // The translation tier (Tier/): while a block is counted, op 0 runs the counting entry and
+    // Entry0 holds op 0's own handler; Hits counts entries, HitLimit is the threshold copied at
+    // publication, TierState says whether a compilation was asked for (Tier/TierEntry.cs).
+    public delegate*<CpuState*, Op*, Op*> Entry0;
+    public int Hits;
+    public int HitLimit;
+    public int TierState;
+    private fixed byte _pad[44];
     // Ops follow (aligned to 32 bytes).
-    public const int HeaderSize = 64;
+    public const int HeaderSize = 128;
     public static Op* OpsOf(Block* b) => (Op*)((byte*)b + HeaderSize);
 }

@@ -199,23 +199,71 @@ public sealed unsafe partial class Vcpu
         _s->Rip = rip;
     }
 
-    /// <summary>retfq [imm16]: pops RIP and CS; a return to an outer level also pops RSP and SS.</summary>
-    internal void FarReturn(ushort release)
+    /// <summary>
+    /// Far jmp/call through memory (m16:16, m16:32, m16:64 by <paramref name="size"/>, the offset's
+    /// bytes; the selector follows it): the SDM's checks for a direct transfer to a code segment in
+    /// 64-bit mode, then CS = selector with RPL = CPL and RIP = the zero-extended offset; a call
+    /// first pushes CS and the return address, each <paramref name="size"/> bytes. Faults: a null
+    /// selector #GP(0); outside the GDT (or in the LDT, which is always null) #GP(selector); a
+    /// data segment or system descriptor (call gates, TSS: not modelled) #GP(selector); a
+    /// non-conforming segment with RPL &gt; CPL or DPL != CPL, or a conforming one with DPL &gt;
+    /// CPL, #GP(selector); not present #NP(selector); a non-canonical target #GP(0); a stack
+    /// fault on the pushes. Nothing changes before every check has passed. A 32-bit code
+    /// segment (compatibility mode, which the interpreter does not have) stops the VM.
+    /// </summary>
+    internal void FarTransfer(ulong ea, int size, bool call, ulong returnRip)
+    {
+        ulong offset = size switch { 2 => Mem.Read<S16>(_s, ea), 4 => Mem.Read<S32>(_s, ea), _ => Mem.Read<S64>(_s, ea) };
+        ushort sel = (ushort)Mem.Read<S16>(_s, ea + (ulong)size);
+        uint err = (uint)(sel & 0xFFFC);
+        if ((sel & 0xFFFC) == 0) throw GuestFault.Gp();
+        ulong d = ReadDescriptor(sel);
+        if ((d & (1UL << 44)) == 0 || (d & (1UL << 43)) == 0) throw GuestFault.Gp(err);   // system descriptor or data segment
+        int dpl = (int)((d >> 45) & 3), rpl = sel & 3, cpl = _s->Cpl;
+        if ((d & (1UL << 42)) != 0 ? dpl > cpl : rpl > cpl || dpl != cpl) throw GuestFault.Gp(err);
+        if ((d & (1UL << 47)) == 0) throw new GuestFault(Vec.NP, err, true);
+        bool longMode = (d & (1UL << 53)) != 0;
+        if (longMode && (d & (1UL << 54)) != 0) throw GuestFault.Gp(err);                  // L and D both set: reserved
+        if (!longMode)
+            throw new VmErrorException($"far {(call ? "call" : "jmp")} to selector 0x{sel:x}, a compatibility-mode code segment: the interpreter has no compatibility mode");
+        if (!Canonical(offset)) throw GuestFault.Gp();
+        ushort cs = (ushort)((sel & ~3) | cpl);
+        if (call)
+        {
+            ulong rsp = _s->Regs[4] - 2 * (ulong)size;
+            ulong oldCs = _s->Sel[(int)SegmentRegister.Cs];
+            ProbeWrite(rsp, 2 * size);
+            if (size == 8) { Mem.Write<S64>(_s, rsp + 8, oldCs); Mem.Write<S64>(_s, rsp, returnRip); }
+            else if (size == 4) { Mem.Write<S32>(_s, rsp + 4, oldCs); Mem.Write<S32>(_s, rsp, returnRip); }
+            else { Mem.Write<S16>(_s, rsp + 2, oldCs); Mem.Write<S16>(_s, rsp, returnRip); }
+            _s->Regs[4] = rsp;
+        }
+        _s->Sel[(int)SegmentRegister.Cs] = cs;
+        _s->Rip = offset;
+    }
+
+    /// <summary>
+    /// retf [imm16] with operand size <paramref name="size"/> (8: retfq, 4: retf, 2: retfw): pops RIP
+    /// (zero-extended) and CS, each from a slot of that size; a return to an outer level also pops
+    /// RSP and SS.
+    /// </summary>
+    internal void FarReturn(ushort release, int size = 8)
     {
         ulong rsp = _s->Regs[4];
-        ulong rip = Mem.Read<S64>(_s, rsp);
-        ushort cs = (ushort)Mem.Read<S64>(_s, rsp + 8);
+        ulong Pop(ulong at) => size switch { 2 => Mem.Read<S16>(_s, at), 4 => Mem.Read<S32>(_s, at), _ => Mem.Read<S64>(_s, at) };
+        ulong rip = Pop(rsp);
+        ushort cs = (ushort)Pop(rsp + (ulong)size);
         int rpl = cs & 3;
         if ((cs & ~3) == 0 || rpl < _s->Cpl || (rpl != 0 && rpl != 3)) throw GuestFault.Gp((uint)(cs & ~3));
         ulong desc = ReadDescriptor(cs);
         if ((desc & (1UL << 43)) == 0 || (desc & (1UL << 53)) == 0) throw GuestFault.Gp((uint)(cs & ~3));   // 64-bit code only
         if ((desc & (1UL << 47)) == 0) throw new GuestFault(Vec.NP, (uint)(cs & ~3), true);
         if (!Canonical(rip)) throw GuestFault.Gp();
-        rsp += 16UL + release;
+        rsp += 2UL * (ulong)size + release;
         if (rpl > _s->Cpl)
         {
-            ulong nrsp = Mem.Read<S64>(_s, rsp);
-            ushort ss = (ushort)Mem.Read<S64>(_s, rsp + 8);
+            ulong nrsp = Pop(rsp);
+            ushort ss = (ushort)Pop(rsp + (ulong)size);
             _s->Sel[(int)SegmentRegister.Ss] = ss;
             rsp = nrsp + release;
         }

@@ -46,6 +46,17 @@ public sealed unsafe partial class Vcpu : IDisposable
     /// <summary>Where port I/O and hypercalls exit to (the VM's devices).</summary>
     public IVmExitHandler Exits { get; }
 
+    /// <summary>
+    /// The translation tier, VM-wide (shared by the vCPUs of one guest memory): -1 interprets
+    /// only; 0 compiles every block at its first execution on the vCPU thread; N &gt; 0 compiles a
+    /// block on a background thread once it has been entered N times (vmm/Cpu/README.md).
+    /// Applies to blocks decoded after it is set.
+    /// </summary>
+    public int TierThreshold { get => _code.TierThreshold; set => _code.TierThreshold = value; }
+
+    /// <summary>The translation tier's counters (VM-wide).</summary>
+    public TierStats TierStats => _code.TierStats;
+
     internal CpuState* State => _s;
     internal CodeCache Code => _code;
 
@@ -71,6 +82,12 @@ public sealed unsafe partial class Vcpu : IDisposable
 
     /// <summary>Current privilege level (0 or 3).</summary>
     public int Cpl => _s->Cpl;
+    /// <summary>MXCSR (rounding control, masks and the sticky exception flags); bits 16-31 must be zero.</summary>
+    public uint Mxcsr
+    {
+        get => _s->Mxcsr;
+        set => _s->Mxcsr = (value & ~0xFFFFu) == 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), "MXCSR bits 16-31 are reserved");
+    }
 
     /// <summary>Model-specific register (the ones rdmsr/wrmsr implement); unknown ones read 0.</summary>
     public ulong GetMsr(uint msr) => ReadMsr(msr) ?? 0;

@@ -144,6 +144,7 @@ public sealed class VirtualMachine : IDisposable
         try
         {
             vcpu = new Vcpu(index, _memory.Access, _links[index], Devices);
+            vcpu.TierThreshold = Config.TierThreshold;   // VM-wide; before any block is decoded
             BootState.ApplyEntryState(vcpu, Layout, _image.Entry);
             if (_measurements is not null)
             {
@@ -158,6 +159,11 @@ public sealed class VirtualMachine : IDisposable
             startGate.Wait();
             var exit = vcpu.Run(Config.InstructionLimit);
             Log.VcpuExited(_logger, index, exit.Kind, exit.Message ?? "");
+            if (index == 0 && vcpu.TierThreshold >= 0)
+            {
+                var t = vcpu.TierStats;
+                Log.TierCounters(_logger, t.BlocksCompiled, t.OpsCompiled, t.Declined, t.Freed, t.Live);
+            }
             switch (exit.Kind)
             {
                 case VcpuExitKind.Halted:

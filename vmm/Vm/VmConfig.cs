@@ -4,4 +4,5 @@ namespace ToyVmm.Vm;
 /// <param name="RamBytes">Guest RAM, guest-physical [0, RamBytes).</param>
 /// <param name="VcpuCount">vCPUs, each on its own thread.</param>
 /// <param name="InstructionLimit">Per-vCPU instruction budget; reaching it ends the VM with <see cref="VmOutcome.InstructionLimit"/>.</param>
-public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue);
+/// <param name="TierThreshold">The translation tier (<see cref="ToyVmm.Cpu.Vcpu.TierThreshold"/>): -1 interprets only.</param>
+public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue, int TierThreshold = -1);

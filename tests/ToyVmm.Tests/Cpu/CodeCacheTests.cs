@@ -113,9 +113,9 @@ public class CodeCacheTests
     }
 
     [Fact]
-    public void Block_Header_Is64Bytes()
+    public void Block_Header_Is128Bytes()
     {
-        Assert.Equal(64, Block.HeaderSize);
+        Assert.Equal(128, Block.HeaderSize);
         unsafe { Assert.Equal(Block.HeaderSize, sizeof(Block)); }
     }
 }

@@ -51,9 +51,7 @@ internal static unsafe class Binder
     {
         var fn = Table[(int)ins.Mnemonic];
         if (fn == null) return false;
-        // 32-bit addressing (0x67) is not implemented: such memory forms raise #UD.
-        if (HasMem(ins) && ins.MemoryBase != Register.RIP && ins.MemoryBase != Register.None && ins.MemoryBase.GetSize() != 8) return false;
-        if (HasMem(ins) && ins.MemoryIndex != Register.None && ins.MemoryIndex.GetSize() != 8 && !ins.MemoryIndex.IsXMM()) return false;
+        // 32-bit addressing (0x67) is handled by the decoder (Ops/AddressSize.cs); 16-bit cannot occur in 64-bit mode.
         return fn(ins, op);
     }
 

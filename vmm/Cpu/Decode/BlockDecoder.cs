@@ -72,7 +72,9 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     private int DecodeInto(ulong va, int avail, bool crossed)
     {
-        var decoder = Decoder.Create(64, new ByteArrayCodeReader(_fetchBuf, 0, avail), va, DecoderOptions.None);
+        // ForceReservedNop: 0F 0D and 0F 18-0F 1F decode as the hint NOPs they are on a CPU that
+        // reports none of what lives there (MPX, CET, CLDEMOTE): gcc's __builtin_prefetch lands here.
+        var decoder = Decoder.Create(64, new ByteArrayCodeReader(_fetchBuf, 0, avail), va, DecoderOptions.ForceReservedNop);
         int n = 0;
         int off = 0;
         _quiet0 = _quiet1 = 0;
@@ -90,7 +92,24 @@ public sealed unsafe partial class Vcpu
                 }
                 op->RipOff = (ushort)off;
                 op->Len = (byte)Math.Max(1, ins.Length);
-                bool ok = !ins.IsInvalid && Binder.Bind(ins, op);
+                // 0x67 with an explicit memory operand: a prefix op computes the 32-bit address
+                // (Ops/AddressSize.cs), so the instruction takes two ops; a full block ends first.
+                bool split = !ins.IsInvalid && Ops.AddressSize.NeedsPrefixOp(ins)
+                    && Ops.AddressSize.HasPrefix(_fetchBuf.AsSpan(off, Math.Min(15, ins.Length)));
+                if (split && n + 1 >= MaxOpsPerBlock) { *op = default; break; }   // n > 0 here: the first always fits
+                if (split) *(op + 1) = *op;
+                bool ok = !ins.IsInvalid && Binder.Bind(ins, split ? op + 1 : op);
+                if (ok && split)
+                {
+                    Ops.AddressSize.Split(op, op + 1);
+                    if (_quietOps.IsQuiet(ins)) MarkQuiet(n + 1);
+                    MarkQuiet(n);
+                    prev = ins;
+                    n += 2;
+                    off += ins.Length;
+                    if (Binder.EndsBlock(ins.Mnemonic) || crossed || off >= avail) break;
+                    continue;
+                }
                 if (!ok)
                 {
                     long code = op->Imm;

@@ -94,9 +94,11 @@ internal static unsafe class Control
         return Exec.Chain(s, op);
     }
 
+    // loop/loope/loopne: X = 0/1/2; Y = 4 with the 0x67 prefix (ECX counts, written zero-extended).
     public static Op* Loop(CpuState* s, Op* op)
     {
-        ulong c = --s->Regs[1];
+        ulong c = op->Y == 4 ? (uint)(s->Regs[1] - 1) : s->Regs[1] - 1;
+        s->Regs[1] = c;
         bool take = c != 0 && (op->X == 0 || (op->X == 1 && Flags.Cond(s, 4)) || (op->X == 2 && Flags.Cond(s, 5)));
         s->Rip = take ? (ulong)op->Disp : NextRip(s, op);
         return Exec.Chain(s, op);
@@ -120,8 +122,24 @@ internal static unsafe class Control
         return true;
     }
 
+    // jmp/call far through memory: X = offset bytes (2, 4, 8), Y = 1 for call. Ends the block
+    // without chaining (like retf): a far transfer is rare and may change CS.
+    public static Op* FarM(CpuState* s, Op* op)
+    {
+        Vcpu.Of(s).FarTransfer(Mem.Ea(s, op), op->X, op->Y == 1, NextRip(s, op));
+        return null;
+    }
+
     private static bool BindJmpCall(in Instruction ins, Op* op, bool call)
     {
+        if (ins.Code is Code.Jmp_m1616 or Code.Jmp_m1632 or Code.Jmp_m1664 or Code.Call_m1616 or Code.Call_m1632 or Code.Call_m1664)
+        {
+            Operands.Mem(ins, op);
+            op->X = (byte)(ins.Code is Code.Jmp_m1616 or Code.Call_m1616 ? 2 : ins.Code is Code.Jmp_m1632 or Code.Call_m1632 ? 4 : 8);
+            op->Y = (byte)(call ? 1 : 0);
+            op->H = &FarM;
+            return true;
+        }
         var k = ins.Op0Kind;
         if (k is OpKind.NearBranch64) { op->Disp = (long)ins.NearBranchTarget; op->H = call ? &Call : &Jmp; return true; }
         if (k == OpKind.Register && ins.Op0Register.GetSize() == 8) { op->R = Gpr(ins.Op0Register); op->H = call ? &CallR : &JmpR; return true; }
@@ -139,7 +157,8 @@ internal static unsafe class Control
 
     private static bool BindLoop(in Instruction ins, Op* op, byte kind)
     {
-        if (ins.Code is not (Code.Loop_rel8_64_RCX or Code.Loope_rel8_64_RCX or Code.Loopne_rel8_64_RCX)) return false;
+        if (ins.Code is Code.Loop_rel8_64_ECX or Code.Loope_rel8_64_ECX or Code.Loopne_rel8_64_ECX) op->Y = 4;
+        else if (ins.Code is not (Code.Loop_rel8_64_RCX or Code.Loope_rel8_64_RCX or Code.Loopne_rel8_64_RCX)) return false;
         op->Disp = (long)ins.NearBranchTarget;
         op->X = kind;
         op->H = &Loop;

@@ -203,7 +203,7 @@ internal static unsafe class Mov
         Binder.Add(Mnemonic.Sahf, Simple(&Sahf));
         Binder.Add([Mnemonic.Nop, Mnemonic.Pause, Mnemonic.Endbr64, Mnemonic.Endbr32, Mnemonic.Prefetchnta, Mnemonic.Prefetcht0,
             Mnemonic.Prefetcht1, Mnemonic.Prefetcht2, Mnemonic.Prefetchw, Mnemonic.Lfence, Mnemonic.Sfence, Mnemonic.Wbinvd,
-            Mnemonic.Invd, Mnemonic.Clflush, Mnemonic.Clflushopt, Mnemonic.Clwb], Simple(&Nop));
+            Mnemonic.Invd, Mnemonic.Clflush, Mnemonic.Clflushopt, Mnemonic.Clwb, Mnemonic.Reservednop], Simple(&Nop));
         Binder.Add(Mnemonic.Mfence, Simple(&SystemOps.Mfence));
     }
 }

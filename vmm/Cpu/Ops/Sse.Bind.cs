@@ -8,6 +8,7 @@ internal static unsafe partial class Sse
 {
     public static void Register()
     {
+        Binder.Add(Mnemonic.Maskmovdqu, BindMaskmovdqu);
         // movsd and cmpsd name both a string instruction and an SSE2 one.
         Binder.Add(Mnemonic.Movsd, (in Instruction i, Op* o) => i.Code == Code.Movsd_m32_m32 ? StringOps.Bind(i, o, 0) : BindScalarMove(i, o, 2));
         Binder.Add(Mnemonic.Cmpsd, (in Instruction i, Op* o) => i.Code == Code.Cmpsd_m32_m32 ? StringOps.Bind(i, o, 3) : BindV2<Cmpsd>(i, o, false));
@@ -83,6 +84,7 @@ internal static unsafe partial class Sse
             o->H = i.Op1Register.GetSize() == 8 ? &Mov.MR<S64> : &Mov.MR<S32>;
             return true;
         });
+        RegisterFp();   // last: the MXCSR-honouring floating-point handlers (Sse.Fp.cs) replace the plain ones
     }
 
     private static bool IsX(IReg r) => r.IsXMM() && r <= IReg.XMM15;
@@ -241,6 +243,8 @@ internal static unsafe partial class Sse
         op->R = Xi(ins.Op0Register);
         if (IsReg(ins, 1)) op->R2 = Xi(ins.Op1Register); else { Operands.Mem(ins, op); op->Y = 1; }
         op->X = kind;
+        op->Imm = HostFp.For(ins.Code);
+        if (op->Imm < 0) return false;
         op->H = &Ucomi;
         return true;
     }
@@ -248,7 +252,9 @@ internal static unsafe partial class Sse
     private static bool BindCvtSi2F(in Instruction ins, Op* op, bool single)
     {
         op->R = Xi(ins.Op0Register);
-        op->Imm = single ? 1 : 0;
+        int thunk = HostFp.For(ins.Code);
+        if (thunk < 0) return false;
+        op->Imm = (single ? 1 : 0) | thunk << 8;
         if (IsReg(ins, 1)) { op->R2 = Gpr(ins.Op1Register); op->X = ins.Op1Register.GetSize() == 8 ? (byte)2 : (byte)3; }
         else { Operands.Mem(ins, op); op->Y = 1; op->X = ins.MemorySize.GetSize() == 8 ? (byte)2 : (byte)3; }
         op->H = &CvtSi2F;
@@ -259,7 +265,9 @@ internal static unsafe partial class Sse
     {
         op->R2 = Gpr(ins.Op0Register);
         op->X = width;
-        op->Imm = (trunc ? 1 : 0) | (ins.Op0Register.GetSize() == 8 ? 2 : 0);
+        int thunk = HostFp.For(ins.Code);
+        if (thunk < 0) return false;
+        op->Imm = (trunc ? 1 : 0) | (ins.Op0Register.GetSize() == 8 ? 2 : 0) | thunk << 8;
         if (IsReg(ins, 1)) op->R = Xi(ins.Op1Register); else { Operands.Mem(ins, op); op->Y = 1; }
         op->H = &CvtF2Si;
         return true;

@@ -160,21 +160,39 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
-    // ucomisd/comisd (X = 0) and ucomiss/comiss (X = 1): ZF PF CF; OF SF AF cleared.
+    // ucomisd/comisd (X = 0) and ucomiss/comiss (X = 1): ZF PF CF; OF SF AF cleared. Imm = host thunk.
+    // Fast path: default MXCSR control and no NaN or denormal operand (nothing can be raised).
     public static Op* Ucomi(CpuState* s, Op* op)
     {
         Check(s);
         V a = Ld(s, op->R);
         V b = op->Y == 0 ? Ld(s, op->R2) : Load(s, Mem.Ea(s, op), op->X == 0 ? 2 : 3);
-        double x, y;
-        if (op->X == 0) { x = a.AsDouble().ToScalar(); y = b.AsDouble().ToScalar(); }
-        else { x = a.AsSingle().ToScalar(); y = b.AsSingle().ToScalar(); }
-        ulong f = double.IsNaN(x) || double.IsNaN(y) ? Flags.ZF | Flags.PF | Flags.CF : x < y ? Flags.CF : x == y ? Flags.ZF : 0;
+        bool ordinary = op->X == 0 ? Lane.OrdD(Lane.D(a, 0)) & Lane.OrdD(Lane.D(b, 0)) : Lane.OrdS(Lane.S(a, 0)) & Lane.OrdS(Lane.S(b, 0));
+        ulong f;
+        if (ordinary && (s->Mxcsr & ControlBits) == Default)
+        {
+            double x, y;
+            if (op->X == 0) { x = a.AsDouble().ToScalar(); y = b.AsDouble().ToScalar(); }
+            else { x = a.AsSingle().ToScalar(); y = b.AsSingle().ToScalar(); }
+            f = x < y ? Flags.CF : x == y ? Flags.ZF : 0;
+        }
+        else f = UcomiSlow(s, op, a, b);
         Flags.Merge(s, f, Flags.Arith);
         return Exec.Next(s, op);
     }
 
-    // cvtsi2sd / cvtsi2ss: R = xmm, source GPR R2 or memory; X = 3 (32-bit) or 2 (64-bit); Imm = 1 for single.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong UcomiSlow(CpuState* s, Op* op, V a, V b)
+    {
+        ulong* io = stackalloc ulong[8];
+        a.Store((byte*)io);
+        b.Store((byte*)(io + 2));
+        OnHost(s, op->Imm, io);
+        return io[6] & (Flags.ZF | Flags.PF | Flags.CF);
+    }
+
+    // cvtsi2sd / cvtsi2ss: R = xmm, source GPR R2 or memory; X = 3 (32-bit) or 2 (64-bit); Imm bit 0 = single,
+    // thunk from bit 8. Exact (no flag, no rounding) when the integer fits the significand.
     public static Op* CvtSi2F(CpuState* s, Op* op)
     {
         Check(s);
@@ -182,34 +200,68 @@ internal static unsafe partial class Sse
             ? (op->X == 3 ? (int)s->Regs[op->R2] : (long)s->Regs[op->R2])
             : (op->X == 3 ? (int)Mem.Read<S32>(s, Mem.Ea(s, op)) : (long)Mem.Read<S64>(s, Mem.Ea(s, op)));
         V a = Ld(s, op->R);
-        V r = op->Imm == 1
-            ? X86Sse.X64.ConvertScalarToVector128Single(a.AsSingle(), v).AsByte()
-            : Sse2.X64.ConvertScalarToVector128Double(a.AsDouble(), v).AsByte();
-        St(s, op->R, r);
+        bool single = (op->Imm & 1) != 0;
+        long limit = single ? 1L << 24 : 1L << 53;
+        if ((v >= -limit && v <= limit) || (s->Mxcsr & (ControlBits | Pe)) == (Default | Pe))
+        {
+            V r = single
+                ? X86Sse.X64.ConvertScalarToVector128Single(a.AsSingle(), v).AsByte()
+                : Sse2.X64.ConvertScalarToVector128Double(a.AsDouble(), v).AsByte();
+            St(s, op->R, r);
+            return Exec.Next(s, op);
+        }
+        return CvtSi2FSlow(s, op, a, v);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* CvtSi2FSlow(CpuState* s, Op* op, V a, long v)
+    {
+        ulong* io = stackalloc ulong[8];
+        a.Store((byte*)io);
+        io[5] = (ulong)v;
+        OnHost(s, op->Imm >> 8, io);
+        St(s, op->R, Vector128.Load((byte*)io));
         return Exec.Next(s, op);
     }
 
     // cvt(t)sd2si / cvt(t)ss2si: R2 = GPR destination, R = xmm source (or memory);
-    // X = source width (2 sd, 3 ss); Imm bit 0: truncate; bit 1: 64-bit destination.
+    // X = source width (2 sd, 3 ss); Imm bit 0: truncate; bit 1: 64-bit destination; thunk from bit 8.
     public static Op* CvtF2Si(CpuState* s, Op* op)
     {
         Check(s);
         V src = op->Y == 0 ? Ld(s, op->R) : Load(s, Mem.Ea(s, op), op->X);
         bool trunc = (op->Imm & 1) != 0, wide = (op->Imm & 2) != 0;
-        ulong r;
-        if (op->X == 2)
+        if ((s->Mxcsr & (ControlBits | Pe)) == (Default | Pe))
         {
-            var d = src.AsDouble();
-            r = wide ? (ulong)(trunc ? Sse2.X64.ConvertToInt64WithTruncation(d) : Sse2.X64.ConvertToInt64(d))
-                     : (uint)(trunc ? Sse2.ConvertToInt32WithTruncation(d) : Sse2.ConvertToInt32(d));
+            ulong r;
+            if (op->X == 2)
+            {
+                var d = src.AsDouble();
+                r = wide ? (ulong)(trunc ? Sse2.X64.ConvertToInt64WithTruncation(d) : Sse2.X64.ConvertToInt64(d))
+                         : (uint)(trunc ? Sse2.ConvertToInt32WithTruncation(d) : Sse2.ConvertToInt32(d));
+            }
+            else
+            {
+                var f = src.AsSingle();
+                r = wide ? (ulong)(trunc ? X86Sse.X64.ConvertToInt64WithTruncation(f) : X86Sse.X64.ConvertToInt64(f))
+                         : (uint)(trunc ? X86Sse.ConvertToInt32WithTruncation(f) : X86Sse.ConvertToInt32(f));
+            }
+            if (r != (wide ? 0x8000_0000_0000_0000UL : 0x8000_0000UL))   // the integer indefinite may mean IE
+            {
+                s->Regs[op->R2] = r;
+                return Exec.Next(s, op);
+            }
         }
-        else
-        {
-            var f = src.AsSingle();
-            r = wide ? (ulong)(trunc ? X86Sse.X64.ConvertToInt64WithTruncation(f) : X86Sse.X64.ConvertToInt64(f))
-                     : (uint)(trunc ? X86Sse.ConvertToInt32WithTruncation(f) : X86Sse.ConvertToInt32(f));
-        }
-        s->Regs[op->R2] = r;
+        return CvtF2SiSlow(s, op, src);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* CvtF2SiSlow(CpuState* s, Op* op, V src)
+    {
+        ulong* io = stackalloc ulong[8];
+        src.Store((byte*)(io + 2));
+        OnHost(s, op->Imm >> 8, io);
+        s->Regs[op->R2] = io[5];
         return Exec.Next(s, op);
     }
 

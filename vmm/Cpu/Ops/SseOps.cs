@@ -125,6 +125,11 @@ internal struct Cmppd : IV2 { public static V Do(V a, V b, int i) => SseCompare.
 internal struct Cmpsd : IV2 { public static V Do(V a, V b, int i) => a.AsUInt64().WithElement(0, SseCompare.Pd(a.AsDouble(), b.AsDouble(), i).AsUInt64().GetElement(0)).AsByte(); }
 internal struct Cmpps : IV2 { public static V Do(V a, V b, int i) => SseCompare.Ps(a.AsSingle(), b.AsSingle(), i).AsByte(); }
 internal struct Cmpss : IV2 { public static V Do(V a, V b, int i) => a.AsUInt32().WithElement(0, SseCompare.Ps(a.AsSingle(), b.AsSingle(), i).AsUInt32().GetElement(0)).AsByte(); }
+// Approximate reciprocals: the host's own approximation (it differs between CPU vendors, and the guest runs on this one).
+internal struct Rcpps : IV2 { public static V Do(V a, V b, int i) => X86Sse.Reciprocal(b.AsSingle()).AsByte(); }
+internal struct Rsqrtps : IV2 { public static V Do(V a, V b, int i) => X86Sse.ReciprocalSqrt(b.AsSingle()).AsByte(); }
+internal struct Rcpss : IV2 { public static V Do(V a, V b, int i) => X86Sse.ReciprocalScalar(a.AsSingle(), b.AsSingle()).AsByte(); }
+internal struct Rsqrtss : IV2 { public static V Do(V a, V b, int i) => X86Sse.ReciprocalSqrtScalar(a.AsSingle(), b.AsSingle()).AsByte(); }
 // Conversions between float formats (xmm to xmm).
 internal struct Cvtsd2ss : IV2 { public static V Do(V a, V b, int i) => Sse2.ConvertScalarToVector128Single(a.AsSingle(), b.AsDouble()).AsByte(); }
 internal struct Cvtss2sd : IV2 { public static V Do(V a, V b, int i) => Sse2.ConvertScalarToVector128Double(a.AsDouble(), b.AsSingle()).AsByte(); }

@@ -103,6 +103,14 @@ internal static unsafe partial class SystemOps
         Binder.Add(Mnemonic.Lldt, (in Instruction i, Op* o) => BindSelectorOp(i, o, &Lldt), endsBlock: true);
         Binder.Add(Mnemonic.Str, (in Instruction i, Op* o) => { o->X = 0; return BindSelectorOp(i, o, &Str); });
         Binder.Add(Mnemonic.Sldt, (in Instruction i, Op* o) => { o->X = 1; return BindSelectorOp(i, o, &Str); });
+        Binder.Add(Mnemonic.Smsw, (in Instruction i, Op* o) =>
+        {
+            if (IsReg(i, 0)) { o->R2 = (byte)i.Op0Register.GetNumber(); o->X = (byte)i.Op0Register.GetSize(); }
+            else { Operands.Mem(i, o); o->Y = 1; }
+            o->H = &Smsw;
+            return true;
+        });
+        Binder.Add(Mnemonic.Wait, Simple(&Fwait));
         Binder.Add(Mnemonic.Rdmsr, Simple(&Rdmsr));
         Binder.Add(Mnemonic.Wrmsr, Simple(&Wrmsr), endsBlock: true);
         Binder.Add(Mnemonic.Swapgs, Simple(&Swapgs), endsBlock: true);
@@ -113,7 +121,8 @@ internal static unsafe partial class SystemOps
         Binder.Add(Mnemonic.Iretq, Simple(&Iretq), endsBlock: true);
         Binder.Add(Mnemonic.Retf, (in Instruction i, Op* o) =>
         {
-            if (i.Code is not (Code.Retfq or Code.Retfq_imm16)) return false;
+            o->X = i.Code switch { Code.Retfq or Code.Retfq_imm16 => 8, Code.Retfd or Code.Retfd_imm16 => 4, Code.Retfw or Code.Retfw_imm16 => 2, _ => 0 };
+            if (o->X == 0) return false;
             o->Imm = i.OpCount > 0 ? i.Immediate16 : 0;
             o->H = &Retf;
             return true;

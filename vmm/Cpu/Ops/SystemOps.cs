@@ -124,6 +124,27 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    // smsw: CR0 into r16 (merged), r32 (bits 31:0, zero-extended), r64 (all of it) or m16 (bits 15:0).
+    // X = register size in bytes, Y = 1 for memory. Not privileged: there is no UMIP (CPUID reports none).
+    public static Op* Smsw(CpuState* s, Op* op)
+    {
+        ulong cr0 = s->Cr0;
+        if (op->Y == 1) Mem.Write<S16>(s, Mem.Ea(s, op), cr0);
+        else if (op->X == 2) Reg.Set<S16>(s, op->R2, cr0);
+        else if (op->X == 4) Reg.Set<S32>(s, op->R2, cr0);
+        else s->Regs[op->R2] = cr0;
+        return Exec.Next(s, op);
+    }
+
+    // fwait: #NM when CR0.MP and CR0.TS are both set; #MF (CR0.NE) when an unmasked x87 exception
+    // is pending in the status word (one can only come from fxrstor: there is no x87 arithmetic).
+    public static Op* Fwait(CpuState* s, Op* op)
+    {
+        if ((s->Cr0 & (Vcpu.Cr0Mp | Vcpu.Cr0Ts)) == (Vcpu.Cr0Mp | Vcpu.Cr0Ts)) throw new GuestFault(Vec.NM);
+        if ((s->Fsw & 0x80) != 0 && (s->Fsw & ~s->Fcw & 0x3F) != 0 && (s->Cr0 & Vcpu.Cr0Ne) != 0) throw new GuestFault(Vec.MF);
+        return Exec.Next(s, op);
+    }
+
     // str / sldt: X = 0 str, 1 sldt.
     public static Op* Str(CpuState* s, Op* op)
     {
@@ -198,7 +219,7 @@ internal static unsafe partial class SystemOps
     public static Op* Int(CpuState* s, Op* op) => throw new GuestFault(op->X) { Software = true };
     public static Op* Int1(CpuState* s, Op* op) => throw new GuestFault(Vec.DB) { Software = true };
 
-    public static Op* Retf(CpuState* s, Op* op) { Vcpu.Of(s).FarReturn((ushort)op->Imm); return null; }
+    public static Op* Retf(CpuState* s, Op* op) { Vcpu.Of(s).FarReturn((ushort)op->Imm, op->X); return null; }
     public static Op* Iretq(CpuState* s, Op* op) { Vcpu.Of(s).Iret(); return null; }
     public static Op* Syscall(CpuState* s, Op* op) { Vcpu.Of(s).Syscall(Ops.Control.NextRip(s, op)); return null; }
     public static Op* Sysret(CpuState* s, Op* op) { Vcpu.Of(s).Sysret(); return null; }

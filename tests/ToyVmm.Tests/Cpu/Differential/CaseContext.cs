@@ -110,6 +110,15 @@ public sealed class CaseContext
         for (int i = 0; i < 16; i++) s.Xmm[i] = XmmValue(profile);
         if (profile == StateProfile.Sse && Rng.Next(3) == 0)
         {
+            // Another rounding mode, FZ, DAZ, some sticky flags already set; exceptions stay masked.
+            uint m = 0x1F80 | (uint)Rng.Next(4) << 13;
+            if (Rng.Next(4) == 0) m |= 0x8000;
+            if (Rng.Next(4) == 0) m |= 0x40;
+            if (Rng.Next(2) == 0) m |= (uint)Rng.Next(64);
+            s.Mxcsr = m;
+        }
+        if (profile == StateProfile.Sse && Rng.Next(3) == 0)
+        {
             // equal lanes across registers so compares and min/max see ties
             int a = Rng.Next(16), b = Rng.Next(16);
             s.Xmm[a] = Rng.Next(2) == 0 ? s.Xmm[b] : (s.Xmm[a] & ~(UInt128)ulong.MaxValue) | (s.Xmm[b] & ulong.MaxValue);
@@ -145,6 +154,14 @@ public sealed class CaseContext
         }
         if (mem.Base == Register.RSP) throw new InvalidOperationException("rsp-based operands address the stack window, not scratch");
         State.Gpr[GprIndex(mem.Base)] = unchecked(ScratchAddress(ea) - (ulong)(long)mem.Disp - index * (ulong)mem.Scale);
+        if (mem.Is32)
+        {
+            // 32-bit addressing reads only the low halves: the high ones are noise, and the
+            // address may wrap at 4 GiB (a large displacement).
+            ulong b = State.Gpr[GprIndex(mem.Base)];
+            State.Gpr[GprIndex(mem.Base)] = (uint)b | (Random64() << 32);
+            if (mem.Index != Register.None) State.Gpr[GprIndex(mem.Index)] = (uint)index | (Random64() << 32);
+        }
         if (Rng.Next(2) == 0)
         {
             WriteScratch(ea, profile == StateProfile.Sse ? DoubleBits() : Value(), 8);

@@ -94,6 +94,48 @@ public static partial class Catalog
                  .. MemPairs(64).Take(2).Select(p => Variant.Of(Instruction.Create(C($"Cvttsd2si_r{b}_xmmm64"), R(b, p.Data.Gpr), p.Mem.Operand()), p.Mem, OperandRef.Memory))]));
         foreach (var name in new[] { "Ucomisd", "Comisd" })
             forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/m64", [.. XmmXmm(C($"{name}_xmm_xmmm64")), .. XmmMem(C($"{name}_xmm_xmmm64"), 1).Take(2)]));
+        // Under random MXCSR states (rounding control, FZ, DAZ, sticky flags): the single-precision and
+        // packed arithmetic, compares, conversions; MXCSR itself is compared after every case.
+        foreach (var name in new[] { "Addss", "Subss", "Mulss", "Divss", "Sqrtss", "Minss", "Maxss" })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/m32", [.. XmmXmm(C($"{name}_xmm_xmmm32")), .. XmmMem(C($"{name}_xmm_xmmm32"), 1).Take(2)]));
+        foreach (var name in new[] { "Addpd", "Subpd", "Mulpd", "Divpd", "Sqrtpd", "Minpd", "Maxpd", "Addps", "Subps", "Mulps", "Divps", "Sqrtps", "Minps", "Maxps" })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/m128", [.. XmmXmm(C($"{name}_xmm_xmmm128")), .. XmmMem(C($"{name}_xmm_xmmm128"), 16).Take(2)]));
+        foreach (var (name, width) in new[] { ("Rcpps", "m128"), ("Rsqrtps", "m128"), ("Rcpss", "m32"), ("Rsqrtss", "m32") })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/{width}", [.. XmmXmm(C($"{name}_xmm_xmm{width}")), .. XmmMem(C($"{name}_xmm_xmm{width}"), width == "m128" ? 16 : 1).Take(2)]));
+        foreach (var (name, width) in new[] { ("Cmpsd", "m64"), ("Cmpss", "m32"), ("Cmppd", "m128"), ("Cmpps", "m128") })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/{width}, imm8",
+                Enumerable.Range(0, 8).Select(p => p < 6
+                    ? Variant.Of(Instruction.Create(C($"{name}_xmm_xmm{width}_imm8"), X(XmmPairs[p % 4].D), X(XmmPairs[p % 4].S), p))
+                    : Variant.Of(Instruction.Create(C($"{name}_xmm_xmm{width}_imm8"), X(2), MemPairs(64)[p - 6].Mem.Aligned(16).Operand(), p), MemPairs(64)[p - 6].Mem.Aligned(16), OperandRef.Memory)).ToList()));
+        foreach (var name in new[] { "Ucomiss", "Comiss" })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/m32", [.. XmmXmm(C($"{name}_xmm_xmmm32")), .. XmmMem(C($"{name}_xmm_xmmm32"), 1).Take(2)]));
+        foreach (var (name, width) in new[] { ("Cvtsd2ss", "m64"), ("Cvtss2sd", "m32") })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/{width}", [.. XmmXmm(C($"{name}_xmm_xmm{width}")), .. XmmMem(C($"{name}_xmm_xmm{width}"), 1).Take(2)]));
+        foreach (var (name, width) in new[] { ("Cvtps2dq", "m128"), ("Cvttps2dq", "m128"), ("Cvtpd2dq", "m128"), ("Cvttpd2dq", "m128"), ("Cvtdq2ps", "m128"),
+                     ("Cvtpd2ps", "m128"), ("Cvtps2pd", "m64"), ("Cvtdq2pd", "m64") })
+            forms.Add(Sse(f, $"{name.ToLowerInvariant()} xmm, xmm/{width}", [.. XmmXmm(C($"{name}_xmm_xmm{width}")), .. XmmMem(C($"{name}_xmm_xmm{width}"), width == "m128" ? 16 : 1).Take(2)]));
+        foreach (var (name, src) in new[] { ("Cvtsd2si", "m64"), ("Cvtss2si", "m32"), ("Cvttss2si", "m32") })
+            foreach (int b in new[] { 32, 64 })
+                forms.Add(Sse(f, $"{name.ToLowerInvariant()} r{b}, xmm/{src}",
+                    [.. XmmPairs.Select((p, i) => Variant.Of(Instruction.Create(C($"{name}_r{b}_xmm{src}"), R(b, new[] { Rax, R9, Rdx, R15 }[i]), X(p.S)))),
+                     .. MemPairs(64).Take(2).Select(p => Variant.Of(Instruction.Create(C($"{name}_r{b}_xmm{src}"), R(b, p.Data.Gpr), p.Mem.Operand()), p.Mem, OperandRef.Memory))]));
+        forms.Add(Sse(f, "cvtsi2ss xmm, r/m32",
+            [.. new[] { Rax, R13 }.Select((r, i) => Variant.Of(Instruction.Create(Code.Cvtsi2ss_xmm_rm32, X(XmmPairs[i].D), R(32, r)))), .. XmmMem(Code.Cvtsi2ss_xmm_rm32, 1).Take(2)]));
+        forms.Add(Sse(f, "cvtsi2ss xmm, r/m64",
+            [.. new[] { Rcx, R8 }.Select((r, i) => Variant.Of(Instruction.Create(Code.Cvtsi2ss_xmm_rm64, X(XmmPairs[i].D), R(64, r)))), .. XmmMem(Code.Cvtsi2ss_xmm_rm64, 1).Take(2)]));
+        // ldmxcsr, an operation, stmxcsr: the rounding mode and flags a guest sets and reads back itself.
+        forms.Add(Sse(f, "ldmxcsr; addsd/divsd/cvtsd2si; stmxcsr", new[] { 0x1F80, 0x3F80, 0x5F80, 0x7F80, 0x9FC0, 0x1FBF }.Select(m => new Variant(a =>
+        {
+            a.AddInstruction(Instruction.Create(Code.Mov_rm32_imm32, new MemoryOperand(Register.RSP, -8, 1), m));
+            a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RSP, -8, 1)));
+            a.AddInstruction(Instruction.Create(Code.Addsd_xmm_xmmm64, Register.XMM0, Register.XMM1));
+            a.AddInstruction(Instruction.Create(Code.Divsd_xmm_xmmm64, Register.XMM2, Register.XMM3));
+            a.AddInstruction(Instruction.Create(Code.Cvtsd2si_r64_xmmm64, Register.R8, Register.XMM4));
+            a.AddInstruction(Instruction.Create(Code.Cvtps2dq_xmm_xmmm128, Register.XMM5, Register.XMM6));
+            a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RSP, -16, 1)));
+            a.AddInstruction(Instruction.Create(Code.Mov_r32_rm32, Register.R9D, new MemoryOperand(Register.RSP, -16, 1)));
+        })).ToList()));
+
         forms.Add(Sse(f, "movsd xmm, xmm/m64", [.. XmmXmm(Code.Movsd_xmm_xmmm64), .. XmmMem(Code.Movsd_xmm_xmmm64, 1).Take(2)]));
         forms.Add(Sse(f, "movsd m64, xmm", MemXmm(Code.Movsd_xmmm64_xmm, 1)));
     }

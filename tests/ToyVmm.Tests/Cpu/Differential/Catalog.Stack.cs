@@ -24,6 +24,33 @@ public static partial class Catalog
                 Variant.Of(Instruction.Create(Code.Pushq_imm32, int.MinValue)), Variant.Of(Instruction.Create(Code.Pushq_imm32, 0x1234_5678))] });
         forms.Add(new Form { Family = "stack", Name = "push imm16", CasesPerVariant = 16,
             Variants = [Variant.Of(Instruction.Create(Code.Push_imm16, 0x8001)), Variant.Of(Instruction.Create(Code.Push_imm16, 0x7F))] });
+        forms.Add(new Form { Family = "stack", Name = "pushw imm8", CasesPerVariant = 16,
+            Variants = [Variant.Of(Instruction.Create(Code.Pushw_imm8, -2)), Variant.Of(Instruction.Create(Code.Pushw_imm8, 0x7F))] });
+        forms.Add(new Form { Family = "stack", Name = "push m16 / pop m16",
+            Variants = [.. Mem(Code.Push_rm16).Take(2), .. Mem(Code.Pop_rm16).Take(2),
+                Variant.Of(Instruction.Create(Code.Push_rm16, Register.R10W)), Variant.Of(Instruction.Create(Code.Pop_rm16, Register.SI)),
+                Variant.Of(Instruction.Create(Code.Pop_r16, Register.SP)), Variant.Of(Instruction.Create(Code.Push_r16, Register.SP)),
+                Variant.Of(Instruction.Create(Code.Pop_rm16, new MemoryOperand(Register.RSP, 2, 1)))] });
+        forms.Add(new Form { Family = "stack", Name = "pushfw / popfw",
+            Prepare = c =>
+            {
+                // popfw natively at CPL 3: TF would trap; IF and IOPL are ignored there, so only the
+                // arithmetic flags and DF are given (bit 1 is always 1, bits 3, 5 and 15 always 0).
+                ulong w = c.Value() & MachineState.InputFlags;
+                c.State.StackWindow[RegionLayout.InitialRspOffset - RegionLayout.StackWindowOffset] = (byte)w;
+                c.State.StackWindow[RegionLayout.InitialRspOffset - RegionLayout.StackWindowOffset + 1] = (byte)(w >> 8);
+            },
+            Variants = [Variant.Of(Instruction.Create(Code.Pushfw)), Variant.Of(Instruction.Create(Code.Popfw)),
+                Seq(Instruction.Create(Code.Pushfw), Instruction.Create(Code.Pop_r16, Register.CX))] });
+        forms.Add(new Form { Family = "stack", Name = "leavew",
+            Prepare = c => c.State.Gpr[Rbp] = c.InitialRsp + 2 * (ulong)c.Rng.Next(0, 16),
+            Variants = [Variant.Of(Instruction.Create(Code.Leavew))] });
+        forms.Add(new Form { Family = "stack", Name = "enterw / enterq",
+            Prepare = c => c.State.Gpr[Rbp] = c.InitialRsp + 2 * (ulong)c.Rng.Next(0, 32),
+            Variants = [.. new (int Size, int Level)[] { (0, 0), (0x20, 0), (8, 1), (0, 2), (0x10, 5) }.Select(e =>
+                Variant.Of(Instruction.Create(Code.Enterw_imm16_imm8, e.Size, e.Level))),
+                Variant.Of(Instruction.Create(Code.Enterq_imm16_imm8, 0x18, 3)),
+                Seq(Instruction.Create(Code.Enterw_imm16_imm8, 4, 0), Instruction.Create(Code.Leavew))] });
         forms.Add(new Form { Family = "stack", Name = "push m64 / pop m64",
             Variants = [.. Mem(Code.Push_rm64).Take(2), .. Mem(Code.Pop_rm64).Take(2)] });
         forms.Add(new Form { Family = "stack", Name = "push, push, pop, pop",

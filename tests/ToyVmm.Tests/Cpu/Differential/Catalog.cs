@@ -5,7 +5,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <summary>
 /// Every instruction form the differential tests compare, grouped by family.
 /// Partial by family: Catalog.Alu.cs, Catalog.Shifts.cs, Catalog.Moves.cs,
-/// Catalog.Stack.cs, Catalog.Strings.cs, Catalog.Sse.cs, Catalog.Chains.cs, Catalog.RandomBlocks.cs.
+/// Catalog.Stack.cs, Catalog.Strings.cs, Catalog.AddressSize.cs, Catalog.Sse.cs, Catalog.Chains.cs, Catalog.RandomBlocks.cs.
 /// </summary>
 public static partial class Catalog
 {
@@ -28,6 +28,8 @@ public static partial class Catalog
         AddStack(forms);
         AddAtomic(forms);
         AddStrings(forms);
+        AddAddressSize(forms);
+        AddHintsAndMisc(forms);
         AddChains(forms);
         AddRandomBlocks(forms);
         AddSseInteger(forms);

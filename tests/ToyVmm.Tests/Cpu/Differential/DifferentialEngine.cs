@@ -30,6 +30,9 @@ public static class DifferentialEngine
     private const int ReportsPerForm = 3;
     public const int MismatchesBeforeGivingUp = 8;
 
+    /// <summary>The translation-tier thresholds every case runs with: -1 the interpreter alone, 0 everything compiled.</summary>
+    public static readonly int[] Tiers = [-1, 0];
+
     /// <summary>Scales every form's case count (the environment variable TOYVMM_DIFF_SCALE, default 1).</summary>
     public static double Scale { get; } =
         double.TryParse(Environment.GetEnvironmentVariable("TOYVMM_DIFF_SCALE"), System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 1.0;
@@ -64,40 +67,47 @@ public static class DifferentialEngine
                 expected = inputs.Select(native.Run).ToArray();
             }
 
-            using var guest = new GuestMachine(native.RegionBase, loaded.GuestCodePage);
-            for (int c = 0; c < cases && result.Mismatches < MismatchesBeforeGivingUp; c++)
+            // Every case runs on both tiers: the interpreter, and the translation tier with
+            // threshold 0 (every block compiled at its first execution).
+            foreach (int tier in Tiers)
             {
-                var input = inputs[c];
-                MachineState? actual = null;
-                string? exitProblem = null;
-                try
+                using var guest = new GuestMachine(native.RegionBase, loaded.GuestCodePage);
+                guest.TierThreshold = tier;
+                string who = tier < 0 ? "the interpreter" : "compiled code";
+                for (int c = 0; c < cases && result.Mismatches < MismatchesBeforeGivingUp; c++)
                 {
-                    var vcpu = guest.CreateVcpu(input, loaded.SnippetStart);
-                    var exit = vcpu.Run(InstructionLimit);
-                    actual = guest.Capture(vcpu);
-                    if (exit.Kind != VcpuExitKind.Halted)
-                        exitProblem = $"the interpreter exited with {exit.Kind}: {exit.Message}";
-                    else if (vcpu.Rip != loaded.SnippetEnd && vcpu.Rip != loaded.SnippetEnd + 1)
-                        exitProblem = $"the interpreter halted at rip 0x{vcpu.Rip:x}, not at the hlt at 0x{loaded.SnippetEnd:x}";
-                }
-                catch (Exception ex)
-                {
-                    exitProblem = $"the interpreter threw {ex.GetType().Name}: {ex.Message}";
-                }
+                    var input = inputs[c];
+                    MachineState? actual = null;
+                    string? exitProblem = null;
+                    try
+                    {
+                        var vcpu = guest.CreateVcpu(input, loaded.SnippetStart);
+                        var exit = vcpu.Run(InstructionLimit);
+                        actual = guest.Capture(vcpu);
+                        if (exit.Kind != VcpuExitKind.Halted)
+                            exitProblem = $"{who} exited with {exit.Kind}: {exit.Message}";
+                        else if (vcpu.Rip != loaded.SnippetEnd && vcpu.Rip != loaded.SnippetEnd + 1)
+                            exitProblem = $"{who} halted at rip 0x{vcpu.Rip:x}, not at the hlt at 0x{loaded.SnippetEnd:x}";
+                    }
+                    catch (Exception ex)
+                    {
+                        exitProblem = $"{who} threw {ex.GetType().Name}: {ex.Message}";
+                    }
 
-                ulong flagMask = form.DefinedFlags(input);
-                string diff = actual is null ? "" : Differences(expected[c], actual, flagMask);
-                if ((exitProblem is not null || diff.Length > 0) && !NativeReproduces(native, variant, input, expected[c]))
-                {
-                    result.NativeUnstable++; // e.g. a signal frame landed in the compared memory: not the interpreter's fault
-                    continue;
-                }
-                result.Compared++;
-                if (exitProblem is null && diff.Length == 0) continue;
+                    ulong flagMask = form.DefinedFlags(input);
+                    string diff = actual is null ? "" : Differences(expected[c], actual, flagMask);
+                    if ((exitProblem is not null || diff.Length > 0) && !NativeReproduces(native, variant, input, expected[c]))
+                    {
+                        result.NativeUnstable++; // e.g. a signal frame landed in the compared memory: not the interpreter's fault
+                        continue;
+                    }
+                    result.Compared++;
+                    if (exitProblem is null && diff.Length == 0) continue;
 
-                result.Mismatches++;
-                if (result.Reports.Count < ReportsPerForm)
-                    result.Reports.Add(Report(form, loaded, v, c, input, operandOffsets[c], expected[c], actual, flagMask, exitProblem, diff));
+                    result.Mismatches++;
+                    if (result.Reports.Count < ReportsPerForm)
+                        result.Reports.Add((tier < 0 ? "" : "[compiled] ") + Report(form, loaded, v, c, input, operandOffsets[c], expected[c], actual, flagMask, exitProblem, diff));
+                }
             }
         }
         return result;
@@ -123,6 +133,8 @@ public static class DifferentialEngine
         ulong flagDiff = (native.Rflags ^ guest.Rflags) & flagMask;
         if (flagDiff != 0)
             sb.AppendLine($"  flags {MachineState.FlagsText(flagDiff)} differ: host {MachineState.FlagsText(native.Rflags & flagMask)}, interpreter {MachineState.FlagsText(guest.Rflags & flagMask)} (compared {MachineState.FlagsText(flagMask)})");
+        if (native.Mxcsr != guest.Mxcsr)
+            sb.AppendLine($"  mxcsr: host 0x{native.Mxcsr:x4}, interpreter 0x{guest.Mxcsr:x4}");
         for (int i = 0; i < 16; i++)
             if (native.Xmm[i] != guest.Xmm[i])
                 sb.AppendLine($"  xmm{i}: host 0x{native.Xmm[i]:x32}, interpreter 0x{guest.Xmm[i]:x32}");

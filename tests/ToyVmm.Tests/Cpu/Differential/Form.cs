@@ -48,7 +48,11 @@ public sealed record Variant(Action<Assembler> Emit, MemSpec? Mem = null, Operan
 public sealed record MemSpec(Register Base, Register Index, int Scale, int Disp, int Align = 1)
 {
     public MemoryOperand Operand() =>
-        new(Base, Index, Scale, Disp, Disp == 0 && Base is not (Register.RBP or Register.R13) ? 0 : (Disp is >= -128 and <= 127 ? 1 : 8));
+        new(Base, Index, Scale, Disp, Disp == 0 && Base is not (Register.RBP or Register.R13 or Register.EBP or Register.R13D) ? 0
+            : (Disp is >= -128 and <= 127 ? 1 : Is32 ? 4 : 8));
+
+    /// <summary>32-bit addressing (0x67): the address registers are 32-bit.</summary>
+    public bool Is32 => Base.GetSize() == 4 || Index.GetSize() == 4;
 
     public MemSpec Aligned(int align) => this with { Align = align };
 }

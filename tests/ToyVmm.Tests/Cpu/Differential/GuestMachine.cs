@@ -31,20 +31,46 @@ public sealed class GuestMachine : IDisposable
     private ulong _nextTable = Pml4Gpa + 0x1000;
     private ushort _idtLimit;
 
-    public GuestMachine(ulong regionBase, byte[] codePage)
+    /// <summary>
+    /// <paramref name="userMode"/>: the vCPU runs at CPL 3 as a Linux process does (CS 0x33, SS 0x2b,
+    /// DS = ES = 0), the region is user-accessible, and the GDT has Linux's x86-64 layout (16
+    /// entries: kernel code 0x08 (32-bit) and 0x10, kernel data 0x18, user code 0x23 (32-bit) and
+    /// 0x33, user data 0x2b, a TSS at 0x40, empty TLS slots at 0x60-0x70, the per-CPU data segment
+    /// at 0x78), so selectors mean on both sides what they mean natively. hlt is #GP there: the
+    /// caller reads that as the end (<see cref="EndedAt"/>).
+    /// </summary>
+    public GuestMachine(ulong regionBase, byte[] codePage, bool userMode = false)
     {
         RegionBase = regionBase;
+        UserMode = userMode;
         Map2M(0, 0);
         for (int off = 0; off < RegionLayout.UsedSize; off += 0x1000)
             Map4K(regionBase + (ulong)off, PhysicalOf(off));
-        var gdt = _memory.Bytes(new Gpa(GdtGpa), 24);
-        BinaryPrimitives.WriteUInt64LittleEndian(gdt[8..], 0x00AF_9A00_0000_FFFF);  // 0x08: 64-bit code, DPL 0
-        BinaryPrimitives.WriteUInt64LittleEndian(gdt[16..], 0x00CF_9200_0000_FFFF); // 0x10: data, DPL 0
+        var gdt = _memory.Bytes(new Gpa(GdtGpa), 128);
+        if (userMode)
+        {
+            ulong[] linux = [0, 0x00CF_9B00_0000_FFFF, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF, 0x00CF_FB00_0000_FFFF,
+                0x00CF_F300_0000_FFFF, 0x00AF_FB00_0000_FFFF, 0, 0x0000_8900_0000_0067, 0, 0, 0, 0, 0, 0, 0x0040_F500_0000_0000];
+            for (int i = 0; i < linux.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(gdt[(8 * i)..], linux[i]);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(gdt[8..], 0x00AF_9A00_0000_FFFF);  // 0x08: 64-bit code, DPL 0
+            BinaryPrimitives.WriteUInt64LittleEndian(gdt[16..], 0x00CF_9200_0000_FFFF); // 0x10: data, DPL 0
+        }
         Write(RegionLayout.CodeOffset, codePage);
     }
 
     public ulong RegionBase { get; }
+    public bool UserMode { get; }
     public FlatGuestMemory Memory => _memory;
+
+    /// <summary>The translation tier of the machine's vCPUs (<see cref="Vcpu.TierThreshold"/>); set before the first vCPU runs.</summary>
+    public int TierThreshold
+    {
+        get => CodeCache.For(_memory).TierThreshold;
+        set => CodeCache.For(_memory).TierThreshold = value;
+    }
     public TestExits Exits { get; } = new();
 
     /// <summary>Guest-physical address behind region offset <paramref name="offset"/> (pages in reverse order).</summary>
@@ -103,17 +129,18 @@ public sealed class GuestMachine : IDisposable
         vcpu.Cr4 = Cr4Value;
         vcpu.Efer = EferValue;
         vcpu.Cr3 = Pml4Gpa;
-        vcpu.SetGdtr(GdtGpa, 23);
+        vcpu.SetGdtr(GdtGpa, UserMode ? (ushort)127 : (ushort)23);
         vcpu.SetIdtr(_idtLimit == 0 ? 0 : IdtGpa, _idtLimit);
-        vcpu.SetSegment(SegmentRegister.Cs, 0x08, 0);
-        vcpu.SetSegment(SegmentRegister.Ds, 0x10, 0);
-        vcpu.SetSegment(SegmentRegister.Es, 0x10, 0);
-        vcpu.SetSegment(SegmentRegister.Ss, 0x10, 0);
+        vcpu.SetSegment(SegmentRegister.Cs, UserMode ? (ushort)0x33 : (ushort)0x08, 0);
+        vcpu.SetSegment(SegmentRegister.Ds, UserMode ? (ushort)0 : (ushort)0x10, 0);
+        vcpu.SetSegment(SegmentRegister.Es, UserMode ? (ushort)0 : (ushort)0x10, 0);
+        vcpu.SetSegment(SegmentRegister.Ss, UserMode ? (ushort)0x2b : (ushort)0x10, 0);
         vcpu.SetSegment(SegmentRegister.Fs, 0, 0);
         vcpu.SetSegment(SegmentRegister.Gs, 0, 0);
         for (int i = 0; i < 16; i++) vcpu.SetGpr((Gpr)i, input.Gpr[i]);
         for (int i = 0; i < 16; i++) vcpu.SetXmm(i, input.Xmm[i]);
-        vcpu.Rflags = input.Rflags | 2;
+        vcpu.Mxcsr = input.Mxcsr;
+        vcpu.Rflags = input.Rflags | 2 | 0x200;   // IF, as in every native user-mode thread (pushf shows it)
         vcpu.Rip = rip;
         return vcpu;
     }
@@ -125,6 +152,7 @@ public sealed class GuestMachine : IDisposable
         for (int i = 0; i < 16; i++) s.Gpr[i] = vcpu.GetGpr((Gpr)i);
         for (int i = 0; i < 16; i++) s.Xmm[i] = vcpu.GetXmm(i);
         s.Rflags = vcpu.Rflags;
+        s.Mxcsr = vcpu.Mxcsr;
         Read(RegionLayout.ScratchOffset, s.Scratch);
         Read(RegionLayout.StackWindowOffset, s.StackWindow);
         return s;
@@ -144,7 +172,7 @@ public sealed class GuestMachine : IDisposable
         ulong pd = Table(pdpt, (gva >> 30) & 511);
         ulong pt = Table(pd, (gva >> 21) & 511);
         var pte = _memory.Bytes(new Gpa(pt + ((gva >> 12) & 511) * 8), 8);
-        BinaryPrimitives.WriteUInt64LittleEndian(pte, gpa | 0x3); // present, writable
+        BinaryPrimitives.WriteUInt64LittleEndian(pte, gpa | (UserMode ? 0x7UL : 0x3UL)); // present, writable (user)
     }
 
     private ulong Table(ulong table, ulong index)
@@ -154,7 +182,7 @@ public sealed class GuestMachine : IDisposable
         if ((e & 1) != 0) return e & 0x000F_FFFF_FFFF_F000;
         ulong next = _nextTable;
         _nextTable += 0x1000;
-        BinaryPrimitives.WriteUInt64LittleEndian(entry, next | 0x3); // present, writable
+        BinaryPrimitives.WriteUInt64LittleEndian(entry, next | 0x7); // present, writable, user (the leaves decide)
         return next;
     }
 

@@ -11,16 +11,8 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// </summary>
 public static class KnownGaps
 {
-    private const string Addr32 = "32-bit addressing (67 prefix) is not implemented: the binder refuses it and the guest gets #UD (vmm/Cpu/Decode/Binder.cs, Bind)";
-    private const string Push16 = "16-bit pushes and pops are not implemented: BindPush/BindPop accept only the 64-bit forms (vmm/Cpu/Ops/Stack.cs)";
 
     public static readonly IReadOnlyDictionary<string, string> Entries = new Dictionary<string, string>
     {
-        ["move: lea r16, m (32-bit address size)"] = Addr32,
-        ["move: lea r32, m (32-bit address size)"] = Addr32,
-        ["move: lea r64, m (32-bit address size)"] = Addr32,
-        ["stack: push r16"] = Push16,
-        ["stack: pop r16"] = Push16,
-        ["stack: push imm16"] = Push16,
     };
 }

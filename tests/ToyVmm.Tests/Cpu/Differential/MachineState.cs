@@ -18,13 +18,15 @@ public sealed class MachineState
 
     public ulong[] Gpr { get; } = new ulong[16];
     public ulong Rflags { get; set; }
+    /// <summary>MXCSR: rounding control, FZ, DAZ and the sticky flags (inputs keep every exception masked).</summary>
+    public uint Mxcsr { get; set; } = 0x1F80;
     public UInt128[] Xmm { get; } = new UInt128[16];
     public byte[] Scratch { get; } = new byte[RegionLayout.ScratchSize];
     public byte[] StackWindow { get; } = new byte[RegionLayout.StackWindowSize];
 
     public MachineState Clone()
     {
-        var c = new MachineState { Rflags = Rflags };
+        var c = new MachineState { Rflags = Rflags, Mxcsr = Mxcsr };
         Gpr.CopyTo(c.Gpr, 0);
         Xmm.CopyTo(c.Xmm, 0);
         Scratch.CopyTo(c.Scratch, 0);
@@ -58,7 +60,7 @@ public sealed class MachineState
         var sb = new StringBuilder();
         for (int i = 0; i < 16; i++)
             sb.Append(CultureInvariant($"{GprNames[i]}=0x{Gpr[i]:x16}")).Append(i % 4 == 3 ? "\n" : " ");
-        sb.Append("rflags=").Append(FlagsText(Rflags)).Append('\n');
+        sb.Append("rflags=").Append(FlagsText(Rflags)).Append(CultureInvariant($" mxcsr=0x{Mxcsr:x4}")).Append('\n');
         if (withXmm)
             for (int i = 0; i < 16; i++)
                 sb.Append(CultureInvariant($"xmm{i}=0x{Xmm[i]:x32}")).Append(i % 2 == 1 ? "\n" : " ");

@@ -28,7 +28,10 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// </remarks>
 public sealed unsafe class NativeRunner : IDisposable
 {
-    private const int RflagsOffset = 128, HostRspOffset = 136, TmpOffset = 144, XmmOffset = 160, StateSize = XmmOffset + 256;
+    private const int RflagsOffset = 128, HostRspOffset = 136, TmpOffset = 144, MxcsrOffset = 152, HostMxcsrOffset = 156, XmmOffset = 160,
+        FaultOffset = XmmOffset + 256, OldHandlersOffset = FaultOffset + 64, StateSize = OldHandlersOffset + 8 * 32;
+    /// <summary>Where the fault handler and its recovery stub live in the code page (the thunk must end before).</summary>
+    private const int HandlerOffset = 0x1800;
 
     private static readonly Lazy<NativeRunner> s_instance = new(() => new NativeRunner());
 
@@ -50,6 +53,9 @@ public sealed unsafe class NativeRunner : IDisposable
 
     public ulong RegionBase => _region.Base;
 
+    /// <summary>True when the native block lies below 4 GiB, so 32-bit addressing (0x67) reaches it.</summary>
+    public bool RegionBelow4G => _region.Below4G;
+
     /// <summary>Assembles <paramref name="emitSnippet"/> between the fixed prologue and epilogue and writes it to the code page.</summary>
     public LoadedSnippet Load(Action<Assembler> emitSnippet)
     {
@@ -61,7 +67,7 @@ public sealed unsafe class NativeRunner : IDisposable
         byte[] snippet = Assemble(emitSnippet, snippetStart);
         ulong snippetEnd = snippetStart + (ulong)snippet.Length;
         int total = _prologue.Length + snippet.Length + _epilogue.Length;
-        if (total > RegionLayout.CodeSize)
+        if (total > HandlerOffset)
             throw new InvalidOperationException($"thunk of {total} bytes does not fit the code page");
 
         var page = _region.Bytes(RegionLayout.CodeOffset, RegionLayout.CodeSize);
@@ -70,12 +76,13 @@ public sealed unsafe class NativeRunner : IDisposable
         snippet.CopyTo(page[_prologue.Length..]);
         _epilogue.CopyTo(page[(_prologue.Length + snippet.Length)..]);
         var guestPage = page.ToArray();
+        (_handler ??= Assemble(EmitFaultHandler, codeBase + HandlerOffset)).CopyTo(page[HandlerOffset..]);
         guestPage[(int)(snippetEnd - codeBase)] = 0xF4; // hlt where the native epilogue starts
         _loaded = new LoadedSnippet(codeBase, guestPage, snippetStart, snippetEnd, Disassemble(snippet, snippetStart));
         return _loaded;
     }
 
-    private byte[]? _prologue, _epilogue; // position-independent: no RIP-relative operand, absolute state address
+    private byte[]? _prologue, _epilogue, _handler; // position-independent: no RIP-relative operand, absolute state address
 
     private static byte[] Assemble(Action<Assembler> emit, ulong ip)
     {
@@ -95,6 +102,8 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, HostRspOffset), Register.RSP));
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmm_xmmm128, Register.XMM0 + i, new MemoryOperand(Register.RAX, XmmOffset + 16 * i)));
+        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));
+        a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Push_rm64, new MemoryOperand(Register.RAX, RflagsOffset)));
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = 1; i < 16; i++)
@@ -118,9 +127,96 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX), Register.RCX));
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmmm128_xmm, new MemoryOperand(Register.RAX, XmmOffset + 16 * i), Register.XMM0 + i));
+        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
+        a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));   // callee-saved
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
         a.AddInstruction(Instruction.Create(Code.Retnq));
+    }
+
+    // ---- Faults: a signal handler (SIGSEGV, SIGBUS, SIGILL, SIGFPE) installed only around one run.
+    // A fault inside the code page records signal, RIP, error code and trap number from the
+    // ucontext and resumes at a stub that unwinds to the host as the epilogue does; any other
+    // fault (another thread's, e.g. the runtime's own null checks) goes on to the handler that was
+    // installed before, with the same arguments.
+
+    private void EmitFaultHandler(Assembler a)
+    {
+        ulong state = (ulong)_state;
+        ulong codeStart = _region.Base + RegionLayout.CodeOffset, codeEnd = codeStart + HandlerOffset;
+        const int Gregs = 40, RegRip = 16, RegErr = 19, RegTrapno = 20;
+        var chain = a.CreateLabel();
+        var recovery = a.CreateLabel();
+        // rdi = signal, rsi = siginfo, rdx = ucontext
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX, new MemoryOperand(Register.RDX, Gregs + 8 * RegRip)));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RCX, codeStart));
+        a.AddInstruction(Instruction.Create(Code.Cmp_r64_rm64, Register.RAX, Register.RCX));
+        a.AddInstruction(Instruction.CreateBranch(Code.Jb_rel32_64, chain.Id));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RCX, codeEnd));
+        a.AddInstruction(Instruction.Create(Code.Cmp_r64_rm64, Register.RAX, Register.RCX));
+        a.AddInstruction(Instruction.CreateBranch(Code.Jae_rel32_64, chain.Id));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RCX, state + FaultOffset));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RCX, 0L), Register.RDI));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RCX, 8), Register.RAX));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX, new MemoryOperand(Register.RDX, Gregs + 8 * RegErr)));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RCX, 16), Register.RAX));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RAX, new MemoryOperand(Register.RDX, Gregs + 8 * RegTrapno)));
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RCX, 24), Register.RAX));
+        a.lea(AssemblerRegisters.rax, AssemblerRegisters.__[recovery]);
+        a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RDX, Gregs + 8 * RegRip), Register.RAX));
+        a.AddInstruction(Instruction.Create(Code.Retnq));
+        a.Label(ref chain);
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state + OldHandlersOffset));
+        a.AddInstruction(Instruction.Create(Code.Jmp_rm64, new MemoryOperand(Register.RAX, Register.RDI, 8)));
+        // Back on the host's stack as the epilogue leaves it: MXCSR and RFLAGS, the callee-saved registers.
+        a.Label(ref recovery);
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
+        a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RSP, new MemoryOperand(Register.RAX, HostRspOffset)));
+        a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));
+        a.AddInstruction(Instruction.Create(Code.Popfq));
+        for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
+        a.AddInstruction(Instruction.Create(Code.Retnq));
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int sigaction(int sig, byte* act, byte* old);
+
+    private static readonly int[] FaultSignals = [4, 7, 8, 11];   // SIGILL, SIGBUS, SIGFPE, SIGSEGV
+
+    /// <summary>
+    /// Runs the loaded snippet natively with a fault handler in place: null when it faulted, with
+    /// <paramref name="fault"/> saying how (the kernel's signal, trap number and error code, and the
+    /// faulting RIP); otherwise the state it leaves, as <see cref="Run"/>.
+    /// </summary>
+    public MachineState? RunCatchingFault(MachineState input, out NativeFault? fault)
+    {
+        if (!Gate.IsHeldByCurrentThread) throw new InvalidOperationException("hold NativeRunner.Gate while loading and running");
+        ulong* report = (ulong*)(_state + FaultOffset);
+        ulong* old = (ulong*)(_state + OldHandlersOffset);
+        report[0] = 0;
+        const int ActSize = 152;   // glibc x86-64 struct sigaction: handler, mask[128], flags, restorer
+        byte* act = stackalloc byte[ActSize];
+        byte* saved = stackalloc byte[ActSize * 4];
+        new Span<byte>(act, ActSize).Clear();
+        *(ulong*)act = _region.Base + RegionLayout.CodeOffset + HandlerOffset;
+        *(int*)(act + 136) = 0x4 | 0x0800_0000 | 0x4000_0000;   // SA_SIGINFO | SA_ONSTACK | SA_NODEFER: faults repeat per case
+        for (int i = 0; i < FaultSignals.Length; i++)
+        {
+            if (sigaction(FaultSignals[i], act, saved + i * ActSize) != 0)
+                throw new InvalidOperationException($"sigaction({FaultSignals[i]}) failed, errno {Marshal.GetLastPInvokeError()}");
+            ulong prev = *(ulong*)(saved + i * ActSize);
+            if (prev <= 1) throw new InvalidOperationException($"signal {FaultSignals[i]} had no handler to chain to");
+            old[FaultSignals[i]] = prev;
+        }
+        MachineState output;
+        try { output = Run(input); }
+        finally
+        {
+            for (int i = 0; i < FaultSignals.Length; i++) sigaction(FaultSignals[i], saved + i * ActSize, null);
+        }
+        if (report[0] == 0) { fault = null; return output; }
+        fault = new NativeFault((int)report[0], (int)report[3], report[2], report[1]);
+        return null;
     }
 
     /// <summary>Runs the loaded snippet natively from <paramref name="input"/> and returns the state it leaves.</summary>
@@ -133,6 +229,9 @@ public sealed unsafe class NativeRunner : IDisposable
         ulong* gpr = (ulong*)_state;
         for (int i = 0; i < 16; i++) gpr[i] = input.Gpr[i];
         *(ulong*)(_state + RflagsOffset) = input.Rflags | 2;
+        if ((input.Mxcsr & 0xFFFF_1F80) != 0x1F80)
+            throw new ArgumentException($"input MXCSR {input.Mxcsr:x} unmasks an exception or sets reserved bits", nameof(input));
+        *(uint*)(_state + MxcsrOffset) = input.Mxcsr;
         for (int i = 0; i < 16; i++) *(UInt128*)(_state + XmmOffset + 16 * i) = input.Xmm[i];
         input.Scratch.CopyTo(_region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize));
         input.StackWindow.CopyTo(_region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize));
@@ -144,6 +243,7 @@ public sealed unsafe class NativeRunner : IDisposable
         var output = new MachineState();
         for (int i = 0; i < 16; i++) output.Gpr[i] = gpr[i];
         output.Rflags = *(ulong*)(_state + RflagsOffset) & (MachineState.InputFlags | 2); // IF and the rest are the host's
+        output.Mxcsr = *(uint*)(_state + MxcsrOffset);
         for (int i = 0; i < 16; i++) output.Xmm[i] = *(UInt128*)(_state + XmmOffset + 16 * i);
         _region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize).CopyTo(output.Scratch);
         _region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize).CopyTo(output.StackWindow);
@@ -182,6 +282,9 @@ public sealed unsafe class NativeRunner : IDisposable
         }
     }
 }
+
+/// <summary>A fault the host CPU took: the signal, the trap number (vector) and error code the kernel reported, and RIP.</summary>
+public sealed record NativeFault(int Signal, int Vector, ulong ErrorCode, ulong Rip);
 
 /// <summary>A snippet as loaded: the code page bytes the guest gets (with hlt at the epilogue) and where the snippet is.</summary>
 public sealed record LoadedSnippet(ulong CodeBase, byte[] GuestCodePage, ulong SnippetStart, ulong SnippetEnd, string Text);

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Reflection.Emit;
+
+namespace ToyVmm.Cpu;
+
+// The translation tier's side of the code cache: which blocks are counted, swapping compiled
+// code into op 0, and holding each compiled method exactly as long as its slot (Tier/).
+//
+//   publish (under _lock)           tiered: Entry0 = op 0's handler, op 0 = TierEntry.Count
+//   Count reaches HitLimit          TierState 0 -> 1 (once), compile queued (or done now at 0)
+//   compiler thread                 snapshot the ops under _lock (Valid and Seq unchanged)
+//                                   emit + JIT outside the lock
+//   install (under _lock)           still Valid, same Seq, op 0 still Count: op 0 = compiled
+//   retire (under _lock)            every op, op 0 too, becomes the bail-out: no new entry
+//   slot freed (grace period over)  the compiled method is dropped: no vCPU can be inside it
+//
+// A vCPU inside compiled code is inside its block (it passed no block boundary), so the grace
+// period that frees the slot also ends every use of the code; the method object is kept in
+// _compiled until then, and the JIT frees its code when the object is collected.
+internal sealed unsafe partial class CodeCache
+{
+    private int _tierThreshold = DefaultTierThreshold;                  // guarded by _lock; -1: interpreter only
+
+    /// <summary>
+    /// The threshold of a cache nobody configured: -1, or TOYVMM_TIER_DEFAULT when set (so a
+    /// whole test suite can run compiled: TOYVMM_TIER_DEFAULT=0). The CLI always sets it.
+    /// </summary>
+    public static readonly int DefaultTierThreshold =
+        int.TryParse(Environment.GetEnvironmentVariable("TOYVMM_TIER_DEFAULT"), out int t) && t >= -1 ? t : -1;
+    private readonly Dictionary<nint, object> _compiled = new();        // guarded by _lock; block -> its DynamicMethod and delegate
+    private long _blocksCompiled, _opsCompiled, _compileDeclined, _compiledFreed;   // guarded by _lock
+
+    /// <summary>
+    /// The translation tier: -1 interprets only; 0 compiles every block on the vCPU thread at its
+    /// first execution (deterministic, for tests); N &gt; 0 compiles a block on the background
+    /// compiler thread once it has been entered N times. Blocks published from now on follow it.
+    /// </summary>
+    public int TierThreshold
+    {
+        get { lock (_lock) return _tierThreshold; }
+        set { lock (_lock) _tierThreshold = Math.Max(-1, value); }
+    }
+
+    /// <summary>A snapshot of the tier counters.</summary>
+    public TierStats TierStats
+    {
+        get { lock (_lock) return new TierStats(_blocksCompiled, _opsCompiled, _compileDeclined, _compiledFreed, _compiled.Count); }
+    }
+
+    /// <summary>Publish, under _lock, before the block is valid: start counting its entries when tiered.</summary>
+    private void OnPublishLocked(Block* b)
+    {
+        Debug.Assert(Monitor.IsEntered(_lock));
+        b->Hits = 0;
+        b->TierState = 0;
+        b->HitLimit = _tierThreshold;
+        b->Entry0 = null;
+        if (_tierThreshold < 0) return;
+        Op* op0 = Block.OpsOf(b);
+        b->Entry0 = op0->H;
+        op0->H = Tier.TierEntry.CountHandler;
+    }
+
+    /// <summary>A copy of the ops of a live block (op 0 with its own handler), or null when the slot changed.</summary>
+    public Op[]? TierSnapshot(Block* b, int seq)
+    {
+        lock (_lock)
+        {
+            if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq) return null;
+            var ops = new Op[b->NumOps];
+            Op* src = Block.OpsOf(b);
+            for (int i = 0; i < ops.Length; i++) ops[i] = src[i];
+            ops[0].H = b->Entry0;
+            return ops;
+        }
+    }
+
+    /// <summary>Swaps compiled code into op 0 of a block still counted; false when it changed meanwhile.</summary>
+    public bool TierInstall(Block* b, int seq, DynamicMethod method, Delegate keep, nint entry, int ops)
+    {
+        lock (_lock)
+        {
+            Op* op0 = Block.OpsOf(b);
+            if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq || (nint)op0->H != (nint)Tier.TierEntry.CountHandler) return false;
+            _compiled[(nint)b] = (method, keep);
+            Volatile.Write(ref *(nint*)&op0->H, entry);
+            _blocksCompiled++;
+            _opsCompiled += ops;
+            return true;
+        }
+    }
+
+    /// <summary>The block is not compiled (its first op is not compilable): op 0 gets its own handler back.</summary>
+    public void TierDecline(Block* b, int seq)
+    {
+        lock (_lock)
+        {
+            _compileDeclined++;
+            Op* op0 = Block.OpsOf(b);
+            if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq || (nint)op0->H != (nint)Tier.TierEntry.CountHandler) return;
+            Volatile.Write(ref *(nint*)&op0->H, (nint)b->Entry0);
+        }
+    }
+
+    /// <summary>The slot of <paramref name="b"/> is free (grace period over): its compiled method may go.</summary>
+    private void OnSlotFreedLocked(Block* b)
+    {
+        Debug.Assert(Monitor.IsEntered(_lock));
+        if (_compiled.Remove((nint)b)) _compiledFreed++;
+    }
+}

@@ -82,13 +82,16 @@ test-long: all
 	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo $(TEST_GUARD) --filter Category=Long
 
 # Scenarios (guests natively and in the interpreter), per-operation invalidation
-# latency, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER
+# latency, per-fault secondary fault latency, page-out and reclaim with 2 vCPUs
+# running, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER
 # narrows the last part.
 BENCH_FILTER ?= *
 bench: all
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- scenario
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- tiers
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- invalidate-latency
+	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- secondary-fault-latency
+	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- reclaim-under-guest
 	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
 
 # Every shipped guest at 1, 2 and 4 vCPUs under every MMU and notifier mode that

@@ -4,6 +4,8 @@ using ToyVmm.Bench.Scenario;
 // `scenario [runs]`: guests natively and in the interpreter (make bench).
 // `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
+// `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
+// `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
 // `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
 // `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
@@ -17,6 +19,16 @@ if (args.Length > 0 && args[0] == "soak")
 if (args.Length > 0 && args[0] == "host-latency")
 {
     ToyVmm.Bench.Host.HostLatencyProbe.Run();
+    return 0;
+}
+if (args.Length > 0 && args[0] == "secondary-fault-latency")
+{
+    ToyVmm.Bench.Secondary.SecondaryFaultLatencyProbe.Run();
+    return 0;
+}
+if (args.Length > 0 && args[0] == "reclaim-under-guest")
+{
+    ToyVmm.Bench.Host.ReclaimUnderGuestProbe.Run();
     return 0;
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")

@@ -124,7 +124,7 @@ public static class HostLatencyProbe
     [DllImport("libc", EntryPoint = "clock_gettime")]
     private static extern int ClockGetTime(int clock, out Timespec ts);
 
-    private static long ThreadCpuNs()
+    internal static long ThreadCpuNs()
     {
         if (!OperatingSystem.IsLinux()) return Stopwatch.GetTimestamp() * 1_000_000_000L / Stopwatch.Frequency;
         ClockGetTime(3 /* CLOCK_THREAD_CPUTIME_ID */, out var ts);

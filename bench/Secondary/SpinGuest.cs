@@ -59,7 +59,7 @@ internal sealed unsafe class SpinGuest : IDisposable
             *_mailbox = Mailbox;   // until told otherwise, read the mailbox itself
             for (int i = 0; i < vcpus; i++) _lastRead[i] = (ulong*)HostPointer(memory, host, Cells + ((ulong)i << 12));
         }
-        _runner = new Thread(() => _vm.Run()) { IsBackground = true, Name = "spin-guest" };
+        _runner = new Thread(() => Result = _vm.Run()) { IsBackground = true, Name = "spin-guest" };
         _runner.Start();
         // Wait until every vCPU is in guest mode.
         var spin = new SpinWait();
@@ -104,6 +104,9 @@ internal sealed unsafe class SpinGuest : IDisposable
     }
 
     public VcpuLink[] Links => [.. _vm.Links.Select(l => l!)];
+
+    /// <summary>How the run ended (instructions retired included), once <see cref="Dispose"/> has stopped it.</summary>
+    public VmResult? Result { get; private set; }
 
     public void Dispose()
     {

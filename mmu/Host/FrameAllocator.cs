@@ -35,7 +35,7 @@ internal sealed class FrameAllocator
     private readonly FramePool _frames;
     private readonly HostMemory _host;
     private readonly Lock _lock = new();
-    private readonly uint[] _free;      // stack of free frames; guarded by _lock
+    private uint _freeHead;             // top of the stack of free frames, linked through FrameMeta.LruNext (a free frame is on no LRU); guarded by _lock
     private int _freeCount;             // guarded by _lock; read lock-free for watermark checks
     private long _frees;                // frames freed ever (interlocked); progress marker for out-of-memory decisions
     private readonly Marks _initialMarks;
@@ -49,9 +49,10 @@ internal sealed class FrameAllocator
         _frames = frames;
         _host = host;
         _initialMarks = _marks = new Marks(min, low, high);
-        _free = new uint[frames.Count];
-        // Hand out low frames first (stack: push high ones first).
-        for (int i = frames.Count - 1; i >= 0; i--) _free[_freeCount++] = (uint)i;
+        // Hand out low frames first (stack: push high ones first). The stack is linked
+        // through the frames' own metadata, so it costs no memory per frame.
+        _freeHead = FrameMeta.NoFrame;
+        for (int i = frames.Count - 1; i >= 0; i--) PushLocked((uint)i);
         int floor = MinFramesInService;
         while (floor < frames.Count && floor < MinFramesInService + ScaledMarks(floor).High) floor++;
         _floor = floor;
@@ -100,7 +101,7 @@ internal sealed class FrameAllocator
             target = current - granted;
             Volatile.Write(ref _marks, ScaledMarks(target));
             now = Math.Min(granted, _freeCount);
-            for (int i = 0; i < now; i++) RetireLocked(_free[--_freeCount]);
+            for (int i = 0; i < now; i++) RetireLocked(PopLocked());
             _retireDebt += granted - now;
             debt = _retireDebt;
         }
@@ -173,12 +174,30 @@ internal sealed class FrameAllocator
         return HostFaultStatus.Ok;
     }
 
+    private void PushLocked(uint frame)
+    {
+        _frames.Meta(frame).LruNext = _freeHead;
+        _freeHead = frame;
+        _freeCount++;
+    }
+
+    private uint PopLocked()
+    {
+        Debug.Assert(_freeCount > 0 && _freeHead != FrameMeta.NoFrame, "the free stack is not empty");
+        uint frame = _freeHead;
+        ref FrameMeta m = ref _frames.Meta(frame);
+        _freeHead = m.LruNext;
+        m.LruNext = FrameMeta.NoFrame;
+        _freeCount--;
+        return frame;
+    }
+
     private bool TryPop(out uint frame)
     {
         lock (_lock)
         {
             if (_freeCount == 0) { frame = FrameMeta.NoFrame; return false; }
-            frame = _free[--_freeCount];
+            frame = PopLocked();
             return true;
         }
     }
@@ -189,6 +208,23 @@ internal sealed class FrameAllocator
     /// </summary>
     public void Free(uint frame)
     {
+        Prepare(frame);
+        lock (_lock) FreeLocked(frame);
+        Interlocked.Increment(ref _frees);
+    }
+
+    /// <summary><see cref="Free"/> for a batch (reclaim's), under one hold of the lock.</summary>
+    public void FreeMany(ReadOnlySpan<uint> frames)
+    {
+        if (frames.IsEmpty) return;
+        foreach (uint f in frames) Prepare(f);
+        lock (_lock)
+            foreach (uint f in frames) FreeLocked(f);
+        Interlocked.Add(ref _frees, frames.Length);
+    }
+
+    private void Prepare(uint frame)
+    {
         ref FrameMeta m = ref _frames.Meta(frame);
         Debug.Assert(m.RefCount == 0, "freed frames have no references");
         Debug.Assert(m.MapCount == 0, "freed frames are unmapped");
@@ -196,22 +232,23 @@ internal sealed class FrameAllocator
             "freed frames are off the LRU, out of the swap cache and unlocked");
         m.Owner = 0;
         m.SwapSlot = FrameMeta.NoSlot;
-        lock (_lock)
+    }
+
+    private void FreeLocked(uint frame)
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the allocator lock is held");
+        // Keep min frames listed while a debt is paid, so that an allocating thread's
+        // direct reclaim is bounded as usual and the reclaimer pays the bulk of it.
+        if (_retireDebt > 0 && _freeCount >= _marks.Min)
         {
-            // Keep min frames listed while a debt is paid, so that an allocating thread's
-            // direct reclaim is bounded as usual and the reclaimer pays the bulk of it.
-            if (_retireDebt > 0 && _freeCount >= _marks.Min)
-            {
-                _retireDebt--;
-                RetireLocked(frame);
-            }
-            else
-            {
-                Debug.Assert(_freeCount < _free.Length, "no frame is freed twice");
-                Volatile.Write(ref m.Flags, (int)FrameFlags.Free);
-                _free[_freeCount++] = frame;
-            }
+            _retireDebt--;
+            RetireLocked(frame);
         }
-        Interlocked.Increment(ref _frees);
+        else
+        {
+            Debug.Assert(_freeCount < _frames.Count, "no frame is freed twice");
+            Volatile.Write(ref _frames.Meta(frame).Flags, (int)FrameFlags.Free);
+            PushLocked(frame);
+        }
     }
 }

@@ -40,7 +40,8 @@ internal enum FrameFlags
 /// <item><see cref="MapCount"/> and <see cref="Owner"/>: under the owning address space's lock.</item>
 /// <item><see cref="Flags"/>: interlocked bit operations (the page lock lives here).</item>
 /// <item><see cref="SwapSlot"/>: under the swap lock, with the page locked.</item>
-/// <item><see cref="LruPrev"/>/<see cref="LruNext"/>: under the LRU lock.</item>
+/// <item><see cref="LruPrev"/>/<see cref="LruNext"/>: under the LRU lock; on a free frame <see cref="LruNext"/>
+/// links the allocator's free stack, under the allocator lock (a free frame is on no LRU).</item>
 /// </list>
 /// </remarks>
 [StructLayout(LayoutKind.Sequential, Pack = 4)]

@@ -41,21 +41,77 @@ public sealed partial class HostAddressSpace
         finally { ExitLock(); }
     }
 
-    /// <summary>Reclaim one locked, referenced, mapped frame: second chance, then unmap through the invalidation path.</summary>
-    internal ReclaimUnmap ReclaimOne(uint f, ulong vpn, bool checkYoung, bool mayBlock)
+    /// <summary>Most pages one reclaim invalidation covers: bounds how long faults in the run wait for it.</summary>
+    internal const int MaxRunPages = 64;
+
+    /// <summary>
+    /// Most pages between two reclaimed pages of one run. The pages in such a gap are
+    /// not reclaimed, but the run's invalidation zaps their secondary entries too (a
+    /// present-page secondary fault later), so the gap is kept small.
+    /// </summary>
+    internal const int MaxRunGap = 8;
+
+    /// <summary>
+    /// Reclaim a batch of locked, referenced frames this space maps at the given pages
+    /// (sorted by page, ascending): second chance for each, then the rest unmapped in
+    /// runs of nearby pages, one invalidation (one notifier start and end, one zap and
+    /// shootdown in each secondary MMU) per run, all under one hold of the lock.
+    /// Writes each page's outcome to <paramref name="results"/>.
+    /// </summary>
+    internal void ReclaimBatch(ReadOnlySpan<uint> frames, ReadOnlySpan<ulong> vpns, bool checkYoung, bool mayBlock, Span<ReclaimUnmap> results)
     {
-        Debug.Assert(_frames.IsPageLocked(f), "reclaim holds the page lock");
+        Debug.Assert(frames.Length == vpns.Length && results.Length >= frames.Length, "one page and one result per frame");
         EnterLock();
         try
         {
-            var pte = _disposed ? Pte.None : _pt.Get(vpn);
-            if (!pte.IsPresent || pte.Frame != f) return ReclaimUnmap.Gone;
-            if (checkYoung && TestAndClearYoungLocked(f, vpn, flush: true)) return ReclaimUnmap.Young;
-            if (!InvalidateStartLocked(vpn, vpn + 1, InvalidateEvent.Clear, InvalidateCause.Reclaim, mayBlock)) return ReclaimUnmap.WouldBlock;
-            try { return UnmapForReclaimLocked(f, vpn); }
-            finally { InvalidateEndLocked(vpn, vpn + 1, InvalidateEvent.Clear, mayBlock); }
+            // A run: consecutive candidates of the batch, each at most MaxRunGap pages after
+            // the one before, spanning fewer than MaxRunPages. A page of the batch that is not
+            // a candidate (young, gone) ends the run, so its entries are not zapped. A busy
+            // frame is found only inside the run's invalidation (UnmapForReclaimLocked):
+            // a subscriber may hold a page reference that its zap gives back.
+            int runStart = -1;
+            for (int i = 0; i < frames.Length; i++)
+            {
+                uint f = frames[i];
+                ulong vpn = vpns[i];
+                Debug.Assert(_frames.IsPageLocked(f), "reclaim holds the page lock");
+                Debug.Assert(i == 0 || vpns[i - 1] <= vpn, "the batch is sorted by page (a stale owner may repeat one)");
+                var pte = _disposed ? Pte.None : _pt.Get(vpn);
+                ReclaimUnmap r;
+                if (!pte.IsPresent || pte.Frame != f) r = ReclaimUnmap.Gone;
+                else if (checkYoung && TestAndClearYoungLocked(f, vpn, flush: true)) r = ReclaimUnmap.Young;
+                else r = ReclaimUnmap.Unmapped;   // a candidate: its run unmaps it
+                results[i] = r;
+                bool joins = r == ReclaimUnmap.Unmapped && runStart >= 0
+                    && vpn - vpns[i - 1] <= MaxRunGap && vpn - vpns[runStart] < MaxRunPages;
+                if (runStart >= 0 && !joins)
+                {
+                    UnmapRunLocked(frames, vpns, results, runStart, i, mayBlock);
+                    runStart = -1;
+                }
+                if (r == ReclaimUnmap.Unmapped && runStart < 0) runStart = i;
+            }
+            if (runStart >= 0) UnmapRunLocked(frames, vpns, results, runStart, frames.Length, mayBlock);
         }
         finally { ExitLock(); }
+    }
+
+    /// <summary>Unmap the candidates [<paramref name="from"/>, <paramref name="to"/>) inside one invalidation of their span.</summary>
+    private void UnmapRunLocked(ReadOnlySpan<uint> frames, ReadOnlySpan<ulong> vpns, Span<ReclaimUnmap> results, int from, int to, bool mayBlock)
+    {
+        AssertLocked();
+        ulong first = vpns[from], end = vpns[to - 1] + 1;
+        _host.Stats.Count(ref _host.Stats.ReclaimRuns);
+        if (!InvalidateStartLocked(first, end, InvalidateEvent.Clear, InvalidateCause.Reclaim, mayBlock))
+        {
+            for (int j = from; j < to; j++) results[j] = ReclaimUnmap.WouldBlock;
+            return;
+        }
+        try
+        {
+            for (int j = from; j < to; j++) results[j] = UnmapForReclaimLocked(frames[j], vpns[j]);
+        }
+        finally { InvalidateEndLocked(first, end, InvalidateEvent.Clear, mayBlock); }
     }
 
     private bool TestAndClearYoungLocked(uint f, ulong vpn, bool flush)

@@ -41,6 +41,17 @@ public sealed partial class HostAddressSpace : IDisposable
     /// <summary>The secondary MMUs that mirror this address space (issue: MMU notifiers).</summary>
     public MmuNotifierRegistry Notifiers { get; } = new();
 
+    /// <summary>Tables of the host page table, every level: allocated only where a page was touched (sparse).</summary>
+    public int PageTablePages
+    {
+        get
+        {
+            EnterLock();
+            try { return _pt.Tables; }
+            finally { ExitLock(); }
+        }
+    }
+
     /// <summary>Pages mapped by a present PTE.</summary>
     public long ResidentPages => Volatile.Read(ref _resident);
 

@@ -113,6 +113,28 @@ public sealed partial class HostMemory : IDisposable
     }
 
     /// <summary>
+    /// Drop the caller's reference to each frame of a batch; the frames whose last
+    /// reference that was are freed together (one LRU and one allocator lock hold).
+    /// </summary>
+    internal void PutPages(ReadOnlySpan<uint> frames, List<uint> scratch)
+    {
+        scratch.Clear();
+        foreach (uint f in frames)
+        {
+            int left = Interlocked.Decrement(ref Frames.Meta(f).RefCount);
+            Debug.Assert(left >= 0, "no frame is put more often than it was got");
+            if (left == 0) scratch.Add(f);
+        }
+        if (scratch.Count == 0) return;
+        var freed = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(scratch);
+        Lru.RemoveFreed(freed);
+        if (FrameFreed is { } freedHook)
+            foreach (uint f in freed) freedHook(new Hfn(f));
+        Allocator.FreeMany(freed);
+        scratch.Clear();
+    }
+
+    /// <summary>
     /// Called just before a frame goes back to the free list (after every
     /// invalidation that unmapped it has run); for invariant checkers. Runs on
     /// whichever thread drops the last reference, with no host lock held but
@@ -126,7 +148,13 @@ public sealed partial class HostMemory : IDisposable
         Frames.CheckFrame(frame);
         uint f = frame.Value;
         Debug.Assert(Frames.RefCountOf(f) > 0, "the caller holds a reference");
-        if (how == PageRelease.Dirty) Frames.Set(f, FrameFlags.Dirty | FrameFlags.Referenced);
+        // Read before the interlocked OR: the bits are usually set already, and an
+        // uncontended read is far cheaper than a locked instruction on the fault path.
+        if (how == PageRelease.Dirty)
+        {
+            const FrameFlags both = FrameFlags.Dirty | FrameFlags.Referenced;
+            if ((Frames.FlagsOf(f) & both) != both) Frames.Set(f, both);
+        }
         else if (how == PageRelease.Clean) Frames.MarkPageAccessed(frame);
         PutPage(f);
     }

@@ -23,6 +23,10 @@ internal sealed class HostPageTable
     /// <summary>Leaf tables allocated (for statistics).</summary>
     public int LeafTables { get; private set; }
 
+    /// <summary>Tables of every level allocated, the top one included: only what some page used needs one.</summary>
+    public int Tables => 1 + _innerTables + LeafTables;
+    private int _innerTables;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong[]? Leaf(ulong vpn)
     {
@@ -35,8 +39,10 @@ internal sealed class HostPageTable
 
     private ulong[] LeafCreate(ulong vpn)
     {
-        var pdpt = _pml4[(vpn >> 27) & Mask] ??= new ulong[]?[]?[Fanout];
-        var pd = pdpt[(vpn >> 18) & Mask] ??= new ulong[]?[Fanout];
+        ref var pdpt = ref _pml4[(vpn >> 27) & Mask];
+        if (pdpt is null) { pdpt = new ulong[]?[]?[Fanout]; _innerTables++; }
+        ref var pd = ref pdpt[(vpn >> 18) & Mask];
+        if (pd is null) { pd = new ulong[]?[Fanout]; _innerTables++; }
         ref var leaf = ref pd[(vpn >> 9) & Mask];
         if (leaf is null) { leaf = new ulong[Fanout]; LeafTables++; }
         return leaf;

@@ -36,7 +36,14 @@ public class HostMemoryException(HostFaultStatus status, string message) : Excep
 public sealed class HostOutOfMemoryException(string message) : HostMemoryException(HostFaultStatus.OutOfMemory, message);
 
 /// <summary>The swap device failed (an I/O error, a full disk, a checksum mismatch).</summary>
-public sealed class SwapIoException(string message, Exception? inner = null) : IOException(message, inner);
+public sealed class SwapIoException(string message, Exception? inner = null) : IOException(message, inner)
+{
+    private const int Enospc = 28;
+
+    /// <summary>The device is full (ENOSPC): the swap file's filesystem has no room for it to grow.</summary>
+    public bool OutOfSpace => InnerException is IOException io &&
+        (io.HResult == Enospc || io.Message.Contains("No space left on device", StringComparison.OrdinalIgnoreCase));
+}
 
 /// <summary>
 /// The swap file cannot be created (it exists, its folder is missing, no permission,

@@ -10,6 +10,8 @@ public sealed class HostStats
     public long CleanPagesDropped;
     public long ZeroPagesDiscarded;
     public long SwapWriteErrors;
+    /// <summary>Swap writes that failed because the swap file's filesystem is full (also counted in <see cref="SwapWriteErrors"/>).</summary>
+    public long SwapOutOfSpace;
     public long SwapReadErrors;
     public long SwapChecksumErrors;
     public long SwapFull;
@@ -19,6 +21,8 @@ public sealed class HostStats
     public long ReclaimBusy;
     /// <summary>Reclaim passes that took pages off the LRU and freed none of them.</summary>
     public long ReclaimScansFailed;
+    /// <summary>Invalidations reclaim ran: one per run of nearby pages, not one per page.</summary>
+    public long ReclaimRuns;
     public long DirectReclaims;
     public long BackgroundReclaimWakeups;
     public long Invalidations;

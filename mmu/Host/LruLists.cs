@@ -147,6 +147,25 @@ internal sealed class LruLists
         lock (_lock) _frames.Clear(f, FrameFlags.Isolated);
     }
 
+    /// <summary>End the isolation of a batch of frames that reclaim is about to free, under one lock hold.</summary>
+    public void EndIsolation(ReadOnlySpan<uint> frames)
+    {
+        if (frames.IsEmpty) return;
+        lock (_lock)
+            foreach (uint f in frames) _frames.Clear(f, FrameFlags.Isolated);
+    }
+
+    /// <summary>Unlink the listed ones of a batch of frames whose last reference is gone, under one lock hold.</summary>
+    public void RemoveFreed(ReadOnlySpan<uint> frames)
+    {
+        bool any = false;
+        foreach (uint f in frames) any |= _frames.Has(f, FrameFlags.OnLru);
+        if (!any) return;   // set/cleared only under _lock; a stale true is re-checked below
+        lock (_lock)
+            foreach (uint f in frames)
+                if (_frames.Has(f, FrameFlags.OnLru)) UnlinkLocked(f);
+    }
+
     private void AddLocked(uint f, bool active)
     {
         Debug.Assert(_lock.IsHeldByCurrentThread, "the LRU lock is held");

@@ -26,10 +26,13 @@ internal sealed class Reclaimer
     private readonly FramePool _frames;
     [ThreadStatic] private static List<uint>? t_isolated;
     [ThreadStatic] private static List<uint>? t_batch;
+    [ThreadStatic] private static List<(ulong Owner, uint Frame)>? t_mapped;
     [ThreadStatic] private static List<ReadOnlyMemory<byte>>? t_scratch;
     [ThreadStatic] private static List<(uint Slot, uint Frame)>? t_writes;
     [ThreadStatic] private static HashSet<uint>? t_failed;
     [ThreadStatic] private static HashSet<uint>? t_written;
+    [ThreadStatic] private static List<uint>? t_toFree;
+    [ThreadStatic] private static List<uint>? t_scratchFrames;
 
     public Reclaimer(HostMemory host)
     {
@@ -73,29 +76,21 @@ internal sealed class Reclaimer
         lru.Isolate(fromActive: false, batchSize, isolated, out int scanned);
         _host.Stats.Count(ref _host.Stats.ReclaimScanned, scanned);
 
+        var mapped = t_mapped ??= new List<(ulong Owner, uint Frame)>(batchSize);
+        mapped.Clear();
         foreach (uint f in isolated)
         {
             if (!_frames.TryLockPage(f)) { PutBack(f, active: false); continue; }
             ulong owner = Volatile.Read(ref _frames.Meta(f).Owner);
-            if (owner != 0)
-            {
-                var mm = _host.SpaceById(FrameMeta.OwnerSpace(owner));
-                var r = mm?.ReclaimOne(f, FrameMeta.OwnerVpn(owner), checkYoung: priority == 0, mayBlock) ?? ReclaimUnmap.Gone;
-                if (r is ReclaimUnmap.Young or ReclaimUnmap.Busy or ReclaimUnmap.NoSwap or ReclaimUnmap.WouldBlock)
-                {
-                    _frames.UnlockPage(f);
-                    PutBack(f, active: r == ReclaimUnmap.Young);
-                    continue;
-                }
-            }
+            if (owner != 0) mapped.Add((owner, f));
             else if (priority == 0 && _frames.Has(f, FrameFlags.SwapCache) && _frames.TestAndClear(f, FrameFlags.Referenced) && !_host.Swap.IsOrphan(f))
             {
                 _frames.UnlockPage(f);
                 PutBack(f, active: true);
-                continue;
             }
-            batch.Add(f);
+            else batch.Add(f);
         }
+        if (mapped.Count > 0) UnmapMapped(mapped, checkYoung: priority == 0, mayBlock, batch);
         if (batch.Count == 0)
         {
             if (isolated.Count > 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
@@ -105,6 +100,49 @@ internal sealed class Reclaimer
         if (outcome.Freed == 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
         events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
         return outcome.Freed;
+    }
+
+    /// <summary>
+    /// Unmap the isolated, page-locked, mapped frames of a pass through their owners'
+    /// rmap: grouped by address space and sorted by page (the owner value orders both),
+    /// each group reclaimed with one lock hold and one invalidation per run of nearby
+    /// pages (<see cref="HostAddressSpace.ReclaimBatch"/>). Unmapped frames join
+    /// <paramref name="batch"/>; the rest are unlocked and put back.
+    /// </summary>
+    private void UnmapMapped(List<(ulong Owner, uint Frame)> mapped, bool checkYoung, bool mayBlock, List<uint> batch)
+    {
+        mapped.Sort((a, b) => a.Owner.CompareTo(b.Owner));
+        int n = mapped.Count;
+        Span<uint> frames = n <= 256 ? stackalloc uint[n] : new uint[n];
+        Span<ulong> vpns = n <= 256 ? stackalloc ulong[n] : new ulong[n];
+        Span<ReclaimUnmap> results = n <= 256 ? stackalloc ReclaimUnmap[n] : new ReclaimUnmap[n];
+        for (int i = 0; i < n; i++)
+        {
+            frames[i] = mapped[i].Frame;
+            vpns[i] = FrameMeta.OwnerVpn(mapped[i].Owner);
+        }
+        int start = 0;
+        while (start < n)
+        {
+            int space = FrameMeta.OwnerSpace(mapped[start].Owner);
+            int end = start + 1;
+            while (end < n && FrameMeta.OwnerSpace(mapped[end].Owner) == space) end++;
+            var mm = _host.SpaceById(space);
+            if (mm is null) results[start..end].Fill(ReclaimUnmap.Gone);
+            else mm.ReclaimBatch(frames[start..end], vpns[start..end], checkYoung, mayBlock, results[start..end]);
+            start = end;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            var r = results[i];
+            if (r is ReclaimUnmap.Young or ReclaimUnmap.Busy or ReclaimUnmap.NoSwap or ReclaimUnmap.WouldBlock)
+            {
+                _frames.UnlockPage(frames[i]);
+                PutBack(frames[i], active: r == ReclaimUnmap.Young);
+            }
+            else batch.Add(frames[i]);
+        }
+        mapped.Clear();
     }
 
     private void PutBack(uint f, bool active)
@@ -154,6 +192,8 @@ internal sealed class Reclaimer
         var writes = t_writes ??= new List<(uint, uint)>();
         var failed = t_failed ??= new HashSet<uint>();
         var written = t_written ??= new HashSet<uint>();
+        var toFree = t_toFree ??= new List<uint>();
+        toFree.Clear();
         writes.Clear();
         failed.Clear();
         written.Clear();
@@ -180,7 +220,7 @@ internal sealed class Reclaimer
             _frames.UnlockPage(f);
             if (free)
             {
-                if (isolated) _host.Lru.EndIsolation(f);
+                toFree.Add(f);   // freed together below
                 outcome.Freed++;
                 if (!wasWritten)
                 {
@@ -189,10 +229,15 @@ internal sealed class Reclaimer
                 }
             }
             else if (!failed.Contains(f) && !wasWritten) outcome.Kept++;
-            if (!free && isolated)
+            if (free) continue;
+            if (isolated)
                 _host.Lru.Putback(f, active: failed.Contains(f) || _frames.Has(f, FrameFlags.Referenced));
             _host.PutPage(f);
         }
+        var freeing = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(toFree);
+        if (isolated) _host.Lru.EndIsolation(freeing);
+        _host.PutPages(freeing, t_scratchFrames ??= new List<uint>());
+        toFree.Clear();
         _host.Stats.Count(ref _host.Stats.ReclaimFreed, outcome.Freed);
         batch.Clear();
         return outcome;
@@ -231,6 +276,7 @@ internal sealed class Reclaimer
                 // Nothing is lost: the frames stay in the swap cache, dirty, and are found there by faults.
                 foreach (uint f in frames) { _frames.Set(f, FrameFlags.Dirty); failed.Add(f); }
                 outcome.Failed += n;
+                if (e.OutOfSpace) _host.Stats.Count(ref _host.Stats.SwapOutOfSpace);
                 _host.Stats.Error(ref _host.Stats.SwapWriteErrors, e.Message);
             }
             i += n;

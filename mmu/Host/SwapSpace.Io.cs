@@ -11,7 +11,7 @@ public sealed partial class SwapSpace
 {
     private FileStream? _stream;          // owns the handle; disposed in Dispose
     private SafeFileHandle? _handle;
-    private readonly FrameMemory?[] _frameMemory;   // one Memory<byte> view per frame, made on first use
+    private FrameBlockMemory?[]? _blockMemory;   // one Memory<byte> view per GiB of frames, made on first use
     private string? _deleteAtEnd;         // a named swap file this host created, deleted in Dispose
 
     /// <summary>
@@ -20,6 +20,9 @@ public sealed partial class SwapSpace
     /// </summary>
     public string FilePath { get; private set; } = "";
     public bool IsTemporary { get; private set; }
+
+    /// <summary>The folder of the swap file (for messages); empty when swap is off.</summary>
+    public string Folder => FilePath.Length == 0 ? "" : Path.GetDirectoryName(Path.GetFullPath(FilePath)) ?? "";
 
     /// <summary>
     /// Creates the swap file: never an existing file (create-new, so a typo cannot
@@ -76,15 +79,41 @@ public sealed partial class SwapSpace
 
     private EventHandler? _onExit;
 
+    /// <summary>
+    /// Bytes the swap file can still grow by: the space free to this user on the
+    /// filesystem that holds it (the file is sparse, written only where slots are
+    /// used, so it takes that space only as pages are swapped out). Null when swap is
+    /// off or the filesystem does not say.
+    /// </summary>
+    public long? FileSystemAvailableBytes()
+    {
+        if (_handle is null) return null;
+        string dir = Folder;
+        if (dir.Length == 0) return null;
+        try { return new DriveInfo(dir).AvailableFreeSpace; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { return null; }
+    }
+
+    /// <summary>
+    /// A frame's 4 KiB for vectored I/O: a slice of the view of its GiB of the pool
+    /// (one small object per GiB instead of one per frame).
+    /// </summary>
     private ReadOnlyMemory<byte> FrameBytes(uint f)
     {
-        var m = Volatile.Read(ref _frameMemory[f]);
+        var blocks = Volatile.Read(ref _blockMemory);
+        if (blocks is null)
+        {
+            blocks = new FrameBlockMemory?[(_frames.Count + FrameBlockMemory.Frames - 1) / FrameBlockMemory.Frames];
+            blocks = Interlocked.CompareExchange(ref _blockMemory, blocks, null) ?? blocks;
+        }
+        int b = (int)(f / FrameBlockMemory.Frames);
+        var m = Volatile.Read(ref blocks[b]);
         if (m is null)
         {
-            m = new FrameMemory(_frames, f);
-            m = Interlocked.CompareExchange(ref _frameMemory[f], m, null) ?? m;
+            m = new FrameBlockMemory(_frames, (uint)b * FrameBlockMemory.Frames, (int)Math.Min(FrameBlockMemory.Frames, _frames.Count - b * FrameBlockMemory.Frames));
+            m = Interlocked.CompareExchange(ref blocks[b], m, null) ?? m;
         }
-        return m.Memory;
+        return m.Memory.Slice((int)(f % FrameBlockMemory.Frames) << Page.Shift, (int)Page.Size);
     }
 
     /// <summary>
@@ -111,7 +140,7 @@ public sealed partial class SwapSpace
         for (int i = 0; i < frames.Length; i++)
         {
             uint slot = firstSlot + (uint)i;
-            _checksum[slot] = SwapChecksum.Compute(_frames.PageSpan(new Hfn(frames[i])), slot);
+            ChecksumOf(slot) = SwapChecksum.Compute(_frames.PageSpan(new Hfn(frames[i])), slot);
             SetWritten(slot);
         }
     }
@@ -141,7 +170,7 @@ public sealed partial class SwapSpace
             return HostFaultStatus.SwapReadError;
         }
         ulong sum = SwapChecksum.Compute(page, slot);
-        if (sum != _checksum[slot])
+        if (sum != ChecksumOf(slot))
         {
             error = $"swap checksum mismatch on slot {slot} (the swap file was changed behind the VMM's back?)";
             return HostFaultStatus.SwapChecksumMismatch;
@@ -167,12 +196,16 @@ public sealed partial class SwapSpace
         }
     }
 
-    /// <summary>A frame's 4 KiB as <see cref="Memory{T}"/> for vectored I/O; the pool never moves, so pinning is free.</summary>
-    private sealed unsafe class FrameMemory(FramePool pool, uint frame) : MemoryManager<byte>
+    /// <summary>
+    /// Up to a GiB of consecutive frames as <see cref="Memory{T}"/> for vectored I/O;
+    /// the pool never moves, so pinning is free.
+    /// </summary>
+    private sealed unsafe class FrameBlockMemory(FramePool pool, uint first, int count) : MemoryManager<byte>
     {
-        public override Span<byte> GetSpan() => pool.PageSpan(new Hfn(frame));
-        // SAFETY: frames live in native memory that is never moved; the caller holds the page lock.
-        public override MemoryHandle Pin(int elementIndex = 0) => new(pool.PagePointer(new Hfn(frame)) + elementIndex);
+        public const int Frames = 1 << 18;
+        // SAFETY: frames live in native memory that is never moved; the caller holds the page locks of the frames it slices.
+        public override Span<byte> GetSpan() => new(pool.PagePointer(new Hfn(first)), count << Page.Shift);
+        public override MemoryHandle Pin(int elementIndex = 0) => new(pool.PagePointer(new Hfn(first)) + elementIndex);
         public override void Unpin() { }
         protected override void Dispose(bool disposing) { }
     }

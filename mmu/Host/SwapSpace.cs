@@ -5,7 +5,7 @@ namespace ToyVmm.Mmu.Host;
 
 // Lock order: address-space lock -> _lock; _lock is a leaf for everything but
 // the frame pool's atomic fields. Never held across I/O.
-// _lock guards: the slot bitmap and cursor, _pteRefs, _cache, and the
+// _lock guards: the slot bitmap and cursor, the chunks' PTE counts and cache, and the
 // SwapSlot field / SwapCache bit of every frame in the cache. Checksums of a
 // slot are written only by the holder of the cached frame's page lock.
 
@@ -15,7 +15,7 @@ namespace ToyVmm.Mmu.Host;
 /// second write, and a page being swapped in is found by every faulting thread.
 /// </summary>
 /// <remarks>
-/// A slot is in use while a swap PTE names it (<c>_pteRefs</c>) or a frame
+/// A slot is in use while a swap PTE names it (its PTE count) or a frame
 /// caches it; it is freed when both are gone. A cached frame holds one reference.
 /// </remarks>
 public sealed partial class SwapSpace : IDisposable
@@ -23,10 +23,8 @@ public sealed partial class SwapSpace : IDisposable
     private readonly FramePool _frames;
     private readonly Lock _lock = new();
     private readonly ulong[] _used;       // bitmap of slots in use; guarded by _lock
-    private readonly byte[] _pteRefs;     // swap PTEs naming each slot (0 or 1: mappings are private); guarded by _lock
-    private readonly uint[] _cache;       // cached frame per slot or NoFrame; guarded by _lock
-    private readonly ulong[] _checksum;   // of the slot's last good write; written under the cached frame's page lock
-    private readonly ulong[] _written;    // bitmap: slot holds a good copy; same rule as _checksum
+    private readonly SlotChunk?[] _chunks; // per-slot bookkeeping, a chunk made when its first slot is allocated (under _lock), never freed
+    private readonly ulong[] _written;    // bitmap: slot holds a good copy; written under the cached frame's page lock
     private uint _cursor;                 // next-fit allocation cursor; guarded by _lock
     private int _inUse;                   // guarded by _lock
 
@@ -37,12 +35,8 @@ public sealed partial class SwapSpace : IDisposable
         int words = (int)((SlotCount + 63) / 64);
         _used = new ulong[words];
         _written = new ulong[words];
-        _pteRefs = new byte[SlotCount];
-        _cache = new uint[SlotCount];
-        Array.Fill(_cache, FrameMeta.NoFrame);
-        _checksum = new ulong[SlotCount];
+        _chunks = new SlotChunk?[(SlotCount + SlotChunk.Slots - 1) / SlotChunk.Slots];
         if (words > 0 && SlotCount % 64 != 0) _used[^1] = ~0UL << (int)(SlotCount % 64);  // slots past the end are never free
-        _frameMemory = new FrameMemory?[frames.Count];
         OpenFile(path);
     }
 
@@ -52,6 +46,54 @@ public sealed partial class SwapSpace : IDisposable
 
     /// <summary>Test hook that makes swap I/O fail.</summary>
     public ISwapFaultInjector? FaultInjector { get; set; }
+
+    // ---- per-slot bookkeeping ----------------------------------------------
+
+    /// <summary>
+    /// The bookkeeping of <see cref="Slots"/> consecutive slots: 13 bytes a slot, made
+    /// when the first of them is allocated. Slots are handed out next-fit from low
+    /// to high, so a swap space sized for a large guest that uses little of it
+    /// costs a chunk per 16 MiB in use, not 13 bytes per slot of the whole file.
+    /// </summary>
+    private sealed class SlotChunk
+    {
+        public const int Shift = 12;
+        public const uint Slots = 1u << Shift;
+        public const uint Mask = Slots - 1;
+        public readonly byte[] PteRefs = new byte[Slots];     // swap PTEs naming each slot (0 or 1: mappings are private); guarded by _lock
+        public readonly uint[] Cache = CreateCache();          // cached frame per slot or NoFrame; guarded by _lock
+        public readonly ulong[] Checksum = new ulong[Slots];   // of the slot's last good write; written under the cached frame's page lock
+
+        private static uint[] CreateCache()
+        {
+            var c = new uint[Slots];
+            Array.Fill(c, FrameMeta.NoFrame);
+            return c;
+        }
+    }
+
+    /// <summary>The chunk of an allocated slot (it exists from the slot's first allocation on).</summary>
+    private SlotChunk ChunkOf(uint slot)
+    {
+        var c = Volatile.Read(ref _chunks[slot >> SlotChunk.Shift]);
+        Debug.Assert(c is not null, "an allocated slot has its bookkeeping");
+        return c!;
+    }
+
+    private ref byte PteRefOf(uint slot) => ref ChunkOf(slot).PteRefs[slot & SlotChunk.Mask];
+    private ref uint CacheOf(uint slot) => ref ChunkOf(slot).Cache[slot & SlotChunk.Mask];
+    private ref ulong ChecksumOf(uint slot) => ref ChunkOf(slot).Checksum[slot & SlotChunk.Mask];
+
+    /// <summary>Chunks of slot bookkeeping made so far (each covers 4096 slots).</summary>
+    public int BookkeepingChunks
+    {
+        get
+        {
+            int n = 0;
+            for (int i = 0; i < _chunks.Length; i++) if (Volatile.Read(ref _chunks[i]) is not null) n++;
+            return n;
+        }
+    }
 
     // ---- slots -------------------------------------------------------------
 
@@ -71,6 +113,7 @@ public sealed partial class SwapSpace : IDisposable
             int bit = BitOperations.TrailingZeroCount(candidates);
             _used[w] = word | (1UL << bit);
             uint slot = (uint)(w * 64 + bit);
+            if (_chunks[slot >> SlotChunk.Shift] is null) Volatile.Write(ref _chunks[slot >> SlotChunk.Shift], new SlotChunk());
             _cursor = slot + 1 >= SlotCount ? 0 : slot + 1;
             _inUse++;
             ClearWritten(slot);
@@ -82,23 +125,24 @@ public sealed partial class SwapSpace : IDisposable
     private void FreeSlotLocked(uint slot)
     {
         Debug.Assert(_lock.IsHeldByCurrentThread, "the swap lock is held");
-        Debug.Assert(_pteRefs[slot] == 0 && _cache[slot] == FrameMeta.NoFrame, "a freed slot is named by no PTE and caches no frame");
+        Debug.Assert(PteRefOf(slot) == 0 && CacheOf(slot) == FrameMeta.NoFrame, "a freed slot is named by no PTE and caches no frame");
         Debug.Assert((_used[slot / 64] & (1UL << (int)(slot % 64))) != 0, "the slot is in use");
         _used[slot / 64] &= ~(1UL << (int)(slot % 64));
         _inUse--;
     }
 
     internal bool IsSlotInUse(uint slot) { lock (_lock) return (_used[slot / 64] & (1UL << (int)(slot % 64))) != 0; }
-    internal int PteRefs(uint slot) { lock (_lock) return _pteRefs[slot]; }
-    internal uint CachedFrame(uint slot) { lock (_lock) return _cache[slot]; }
+    internal int PteRefs(uint slot) { lock (_lock) return _chunks[slot >> SlotChunk.Shift] is null ? 0 : PteRefOf(slot); }
+    internal uint CachedFrame(uint slot) { lock (_lock) return _chunks[slot >> SlotChunk.Shift] is null ? FrameMeta.NoFrame : CacheOf(slot); }
 
     /// <summary>A PTE now names the slot (reclaim unmapped its cached page).</summary>
     internal void PteRefIncrement(uint slot)
     {
         lock (_lock)
         {
-            Debug.Assert(_pteRefs[slot] == 0, "private mappings: one PTE per slot");
-            _pteRefs[slot]++;
+            ref byte refs = ref PteRefOf(slot);
+            Debug.Assert(refs == 0, "private mappings: one PTE per slot");
+            refs++;
         }
     }
 
@@ -107,8 +151,9 @@ public sealed partial class SwapSpace : IDisposable
     {
         lock (_lock)
         {
-            Debug.Assert(_pteRefs[slot] > 0, "the slot was named by a PTE");
-            if (--_pteRefs[slot] == 0 && _cache[slot] == FrameMeta.NoFrame) FreeSlotLocked(slot);
+            ref byte refs = ref PteRefOf(slot);
+            Debug.Assert(refs > 0, "the slot was named by a PTE");
+            if (--refs == 0 && CacheOf(slot) == FrameMeta.NoFrame) FreeSlotLocked(slot);
         }
     }
 
@@ -119,7 +164,7 @@ public sealed partial class SwapSpace : IDisposable
     {
         lock (_lock)
         {
-            uint f = _cache[slot];
+            uint f = CacheOf(slot);
             if (f != FrameMeta.NoFrame) _frames.GetPage(f);   // the cache's own reference keeps it above zero
             return f;
         }
@@ -130,11 +175,11 @@ public sealed partial class SwapSpace : IDisposable
     {
         lock (_lock)
         {
-            if (_cache[slot] != FrameMeta.NoFrame) return false;
+            if (CacheOf(slot) != FrameMeta.NoFrame) return false;
             // No PTE names the slot any more: a DontNeed or Unmap freed it while this
             // swap-in read the PTE without the address-space lock. Caching a frame
             // for a free slot would leak it and hand it to the slot's next owner.
-            if (_pteRefs[slot] == 0) return false;
+            if (PteRefOf(slot) == 0) return false;
             CacheLocked(slot, f);
             return true;
         }
@@ -151,7 +196,7 @@ public sealed partial class SwapSpace : IDisposable
             uint slot = AllocateSlotLocked();
             if (slot == FrameMeta.NoSlot) return slot;
             CacheLocked(slot, f);
-            _pteRefs[slot] = 1;
+            PteRefOf(slot) = 1;
             return slot;
         }
     }
@@ -160,7 +205,7 @@ public sealed partial class SwapSpace : IDisposable
     {
         Debug.Assert(_frames.IsPageLocked(f), "frames enter the swap cache locked");
         Debug.Assert(!_frames.Has(f, FrameFlags.SwapCache), "a frame caches one slot");
-        _cache[slot] = f;
+        CacheOf(slot) = f;
         _frames.Meta(f).SwapSlot = slot;
         _frames.Set(f, FrameFlags.SwapCache);
         _frames.GetPage(f);
@@ -193,7 +238,7 @@ public sealed partial class SwapSpace : IDisposable
         lock (_lock)
         {
             uint slot = _frames.Meta(f).SwapSlot;
-            bool orphan = _pteRefs[slot] == 0;
+            bool orphan = PteRefOf(slot) == 0;
             if (!orphan && _frames.Has(f, FrameFlags.Dirty)) return false;
             if (_frames.RefCountOf(f) != expectedRefs) return false;
             RemoveLocked(f);
@@ -212,13 +257,14 @@ public sealed partial class SwapSpace : IDisposable
         Debug.Assert(_frames.IsPageLocked(f), "frames leave the swap cache locked");
         Debug.Assert(_frames.Has(f, FrameFlags.SwapCache), "the frame is in the swap cache");
         uint slot = _frames.Meta(f).SwapSlot;
-        Debug.Assert(_cache[slot] == f, "the slot caches this frame");
-        _cache[slot] = FrameMeta.NoFrame;
+        ref uint cached = ref CacheOf(slot);
+        Debug.Assert(cached == f, "the slot caches this frame");
+        cached = FrameMeta.NoFrame;
         _frames.Meta(f).SwapSlot = FrameMeta.NoSlot;
         _frames.Clear(f, FrameFlags.SwapCache);
         int left = Interlocked.Decrement(ref _frames.Meta(f).RefCount);
         Debug.Assert(left > 0, "the caller still holds a reference");
-        if (_pteRefs[slot] == 0) FreeSlotLocked(slot);
+        if (PteRefOf(slot) == 0) FreeSlotLocked(slot);
     }
 
     /// <summary>True when no PTE names the frame's slot: nobody can ever read the cached copy again.</summary>
@@ -227,7 +273,7 @@ public sealed partial class SwapSpace : IDisposable
         lock (_lock)
         {
             uint slot = _frames.Meta(f).SwapSlot;
-            return slot != FrameMeta.NoSlot && _pteRefs[slot] == 0;
+            return slot != FrameMeta.NoSlot && PteRefOf(slot) == 0;
         }
     }
 

@@ -10,6 +10,7 @@ namespace ToyVmm.Cli;
 public static class HostFailureCause
 {
     public const string NoFrame = "out of host memory: no frame to reclaim";
+    public const string OutOfSwapSpace = "out of swap space: the swap file's filesystem is full";
 
     /// <summary>
     /// The cause, from the host's counters; <paramref name="stats"/> null (flat memory) gives the
@@ -28,7 +29,7 @@ public static class HostFailureCause
             return last;
         // Failed writes leave dirty pages that cannot be reclaimed: name the write failure as the reason.
         if (Volatile.Read(ref stats.SwapWriteErrors) > 0 && last is not null)
-            return $"{last}; {NoFrame}";
+            return Volatile.Read(ref stats.SwapOutOfSpace) > 0 ? $"{last}; {OutOfSwapSpace}; {NoFrame}" : $"{last}; {NoFrame}";
         if (Volatile.Read(ref stats.SwapFull) > 0)
             return $"{NoFrame} (the swap file is full)";
         return NoFrame;

@@ -47,6 +47,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 13, Level = LogLevel.Error, Message = "cannot write the {What} to {Path}: {Reason}")]
     public static partial void OutputFailed(ILogger logger, string what, string path, string reason);
 
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "{Reason}")]
+    public static partial void Overcommit(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 9, Level = LogLevel.Debug, Message = "VM ended: {Outcome}, status {Status}, {Instructions} instructions; console {ConsoleBytes} bytes, unknown port in/out {PortIn}/{PortOut}, hypercalls {Hypercalls} ({UnknownHypercalls} unknown)")]
     public static partial void Ended(ILogger logger, string outcome, int status, long instructions, long consoleBytes,
         long portIn, long portOut, long hypercalls, long unknownHypercalls);

@@ -96,7 +96,9 @@ public sealed class VmRunner : BackgroundService
         Log.Loaded(_logger, image.Entry, image.Segments.Count, image.HighestEnd.Value);
 
         ulong hostBytes = (ulong)Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
-        if (hostBytes != 0 && o.MemoryBytes > hostBytes)
+        // Host-backed guest RAM is bounded by the swap space, not the machine: untouched
+        // pages cost nothing. Only flat memory needs all of it up front.
+        if (hostBytes != 0 && o.FlatMemory && o.MemoryBytes > hostBytes)
         {
             Log.HostOutOfMemory(_logger, $"--memory {SizeParser.Format(o.MemoryBytes)} is more than the machine's {SizeParser.Format(hostBytes)}");
             return ExitCodes.HostOutOfMemory;
@@ -187,6 +189,10 @@ public sealed class VmRunner : BackgroundService
             flatHub?.Dispose();
             throw;
         }
+
+        if (backing is not null && SwapOvercommit.Warning(o.MemoryBytes, (ulong)backing.Host.FrameCount << 12, backing.Host.Options.SwapBytes,
+                backing.Host.Swap.FileSystemAvailableBytes(), backing.Host.Swap.Folder) is string overcommit)
+            Log.Overcommit(_logger, overcommit);
 
         using (backing)
         using (flatHub)

@@ -43,7 +43,55 @@ public class HostFailureTests
         var (result, cause) = RunUnderPressure(new Injector { Write = () => new IOException("No space left on device") });
         Assert.Equal(VmOutcome.HostFailure, result.Outcome);
         Assert.StartsWith("swap write failed: No space left on device", cause);
+        Assert.Contains(HostFailureCause.OutOfSwapSpace, cause);
         Assert.Contains(HostFailureCause.NoFrame, cause);
+    }
+
+    /// <summary>
+    /// The swap file's filesystem fills while the guest runs (the first writes succeed,
+    /// then every one fails with ENOSPC): the run ends as a host failure naming the full
+    /// swap space, with the checker on and no violation, and the host's bookkeeping intact
+    /// (every page the guest wrote is still in a frame or a good swap slot).
+    /// </summary>
+    [Fact]
+    public void SwapFileSystemFillsUp_HostFailureOutOfSwapSpace_NoViolation()
+    {
+        long slotsWritten = 0;
+        var injector = new Injector
+        {
+            Write = () => Interlocked.Add(ref slotsWritten, 0) < 512
+                ? null
+                : new IOException("No space left on device", 28),
+        };
+        var image = ElfLoader.LoadFile(GuestFiles.Elf("memseq"), Ram);
+        using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(HostMemoryBytes: Ram / 4, Check: true));
+        backing.Host.Swap.FaultInjector = new CountingInjector(injector, n => Interlocked.Add(ref slotsWritten, n));
+        using var console = new MemoryStream();
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, 1, InstructionLimit: 20_000_000_000), image, console, _ => backing.Memory);
+        backing.Checker!.Violated += v => vm.Stop(VmOutcome.InvariantViolation, v.ToString());
+        var result = vm.Run();
+        backing.StopBackground();
+
+        Assert.Equal(VmOutcome.HostFailure, result.Outcome);
+        string cause = HostFailureCause.Describe(backing.Host.Stats);
+        Assert.StartsWith("swap write failed: No space left on device", cause);
+        Assert.Contains(HostFailureCause.OutOfSwapSpace, cause);
+        Assert.Null(backing.Checker.FirstViolation);
+        Assert.True(backing.Host.Stats.PagesWrittenToSwap > 0, "some writes went through before the filesystem filled");
+        Assert.Empty(backing.Host.CheckConsistency());
+    }
+
+    /// <summary>Passes writes to <paramref name="inner"/> and counts the slots of those it lets through.</summary>
+    private sealed class CountingInjector(Injector inner, Action<int> written) : ISwapFaultInjector
+    {
+        public Exception? BeforeWrite(uint firstSlot, int slots)
+        {
+            var e = inner.BeforeWrite(firstSlot, slots);
+            if (e is null) written(slots);
+            return e;
+        }
+
+        public Exception? BeforeRead(uint slot) => inner.BeforeRead(slot);
     }
 
     [Fact]

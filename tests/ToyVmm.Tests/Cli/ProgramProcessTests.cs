@@ -257,4 +257,31 @@ public class ProgramProcessTests : IDisposable
         Assert.StartsWith($"toyvmm: error: host out of memory: --host-memory {SizeParser.Format(RunOptions.MaxMemoryBytes)} is more than the machine's", stderr);
         Assert.DoesNotContain("guest RAM", stderr);
     }
+
+    /// <summary>
+    /// A 64 GiB guest on 1 GiB of frames runs: guest RAM is bounded by swap, not by the
+    /// machine. When 64 GiB is more than the frames plus the free space of the swap file's
+    /// filesystem (read here the way the VMM reads it), the run starts with exactly one
+    /// warning line naming the sizes; otherwise it says nothing on standard error.
+    /// </summary>
+    [Fact]
+    public void Run_64GiBGuestOn1GiBOfFrames_RunsAndWarnsOnlyWhenSwapSpaceCannotHoldIt()
+    {
+        string g = Guest("hello.elf", a => { a.Print("big\n"); a.hlt(); });
+        string swap = Path.Combine(_dir, "swap");
+        long free = new DriveInfo(_dir).AvailableFreeSpace;
+        var (code, stdout, stderr) = Toyvmm("run", g, "--memory", "64G", "--host-memory", "1G", "--swap-file", swap, "--quiet");
+        Assert.Equal(0, code);
+        Assert.Equal("big\n", stdout);
+        ulong canHold = (1UL << 30) + (ulong)Math.Min(free, (64L << 30) + (16L << 20));
+        if (64UL << 30 > canHold)
+        {
+            var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Single(lines);
+            Assert.StartsWith($"toyvmm: warning: guest RAM of 64G is more than the host can hold: 1G of host memory plus ", lines[0]);
+            Assert.Contains($"of free space for the swap file on {_dir}", lines[0]);
+            Assert.EndsWith("the run ends with status 5 (out of swap space) if the guest touches more", lines[0]);
+        }
+        else Assert.Equal("", stderr);
+    }
 }

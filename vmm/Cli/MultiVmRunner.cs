@@ -103,6 +103,11 @@ internal sealed class MultiVmRunner(RunOptions o, ILogger logger, GuestConsoleOu
             };
         }
 
+        // As one VM's run does: warn when the VMs' RAM together is more than the shared host can hold.
+        if (SwapOvercommit.Warning(o.MemoryBytes * (ulong)paths.Count, (ulong)shared.Host.FrameCount << 12, shared.Host.Options.SwapBytes,
+                shared.Host.Swap.FileSystemAvailableBytes(), shared.Host.Swap.Folder) is string overcommit)
+            Log.Overcommit(logger, overcommit);
+
         using (shared)
         {
             try

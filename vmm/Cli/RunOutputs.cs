@@ -113,11 +113,13 @@ public sealed partial class RunOutputs
                 new("zeroPagesDiscarded", Interlocked.Read(ref s.ZeroPagesDiscarded)),
                 new("reclaimScanned", Interlocked.Read(ref s.ReclaimScanned)),
                 new("reclaimFreed", Interlocked.Read(ref s.ReclaimFreed)),
+                new("reclaimRuns", Interlocked.Read(ref s.ReclaimRuns)),
                 new("reclaimBusy", Interlocked.Read(ref s.ReclaimBusy)),
                 new("reclaimScansFailed", Interlocked.Read(ref s.ReclaimScansFailed)),
                 new("pinnedFrames", backing.PinnedFrames),
                 new("directReclaims", Interlocked.Read(ref s.DirectReclaims)),
                 new("swapFull", Interlocked.Read(ref s.SwapFull)),
+                new("swapOutOfSpace", Interlocked.Read(ref s.SwapOutOfSpace)),
                 new("outOfMemory", Interlocked.Read(ref s.OutOfMemory)),
                 new("pagesForcedOut", backing.PressurePages),
                 .. Enum.GetValues<PageOutPick>()

@@ -30,15 +30,24 @@ public sealed class HostStats
     public long OutOfMemory;
 
     private string? _lastError;
+    private string? _firstError;
 
     /// <summary>The most recent swap error message, for reports.</summary>
     public string? LastError => Volatile.Read(ref _lastError);
+
+    /// <summary>
+    /// The first swap error message: the cause of a failure, where later errors may only
+    /// follow from it (a truncated swap file fails one read, then reads of pages written
+    /// past the new end come back wrong).
+    /// </summary>
+    public string? FirstError => Volatile.Read(ref _firstError);
 
     internal void Count(ref long counter, long n = 1) => Interlocked.Add(ref counter, n);
 
     internal void Error(ref long counter, string message)
     {
         Interlocked.Increment(ref counter);
+        Interlocked.CompareExchange(ref _firstError, message, null);
         Volatile.Write(ref _lastError, message);
     }
 

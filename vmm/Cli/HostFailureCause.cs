@@ -4,7 +4,7 @@ namespace ToyVmm.Cli;
 
 /// <summary>
 /// The words for a host failure that ended a VM: the guest-side access says where,
-/// the host's counters and last error say why (a full disk, an I/O error, a swap
+/// the host's counters and first error say why (a full disk, an I/O error, a swap
 /// file changed behind the VMM's back, no frame to reclaim).
 /// </summary>
 public static class HostFailureCause
@@ -23,7 +23,8 @@ public static class HostFailureCause
         // Pins hold the frames: nothing else explains the failure as well.
         if (pinnedFrames > 0 && Volatile.Read(ref stats.OutOfMemory) > 0)
             return $"{NoFrame}: {pinnedFrames} frames pinned by the secondary MMU (--notifier-protocol pin: without notifiers mapped guest pages cannot be reclaimed, an unswappable memlock leak)";
-        string? last = stats.LastError;
+        // The first error is the cause; later ones may only follow from it.
+        string? last = stats.FirstError;
         // A read that failed or came back wrong is the failure itself.
         if ((Volatile.Read(ref stats.SwapReadErrors) > 0 || Volatile.Read(ref stats.SwapChecksumErrors) > 0) && last is not null)
             return last;

@@ -7,6 +7,7 @@ using ToyVmm.Bench.Scenario;
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
 // `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
+// `mmu-memory [ept|shadow|both] [pages...]`: managed bytes per mapped page of each secondary MMU's structures.
 // `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
@@ -33,6 +34,8 @@ if (args.Length > 0 && args[0] == "reclaim-under-guest")
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")
     return ToyVmm.Bench.Secondary.InvalidateLatencyProbe.Run(args[1..]);
+if (args.Length > 0 && args[0] == "mmu-memory")
+    return ToyVmm.Bench.Secondary.MmuMemoryProbe.Run(args[1..]);
 if (args.Length > 0 && args[0] == "grant-latency")
     return ToyVmm.Bench.Grants.GrantLatencyProbe.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -151,6 +151,7 @@ public static class EndOfRunTable
         "writeProtects" => "guest page tables made read-only",
         "pagesCreated" => "shadow pages built",
         "pagesZapped" => "shadow pages zapped",
+        "pagesRecycled" => "shadow pages recycled at the bound",
         "pagesLive" => "shadow pages live",
         "rootsCached" => "roots cached",
         "rootHits" => "fills that found their root cached",

@@ -13,6 +13,8 @@ public struct ShadowCounts
     public long PagesCreated;
     /// <summary>Shadow pages zapped (orphaned by a trapped write, evicted with a root, invalidated, torn down).</summary>
     public long PagesZapped;
+    /// <summary>Of those zapped, the ones recycled because the live pages reached the bound (<c>ShadowMmu.MaxPages</c>).</summary>
+    public long PagesRecycled;
     /// <summary>Shadow pages alive now.</summary>
     public long PagesLive;
     /// <summary>Roots in the root cache now.</summary>
@@ -34,6 +36,7 @@ public struct ShadowCounts
         yield return new("writeProtects", WriteProtects);
         yield return new("pagesCreated", PagesCreated);
         yield return new("pagesZapped", PagesZapped);
+        yield return new("pagesRecycled", PagesRecycled);
         yield return new("pagesLive", PagesLive);
         yield return new("rootsCached", RootsCached);
         yield return new("rootHits", RootHits);
@@ -44,6 +47,6 @@ public struct ShadowCounts
 
     public override readonly string ToString() =>
         $"{WriteProtectTraps} write-protect traps zapping {TrapZaps} entries, {WriteProtects} page tables write-protected, " +
-        $"{PagesCreated} shadow pages built, {PagesZapped} zapped, {PagesLive} live, {RootsCached} roots cached " +
+        $"{PagesCreated} shadow pages built, {PagesZapped} zapped ({PagesRecycled} recycled at the bound), {PagesLive} live, {RootsCached} roots cached " +
         $"({RootHits} root hits, {RootMisses} built), {Fills} fills, {FillRetries} re-walked";
 }

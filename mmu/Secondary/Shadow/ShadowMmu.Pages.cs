@@ -20,7 +20,8 @@ public sealed unsafe partial class ShadowMmu
     private ShadowPage GetOrCreateLocked(ulong gfn, ShadowRole role)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "shadow pages need the MMU lock");
-        if (_pages.TryGetValue((gfn, role), out var page)) return page;
+        if (_pages.TryGetValue((gfn, role), out var page)) { page.LastUsed = ++_clock; return page; }
+        if (_pagesLive >= MaxPages) RecycleLocked();
         if (!role.Direct && !_shadowed.ContainsKey(gfn)) WriteProtectLocked(gfn);
         page = new ShadowPage(gfn, role);
         _pages.Add((gfn, role), page);
@@ -29,9 +30,33 @@ public sealed unsafe partial class ShadowMmu
             if (!_shadowed.TryGetValue(gfn, out var list)) _shadowed[gfn] = list = [];
             list.Add(page);
         }
+        page.LastUsed = ++_clock;
         _counts.PagesCreated++;
         Volatile.Write(ref _pagesLive, _pagesLive + 1);
         return page;
+    }
+
+    /// <summary>
+    /// At the bound (<see cref="MaxPages"/>): zap the least recently used shadow pages
+    /// that are not roots down to 7/8 of it, so the scan is paid once per eighth of the
+    /// bound (KVM's make_mmu_pages_available, which zaps the oldest pages). "Used" is
+    /// found or built by a fill; roots are bounded by the root cache and never taken here,
+    /// so no vCPU loses its current root. A zap here is any zap: the leaves leave the
+    /// reverse map, a frame with no shadow page left stops trapping, orphaned children
+    /// go too, and every vCPU flushes its TLB. A page of the fill in progress that goes
+    /// is caught by its validity check, and the fill walks again.
+    /// </summary>
+    private void RecycleLocked()
+    {
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "recycling shadow pages needs the MMU lock");
+        long target = MaxPages - Math.Max(1, MaxPages / 8), before = _pagesLive;
+        foreach (var victim in _pages.Values.Where(p => !p.IsRoot).OrderBy(p => p.LastUsed).ToArray())
+        {
+            if (_pagesLive <= target) break;
+            ZapPageLocked(victim);   // nothing if an earlier victim's zap took it as an orphan
+        }
+        _counts.PagesRecycled += before - _pagesLive;
+        FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
     }
 
     /// <summary>

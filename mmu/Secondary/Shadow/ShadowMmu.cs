@@ -49,6 +49,18 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
     /// <summary>Roots kept in the root cache; beyond it the least recently used is zapped.</summary>
     public const int DefaultMaxRoots = 16;
 
+    /// <summary>The floor of the default shadow-page bound (<see cref="DefaultMaxPages"/>).</summary>
+    public const int MinDefaultMaxPages = 64;
+
+    /// <summary>
+    /// The default bound on live shadow pages: a floor plus four shadow pages per 512 pages of
+    /// guest RAM (the page tables that map all of RAM once, four times over), so a guest with
+    /// many page tables cannot grow the VMM without limit (KVM's n_max_mmu_pages). Never less
+    /// than the roots plus one walk (<paramref name="maxRoots"/> + 5).
+    /// </summary>
+    public static int DefaultMaxPages(ulong ramBytes, int maxRoots = DefaultMaxRoots) =>
+        (int)Math.Max((ulong)maxRoots + 5, MinDefaultMaxPages + 4 * (ramBytes / Page.Size / ShadowPage.Entries));
+
     private readonly IHostMemory _host;
     private readonly Lock _mmuLock = new();
     private readonly Lock _slotLock = new();
@@ -63,11 +75,16 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
     private long _pinned;                        // page references the entries hold (interlocked; the protocol decides)
     private bool _registered;
 
-    public ShadowMmu(IHostMemory host, ulong ramBytes, Hva ramHva, int maxRoots = DefaultMaxRoots)
+    /// <param name="maxPages">The bound on live shadow pages; 0 for <see cref="DefaultMaxPages"/>.</param>
+    public ShadowMmu(IHostMemory host, ulong ramBytes, Hva ramHva, int maxRoots = DefaultMaxRoots, int maxPages = 0)
     {
         if (maxRoots < 1) throw new ArgumentOutOfRangeException(nameof(maxRoots), maxRoots, "the root cache needs room for one root");
+        // Roots are never recycled: the bound must leave room for every root and one walk below one.
+        if (maxPages != 0 && maxPages < maxRoots + 5)
+            throw new ArgumentOutOfRangeException(nameof(maxPages), maxPages, $"the shadow-page bound needs room for {maxRoots} roots and one walk ({maxRoots + 5})");
         _host = host;
         MaxRoots = maxRoots;
+        MaxPages = maxPages != 0 ? maxPages : DefaultMaxPages(ramBytes, maxRoots);
         _seq = new InvalidateSequence(_mmuLock);
         _protocol = host.Notifiers.Protocol;
         _walker = new SlotRangeWalker(_mmuLock, _slots, this);
@@ -79,6 +96,8 @@ public sealed unsafe partial class ShadowMmu : ISecondaryMmu, IShadowPaging, IMm
 
     public ulong RamBytes { get; }
     public int MaxRoots { get; }
+    /// <summary>Live shadow pages at most; creating one beyond it recycles the least recently used.</summary>
+    public int MaxPages { get; }
     public NotifierProtocol Protocol => _protocol.Kind;
     public SlotTable Slots => _slots;
     public IHostMemory Host => _host;

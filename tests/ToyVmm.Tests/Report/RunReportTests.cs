@@ -89,6 +89,17 @@ public class RunReportTests
     }
 
     [Fact]
+    public void Readme_ShadowRow_NamesEveryShadowCounter()
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "README.md"))) dir = Path.GetDirectoryName(dir);
+        Assert.NotNull(dir);
+        var row = File.ReadAllLines(Path.Combine(dir, "README.md")).Single(l => l.StartsWith("| `shadow` |", StringComparison.Ordinal));
+        var missing = new ToyVmm.Mmu.Secondary.Shadow.ShadowCounts().ByName().Select(c => c.Key).Where(n => !row.Contains($"`{n}`")).ToList();
+        Assert.Empty(missing);
+    }
+
+    [Fact]
     public void Build_FlatMemoryRunWithoutTrace_LeavesHostAndTraceOut()
     {
         var root = Json(RunReport.Build(TwoPhases(), Facts(host: false)));

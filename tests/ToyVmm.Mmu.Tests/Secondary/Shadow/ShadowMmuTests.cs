@@ -31,7 +31,7 @@ public sealed unsafe class ShadowMmuTests(ITestOutputHelper output) : IDisposabl
     private readonly VcpuLink _vcpu = new(0);
     private readonly ShadowContext _context = new();
 
-    private void Make(NotifierProtocol protocol = NotifierProtocol.Sequence)
+    private void Make(NotifierProtocol protocol = NotifierProtocol.Sequence, int maxPages = 0)
     {
         _checker = new MmuInvariantChecker();
         _checker.WatchVcpus(() => [_vcpu]);
@@ -40,7 +40,7 @@ public sealed unsafe class ShadowMmuTests(ITestOutputHelper output) : IDisposabl
         _mm.Notifiers.Protocol = NotifierProtocols.Of(protocol);
         _ram = _mm.Map(Ram, HostProtection.ReadWrite);
         _host.FrameFreed = _checker.OnFrameFree;
-        _mmu = new ShadowMmu(new SecondaryHostBinding(_mm), Ram, _ram, maxRoots: 1) { Checker = _checker };
+        _mmu = new ShadowMmu(new SecondaryHostBinding(_mm), Ram, _ram, maxRoots: 1, maxPages) { Checker = _checker };
         _mmu.AttachVcpu(_vcpu);
         // Both roots map Va through the same tables, user and writable.
         SetEntry(Pml4A, 0, Pdpt | 7);
@@ -204,6 +204,47 @@ public sealed unsafe class ShadowMmuTests(ITestOutputHelper output) : IDisposabl
         Assert.False(rootA!.Valid);
         Assert.Equal(1, _mmu.Counts.RootsCached);
         Assert.Equal(0, _checker.ViolationCount);
+    }
+
+    [Fact]
+    public void CreatePage_BeyondTheBound_RecyclesTheLeastRecentlyUsedAndTranslationsStayCorrect()
+    {
+        const int bound = 8, tables = 24;
+        Make(maxPages: bound);
+        // 24 more guest page tables under the shared PD (entries 1..24), each mapping one data
+        // page: with the root, PDPT and PD that is 27 shadow pages wanted, over three times the bound.
+        static ulong TableGpa(int i) => (ulong)(0x08 + i) << 12;
+        static ulong VaOf(int i) => 0x4000_0000 + ((ulong)(i + 1) << 21) + 0x3000;
+        for (int i = 0; i < tables; i++)
+        {
+            SetEntry(TableGpa(i), 3, DataPage(0x20 + i) | 7);
+            SetEntry(Pd, i + 1, TableGpa(i) | 7);
+        }
+        for (int round = 0; round < 2; round++)
+        {
+            for (int i = 0; i < tables; i++)
+            {
+                Assert.Equal(VirtualStatus.Ok, Access(VaOf(i), AccessKind.Read, out ulong gpa, out _));
+                Assert.Equal(DataPage(0x20 + i), gpa);
+                Assert.True(_mmu.Counts.PagesLive <= bound, $"{_mmu.Counts.PagesLive} shadow pages live, bound {bound}");
+            }
+        }
+        // A recycled table no longer traps: a write to it goes through and the next walk sees it.
+        SetEntry(TableGpa(0), 3, DataPage(0x3F) | 7);
+        Assert.Equal(VirtualStatus.Ok, Access(VaOf(0), AccessKind.Read, out ulong moved, out _));
+        Assert.Equal(DataPage(0x3F), moved);
+        var counts = _mmu.Counts;
+        Assert.True(counts.PagesRecycled >= 2 * tables - bound, $"{counts.PagesRecycled} recycled");
+        Assert.Equal(counts.PagesCreated - counts.PagesZapped, counts.PagesLive);
+        Assert.Equal(1, counts.RootsCached);
+        Assert.Equal(0, _checker.ViolationCount);
+    }
+
+    [Fact]
+    public void Constructor_BoundWithoutRoomForTheRootsAndOneWalk_IsRefused()
+    {
+        Make();
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ShadowMmu(new SecondaryHostBinding(_mm), Ram, _ram, maxRoots: 4, maxPages: 8));
     }
 
     [Fact]

@@ -1,0 +1,197 @@
+using System.Reflection;
+using System.Reflection.Emit;
+using System.Runtime.CompilerServices;
+
+namespace ToyVmm.Cpu.Tier;
+
+// Operands of compiled code: guest registers in IL locals, effective addresses, and memory through the inline TLB probe with the interpreter's slow path out of line.
+internal sealed unsafe partial class BlockCompiler
+{
+    /// <summary>Pushes register operand <paramref name="r"/> of 2^log bytes, zero-extended (8-bit: a byte offset, AH = 1).</summary>
+    private void LdReg(int r, int log)
+    {
+        if (r >= 16 && log > 0) { _il.Emit(OpCodes.Ldc_I8, 0L); return; }
+        if (log == 0)
+        {
+            _il.Emit(OpCodes.Ldloc, _r[r >> 3]!);
+            if ((r & 7) != 0) { _il.Emit(OpCodes.Ldc_I4, 8 * (r & 7)); _il.Emit(OpCodes.Shr_Un); }
+        }
+        else _il.Emit(OpCodes.Ldloc, _r[r]!);
+        Truncate(log);
+    }
+
+    /// <summary>Zero-extends the int64 on the stack from 2^log bytes.</summary>
+    private void Truncate(int log)
+    {
+        switch (log)
+        {
+            case 0: _il.Emit(OpCodes.Conv_U1); _il.Emit(OpCodes.Conv_U8); break;
+            case 1: _il.Emit(OpCodes.Conv_U2); _il.Emit(OpCodes.Conv_U8); break;
+            case 2: _il.Emit(OpCodes.Conv_U4); _il.Emit(OpCodes.Conv_U8); break;
+        }
+    }
+
+    /// <summary>Sign-extends the int64 on the stack from 2^log bytes.</summary>
+    private void SignExtend(int log)
+    {
+        switch (log)
+        {
+            case 0: _il.Emit(OpCodes.Conv_I1); _il.Emit(OpCodes.Conv_I8); break;
+            case 1: _il.Emit(OpCodes.Conv_I2); _il.Emit(OpCodes.Conv_I8); break;
+            case 2: _il.Emit(OpCodes.Conv_I4); _il.Emit(OpCodes.Conv_I8); break;
+        }
+    }
+
+    /// <summary>Writes the int64 on the stack to register operand <paramref name="r"/>: 8/16-bit merge, 32-bit zero-extends.</summary>
+    private void StReg(int r, int log)
+    {
+        Truncate(log);
+        int idx = log == 0 ? r >> 3 : r, sh = log == 0 ? 8 * (r & 7) : 0;
+        _written[idx] = true;
+        if (log >= 2) { _il.Emit(OpCodes.Stloc, _r[r]!); return; }
+        ulong keep = ~((log == 0 ? 0xFFUL : 0xFFFFUL) << sh);
+        if (sh != 0) { _il.Emit(OpCodes.Ldc_I4, sh); _il.Emit(OpCodes.Shl); }
+        _il.Emit(OpCodes.Ldloc, _r[idx]!);
+        _il.Emit(OpCodes.Ldc_I8, unchecked((long)keep));
+        _il.Emit(OpCodes.And);
+        _il.Emit(OpCodes.Or);
+        _il.Emit(OpCodes.Stloc, _r[idx]!);
+    }
+
+    private void PushImm(int imm, int log)
+    {
+        _il.Emit(OpCodes.Ldc_I8, (long)imm);
+        Truncate(log);
+    }
+
+    /// <summary>va = the effective address of op <paramref name="i"/>.</summary>
+    private void Ea(int i)
+    {
+        ref Op op = ref _snap[i];
+        LdReg(op.B, 3);
+        if (op.I < 16)
+        {
+            LdReg(op.I, 3);
+            if (op.Scale != 0) { _il.Emit(OpCodes.Ldc_I4, (int)op.Scale); _il.Emit(OpCodes.Shl); }
+            _il.Emit(OpCodes.Add);
+        }
+        if (op.Disp != 0) { _il.Emit(OpCodes.Ldc_I8, op.Disp); _il.Emit(OpCodes.Add); }
+        if (op.Seg != 0) { LoadField(StateLayout.SegBase + 8 * op.Seg); _il.Emit(OpCodes.Add); }
+        _il.Emit(OpCodes.Stloc, _va);
+    }
+
+    /// <summary>e = the TLB entry for va; branches to <paramref name="slow"/> unless it maps va for 2^log bytes within the page.</summary>
+    private void Probe(LocalBuilder tlb, int log, Label slow)
+    {
+        _il.Emit(OpCodes.Ldloc, tlb);
+        _il.Emit(OpCodes.Ldloc, _va);
+        _il.Emit(OpCodes.Ldc_I4, 12);
+        _il.Emit(OpCodes.Shr_Un);
+        _il.Emit(OpCodes.Ldc_I8, (long)Mem.TlbMask);
+        _il.Emit(OpCodes.And);
+        _il.Emit(OpCodes.Ldc_I4, 5);
+        _il.Emit(OpCodes.Shl);
+        _il.Emit(OpCodes.Conv_I);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Stloc, _e);
+        // tag == (va & PageMask) | cpl bit
+        _il.Emit(OpCodes.Ldloc, _e);
+        _il.Emit(OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Ldloc, _va);
+        _il.Emit(OpCodes.Ldc_I8, unchecked((long)Mem.PageMask));
+        _il.Emit(OpCodes.And);
+        _il.Emit(OpCodes.Ldloc, _cpl);
+        _il.Emit(OpCodes.Or);
+        _il.Emit(OpCodes.Bne_Un, slow);
+        if (log > 0)
+        {
+            _il.Emit(OpCodes.Ldloc, _va);
+            _il.Emit(OpCodes.Ldc_I8, 0xFFFL);
+            _il.Emit(OpCodes.And);
+            _il.Emit(OpCodes.Ldc_I8, (long)(4096 - (1 << log)));
+            _il.Emit(OpCodes.Bgt_Un, slow);
+        }
+    }
+
+    /// <summary>Host address va + e->Addend on the stack.</summary>
+    private void HostAddr()
+    {
+        _il.Emit(OpCodes.Ldloc, _va);
+        _il.Emit(OpCodes.Ldloc, _e);
+        _il.Emit(OpCodes.Ldc_I4, StateLayout.EntryAddend);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Conv_U);
+    }
+
+    /// <summary>v = the 2^log bytes at va (zero-extended), as op <paramref name="i"/> reads them.</summary>
+    private void Read(int i, int log)
+    {
+        var slow = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        Probe(_tlbR, log, slow);
+        HostAddr();
+        switch (log)
+        {
+            case 0: _il.Emit(OpCodes.Ldind_U1); break;
+            case 1: _il.Emit(OpCodes.Ldind_U2); break;
+            case 2: _il.Emit(OpCodes.Ldind_U4); break;
+            default: _il.Emit(OpCodes.Ldind_I8); break;
+        }
+        _il.Emit(OpCodes.Conv_U8);
+        _il.Emit(OpCodes.Stloc, _v);
+        _il.MarkLabel(done);
+        int pending = _pending;
+        bool[] written = (bool[])_written.Clone();
+        _outOfLine.Add(() =>
+        {
+            // The interpreter's slow path (walk, translate, fill, may fault or service requests):
+            // everything it can observe is written back, CurOp names the instruction.
+            _il.MarkLabel(slow);
+            Spill(pending, written);
+            StoreCurOp(i);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldloc, _va);
+            _il.Emit(OpCodes.Ldc_I4, 1 << log);
+            _il.Emit(OpCodes.Call, ReadSlowM);
+            _il.Emit(OpCodes.Stloc, _v);
+            StoreCurOp(-1);
+            _il.Emit(OpCodes.Br, done);
+        });
+    }
+
+    /// <summary>
+    /// Writes the 2^log bytes the <paramref name="value"/> action pushes to va, as op <paramref name="i"/>.
+    /// A write the fast path refuses (miss, page crossing, page holding code) is left to the
+    /// interpreter: it runs op <paramref name="i"/> from the start (nothing of it has happened
+    /// yet) with its own slow path, which may invalidate this very block, and the rest of the block.
+    /// </summary>
+    private void Write(int i, int log, Action value)
+    {
+        var slow = _il.DefineLabel();
+        Probe(_tlbW, log, slow);
+        _il.Emit(OpCodes.Ldloc, _e);
+        _il.Emit(OpCodes.Ldc_I4, StateLayout.EntryCode);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I);
+        _il.Emit(OpCodes.Ldind_U1);
+        _il.Emit(OpCodes.Brtrue, slow);
+        HostAddr();
+        value();
+        switch (log)
+        {
+            case 0: _il.Emit(OpCodes.Stind_I1); break;
+            case 1: _il.Emit(OpCodes.Stind_I2); break;
+            case 2: _il.Emit(OpCodes.Stind_I4); break;
+            default: _il.Emit(OpCodes.Stind_I8); break;
+        }
+        int pending = _pending;
+        bool[] written = (bool[])_written.Clone();
+        _outOfLine.Add(() =>
+        {
+            _il.MarkLabel(slow);
+            HandOver(i, pending, written);
+        });
+    }
+}

@@ -19,7 +19,7 @@ public static class ScenarioRunner
     public static int Run(string[] args)
     {
         int runs = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
-        string root = RepoRoot();
+        string root = ScenarioTools.RepoRoot();
         Console.WriteLine($"# ToyVmm scenarios: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {runs} runs each, medians");
         foreach (var guest in new[] { "cpusuite", "cpusuite-sse" })
         {
@@ -30,11 +30,11 @@ public static class ScenarioRunner
                 Console.Error.WriteLine($"{guest}: not built (run make -C guest)");
                 return 1;
             }
-            double nativeSec = Median(Enumerable.Range(0, runs).Select(_ => TimeNative(native)));
+            double nativeSec = ScenarioTools.Median(Enumerable.Range(0, runs).Select(_ => ScenarioTools.TimeProcess(native, [])));
             var flat = Enumerable.Range(0, runs).Select(_ => TimeGuest(elf, null)).ToList();
             var ept = Enumerable.Range(0, runs).Select(_ => TimeGuest(elf, new GuestMemoryConfig(Ram + (Ram >> 3)))).ToList();
             long instructions = flat[0].Instructions;
-            double flatSec = Median(flat.Select(x => x.Seconds)), eptSec = Median(ept.Select(x => x.Seconds));
+            double flatSec = ScenarioTools.Median(flat.Select(x => x.Seconds)), eptSec = ScenarioTools.Median(ept.Select(x => x.Seconds));
             Console.WriteLine($"{guest}: {instructions / 1e6:F1} M guest instructions");
             Console.WriteLine($"  native          {nativeSec * 1e3,9:F1} ms   {instructions / nativeSec / 1e6,8:F0} MIPS");
             Console.WriteLine($"  interp, flat    {flatSec * 1e3,9:F1} ms   {instructions / flatSec / 1e6,8:F1} MIPS   {flatSec / nativeSec,6:F0}x native");
@@ -74,14 +74,14 @@ public static class ScenarioRunner
                         : new GuestMemoryConfig(Ram + (Ram >> 3), TraceLimit: m.Trace, Measure: m.Measure);
                     results[m.Name].Add(TimeGuest(elf, config, vcpus));
                 }
-            double offMips = Median(results["off"].Select(r => r.Instructions / r.Seconds / 1e6));
+            double offMips = ScenarioTools.Median(results["off"].Select(r => r.Instructions / r.Seconds / 1e6));
             Console.WriteLine($"{guest}, {vcpus} vCPU(s){(pressure ? ", host pool = RAM/4, forced page-outs every 5 ms" : ", no host pressure")}:");
             foreach (var m in modes)
             {
                 var rs = results[m.Name];
-                double mips = Median(rs.Select(r => r.Instructions / r.Seconds / 1e6));
+                double mips = ScenarioTools.Median(rs.Select(r => r.Instructions / r.Seconds / 1e6));
                 string faults = m.Measure
-                    ? $"fault p50 {Median(rs.Select(r => r.FaultP50Ns)),7:F0} ns (present {Median(rs.Select(r => r.PresentP50Ns)),5:F0} ns)"
+                    ? $"fault p50 {ScenarioTools.Median(rs.Select(r => r.FaultP50Ns)),7:F0} ns (present {ScenarioTools.Median(rs.Select(r => r.PresentP50Ns)),5:F0} ns)"
                     : "fault p50       (not measured)";
                 Console.WriteLine($"  {m.Name,-7} {mips,8:F1} MIPS  {mips / offMips,6:P0} of off   {faults}");
             }
@@ -115,30 +115,5 @@ public static class ScenarioRunner
             presentP50 = present.TotalCount == 0 ? 0 : present.GetValueAtPercentile(50);
         }
         return new GuestRun(sw.Elapsed.TotalSeconds, result.InstructionsRetired, backing is null || !verbose ? [] : [.. backing.Summary()], faultP50, presentP50);
-    }
-
-    private static double TimeNative(string path)
-    {
-        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, UseShellExecute = false };
-        var sw = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        sw.Stop();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{path} exited {p.ExitCode}");
-        return sw.Elapsed.TotalSeconds;
-    }
-
-    private static double Median(IEnumerable<double> xs)
-    {
-        var a = xs.OrderBy(x => x).ToArray();
-        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
-    }
-
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ToyVmm.sln"))) return dir.FullName;
-        return Directory.GetCurrentDirectory();
     }
 }

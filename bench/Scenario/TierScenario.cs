@@ -19,8 +19,8 @@ public static class TierScenario
     public static int Run(string[] args)
     {
         int runs = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
-        string root = RepoRoot();
-        string? qemu = FindOnPath("qemu-x86_64");
+        string root = ScenarioTools.RepoRoot();
+        string? qemu = ScenarioTools.FindOnPath("qemu-x86_64");
         Console.WriteLine($"# ToyVmm tiers: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {runs} alternating runs each, medians; qemu-user: {qemu ?? "not installed"}");
         foreach (var guest in new[] { "cpusuite", "cpusuite-sse" })
         {
@@ -42,8 +42,8 @@ public static class TierScenario
             long instructions = 0;
             for (int i = 0; i < runs; i++)
             {
-                nativeTimes.Add(TimeProcess(native, []));
-                if (qemu is not null) qemuTimes.Add(TimeProcess(qemu, [native]));
+                nativeTimes.Add(ScenarioTools.TimeProcess(native, []));
+                if (qemu is not null) qemuTimes.Add(ScenarioTools.TimeProcess(qemu, [native]));
                 foreach (var c in configs)
                 {
                     var run = TimeGuest(elf, c.Tier, c.Ept);
@@ -51,20 +51,20 @@ public static class TierScenario
                     times[c.Name].Add(run.Seconds);
                 }
             }
-            double nativeSec = Median(nativeTimes);
-            double? qemuSec = qemuTimes.Count > 0 ? Median(qemuTimes) : null;
+            double nativeSec = ScenarioTools.Median(nativeTimes);
+            double? qemuSec = qemuTimes.Count > 0 ? ScenarioTools.Median(qemuTimes) : null;
             Console.WriteLine($"{guest}: {instructions / 1e6:F1} M guest instructions");
             Console.WriteLine($"  {"native",-28} {nativeSec * 1e3,9:F1} ms   {instructions / nativeSec / 1e6,8:F0} MIPS");
             if (qemuSec is double q)
                 Console.WriteLine($"  {"qemu-user",-28} {q * 1e3,9:F1} ms   {instructions / q / 1e6,8:F0} MIPS   {q / nativeSec,6:F1}x native");
             foreach (var c in configs)
             {
-                double sec = Median(times[c.Name]);
+                double sec = ScenarioTools.Median(times[c.Name]);
                 string vsQemu = qemuSec is double qq ? $"   {sec / qq,6:F1}x qemu-user" : "";
                 Console.WriteLine($"  {c.Name,-28} {sec * 1e3,9:F1} ms   {instructions / sec / 1e6,8:F1} MIPS   {sec / nativeSec,6:F0}x native{vsQemu}");
             }
-            double interp = Median(times["interpreter, flat"]), tiered = Median(times["tiered, flat"]);
-            Console.WriteLine($"  tiered/interpreter MIPS (flat) {interp / tiered:F2}x; EPT+pressure/flat MIPS, tiered {Median(times["tiered, flat"]) / Median(times["tiered, EPT+pressure"]):P0}");
+            double interp = ScenarioTools.Median(times["interpreter, flat"]), tiered = ScenarioTools.Median(times["tiered, flat"]);
+            Console.WriteLine($"  tiered/interpreter MIPS (flat) {interp / tiered:F2}x; EPT+pressure/flat MIPS, tiered {ScenarioTools.Median(times["tiered, flat"]) / ScenarioTools.Median(times["tiered, EPT+pressure"]):P0}");
         }
         // Time to the first guest instruction: VM creation to the first port write of hello
         // is dominated by the VMM's start; the tier adds nothing before the first block (it
@@ -73,7 +73,7 @@ public static class TierScenario
         foreach (int tier in new[] { -1, RunOptionsDefaults.Threshold })
         {
             var ms = Enumerable.Range(0, runs).Select(_ => TimeGuest(hello, tier, false).Seconds * 1e3).ToList();
-            Console.WriteLine($"hello (whole run, {(tier < 0 ? "interpreter" : "tiered")}): {Median(ms):F2} ms median");
+            Console.WriteLine($"hello (whole run, {(tier < 0 ? "interpreter" : "tiered")}): {ScenarioTools.Median(ms):F2} ms median");
         }
         return 0;
     }
@@ -99,35 +99,5 @@ public static class TierScenario
             throw new InvalidOperationException($"{Path.GetFileName(elf)} failed: {result.Outcome} {result.GuestStatus} {result.Message}");
         backing?.StopBackground();
         return new GuestRun(sw.Elapsed.TotalSeconds, result.InstructionsRetired);
-    }
-
-    private static double TimeProcess(string path, string[] args)
-    {
-        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        var sw = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        sw.Stop();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{path} exited {p.ExitCode}");
-        return sw.Elapsed.TotalSeconds;
-    }
-
-    private static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
-
-    private static double Median(IEnumerable<double> xs)
-    {
-        var a = xs.OrderBy(x => x).ToArray();
-        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
-    }
-
-    private static string RepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "ToyVmm.sln"))) return dir.FullName;
-        return Directory.GetCurrentDirectory();
     }
 }

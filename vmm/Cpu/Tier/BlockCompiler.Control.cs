@@ -27,16 +27,12 @@ internal sealed unsafe partial class BlockCompiler
         var join = _il.DefineLabel();
         Condition(cc);
         _il.Emit(OpCodes.Brtrue, yes);
+        EmitEdge(i, (ulong)fall);
         _il.Emit(OpCodes.Ldc_I8, fall);
         _il.Emit(OpCodes.Stloc, _v);
         _il.Emit(OpCodes.Br, join);
         _il.MarkLabel(yes);
-        if (_link != null && (ulong)taken == _b->Va)
-        {
-            var exit = _il.DefineLabel();
-            EmitSelfLoop(i, exit);
-            _il.MarkLabel(exit);
-        }
+        EmitEdge(i, (ulong)taken);
         _il.Emit(OpCodes.Ldc_I8, taken);
         _il.Emit(OpCodes.Stloc, _v);
         _il.MarkLabel(join);
@@ -55,6 +51,7 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldloc, _va);
         _il.Emit(OpCodes.Stloc, _r[4]!);
         _written[4] = true;
+        EmitEdge(i, (ulong)target);
         EmitTransfer(i, () => _il.Emit(OpCodes.Ldc_I8, target));
     }
 
@@ -69,6 +66,7 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stloc, _r[4]!);
         _written[4] = true;
+        EmitReturnEdges(i);
         EmitTransfer(i, () => _il.Emit(OpCodes.Ldloc, _v));
     }
 }

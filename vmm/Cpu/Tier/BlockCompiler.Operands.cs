@@ -144,20 +144,20 @@ internal sealed unsafe partial class BlockCompiler
         _il.MarkLabel(done);
         int pending = _pending;
         bool[] written = (bool[])_written.Clone();
-        _outOfLine.Add(() =>
+        AddOutOfLine(() =>
         {
             // The interpreter's slow path (walk, translate, fill, may fault or service requests):
-            // everything it can observe is written back, CurOp names the instruction.
+            // everything it can observe is written back (the flags here, the rest in the shared
+            // tail), CurOp names the instruction.
             _il.MarkLabel(slow);
-            Spill(pending, written);
-            StoreCurOp(i);
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldloc, _va);
+            SpillFlags(pending);
+            SetSite(i);
+            _il.Emit(OpCodes.Ldc_I4, _readReturns.Count);
+            _il.Emit(OpCodes.Stloc, _site);
             _il.Emit(OpCodes.Ldc_I4, 1 << log);
-            _il.Emit(OpCodes.Call, ReadSlowM);
-            _il.Emit(OpCodes.Stloc, _v);
-            StoreCurOp(-1);
-            _il.Emit(OpCodes.Br, done);
+            _il.Emit(OpCodes.Stloc, _n);
+            _readReturns.Add(done);
+            _il.Emit(OpCodes.Br, _readTail);
         });
     }
 
@@ -188,7 +188,56 @@ internal sealed unsafe partial class BlockCompiler
         }
         int pending = _pending;
         bool[] written = (bool[])_written.Clone();
-        _outOfLine.Add(() =>
+        AddOutOfLine(() =>
+        {
+            _il.MarkLabel(slow);
+            HandOver(i, pending, written);
+        });
+    }
+
+    /// <summary>
+    /// Read-modify-write of the 2^log bytes at va as op <paramref name="i"/>, through the write TLB
+    /// (as the interpreter's Mem.TryRmw): _d = the old value, then the value <paramref name="compute"/>
+    /// pushes (it may read _d and set the flag locals) is stored. A refused probe (miss, page
+    /// crossing, page holding code) hands the instruction to the interpreter before any of it
+    /// has happened.
+    /// </summary>
+    private void Rmw(int i, int log, Action compute)
+    {
+        var slow = _il.DefineLabel();
+        int pending = _pending;
+        bool[] written = (bool[])_written.Clone();
+        Probe(_tlbW, log, slow);
+        _il.Emit(OpCodes.Ldloc, _e);
+        _il.Emit(OpCodes.Ldc_I4, StateLayout.EntryCode);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I);
+        _il.Emit(OpCodes.Ldind_U1);
+        _il.Emit(OpCodes.Brtrue, slow);
+        HostAddr();
+        _il.Emit(OpCodes.Stloc, _hp);
+        _il.Emit(OpCodes.Ldloc, _hp);
+        switch (log)
+        {
+            case 0: _il.Emit(OpCodes.Ldind_U1); break;
+            case 1: _il.Emit(OpCodes.Ldind_U2); break;
+            case 2: _il.Emit(OpCodes.Ldind_U4); break;
+            default: _il.Emit(OpCodes.Ldind_I8); break;
+        }
+        _il.Emit(OpCodes.Conv_U8);
+        _il.Emit(OpCodes.Stloc, _d);
+        compute();
+        _il.Emit(OpCodes.Stloc, _v);
+        _il.Emit(OpCodes.Ldloc, _hp);
+        _il.Emit(OpCodes.Ldloc, _v);
+        switch (log)
+        {
+            case 0: _il.Emit(OpCodes.Stind_I1); break;
+            case 1: _il.Emit(OpCodes.Stind_I2); break;
+            case 2: _il.Emit(OpCodes.Stind_I4); break;
+            default: _il.Emit(OpCodes.Stind_I8); break;
+        }
+        AddOutOfLine(() =>
         {
             _il.MarkLabel(slow);
             HandOver(i, pending, written);

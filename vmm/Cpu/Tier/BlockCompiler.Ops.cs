@@ -39,20 +39,25 @@ internal sealed unsafe partial class BlockCompiler
                 return false;
             }
             case CKind.Alu: EmitAlu(i, info); return false;
-            case CKind.Not: LdReg(op.R, lg); _il.Emit(OpCodes.Not); StReg(op.R, lg); return false;
-            case CKind.Neg: EmitNeg(i, lg); return false;
-            case CKind.Imul: EmitImul(i, lg); return false;
+            case CKind.Not: case CKind.Neg: case CKind.Inc: case CKind.Dec: EmitUnary(i, info); return false;
+            case CKind.Imul:
+                if (info.Form == CForm.RM) { Ea(i); Read(i, lg); EmitImul(i, lg, () => _il.Emit(OpCodes.Ldloc, _v)); }
+                else { int r2 = op.R2; EmitImul(i, lg, () => LdReg(r2, lg)); }
+                return false;
+            case CKind.ZxR: LdReg(op.R2, info.SrcLog); StReg(op.R, lg); return false;
+            case CKind.Cdqe: LdReg(0, 2); SignExtend(2); StReg(0, 3); return false;
+            case CKind.Cdq: LdReg(0, 2); SignExtend(2); _il.Emit(OpCodes.Ldc_I4, 63); _il.Emit(OpCodes.Shr); StReg(2, 2); return false;
+            case CKind.Cqo: LdReg(0, 3); _il.Emit(OpCodes.Ldc_I4, 63); _il.Emit(OpCodes.Shr); StReg(2, 3); return false;
+            case CKind.Push: EmitPush(i); return false;
+            case CKind.Pop: EmitPop(i); return false;
+            case CKind.Cmov: EmitCmov(i, info); return false;
+            case CKind.Set: EmitSet(i, info); return false;
             case CKind.Shift: EmitShift(i, lg); return false;
             case CKind.Jcc: EmitJcc(i, info.Cc); return true;
             case CKind.Jmp:
             {
                 long t = op.Disp;
-                if (_link != null && (ulong)t == _b->Va)
-                {
-                    var exit = _il.DefineLabel();
-                    EmitSelfLoop(i, exit);
-                    _il.MarkLabel(exit);
-                }
+                EmitEdge(i, (ulong)t);
                 EmitTransfer(i, () => _il.Emit(OpCodes.Ldc_I8, t));
                 return true;
             }
@@ -66,23 +71,56 @@ internal sealed unsafe partial class BlockCompiler
     {
         ref Op op = ref _snap[i];
         int lg = info.Log;
-        var d = _il.DeclareLocal(typeof(ulong));
-        var x = _il.DeclareLocal(typeof(ulong));
+        bool writes = info.Alu is not (CAlu.Cmp or CAlu.Test);
+        var d = _d;
+        var x = _x;
         switch (info.Form)
         {
             case CForm.RR: LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, d); LdReg(op.R2, lg); _il.Emit(OpCodes.Stloc, x); break;
             case CForm.RI: LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, d); PushImm(op.Imm, lg); _il.Emit(OpCodes.Stloc, x); break;
             case CForm.RM: Ea(i); Read(i, lg); LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, d); _il.Emit(OpCodes.Ldloc, _v); _il.Emit(OpCodes.Stloc, x); break;
-            case CForm.MR: Ea(i); Read(i, lg); _il.Emit(OpCodes.Ldloc, _v); _il.Emit(OpCodes.Stloc, d); LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, x); break;
-            case CForm.MI: Ea(i); Read(i, lg); _il.Emit(OpCodes.Ldloc, _v); _il.Emit(OpCodes.Stloc, d); PushImm(op.Imm, lg); _il.Emit(OpCodes.Stloc, x); break;
+            default:
+                Ea(i);
+                if (info.Form == CForm.MR) LdReg(op.R, lg); else PushImm(op.Imm, lg);
+                _il.Emit(OpCodes.Stloc, x);
+                if (writes)
+                {
+                    // Read-modify-write: d is read, the result written, through the write TLB.
+                    var alu = info.Alu;
+                    Rmw(i, lg, () => { AluResult(alu, lg); _il.Emit(OpCodes.Ldloc, _fRes); });
+                    return;
+                }
+                Read(i, lg);
+                _il.Emit(OpCodes.Ldloc, _v);
+                _il.Emit(OpCodes.Stloc, d);
+                break;
         }
-        _il.Emit(OpCodes.Ldloc, d);
-        _il.Emit(OpCodes.Ldloc, x);
+        AluResult(info.Alu, lg);
+        if (writes)
+        {
+            _il.Emit(OpCodes.Ldloc, _fRes);
+            StReg(op.R, lg);
+        }
+    }
+
+    /// <summary>
+    /// The ALU operation on _d and _x (zero-extended 2^lg-byte values): the result in _fRes, the
+    /// lazy flags in the flag locals as Flags.Set / SetLogic store them (adc/sbb: the carry in
+    /// in _fAux, read from the flags before them).
+    /// </summary>
+    private void AluResult(CAlu alu, int lg)
+    {
+        bool carry = alu is CAlu.Adc or CAlu.Sbb;
+        if (carry) { Condition(2); _il.Emit(OpCodes.Conv_U8); _il.Emit(OpCodes.Stloc, _cin); }
+        _il.Emit(OpCodes.Ldloc, _d);
+        _il.Emit(OpCodes.Ldloc, _x);
         int kind;
-        switch (info.Alu)
+        switch (alu)
         {
             case CAlu.Add: _il.Emit(OpCodes.Add); kind = Flags.Add; break;
+            case CAlu.Adc: _il.Emit(OpCodes.Add); _il.Emit(OpCodes.Ldloc, _cin); _il.Emit(OpCodes.Add); kind = Flags.Adc; break;
             case CAlu.Sub: case CAlu.Cmp: _il.Emit(OpCodes.Sub); kind = Flags.Sub; break;
+            case CAlu.Sbb: _il.Emit(OpCodes.Sub); _il.Emit(OpCodes.Ldloc, _cin); _il.Emit(OpCodes.Sub); kind = Flags.Sbb; break;
             case CAlu.And: case CAlu.Test: _il.Emit(OpCodes.And); kind = Flags.Logic; break;
             case CAlu.Or: _il.Emit(OpCodes.Or); kind = Flags.Logic; break;
             default: _il.Emit(OpCodes.Xor); kind = Flags.Logic; break;
@@ -91,44 +129,151 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Stloc, _fRes);
         if (kind != Flags.Logic)
         {
-            _il.Emit(OpCodes.Ldloc, d);
+            _il.Emit(OpCodes.Ldloc, _d);
             _il.Emit(OpCodes.Stloc, _fDst);
-            _il.Emit(OpCodes.Ldloc, x);
+            _il.Emit(OpCodes.Ldloc, _x);
             _il.Emit(OpCodes.Stloc, _fSrc);
         }
-        _pending = kind << 2 | lg;
-        if (info.Alu is not (CAlu.Cmp or CAlu.Test))
+        if (carry)
         {
+            _il.Emit(OpCodes.Ldloc, _cin);
+            _il.Emit(OpCodes.Stloc, _fAux);
+        }
+        _pending = kind << 2 | lg;
+    }
+
+    /// <summary>not, neg, inc, dec of a register or (read-modify-write) of memory.</summary>
+    private void EmitUnary(int i, OpInfo info)
+    {
+        int lg = info.Log, r = _snap[i].R;
+        var kind = info.Kind;
+        void Result()
+        {
+            if (kind == CKind.Not) { _il.Emit(OpCodes.Ldloc, _d); _il.Emit(OpCodes.Not); Truncate(lg); return; }
+            UnaryResult(kind, lg);
             _il.Emit(OpCodes.Ldloc, _fRes);
-            StReg(op.R, lg);
+        }
+        if (info.Form == CForm.MI)
+        {
+            Ea(i);
+            Rmw(i, lg, Result);
+            return;
+        }
+        LdReg(r, lg);
+        _il.Emit(OpCodes.Stloc, _d);
+        Result();
+        StReg(r, lg);
+    }
+
+    /// <summary>neg, inc, dec of _d: result in _fRes and the lazy flags as the interpreter stores them.</summary>
+    private void UnaryResult(CKind kind, int lg)
+    {
+        if (kind == CKind.Neg)
+        {
+            // Flags as sub 0, d: LDst 0, LSrc d.
+            _il.Emit(OpCodes.Ldc_I8, 0L);
+            _il.Emit(OpCodes.Ldloc, _d);
+            _il.Emit(OpCodes.Sub);
+            Truncate(lg);
+            _il.Emit(OpCodes.Stloc, _fRes);
+            _il.Emit(OpCodes.Ldloc, _d);
+            _il.Emit(OpCodes.Stloc, _fSrc);
+            _il.Emit(OpCodes.Ldc_I8, 0L);
+            _il.Emit(OpCodes.Stloc, _fDst);
+            _pending = Flags.Sub << 2 | lg;
+            return;
+        }
+        // inc/dec keep CF: it is read from the flags before them into LAux.
+        Condition(2);
+        _il.Emit(OpCodes.Conv_U8);
+        _il.Emit(OpCodes.Stloc, _cin);
+        _il.Emit(OpCodes.Ldloc, _d);
+        _il.Emit(OpCodes.Ldc_I8, 1L);
+        _il.Emit(kind == CKind.Inc ? OpCodes.Add : OpCodes.Sub);
+        Truncate(lg);
+        _il.Emit(OpCodes.Stloc, _fRes);
+        _il.Emit(OpCodes.Ldloc, _d);
+        _il.Emit(OpCodes.Stloc, _fDst);
+        _il.Emit(OpCodes.Ldc_I8, 1L);
+        _il.Emit(OpCodes.Stloc, _fSrc);
+        _il.Emit(OpCodes.Ldloc, _cin);
+        _il.Emit(OpCodes.Stloc, _fAux);
+        _pending = (kind == CKind.Inc ? Flags.Inc : Flags.Dec) << 2 | lg;
+    }
+
+    /// <summary>push r64: the write first (RSP unchanged when it is handed to the interpreter), then RSP.</summary>
+    private void EmitPush(int i)
+    {
+        int r = _snap[i].R;
+        LdReg(4, 3);
+        _il.Emit(OpCodes.Ldc_I8, 8L);
+        _il.Emit(OpCodes.Sub);
+        _il.Emit(OpCodes.Stloc, _va);
+        Write(i, 3, () => LdReg(r, 3));   // push rsp pushes the old value
+        _il.Emit(OpCodes.Ldloc, _va);
+        StReg(4, 3);
+    }
+
+    /// <summary>pop r64: read, RSP += 8, then the register (pop rsp leaves the value read).</summary>
+    private void EmitPop(int i)
+    {
+        LdReg(4, 3);
+        _il.Emit(OpCodes.Stloc, _va);
+        Read(i, 3);
+        LdReg(4, 3);
+        _il.Emit(OpCodes.Ldc_I8, 8L);
+        _il.Emit(OpCodes.Add);
+        StReg(4, 3);
+        _il.Emit(OpCodes.Ldloc, _v);
+        StReg(_snap[i].R, 3);
+    }
+
+    /// <summary>cmovcc: the destination is written whatever the condition (a 32-bit one is zero-extended); a memory source is always read.</summary>
+    private void EmitCmov(int i, OpInfo info)
+    {
+        ref Op op = ref _snap[i];
+        int lg = info.Log, r = op.R, r2 = op.R2;
+        bool mem = info.Form == CForm.RM;
+        if (mem) { Ea(i); Read(i, lg); }
+        var no = _il.DefineLabel();
+        var done = _il.DefineLabel();
+        Condition(op.X);
+        _il.Emit(OpCodes.Brfalse, no);
+        if (mem) _il.Emit(OpCodes.Ldloc, _v); else LdReg(r2, lg);
+        StReg(r, lg);
+        _il.Emit(OpCodes.Br, done);
+        _il.MarkLabel(no);
+        LdReg(r, lg);
+        StReg(r, lg);
+        _il.MarkLabel(done);
+    }
+
+    /// <summary>setcc r8 / m8.</summary>
+    private void EmitSet(int i, OpInfo info)
+    {
+        ref Op op = ref _snap[i];
+        Condition(op.X);
+        _il.Emit(OpCodes.Conv_U8);
+        _il.Emit(OpCodes.Stloc, _cin);
+        if (info.Form == CForm.MI)
+        {
+            Ea(i);
+            Write(i, 0, () => _il.Emit(OpCodes.Ldloc, _cin));
+        }
+        else
+        {
+            _il.Emit(OpCodes.Ldloc, _cin);
+            StReg(op.R, 0);
         }
     }
 
-    private void EmitNeg(int i, int lg)
-    {
-        int r = _snap[i].R;
-        // Flags as sub 0, d: LDst 0, LSrc d.
-        LdReg(r, lg);
-        _il.Emit(OpCodes.Stloc, _fSrc);
-        _il.Emit(OpCodes.Ldc_I8, 0L);
-        _il.Emit(OpCodes.Stloc, _fDst);
-        _il.Emit(OpCodes.Ldc_I8, 0L);
-        _il.Emit(OpCodes.Ldloc, _fSrc);
-        _il.Emit(OpCodes.Sub);
-        Truncate(lg);
-        _il.Emit(OpCodes.Stloc, _fRes);
-        _il.Emit(OpCodes.Ldloc, _fRes);
-        StReg(r, lg);
-        _pending = Flags.Sub << 2 | lg;
-    }
-
-    /// <summary>imul r, r[, imm]: the truncated product, CF = OF = the signed product did not fit (as Imul2R).</summary>
-    private void EmitImul(int i, int lg)
+    /// <summary>imul r, r/m[, imm]: the truncated product, CF = OF = the signed product did not fit (as Imul2R).</summary>
+    private void EmitImul(int i, int lg, Action source)
     {
         ref Op op = ref _snap[i];
         if (op.X == 1) { _il.Emit(OpCodes.Ldc_I8, (long)op.Imm); Truncate(lg); } else LdReg(op.R, lg);
         SignExtend(lg);
-        LdReg(op.R2, lg);
+        source();
         SignExtend(lg);
         if (lg == 3)
         {
@@ -167,7 +312,7 @@ internal sealed unsafe partial class BlockCompiler
         int bits = 8 << lg;
         int n = op.Imm & (lg == 3 ? 63 : 31);
         ulong sign = 1UL << (bits - 1);
-        var d = _il.DeclareLocal(typeof(ulong));
+        var d = _d;
         LdReg(op.R, lg);
         _il.Emit(OpCodes.Stloc, d);
         // result
@@ -203,7 +348,7 @@ internal sealed unsafe partial class BlockCompiler
                 _il.Emit(OpCodes.Ldc_I8, 1L); _il.Emit(OpCodes.And); _il.Emit(OpCodes.Conv_I4);
                 break;
         }
-        var cf = _il.DeclareLocal(typeof(int));
+        var cf = _cf;
         _il.Emit(OpCodes.Stloc, cf);
         // OF (0/1) on the stack
         switch (op.X)
@@ -239,6 +384,13 @@ internal sealed unsafe partial class BlockCompiler
         int test = cc >> 1;
         bool inline = (k == Flags.Sub && test is 1 or 2 or 3 or 4 or 6 or 7)
             || (k == Flags.Logic && test is 0 or 1 or 2 or 3 or 4 or 6 or 7);
+        if (!inline && k != 0 && test is 1 or 2 or 4)
+        {
+            // Any other known kind: ZF and SF from the result, CF as Flags.Compute has it.
+            ResultCondition(k, lg, test);
+            if ((cc & 1) != 0) { _il.Emit(OpCodes.Ldc_I4_0); _il.Emit(OpCodes.Ceq); }
+            return;
+        }
         if (!inline)
         {
             SpillFlags(_pending);
@@ -272,5 +424,32 @@ internal sealed unsafe partial class BlockCompiler
             }
         }
         if ((cc & 1) != 0) Not();
+    }
+
+    /// <summary>CF (test 1), ZF (2) or SF (4) of lazy kind <paramref name="k"/> held in the flag locals, as 1 or 0.</summary>
+    private void ResultCondition(int k, int lg, int test)
+    {
+        void L(LocalBuilder l) => _il.Emit(OpCodes.Ldloc, l);
+        if (test == 2) { L(_fRes); _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Ceq); return; }
+        if (test == 4) { L(_fRes); SignExtend(lg); _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Clt); return; }
+        switch (k)
+        {
+            case Flags.Add: L(_fRes); L(_fDst); _il.Emit(OpCodes.Clt_Un); break;
+            case Flags.Inc: case Flags.Dec: L(_fAux); _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Cgt_Un); break;
+            case Flags.ResCO: L(_fAux); _il.Emit(OpCodes.Ldc_I8, 1L); _il.Emit(OpCodes.And); _il.Emit(OpCodes.Conv_I4); break;
+            case Flags.Adc:
+                // aux ? res <= dst : res < dst  ==  res < dst + (aux != 0) without overflow: (res < dst) | (aux & (res == dst))
+                L(_fRes); L(_fDst); _il.Emit(OpCodes.Clt_Un);
+                L(_fRes); L(_fDst); _il.Emit(OpCodes.Ceq);
+                L(_fAux); _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Cgt_Un);
+                _il.Emit(OpCodes.And); _il.Emit(OpCodes.Or);
+                break;
+            default: // Sbb: aux ? dst <= src : dst < src
+                L(_fDst); L(_fSrc); _il.Emit(OpCodes.Clt_Un);
+                L(_fDst); L(_fSrc); _il.Emit(OpCodes.Ceq);
+                L(_fAux); _il.Emit(OpCodes.Ldc_I8, 0L); _il.Emit(OpCodes.Cgt_Un);
+                _il.Emit(OpCodes.And); _il.Emit(OpCodes.Or);
+                break;
+        }
     }
 }

@@ -34,18 +34,29 @@ internal sealed unsafe partial class BlockCompiler
     /// <summary>Ops compiled by the last <see cref="Compile"/> (the rest run interpreted).</summary>
     public int CompiledOps { get; private set; }
 
-    private readonly Block* _b;
-    private readonly Op* _ops;
-    private readonly Op[] _snap;
+    // The block being emitted (a region's blocks are emitted one after another: SetBlock).
+    private Block* _b;
+    private Op* _ops;
+    private Op[] _snap;
+    private int _cur;
+    private readonly List<RegionBlock> _region = new();
+    private LocalBuilder? _limit;       // the chain limit (Execute's, as Exec.Chain reads it): in-region edges stop there
     private IlWriter _il = null!;
     private readonly System.Text.StringBuilder? _listing;
     private readonly LocalBuilder?[] _r = new LocalBuilder?[16];
     private LocalBuilder _va = null!, _e = null!, _v = null!, _tlbR = null!, _tlbW = null!, _cpl = null!;
     private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!, _fAux = null!;
+    // Scratch shared by every op (one local each: the JIT tracks a bounded number of locals).
+    private LocalBuilder _d = null!, _x = null!, _cf = null!, _cin = null!, _hp = null!;
+    private LocalBuilder? _retired;
+    // Shared tails (SharedTails): where a site jumps, and what it leaves for the tail.
+    private LocalBuilder _siteOp = null!, _siteBlock = null!, _siteH = null!, _site = null!, _n = null!;
+    private Label _handOverTail, _readTail;
+    private bool _handOverUsed;
+    private readonly List<Label> _readReturns = new();
     private readonly List<Action> _outOfLine = new();
     private bool[] _written = new bool[16];   // registers written so far on the path being emitted (only those are stored back)
-    private Label _top;                 // after the prologue: where a block that branches to itself loops
-    private LocalBuilder? _link;        // the vCPU's link, for a self-loop's request check
+    private LocalBuilder? _link;        // the vCPU's link, for the request check of an in-region edge
 
     // The lazy flags at the point being emitted: 0 = the CpuState holds them; else
     // Flags kind << 2 | size log, with the values in _fRes/_fDst/_fSrc.
@@ -57,6 +68,7 @@ internal sealed unsafe partial class BlockCompiler
         _b = b;
         _ops = Block.OpsOf(b);
         _snap = snapshot;
+        _region.Add(new RegionBlock(b, snapshot, Volatile.Read(ref b->Seq), PrefixLength(snapshot)));
     }
 
     /// <summary>
@@ -75,28 +87,34 @@ internal sealed unsafe partial class BlockCompiler
         return n;
     }
 
-    /// <summary>Emits the block; null when its first op is not compilable.</summary>
-    public static DynamicMethod? Compile(Block* b, Op[] snapshot, out int compiledOps)
+    /// <summary>
+    /// Emits the block, and with a <paramref name="cache"/> the region of its hot successors
+    /// (Region.cs); null when its first op is not compilable.
+    /// </summary>
+    public static DynamicMethod? Compile(Block* b, Op[] snapshot, CodeCache? cache, out int compiledOps, out List<nint> members)
     {
         var c = new BlockCompiler(b, snapshot);
+        if (cache != null) c.GrowRegion(cache);
         var m = c.Emit();
         compiledOps = c.CompiledOps;
+        members = c._region.Skip(1).Select(r => (nint)r.B).ToList();
         return m;
     }
 
-    /// <summary>The IL the compiler emits for the block, as text (null when nothing compiles).</summary>
-    public static string? Listing(Block* b, Op[] snapshot)
+    /// <summary>The IL the compiler emits for the block (and its region, given a cache), as text (null when nothing compiles).</summary>
+    public static string? Listing(Block* b, Op[] snapshot, CodeCache? cache = null)
     {
         var text = new System.Text.StringBuilder();
         var c = new BlockCompiler(b, snapshot, text);
+        if (cache != null) c.GrowRegion(cache);
         return c.Emit() == null ? null : text.ToString();
     }
 
     private DynamicMethod? Emit()
     {
-        int n = PrefixLength(_snap);
-        CompiledOps = n;
-        if (n == 0) return null;
+        int n = _region[0].N;
+        if (n == 0) { CompiledOps = 0; return null; }
+        CompiledOps = _region.Sum(r => r.N);
         var m = new DynamicMethod($"block_{_b->Va:x}", OpPtr, [StatePtr, OpPtr], typeof(BlockCompiler).Module, skipVisibility: true);
         _il = new IlWriter(m.GetILGenerator(), _listing);
         _va = _il.DeclareLocal(typeof(ulong));
@@ -109,6 +127,19 @@ internal sealed unsafe partial class BlockCompiler
         _fDst = _il.DeclareLocal(typeof(ulong));
         _fSrc = _il.DeclareLocal(typeof(ulong));
         _fAux = _il.DeclareLocal(typeof(ulong));
+        _d = _il.DeclareLocal(typeof(ulong));
+        _x = _il.DeclareLocal(typeof(ulong));
+        _cf = _il.DeclareLocal(typeof(int));
+        _cin = _il.DeclareLocal(typeof(ulong));
+        _hp = _il.DeclareLocal(typeof(nint));
+        _siteOp = _il.DeclareLocal(typeof(nint));
+        _siteBlock = _il.DeclareLocal(typeof(nint));
+        _siteH = _il.DeclareLocal(typeof(nint));
+        _site = _il.DeclareLocal(typeof(int));
+        _n = _il.DeclareLocal(typeof(int));
+        _handOverTail = _il.DefineLabel();
+        _readTail = _il.DefineLabel();
+        for (int k = 0; k < _region.Count; k++) _region[k] = _region[k].WithLabel(_il.DefineLabel());
 
         // A call with a null state only makes the JIT compile the method (off the vCPU thread).
         var go = _il.DefineLabel();
@@ -122,73 +153,49 @@ internal sealed unsafe partial class BlockCompiler
         // Inside compiled code the vCPU is never seen quiet (TlbShootdown.cs, mmu/LOCKING.md):
         // CurOp is null until a path leaves the compiled code and stores the op it stands at.
         StoreCurOp(-1);
-        for (int i = 0; i < n; i++) CollectRegs(i);
+        for (int k = 0; k < _region.Count; k++)
+        {
+            SetBlock(k);
+            for (int i = 0; i < _region[k].N; i++) CollectRegs(i);
+        }
+        SetBlock(0);
         for (int r = 0; r < 16; r++)
             if (_r[r] != null) { LoadField(StateLayout.Regs + 8 * r); _il.Emit(OpCodes.Stloc, _r[r]!); }
         LoadPtrField(StateLayout.TlbRead, _tlbR);
         LoadPtrField(StateLayout.TlbWrite, _tlbW);
         LoadField(StateLayout.TlbCplBit);
         _il.Emit(OpCodes.Stloc, _cpl);
-        if (LoopsToItself(n))
+        if (HasRegionEdges())
         {
             _link = _il.DeclareLocal(typeof(ToyVmm.Mmu.Secondary.VcpuLink));
             _il.Emit(OpCodes.Ldarg_0);
             _il.Emit(OpCodes.Call, LinkOfM);
             _il.Emit(OpCodes.Stloc, _link);
-            // From the second time round, a register written anywhere in the body may differ
-            // from the CpuState at any point: every exit stores them all.
+            _limit = _il.DeclareLocal(typeof(long));
+            _retired = _il.DeclareLocal(typeof(long));
+            // As Exec.Chain: at most a chain budget of instructions per entry from the run loop,
+            // which acknowledges code-cache grace periods between entries, and a vCPU leaves
+            // compiled code that often (the shootdown's quiet checks see it at a block boundary).
+            LoadField(StateLayout.ChainLimit);
+            _il.Emit(OpCodes.Stloc, _limit);
+            // Once an in-region edge has been taken, a register written anywhere in the region
+            // may differ from the CpuState at any point: every exit stores them all.
             for (int r = 0; r < 16; r++) _written[r] = _r[r] != null;
         }
-        _top = _il.DefineLabel();
-        _il.MarkLabel(_top);
 
-        bool ended = false;
-        for (int i = 0; i < n && !ended; i++) ended = EmitOp(i);
-        if (!ended) HandOver(n, _pending, _written);
+        for (int k = 0; k < _region.Count; k++)
+        {
+            SetBlock(k);
+            _il.MarkLabel(_region[k].Label);
+            _pending = 0;   // an in-region edge stores the lazy flags before it branches
+            bool ended = false;
+            int nk = _region[k].N;
+            for (int i = 0; i < nk && !ended; i++) ended = EmitOp(i);
+            if (!ended) HandOver(nk, _pending, _written);
+        }
         foreach (var a in _outOfLine) a();
+        SharedTails();
         return m;
-    }
-
-    /// <summary>Whether the compiled prefix ends in a jmp or jcc back to the block's own start.</summary>
-    private bool LoopsToItself(int n)
-    {
-        var last = Info(n - 1);
-        return last.Kind is CKind.Jcc or CKind.Jmp && (ulong)_snap[n - 1].Disp == _b->Va;
-    }
-
-    /// <summary>
-    /// The branch of op <paramref name="i"/> back to the block's start, taken: go round inside the
-    /// compiled code, registers staying in locals, when chaining to itself would go on (the
-    /// checks of Exec.Chain: chain budget, exit reason, link requests, and the block still
-    /// valid); the finished iteration is counted as retired, and the lazy flags are stored, as
-    /// the next iteration starts with the flags in the CpuState. Otherwise fall through to the
-    /// ordinary block exit, which chains or returns to the run loop.
-    /// </summary>
-    private void EmitSelfLoop(int i, Label exit)
-    {
-        var retired = _il.DeclareLocal(typeof(long));
-        LoadField(StateLayout.Retired);
-        _il.Emit(OpCodes.Ldc_I8, (long)(i + 1));
-        _il.Emit(OpCodes.Add);
-        _il.Emit(OpCodes.Stloc, retired);
-        _il.Emit(OpCodes.Ldloc, retired);
-        LoadField(StateLayout.ChainLimit);
-        _il.Emit(OpCodes.Bge, exit);
-        _il.Emit(OpCodes.Ldarg_0);
-        _il.Emit(OpCodes.Ldc_I4, StateLayout.ExitReason);
-        _il.Emit(OpCodes.Add);
-        _il.Emit(OpCodes.Ldind_I4);
-        _il.Emit(OpCodes.Brtrue, exit);
-        PushPtr((nint)_b + StateLayout.BlockValid);
-        _il.Emit(OpCodes.Volatile);
-        _il.Emit(OpCodes.Ldind_I4);
-        _il.Emit(OpCodes.Brfalse, exit);
-        _il.Emit(OpCodes.Ldloc, _link!);
-        _il.Emit(OpCodes.Callvirt, HasRequestsM);
-        _il.Emit(OpCodes.Brtrue, exit);
-        StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, retired));
-        SpillFlags(_pending);
-        _il.Emit(OpCodes.Br, _top);
     }
 
     private void CollectRegs(int i)
@@ -197,20 +204,37 @@ internal sealed unsafe partial class BlockCompiler
         ref Op op = ref _snap[i];
         void Use(int r) { if (r < 16) _r[r] ??= _il.DeclareLocal(typeof(ulong)); }
         void UseSized(int r, int log) => Use(log == 0 ? r >> 3 : r);
-        bool mem = info.Kind is CKind.MovRM or CKind.MovMR or CKind.MovMI or CKind.Lea or CKind.ZxM or CKind.SxM
-            || (info.Kind == CKind.Alu && info.Form is CForm.RM or CForm.MR or CForm.MI);
-        if (mem) { Use(op.B); Use(op.I); }
+        if (UsesMemory(info)) { Use(op.B); Use(op.I); }
+        bool reg = info.Form is CForm.RR or CForm.RI or CForm.RM;   // a register operand in R
         switch (info.Kind)
         {
-            case CKind.MovRR: case CKind.Imul: UseSized(op.R, info.Log); UseSized(op.R2, info.Log); break;
-            case CKind.SxR: Use(op.R); Use(op.R2); break;
+            case CKind.MovRR: UseSized(op.R, info.Log); UseSized(op.R2, info.Log); break;
+            case CKind.Imul: UseSized(op.R, info.Log); if (info.Form == CForm.RR) UseSized(op.R2, info.Log); break;
+            case CKind.SxR: case CKind.ZxR: UseSized(op.R, info.Log); UseSized(op.R2, info.SrcLog); break;
             case CKind.Alu: UseSized(op.R, info.Log); if (info.Form == CForm.RR) UseSized(op.R2, info.Log); break;
+            case CKind.Cmov: UseSized(op.R, info.Log); if (info.Form == CForm.RR) UseSized(op.R2, info.Log); break;
             case CKind.MovRI: case CKind.MovRI64: case CKind.MovRM: case CKind.MovMR: case CKind.Lea: case CKind.ZxM: case CKind.SxM:
-            case CKind.Not: case CKind.Neg: case CKind.Shift:
+            case CKind.Shift:
                 UseSized(op.R, info.Log); break;
+            case CKind.Not: case CKind.Neg: case CKind.Inc: case CKind.Dec: case CKind.Set:
+                if (reg) UseSized(op.R, info.Log);
+                break;
             case CKind.Call: case CKind.Ret: Use(4); break;
+            case CKind.Push: case CKind.Pop: Use(4); Use(op.R); break;
+            case CKind.Cdqe: Use(0); break;
+            case CKind.Cdq: case CKind.Cqo: Use(0); Use(2); break;
         }
     }
+
+    /// <summary>Whether the op has a memory operand (B, I, Scale, Disp, Seg).</summary>
+    private static bool UsesMemory(in OpInfo info) => info.Kind switch
+    {
+        CKind.MovRM or CKind.MovMR or CKind.MovMI or CKind.Lea or CKind.ZxM or CKind.SxM => true,
+        CKind.Alu => info.Form is CForm.RM or CForm.MR or CForm.MI,
+        CKind.Imul or CKind.Cmov => info.Form == CForm.RM,
+        CKind.Not or CKind.Neg or CKind.Inc or CKind.Dec or CKind.Set => info.Form == CForm.MI,
+        _ => false,
+    };
 
     private OpInfo Info(int i)
     {
@@ -256,9 +280,22 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Conv_I);
     }
 
-    /// <summary>CurOp = op <paramref name="i"/> (-1: null).</summary>
+    /// <summary>
+    /// CurOp = op <paramref name="i"/> of the block being emitted (-1: null). In a region of
+    /// several blocks CurBlock and BlockVa name that block first (the run loop, Exec.Chain and a
+    /// fault read the op against them; the order is the one Exec.Chain keeps for the shootdown).
+    /// </summary>
     private void StoreCurOp(int i)
     {
+        if (i >= 0 && _region.Count > 1)
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldc_I4, StateLayout.CurBlock);
+            _il.Emit(OpCodes.Add);
+            PushPtr((nint)_b);
+            _il.Emit(OpCodes.Stind_I);
+            StoreField(StateLayout.BlockVa, () => _il.Emit(OpCodes.Ldc_I8, (long)_b->Va));
+        }
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldc_I4, StateLayout.CurOp);
         _il.Emit(OpCodes.Add);
@@ -288,22 +325,26 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldc_I4, pending);
         _il.Emit(OpCodes.Stind_I4);
         StoreField(StateLayout.LRes, () => _il.Emit(OpCodes.Ldloc, _fRes));
-        if (pending >> 2 == Flags.ResCO)
+        int kind = pending >> 2;
+        if (kind is Flags.ResCO or Flags.Adc or Flags.Sbb or Flags.Inc or Flags.Dec)
             StoreField(StateLayout.LAux, () => _il.Emit(OpCodes.Ldloc, _fAux));
-        else if (pending >> 2 != Flags.Logic)
+        if (kind is not (Flags.ResCO or Flags.Logic))
         {
             StoreField(StateLayout.LDst, () => _il.Emit(OpCodes.Ldloc, _fDst));
             StoreField(StateLayout.LSrc, () => _il.Emit(OpCodes.Ldloc, _fSrc));
         }
     }
 
-    /// <summary>Leave the compiled code at op <paramref name="i"/>: the interpreter runs it and the rest of the block.</summary>
+    /// <summary>
+    /// Leave the compiled code at op <paramref name="i"/>: the interpreter runs it and the rest of
+    /// the block. The lazy flags are stored here; the registers, CurOp and the call are one shared
+    /// tail per method (SharedTails), which keeps the IL, and so the JIT's time, small.
+    /// </summary>
     private void HandOver(int i, int pending, bool[] written)
     {
-        Spill(pending, written);
-        StoreCurOp(i);
-        _il.Emit(OpCodes.Ldarg_0);
-        PushPtr(OpAddr(i));
+        _ = written;   // the shared tail stores every register the method holds
+        SpillFlags(pending);
+        SetSite(i);
         if (i == 0)
         {
             // Op 0's slot holds this compiled code: run op 0's own handler. The vCPU entered
@@ -316,7 +357,83 @@ internal sealed unsafe partial class BlockCompiler
             PushPtr(OpAddr(i));
             _il.Emit(OpCodes.Ldind_I);   // the op's handler as it is now (the bail-out once invalidated)
         }
-        _il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, OpPtr, [StatePtr, OpPtr], null);
-        _il.Emit(OpCodes.Ret);
+        _il.Emit(OpCodes.Stloc, _siteH);
+        _handOverUsed = true;
+        _il.Emit(OpCodes.Br, _handOverTail);
+    }
+
+    /// <summary>The op a shared tail stands at: _siteOp, and in a region _siteBlock.</summary>
+    private void SetSite(int i)
+    {
+        PushPtr(OpAddr(i));
+        _il.Emit(OpCodes.Stloc, _siteOp);
+        if (_region.Count > 1)
+        {
+            PushPtr((nint)_b);
+            _il.Emit(OpCodes.Stloc, _siteBlock);
+        }
+    }
+
+    /// <summary>Registers back, then CurBlock, BlockVa and CurOp of the site (SetSite).</summary>
+    private void SpillAtSite()
+    {
+        for (int r = 0; r < 16; r++)
+        {
+            var l = _r[r];
+            if (l != null) StoreField(StateLayout.Regs + 8 * r, () => _il.Emit(OpCodes.Ldloc, l));
+        }
+        if (_region.Count > 1)
+        {
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldc_I4, StateLayout.CurBlock);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Ldloc, _siteBlock);
+            _il.Emit(OpCodes.Stind_I);
+            StoreField(StateLayout.BlockVa, () =>
+            {
+                _il.Emit(OpCodes.Ldloc, _siteBlock);
+                _il.Emit(OpCodes.Ldc_I4, StateLayout.BlockHeaderVa);
+                _il.Emit(OpCodes.Add);
+                _il.Emit(OpCodes.Ldind_I8);
+            });
+        }
+        _il.Emit(OpCodes.Ldarg_0);
+        _il.Emit(OpCodes.Ldc_I4, StateLayout.CurOp);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldloc, _siteOp);
+        _il.Emit(OpCodes.Stind_I);
+    }
+
+    /// <summary>
+    /// The shared tails, once per method after all other code: the hand-over (registers back, the
+    /// op's handler called, its result returned) and the slow read (registers back, the
+    /// interpreter's ReadSlow, then back to the site that asked through a switch on _site).
+    /// </summary>
+    private void SharedTails()
+    {
+        if (_handOverUsed)
+        {
+            _il.MarkLabel(_handOverTail);
+            SpillAtSite();
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldloc, _siteOp);
+            _il.Emit(OpCodes.Ldloc, _siteH);
+            _il.EmitCalli(OpCodes.Calli, CallingConventions.Standard, OpPtr, [StatePtr, OpPtr], null);
+            _il.Emit(OpCodes.Ret);
+        }
+        if (_readReturns.Count > 0)
+        {
+            _il.MarkLabel(_readTail);
+            SpillAtSite();
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldloc, _va);
+            _il.Emit(OpCodes.Ldloc, _n);
+            _il.Emit(OpCodes.Call, ReadSlowM);
+            _il.Emit(OpCodes.Stloc, _v);
+            StoreCurOp(-1);
+            _il.Emit(OpCodes.Ldloc, _site);
+            _il.EmitSwitch(_readReturns.ToArray());
+            _il.Emit(OpCodes.Br, _readReturns[0]);
+        }
     }
 }

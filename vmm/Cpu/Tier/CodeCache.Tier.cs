@@ -28,6 +28,8 @@ internal sealed unsafe partial class CodeCache
     public static readonly int DefaultTierThreshold =
         int.TryParse(Environment.GetEnvironmentVariable("TOYVMM_TIER_DEFAULT"), out int t) && t >= -1 ? t : -1;
     private readonly Dictionary<nint, object> _compiled = new();        // guarded by _lock; block -> its DynamicMethod and delegate
+    private readonly HashSet<nint> _regionMembers = new();              // guarded by _lock; blocks compiled into another block's region
+    private long _regionBlocks;                                          // guarded by _lock
     private long _blocksCompiled, _opsCompiled, _compileDeclined, _compiledFreed;   // guarded by _lock
 
     /// <summary>
@@ -44,8 +46,18 @@ internal sealed unsafe partial class CodeCache
     /// <summary>A snapshot of the tier counters.</summary>
     public TierStats TierStats
     {
-        get { lock (_lock) return new TierStats(_blocksCompiled, _opsCompiled, _compileDeclined, _compiledFreed, _compiled.Count); }
+        get { lock (_lock) return new TierStats(_blocksCompiled, _opsCompiled, _compileDeclined, _compiledFreed, _compiled.Count, _regionBlocks); }
     }
+
+    /// <summary>
+    /// Compile on the vCPU thread at the threshold, whatever it is (tests: a threshold of 2 then
+    /// compiles a loop at its second round, when the blocks of its body are decoded and can join
+    /// its region, deterministically). Normally only threshold 0 compiles on the vCPU thread.
+    /// </summary>
+    public volatile bool TierSynchronous = DefaultTierSynchronous;
+
+    /// <summary>TOYVMM_TIER_SYNC=1: every cache compiles synchronously (with TOYVMM_TIER_DEFAULT=2, the CPU suite runs with regions).</summary>
+    public static readonly bool DefaultTierSynchronous = Environment.GetEnvironmentVariable("TOYVMM_TIER_SYNC") == "1";
 
     /// <summary>Publish, under _lock, before the block is valid: start counting its entries when tiered.</summary>
     private void OnPublishLocked(Block* b)
@@ -75,19 +87,48 @@ internal sealed unsafe partial class CodeCache
         }
     }
 
+    /// <summary>
+    /// The live block at (<paramref name="gpa"/>, <paramref name="va"/>) with a copy of its ops
+    /// (op 0 with its own handler) and its slot sequence, for a region; null when there is none.
+    /// </summary>
+    public Op[]? TierSnapshotAt(ulong gpa, ulong va, out Block* block, out int seq)
+    {
+        lock (_lock)
+        {
+            block = null;
+            seq = 0;
+            if (!_blocks.TryGetValue((gpa, va), out nint p)) return null;
+            var b = (Block*)p;
+            if (Volatile.Read(ref b->Valid) == 0 || b->Entry0 == null) return null;
+            block = b;
+            seq = b->Seq;
+            return TierSnapshot(b, seq);
+        }
+    }
+
     /// <summary>Swaps compiled code into op 0 of a block still counted; false when it changed meanwhile.</summary>
-    public bool TierInstall(Block* b, int seq, DynamicMethod method, Delegate keep, nint entry, int ops)
+    public bool TierInstall(Block* b, int seq, DynamicMethod method, Delegate keep, nint entry, int ops, IEnumerable<nint> members)
     {
         lock (_lock)
         {
             Op* op0 = Block.OpsOf(b);
             if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq || (nint)op0->H != (nint)Tier.TierEntry.CountHandler) return false;
             _compiled[(nint)b] = (method, keep);
+            foreach (nint m in members) { _regionMembers.Add(m); _regionBlocks++; }
             Volatile.Write(ref *(nint*)&op0->H, entry);
             _blocksCompiled++;
             _opsCompiled += ops;
             return true;
         }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="b"/> already runs inside another block's compiled region: it is then
+    /// compiled alone (for entries from elsewhere), not as the head of a region of its own.
+    /// </summary>
+    public bool TierInRegion(Block* b)
+    {
+        lock (_lock) return _regionMembers.Contains((nint)b);
     }
 
     /// <summary>The block is not compiled (its first op is not compilable): op 0 gets its own handler back.</summary>
@@ -107,5 +148,6 @@ internal sealed unsafe partial class CodeCache
     {
         Debug.Assert(Monitor.IsEntered(_lock));
         if (_compiled.Remove((nint)b)) _compiledFreed++;
+        _regionMembers.Remove((nint)b);
     }
 }

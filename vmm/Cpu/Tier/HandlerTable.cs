@@ -17,10 +17,22 @@ internal enum CKind : byte
     /// <summary>shl/shr/sar of a register by a nonzero immediate (other shift forms are left to the interpreter).</summary>
     Shift,
     Jcc, Jmp, Call, Ret,
+    /// <summary>inc/dec of a register (Form RR) or of memory (Form MI); CF kept.</summary>
+    Inc, Dec,
+    /// <summary>movzx from a register.</summary>
+    ZxR,
+    /// <summary>cdqe, cdq, cqo.</summary>
+    Cdqe, Cdq, Cqo,
+    /// <summary>push r64, pop r64.</summary>
+    Push, Pop,
+    /// <summary>cmovcc r, r (Form RR) or r, m (Form RM); the condition is the op's X.</summary>
+    Cmov,
+    /// <summary>setcc r8 (Form RR) or m8 (Form MI); the condition is the op's X.</summary>
+    Set,
 }
 
 /// <summary>The ALU operation of an <see cref="CKind.Alu"/> op.</summary>
-internal enum CAlu : byte { Add, Sub, And, Or, Xor, Cmp, Test }
+internal enum CAlu : byte { Add, Sub, And, Or, Xor, Cmp, Test, Adc, Sbb }
 
 /// <summary>Where an ALU op's operands are: destination first (RM: register, memory).</summary>
 internal enum CForm : byte { RR, RI, RM, MR, MI }
@@ -71,7 +83,7 @@ internal static unsafe class HandlerTable
         [
             (typeof(AddOp), CAlu.Add, true), (typeof(SubOp), CAlu.Sub, true), (typeof(AndOp), CAlu.And, true),
             (typeof(OrOp), CAlu.Or, true), (typeof(XorOp), CAlu.Xor, true), (typeof(CmpOp), CAlu.Cmp, false),
-            (typeof(TestOp), CAlu.Test, false),
+            (typeof(TestOp), CAlu.Test, false), (typeof(AdcOp), CAlu.Adc, true), (typeof(SbbOp), CAlu.Sbb, true),
         ];
         for (int lg = 0; lg <= 3; lg++)
         {
@@ -85,11 +97,10 @@ internal static unsafe class HandlerTable
                 Add(t, typeof(Alu), nameof(Ops.Alu.RR), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.RR));
                 Add(t, typeof(Alu), nameof(Ops.Alu.RI), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.RI));
                 Add(t, typeof(Alu), nameof(Ops.Alu.RM), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.RM));
-                if (!writes)
-                {
-                    Add(t, typeof(Alu), nameof(Ops.Alu.MR), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.MR));
-                    Add(t, typeof(Alu), nameof(Ops.Alu.MI), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.MI));
-                }
+                // Memory destinations: compare/test read it; the others are plain (unlocked)
+                // read-modify-writes (lock forms have handlers of their own, left to the interpreter).
+                Add(t, typeof(Alu), nameof(Ops.Alu.MR), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.MR));
+                Add(t, typeof(Alu), nameof(Ops.Alu.MI), [op, sz], new OpInfo(CKind.Alu, lg, alu, CForm.MI));
             }
             (Type P, CAlu Alu)[] pure = [(typeof(PAdd), CAlu.Add), (typeof(PSub), CAlu.Sub), (typeof(POr), CAlu.Or), (typeof(PAnd), CAlu.And), (typeof(PXor), CAlu.Xor)];
             foreach (var (p, alu) in pure)
@@ -109,9 +120,18 @@ internal static unsafe class HandlerTable
             Add(t, typeof(Mov), nameof(Mov.MR), [sz], new OpInfo(CKind.MovMR, lg));
             Add(t, typeof(Unary), nameof(Unary.R), [typeof(NotOp), sz], new OpInfo(CKind.Not, lg));
             Add(t, typeof(Unary), nameof(Unary.R), [typeof(NegOp), sz], new OpInfo(CKind.Neg, lg));
+            Add(t, typeof(Unary), nameof(Unary.M), [typeof(NotOp), sz], new OpInfo(CKind.Not, lg, Form: CForm.MI));
+            Add(t, typeof(Unary), nameof(Unary.M), [typeof(NegOp), sz], new OpInfo(CKind.Neg, lg, Form: CForm.MI));
+            Add(t, typeof(Unary), nameof(Unary.R), [typeof(IncOp), sz], new OpInfo(CKind.Inc, lg));
+            Add(t, typeof(Unary), nameof(Unary.R), [typeof(DecOp), sz], new OpInfo(CKind.Dec, lg));
+            Add(t, typeof(Unary), nameof(Unary.M), [typeof(IncOp), sz], new OpInfo(CKind.Inc, lg, Form: CForm.MI));
+            Add(t, typeof(Unary), nameof(Unary.M), [typeof(DecOp), sz], new OpInfo(CKind.Dec, lg, Form: CForm.MI));
             if (lg >= 1)
             {
                 Add(t, typeof(MulDiv), nameof(MulDiv.Imul2R), [sz], new OpInfo(CKind.Imul, lg));
+                Add(t, typeof(MulDiv), nameof(MulDiv.Imul2), [sz], new OpInfo(CKind.Imul, lg, Form: CForm.RM));
+                Add(t, typeof(Mov), nameof(Mov.CmovR), [sz], new OpInfo(CKind.Cmov, lg));
+                Add(t, typeof(Mov), nameof(Mov.CmovM), [sz], new OpInfo(CKind.Cmov, lg, Form: CForm.RM));
                 Add(t, typeof(Shifts), nameof(Shifts.Shift), [sz], new OpInfo(CKind.Shift, lg));
             }
         }
@@ -126,6 +146,19 @@ internal static unsafe class HandlerTable
             Add(t, typeof(Mov), nameof(Mov.SxM), [Sizes[d], typeof(S16)], new OpInfo(CKind.SxM, d, SrcLog: 1));
             Add(t, typeof(Mov), nameof(Mov.SxR), [Sizes[d], typeof(S16)], new OpInfo(CKind.SxR, d, SrcLog: 1));
         }
+        foreach (int d in new[] { 1, 2, 3 })
+        {
+            Add(t, typeof(Mov), nameof(Mov.ZxR), [Sizes[d], typeof(S8)], new OpInfo(CKind.ZxR, d, SrcLog: 0));
+            Add(t, typeof(Mov), nameof(Mov.SxR), [Sizes[d], typeof(S8)], new OpInfo(CKind.SxR, d, SrcLog: 0));
+            if (d > 1) Add(t, typeof(Mov), nameof(Mov.ZxR), [Sizes[d], typeof(S16)], new OpInfo(CKind.ZxR, d, SrcLog: 1));
+        }
+        Add(t, typeof(Mov), nameof(Mov.Cdqe), [], new OpInfo(CKind.Cdqe, 3));
+        Add(t, typeof(Mov), nameof(Mov.Cdq), [], new OpInfo(CKind.Cdq, 3));
+        Add(t, typeof(Mov), nameof(Mov.Cqo), [], new OpInfo(CKind.Cqo, 3));
+        Add(t, typeof(Stack), nameof(Stack.PushR), [], new OpInfo(CKind.Push, 3));
+        Add(t, typeof(Stack), nameof(Stack.PopR), [], new OpInfo(CKind.Pop, 3));
+        Add(t, typeof(Mov), nameof(Mov.SetR), [], new OpInfo(CKind.Set, 0));
+        Add(t, typeof(Mov), nameof(Mov.SetM), [], new OpInfo(CKind.Set, 0, Form: CForm.MI));
         Add(t, typeof(Mov), nameof(Mov.SxM), [typeof(S64), typeof(S32)], new OpInfo(CKind.SxM, 3, SrcLog: 2));
         Add(t, typeof(Mov), nameof(Mov.SxR), [typeof(S64), typeof(S32)], new OpInfo(CKind.SxR, 3, SrcLog: 2));
         Add(t, typeof(Mov), nameof(Mov.RI64), [], new OpInfo(CKind.MovRI64, 3));

@@ -32,6 +32,8 @@ internal sealed class IlWriter(ILGenerator il, StringBuilder? listing)
     public void Emit(OpCode op, Label l) { il.Emit(op, l); Line($"{op.Name} {Name(l)}"); }
     public void Emit(OpCode op, MethodInfo m) { il.Emit(op, m); Line($"{op.Name} {m.DeclaringType?.Name}.{m.Name}"); }
 
+    public void EmitSwitch(Label[] targets) { il.Emit(OpCodes.Switch, targets); Line($"switch ({string.Join(", ", targets.Select(Name))})"); }
+
     public void EmitCalli(OpCode op, CallingConventions cc, Type ret, Type[] args, Type[]? optional)
     {
         il.EmitCalli(op, cc, ret, args, optional);

@@ -16,6 +16,9 @@ internal static class StateLayout
     public static readonly int CurOp = Off<CpuState>(nameof(CpuState.CurOp));
     public static readonly int Retired = Off<CpuState>(nameof(CpuState.Retired));
     public static readonly int ChainLimit = Off<CpuState>(nameof(CpuState.ChainLimit));
+    public static readonly int InstructionLimit = Off<CpuState>(nameof(CpuState.InstructionLimit));
+    public static readonly int CurBlock = Off<CpuState>(nameof(CpuState.CurBlock));
+    public static readonly int BlockVa = Off<CpuState>(nameof(CpuState.BlockVa));
     public static readonly int ExitReason = Off<CpuState>(nameof(CpuState.ExitReason));
     public static readonly int TlbCplBit = Off<CpuState>(nameof(CpuState.TlbCplBit));
     public static readonly int TlbRead = Off<CpuState>(nameof(CpuState.TlbRead));
@@ -27,6 +30,8 @@ internal static class StateLayout
     public static readonly unsafe int EntrySize = sizeof(TlbEntry);
 
     public static readonly int BlockValid = Off<Block>(nameof(Block.Valid));
+    public static readonly int BlockSeq = Off<Block>(nameof(Block.Seq));
+    public static readonly int BlockHeaderVa = Off<Block>(nameof(Block.Va));
 
     private static int Off<T>(string field) => (int)Marshal.OffsetOf<T>(field);
 }

@@ -33,12 +33,12 @@ internal static unsafe class TierEntry
         if (Interlocked.CompareExchange(ref b->TierState, 1, 0) != 0) return b->Entry0(s, op);
         var cache = Vcpu.Of(s).Code;
         int seq = Volatile.Read(ref b->Seq);
-        if (b->HitLimit > 0)
+        if (b->HitLimit > 0 && !cache.TierSynchronous)
         {
             TierCompiler.Enqueue(cache, b, seq);
             return b->Entry0(s, op);
         }
-        // Threshold 0: compile now, on this thread, then enter op 0 as it is now (the compiled
+        // Threshold 0 (or a synchronous cache): compile now, on this thread, then enter op 0 as it is now (the compiled
         // code, op 0's own handler when declined, or the bail-out when invalidated meanwhile).
         TierCompiler.CompileOne(cache, b, seq);
         return op->H(s, op);
@@ -48,6 +48,9 @@ internal static unsafe class TierEntry
 /// <summary>The background compiler: one thread for the process, fed by <see cref="TierEntry"/>.</summary>
 internal static unsafe class TierCompiler
 {
+    /// <summary>Whether blocks are compiled with their regions (TOYVMM_NO_REGIONS=1 compiles single blocks, for measurements).</summary>
+    public static readonly bool Regions = Environment.GetEnvironmentVariable("TOYVMM_NO_REGIONS") != "1";
+
     private static readonly BlockingCollection<(CodeCache Cache, nint Block, int Seq)> Queue = new();
     private static int _started;
 
@@ -72,7 +75,7 @@ internal static unsafe class TierCompiler
     {
         Op[]? ops = cache.TierSnapshot(b, seq);
         if (ops == null) return;
-        DynamicMethod? m = BlockCompiler.Compile(b, ops, out int compiled);
+        DynamicMethod? m = BlockCompiler.Compile(b, ops, Regions && !cache.TierInRegion(b) ? cache : null, out int compiled, out var members);
         if (m == null)
         {
             cache.TierDecline(b, seq);
@@ -80,7 +83,7 @@ internal static unsafe class TierCompiler
         }
         var del = (CompiledBlock)m.CreateDelegate(typeof(CompiledBlock));
         del(null, null);   // JIT-compiles it here, off the vCPU thread when this is the compiler thread
-        cache.TierInstall(b, seq, m, del, EntryPoint(m), compiled);
+        cache.TierInstall(b, seq, m, del, EntryPoint(m), compiled, members);
     }
 
     // DynamicMethod keeps its runtime handle internal (ldftn refuses dynamic methods); the

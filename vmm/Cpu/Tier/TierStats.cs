@@ -6,4 +6,5 @@ namespace ToyVmm.Cpu;
 /// <param name="Declined">blocks not compiled (first op not compilable) or whose compilation was refused</param>
 /// <param name="Freed">compiled methods released with their block's slot</param>
 /// <param name="Live">compiled methods held now (live and retired blocks not yet freed)</param>
-public readonly record struct TierStats(long BlocksCompiled, long OpsCompiled, long Declined, long Freed, long Live);
+/// <param name="RegionBlocks">blocks compiled into another block's region (besides their own compilation, if any)</param>
+public readonly record struct TierStats(long BlocksCompiled, long OpsCompiled, long Declined, long Freed, long Live, long RegionBlocks = 0);

@@ -29,6 +29,7 @@ internal sealed unsafe partial class CodeCache
         int.TryParse(Environment.GetEnvironmentVariable("TOYVMM_TIER_DEFAULT"), out int t) && t >= -1 ? t : -1;
     private readonly Dictionary<nint, object> _compiled = new();        // guarded by _lock; block -> its DynamicMethod and delegate
     private readonly HashSet<nint> _regionMembers = new();              // guarded by _lock; blocks compiled into another block's region
+    private readonly HashSet<nint> _recounted = new();                  // guarded by _lock; region members whose entries were counted afresh
     private long _regionBlocks;                                          // guarded by _lock
     private long _blocksCompiled, _opsCompiled, _compileDeclined, _compiledFreed;   // guarded by _lock
 
@@ -131,6 +132,23 @@ internal sealed unsafe partial class CodeCache
         lock (_lock) return _regionMembers.Contains((nint)b);
     }
 
+    /// <summary>
+    /// A block asked to compile that another block's region already runs: count its entries
+    /// afresh (true), once, so it is compiled alone only if it keeps being entered from outside
+    /// that region (its entries through the region's edges no longer count). False when it was
+    /// recounted before (compile it alone now) or the slot changed.
+    /// </summary>
+    public bool TierRecount(Block* b, int seq)
+    {
+        lock (_lock)
+        {
+            if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq || !_recounted.Add((nint)b)) return false;
+            b->Hits = 0;
+            Volatile.Write(ref b->TierState, 0);
+            return true;
+        }
+    }
+
     /// <summary>The block is not compiled (its first op is not compilable): op 0 gets its own handler back.</summary>
     public void TierDecline(Block* b, int seq)
     {
@@ -149,5 +167,6 @@ internal sealed unsafe partial class CodeCache
         Debug.Assert(Monitor.IsEntered(_lock));
         if (_compiled.Remove((nint)b)) _compiledFreed++;
         _regionMembers.Remove((nint)b);
+        _recounted.Remove((nint)b);
     }
 }

@@ -75,7 +75,11 @@ internal static unsafe class TierCompiler
     {
         Op[]? ops = cache.TierSnapshot(b, seq);
         if (ops == null) return;
-        DynamicMethod? m = BlockCompiler.Compile(b, ops, Regions && !cache.TierInRegion(b) ? cache : null, out int compiled, out var members);
+        bool member = Regions && cache.TierInRegion(b);
+        // A member of another region, at a threshold above 0: compiled alone only if entered
+        // often from outside that region too (the JIT's time goes to blocks that need it).
+        if (member && b->HitLimit > 0 && cache.TierRecount(b, seq)) return;
+        DynamicMethod? m = BlockCompiler.Compile(b, ops, Regions && !member ? cache : null, out int compiled, out var members);
         if (m == null)
         {
             cache.TierDecline(b, seq);

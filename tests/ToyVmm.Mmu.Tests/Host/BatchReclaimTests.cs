@@ -109,7 +109,7 @@ public sealed unsafe class BatchReclaimTests : IDisposable
         // Batches of 32 adjacent pages: one run each, not one invalidation per page.
         Assert.True(starts.Count * 16 <= freed, $"{starts.Count} invalidations for {freed} pages");
         Assert.True(starts.Max(r => r.Pages) > 1);
-        Assert.True(starts.All(r => r.Pages <= (ulong)HostAddressSpace.MaxRunPages));
+        Assert.True(starts.All(r => r.Pages <= (ulong)HostAddressSpace.MaxBatchPages));
         // The EPT MMU zapped each run once, shooting its holder down at most once per run.
         _output.WriteLine($"flushes posted to the vCPU: {_vcpu.PostedGeneration - postedBefore}");
         Assert.True(_vcpu.PostedGeneration - postedBefore <= starts.Count);

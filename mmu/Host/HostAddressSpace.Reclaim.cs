@@ -47,7 +47,7 @@ public sealed partial class HostAddressSpace
     /// waits and how long the MMU lock is held for the zaps. Where the size comes from:
     /// bench/RESULTS.md "Page-out with the guest running: batches of pages".
     /// </summary>
-    internal const int MaxBatchPages = 128;
+    internal const int MaxBatchPages = 64;
 
     /// <summary>
     /// Reclaim a batch of locked, referenced frames this space maps at the given pages

@@ -119,6 +119,34 @@ public sealed unsafe class BatchReclaimTests : IDisposable
     }
 
     /// <summary>
+    /// Pages touched in scattered order (every 7th page, so no two are near): reclaim
+    /// still unmaps each pass with one invalidation that lists its pages, zaps only
+    /// those (the pages between keep their EPT entries) and shoots the vCPU down once.
+    /// </summary>
+    [Fact]
+    public void Reclaim_ScatteredPages_OneInvalidationPerBatchListingItsPages()
+    {
+        var scattered = Enumerable.Range(0, 32).Select(i => i * 7).ToArray();
+        foreach (int p in scattered) WriteThroughMmu(p);
+        foreach (int p in Enumerable.Range(0, 224).Where(p => p % 7 != 0)) WriteThroughMmu(p);   // younger: reclaimed later
+        long postedBefore = _vcpu.PostedGeneration;
+
+        int freed = _host.ReclaimNow(32, ignoreAccessed: true);
+
+        var starts = _recorder.ReclaimStarts();
+        _output.WriteLine($"freed {freed}; {string.Join(", ", starts)}");
+        Assert.True(freed >= 32, $"freed {freed}");
+        var first = starts[0];
+        Assert.NotNull(first.BatchPages);
+        Assert.Equal(scattered.Select(p => _ram.Add((ulong)p * Page.Size).PageNumber), first.BatchPages!);
+        Assert.True(_vcpu.PostedGeneration - postedBefore <= starts.Count, "one shootdown per batch at most");
+        foreach (int p in scattered) Assert.False(Maps(p, out _), $"page {p} still in the EPT");
+        Assert.True(Maps(1, out _) && Maps(8, out _), "pages between the listed ones keep their entries");
+        foreach (int p in scattered) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
+        AssertClean();
+    }
+
+    /// <summary>
     /// A fault on an untouched page between reclaimed ones: get_user_pages zero-fills it,
     /// then (paused there) a reclaim batch unmaps its neighbours with one invalidation
     /// whose span covers the faulting page. The fault's re-check sees the moved sequence,

@@ -13,7 +13,16 @@ namespace ToyVmm.Bench.Host;
 internal sealed class PageOutTimeTap(IMmuEventSink inner) : IMmuEventSink
 {
     private int _thread = -1;
+    private long _lastCpuNs;
     public long InvalidateTicks, SwapWriteTicks, Invalidations, SwapWrites;
+
+    /// <summary>
+    /// Thread-CPU ns between one event and the next on the watched thread, charged to the later
+    /// event's step: [0] up to a shootdown's end (taking pages, zap, shootdown and its waits),
+    /// [1] up to the invalidation's end (unmap, swap slots), [2] up to a swap write's end
+    /// (checksum, pwritev), [3] up to the batch's end (unlock, free).
+    /// </summary>
+    public readonly long[] CpuNsByStep = new long[4];
     public readonly long[] ShootdownTicks = new long[4];
     public readonly long[] Shootdowns = new long[4];
 
@@ -24,6 +33,15 @@ internal sealed class PageOutTimeTap(IMmuEventSink inner) : IMmuEventSink
         InvalidateTicks = SwapWriteTicks = Invalidations = SwapWrites = 0;
         Array.Clear(ShootdownTicks);
         Array.Clear(Shootdowns);
+        Array.Clear(CpuNsByStep);
+        _lastCpuNs = HostLatencyProbe.ThreadCpuNs();
+    }
+
+    private void Charge(int step)
+    {
+        long now = HostLatencyProbe.ThreadCpuNs();
+        CpuNsByStep[step] += now - _lastCpuNs;
+        _lastCpuNs = now;
     }
 
     private bool Mine => Environment.CurrentManagedThreadId == _thread;
@@ -33,21 +51,25 @@ internal sealed class PageOutTimeTap(IMmuEventSink inner) : IMmuEventSink
 
     public void InvalidateCompleted(InvalidateCause cause, ulong firstPage, ulong pages, long startTicks, long endTicks)
     {
-        if (Mine) { InvalidateTicks += endTicks - startTicks; Invalidations++; }
+        if (Mine) { InvalidateTicks += endTicks - startTicks; Invalidations++; Charge(1); }
         inner.InvalidateCompleted(cause, firstPage, pages, startTicks, endTicks);
     }
 
     public void ShootdownCompleted(int vcpu, ShootdownStep step, long startTicks, long endTicks)
     {
-        if (Mine) { ShootdownTicks[(int)step] += endTicks - startTicks; Shootdowns[(int)step]++; }
+        if (Mine) { ShootdownTicks[(int)step] += endTicks - startTicks; Shootdowns[(int)step]++; Charge(0); }
         inner.ShootdownCompleted(vcpu, step, startTicks, endTicks);
     }
 
-    public void PageOutBatch(long pages, long startTicks, long endTicks) => inner.PageOutBatch(pages, startTicks, endTicks);
+    public void PageOutBatch(long pages, long startTicks, long endTicks)
+    {
+        if (Mine) Charge(3);
+        inner.PageOutBatch(pages, startTicks, endTicks);
+    }
 
     public void SwapWritten(uint firstSlot, int pages, long startTicks, long endTicks)
     {
-        if (Mine) { SwapWriteTicks += endTicks - startTicks; SwapWrites++; }
+        if (Mine) { SwapWriteTicks += endTicks - startTicks; SwapWrites++; Charge(2); }
         inner.SwapWritten(firstSlot, pages, startTicks, endTicks);
     }
 

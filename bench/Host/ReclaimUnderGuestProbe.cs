@@ -79,6 +79,7 @@ public static unsafe class ReclaimUnderGuestProbe
         if (scattered) new Random(13).Shuffle(order);
         double sumWall = 0, sumCpu = 0, sumQueue = 0, sumInv = 0, sumSwap = 0;
         var sumShoot = new double[4];
+        var sumCpuStep = new double[4];
         long[] shootCount = new long[4];
         long invCount = 0;
         for (int r = 0; r < Rounds; r++)
@@ -98,7 +99,11 @@ public static unsafe class ReclaimUnderGuestProbe
             if (n <= 0) { Console.WriteLine($"{name}: round {r} did nothing"); continue; }
             sumWall += w / 1e6; sumCpu += c / 1e6; sumQueue += (s1.RunQueueNs - s0.RunQueueNs) / 1e6;
             sumInv += PageOutTimeTap.Ms(tap.InvalidateTicks); sumSwap += PageOutTimeTap.Ms(tap.SwapWriteTicks); invCount += tap.Invalidations;
-            for (int k = 0; k < 4; k++) { sumShoot[k] += PageOutTimeTap.Ms(tap.ShootdownTicks[k]); shootCount[k] += tap.Shootdowns[k]; }
+            for (int k = 0; k < 4; k++)
+            {
+                sumShoot[k] += PageOutTimeTap.Ms(tap.ShootdownTicks[k]); shootCount[k] += tap.Shootdowns[k];
+                sumCpuStep[k] += tap.CpuNsByStep[k] / 1e6;
+            }
             wall.Add(n / w * 1e9);
             cpu.Add(n / c * 1e9);
         }
@@ -115,6 +120,8 @@ public static unsafe class ReclaimUnderGuestProbe
         Console.WriteLine($"  wall {sumWall:F1} ms: on CPU {Pct(sumCpu)} | runnable, waiting for a CPU {Pct(sumQueue)} | blocked/sleeping {Pct(Math.Max(0, sumWall - sumCpu - sumQueue))}");
         Console.WriteLine($"  inside {invCount} invalidations {Pct(sumInv)} | swap writes {Pct(sumSwap)} | rest (locks, unmap, free, LRU) {Pct(Math.Max(0, sumWall - sumInv - sumSwap))}");
         Console.WriteLine($"  shootdown waits: never held {shootCount[0]} / {Pct(sumShoot[0])} | acknowledged {shootCount[1]} / {Pct(sumShoot[1])} | shot down {shootCount[2]} / {Pct(sumShoot[2])} | waited {shootCount[3]} / {Pct(sumShoot[3])}");
+        string Cpu(double ms) => $"{ms,7:F1} ms {100 * ms / sumCpu,5:F1}%";
+        Console.WriteLine($"  CPU by step: to each shootdown's end (take pages, zap, shootdown) {Cpu(sumCpuStep[0])} | to the invalidation's end (unmap, swap slots) {Cpu(sumCpuStep[1])} | swap writes {Cpu(sumCpuStep[2])} | to the batch's end (free) {Cpu(sumCpuStep[3])}");
         m.Host.Events = m.Measurements;
         if (m.Mmu is EptMmu e2) e2.Events = m.Measurements;
     }

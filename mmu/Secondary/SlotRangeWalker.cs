@@ -31,7 +31,11 @@ namespace ToyVmm.Mmu.Secondary;
 // so a batch of n pages is one lock hold, n zaps and one shootdown.
 
 /// <summary>What a notifier walk does to the guest frames of each slot it meets (KVM's handler and on_lock).</summary>
-/// <remarks>Implemented by structs and called through a constrained generic, so a walk allocates nothing.</remarks>
+/// <remarks>
+/// Implemented by structs and called through a constrained generic, so a walk allocates
+/// nothing (a batch walk: nothing below 512 pages, and a handler used for batches
+/// overrides <see cref="OnLockBatch"/>, since the default method would box it).
+/// </remarks>
 public interface IGfnRangeHandler
 {
     /// <summary>

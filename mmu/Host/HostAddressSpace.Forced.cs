@@ -18,8 +18,12 @@ public readonly record struct PageOutResult(long Written, long Dropped, long Ski
 
 public sealed partial class HostAddressSpace
 {
-    /// <summary>Pages of a PageOut range looked at per batch (its resident pages are one invalidation).</summary>
-    private const int PageOutChunk = MaxBatchPages;
+    /// <summary>
+    /// Most pages of a PageOut range one batch looks through under one hold of the lock
+    /// (128 MiB; absent page-table leaves are skipped whole): a sparse range still fills
+    /// its batches, yet the scan under the lock stays bounded.
+    /// </summary>
+    private const ulong PageOutScanPages = MaxBatchPages * 512;
 
     /// <summary>
     /// Drop the range's pages (MADV_DONTNEED): present pages are freed, swap
@@ -115,13 +119,11 @@ public sealed partial class HostAddressSpace
     {
         var (s, e) = CheckRange(start, bytes);
         var total = new PageOutResult();
-        var batch = new List<uint>(PageOutChunk);
-        var vpns = new List<ulong>(PageOutChunk);
-        for (ulong cs = s; cs < e; cs += PageOutChunk)
-        {
-            ulong ce = Math.Min(e, cs + PageOutChunk);
-            total += PageOutBatchOnce(cs, ce, [], batch, vpns, start, bytes);
-        }
+        var batch = new List<uint>(MaxBatchPages);
+        var vpns = new List<ulong>(MaxBatchPages);
+        // Each batch takes up to MaxBatchPages resident pages from where the last one stopped.
+        for (ulong cs = s; cs < e;)
+            total += PageOutBatchOnce(ref cs, e, [], batch, vpns, start, bytes);
         return total;
     }
 
@@ -149,17 +151,20 @@ public sealed partial class HostAddressSpace
         for (int i = 0; i < distinct; i += MaxBatchPages)
         {
             var listed = sorted.AsSpan(i, Math.Min(MaxBatchPages, distinct - i));
-            total += PageOutBatchOnce(listed[0], listed[^1] + 1, listed, batch, vpns, Hva.FromPageNumber(listed[0]), Page.Size);
+            ulong from = listed[0];
+            total += PageOutBatchOnce(ref from, listed[^1] + 1, listed, batch, vpns, Hva.FromPageNumber(listed[0]), Page.Size);
         }
         return total;
     }
 
     /// <summary>
-    /// One page-out batch: the resident pages of [s, e) (or, when <paramref name="listed"/>
-    /// is not empty, of those pages only) are page-locked, unmapped inside one invalidation
-    /// that lists them, then written and freed together.
+    /// One page-out batch: up to <see cref="MaxBatchPages"/> resident pages of [s, e) from
+    /// <paramref name="s"/> on, looking through at most <see cref="PageOutScanPages"/> pages
+    /// (or, when <paramref name="listed"/> is not empty, those pages only), are page-locked,
+    /// unmapped inside one invalidation that lists them, then written and freed together.
+    /// Moves <paramref name="s"/> past the pages it looked at.
     /// </summary>
-    private PageOutResult PageOutBatchOnce(ulong s, ulong e, ReadOnlySpan<ulong> listed, List<uint> batch, List<ulong> vpns, Hva start, ulong bytes)
+    private PageOutResult PageOutBatchOnce(ref ulong s, ulong e, ReadOnlySpan<ulong> listed, List<uint> batch, List<ulong> vpns, Hva start, ulong bytes)
     {
         long skipped = 0;
         long started = Stopwatch.GetTimestamp();
@@ -171,8 +176,11 @@ public sealed partial class HostAddressSpace
             if (_disposed) throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, +0x{bytes:x}) is not wholly mapped");
             if (listed.IsEmpty)
             {
-                if (!CoveredLocked(s, e)) throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, +0x{bytes:x}) is not wholly mapped");
-                for (ulong vpn = s; _pt.NextUsed(ref vpn, e); vpn++) skipped += TakeForPageOutLocked(vpn, batch, vpns);
+                ulong window = Math.Min(e, s + PageOutScanPages);
+                if (!CoveredLocked(s, window)) throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, +0x{bytes:x}) is not wholly mapped");
+                ulong vpn = s;
+                for (; batch.Count < MaxBatchPages && _pt.NextUsed(ref vpn, window); vpn++) skipped += TakeForPageOutLocked(vpn, batch, vpns);
+                s = batch.Count == MaxBatchPages ? vpn : window;
             }
             else
             {
@@ -182,6 +190,7 @@ public sealed partial class HostAddressSpace
                         throw new ArgumentOutOfRangeException(nameof(start), $"page {Hva.FromPageNumber(vpn)} is not mapped");
                     skipped += TakeForPageOutLocked(vpn, batch, vpns);
                 }
+                s = e;
             }
             if (batch.Count > 0)
             {

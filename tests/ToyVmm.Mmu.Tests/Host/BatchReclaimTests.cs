@@ -147,6 +147,41 @@ public sealed unsafe class BatchReclaimTests : IDisposable
     }
 
     /// <summary>
+    /// PAGEOUT of a sparse range (a resident page every 8 pages over all 256): its batches
+    /// take resident pages, not ranges of 64 pages, so the 32 pages go out in one
+    /// invalidation listing them, and the pages between keep their entries.
+    /// </summary>
+    [Fact]
+    public void PageOut_SparseRange_OneInvalidationListingTheResidentPages()
+    {
+        for (int p = 0; p < RamPages; p += 8) WriteThroughMmu(p);
+        long before = _host.Stats.Invalidations;
+
+        var r = _mm.PageOut(_ram, RamPages * Page.Size);
+
+        Assert.Equal(RamPages / 8, r.PagedOut);
+        Assert.Equal(1, _host.Stats.Invalidations - before);
+        Assert.Equal(Enumerable.Range(0, RamPages / 8).Select(i => _ram.Add((ulong)i * 8 * Page.Size).PageNumber), _mm.LastInvalidation.BatchPages!);
+        for (int p = 0; p < RamPages; p += 8) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
+        AssertClean();
+    }
+
+    /// <summary>PAGEOUT of more resident pages than a batch holds: batches of at most MaxBatchPages, every page out, data kept.</summary>
+    [Fact]
+    public void PageOut_MoreThanABatch_BoundedBatchesAllPagesOut()
+    {
+        for (int p = 0; p < 200; p++) WriteThroughMmu(p);
+        long before = _host.Stats.Invalidations;
+
+        var r = _mm.PageOut(_ram, RamPages * Page.Size);
+
+        Assert.Equal(200, r.PagedOut);
+        Assert.Equal((200 + HostAddressSpace.MaxBatchPages - 1) / HostAddressSpace.MaxBatchPages, _host.Stats.Invalidations - before);
+        for (int p = 0; p < 200; p++) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
+        AssertClean();
+    }
+
+    /// <summary>
     /// A fault on an untouched page between reclaimed ones: get_user_pages zero-fills it,
     /// then (paused there) a reclaim batch unmaps its neighbours with one invalidation
     /// whose span covers the faulting page. The fault's re-check sees the moved sequence,

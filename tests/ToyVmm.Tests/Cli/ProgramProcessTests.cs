@@ -277,7 +277,7 @@ public class ProgramProcessTests : IDisposable
         // Other processes write to the same filesystem meanwhile: within 2 GiB of the
         // threshold the VMM's own reading may fall on either side, so either answer is right.
         bool nearThreshold = Math.Abs(free - (63L << 30)) < (2L << 30);
-        if (64UL << 30 > canHold || (nearThreshold && stderr != ""))
+        if (nearThreshold ? stderr != "" : 64UL << 30 > canHold)
         {
             var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.Single(lines);

@@ -13,7 +13,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <code>
 ///   push rbx, rbp, r12-r15; pushfq              ; what the host ABI needs back
 ///   mov rax, &amp;state; mov [rax+HostRsp], rsp
-///   fxsave64 [rax+HostFx]; fxrstor64 [rax+GuestFx]  ; the x87/MMX registers, FCW, FSW, FTW
+///   fxsave64 [rax+HostFx]; stmxcsr [rax+HostMxcsr]; fxrstor64 [rax+GuestFx]  ; the x87/MMX registers, FCW, FSW, FTW
 ///   movdqu xmm0-15, [rax+Xmm]
 ///   push [rax+Rflags]; popfq                    ; only CF PF AF ZF SF DF OF are ever set
 ///   mov rsp, [rax+Rsp]; mov rcx..r15, [rax+...]; mov rax, [rax]
@@ -104,10 +104,10 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
         a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, HostRspOffset), Register.RSP));
         a.AddInstruction(Instruction.Create(Code.Fxsave64_m512byte, new MemoryOperand(Register.RAX, HostFxOffset)));
+        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));   // before fxrstor loads the case's
         a.AddInstruction(Instruction.Create(Code.Fxrstor64_m512byte, new MemoryOperand(Register.RAX, GuestFxOffset)));
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmm_xmmm128, Register.XMM0 + i, new MemoryOperand(Register.RAX, XmmOffset + 16 * i)));
-        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Push_rm64, new MemoryOperand(Register.RAX, RflagsOffset)));
         a.AddInstruction(Instruction.Create(Code.Popfq));

@@ -332,7 +332,11 @@ internal static unsafe partial class Sse
             st[i * 2 + 1] = (ushort)Mem.Read<S16>(s, ea + 40 + (ulong)i * 16);
         }
         s->Fcw = (ushort)Mem.Read<S16>(s, ea);
-        s->Fsw = (ushort)Mem.Read<S16>(s, ea + 2);
+        // ES (bit 7) and B (bit 15) are not loaded but derived: set when an exception flag is set
+        // whose mask is clear (what the host's fxrstor does; MMX's #MF check reads the same).
+        ushort fsw = (ushort)Mem.Read<S16>(s, ea + 2);
+        bool pending = (fsw & ~s->Fcw & 0x3F) != 0;
+        s->Fsw = (ushort)((fsw & 0x7F7F) | (pending ? 0x8080 : 0));
         s->Ftw = (byte)Mem.Read<S8>(s, ea + 4);
         int top = (s->Fsw >> 11) & 7;
         for (int i = 0; i < 8; i++)

@@ -154,5 +154,17 @@ public static partial class Catalog
             a.AddInstruction(Instruction.Create(Code.Fxsave64_m512byte, m.Operand()));
             a.AddInstruction(ClearMxcsrMask(p.Mem, 0));
         }, p.Mem.Aligned(16), OperandRef.Memory, c => { if (c.EffectiveOffset > 0x2000 - 512) c.State.Gpr[CaseContext.GprIndex(p.Mem.Base)] -= 0x400; })).ToList()));
+        // fxrstor derives FSW.ES and B from the exception flags and masks; every flag stays masked
+        // or the next case would start with an exception pending.
+        forms.Add(Mmx("fxrstor m512 (FSW.ES/B not matching the flags); fxsave m512", new[] { 0x0081, 0x8000, 0x0080, 0x00BF, 0x8001 }.Select(fsw => new Variant(a =>
+        {
+            var p = MemPairs(64)[0];
+            var m = p.Mem.Aligned(16);
+            a.AddInstruction(Instruction.Create(Code.Mov_rm32_imm32, new MemoryOperand(p.Mem.Base, p.Mem.Index, p.Mem.Scale, p.Mem.Disp, 8), fsw << 16 | 0x037F));
+            a.AddInstruction(Instruction.Create(Code.Mov_rm32_imm32, new MemoryOperand(p.Mem.Base, p.Mem.Index, p.Mem.Scale, p.Mem.Disp + 24, 8), 0x1F80));
+            a.AddInstruction(Instruction.Create(Code.Fxrstor64_m512byte, m.Operand()));
+            a.AddInstruction(Instruction.Create(Code.Fxsave64_m512byte, m.Operand()));
+            a.AddInstruction(ClearMxcsrMask(p.Mem, 0));
+        }, MemPairs(64)[0].Mem.Aligned(16), OperandRef.Memory, c => { if (c.EffectiveOffset > 0x2000 - 512) c.State.Gpr[CaseContext.GprIndex(MemPairs(64)[0].Mem.Base)] -= 0x400; })).ToList()));
     }
 }

@@ -30,6 +30,15 @@ public interface IVcpuTlb
     /// </summary>
     bool IsQuiescent { get; }
 
+    /// <summary>
+    /// A counter that moves while the vCPU executes guest instructions (instructions
+    /// retired, counted at block boundaries), or -1 when the TLB cannot tell. An
+    /// invalidator that sees it stand still has no acknowledgement to wait for: the
+    /// vCPU is not running (the host has descheduled it, or it is stuck in a long
+    /// access), so spinning for it only takes the core it needs.
+    /// </summary>
+    long Progress => -1;
+
     /// <summary>For the invariant checker: does a live TLB entry map <paramref name="gfn"/> to <paramref name="hostPage"/>?</summary>
     bool Maps(ulong gfn, nint hostPage);
 }

@@ -24,6 +24,7 @@ public sealed unsafe partial class Vcpu
         for (int i = 0; i < JumpSize; i++) { _s->Jump[i].Tag = TlbEntry.Invalid; _s->Jump[i].Block = null; }
         // After the entries: a filter bit is never seen cleared while its entry is live.
         for (int w = 0; w < FilterWords; w++) Volatile.Write(ref _s->Held[w], 0);
+        ClearIndex();
     }
 
     /// <summary>invlpg: drops the entries of one page (and all cached block lookups, which are cheap to rebuild).</summary>
@@ -100,12 +101,14 @@ public sealed unsafe partial class Vcpu
         {
             byte* page = HostPage(gpa & Mem.PageMask, kind, va);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);
-            TlbEntry* e = (kind == AccessKind.Write ? _s->TlbWrite : _s->TlbRead) + ((va >> 12) & Mem.TlbMask);
+            int slot = (kind == AccessKind.Write ? Mem.TlbSize : 0) + (int)((va >> 12) & Mem.TlbMask);
+            TlbEntry* e = EntryOf(slot);
             // The tag last: an invalidator scanning from outside never pairs it with another page's fields.
             e->Addend = (long)page - (long)(va & Mem.PageMask);
             e->Gpa = gpa & Mem.PageMask;
             e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
             Volatile.Write(ref e->Tag, (va & Mem.PageMask) | _s->TlbCplBit);
+            IndexFill(slot, e->Gpa >> 12);
             Interlocked.MemoryBarrier();       // the entry before the requests (TlbShootdown.cs)
             if (!Link.HasRequests) return page + (va & 0xFFF);
             ServiceRequests();                 // a shootdown raced with the fill: drop it and translate again

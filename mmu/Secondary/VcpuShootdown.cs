@@ -103,8 +103,10 @@ public static class VcpuShootdown
             for (int i = 0; i < vcpus.Length; i++)
             {
                 if (tickets[i] < 0) continue;
+                // Still posted and no block retired: not running. A vCPU that has taken the
+                // request (HasRequests clear) is acknowledging right now.
                 long p = ProgressOf(vcpus[i]);
-                if (p < 0 || p != progress[i]) allStalled = false;
+                if (p < 0 || p != progress[i] || !vcpus[i].HasRequests) allStalled = false;
                 progress[i] = p;
             }
             if (allStalled) break;

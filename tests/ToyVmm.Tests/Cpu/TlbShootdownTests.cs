@@ -123,6 +123,115 @@ public sealed unsafe class TlbShootdownTests
         }
     }
 
+    /// <summary>Take a flush of [<paramref name="first"/>, <paramref name="last"/>] at a block boundary (the next guest entry).</summary>
+    private static void FlushAtEntry(CpuFixture f, Vcpu cpu, ulong first, ulong last)
+    {
+        Assert.Equal(-1, cpu.Link.RequestFlush(first, last));   // halted: taken on the next entry
+        cpu.Rip = CpuFixture.CodeBase + 0x800;
+        f.Write(cpu.Rip, CpuFixture.Assemble(a => a.hlt(), cpu.Rip));
+        Assert.Equal(VcpuExitKind.Halted, cpu.Run().Kind);
+        Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.FlushedGeneration);
+    }
+
+    private const ulong BucketApart = 8192;   // guest frames that share a filter bit and an index list
+
+    [Fact]
+    public void FlushRequest_ForOnePage_DropsItsReadAndWriteEntries_AndKeepsABucketNeighbour()
+    {
+        using var f = new CpuFixture(48 << 20);
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);                 // read entry of the page
+            a.mov(__qword_ptr[rbx], rax);                 // write entry of the page
+            a.mov(__qword_ptr[rbx + 0x1000], rax);        // the next page
+            a.mov(rcx, CpuFixture.DataBase + (BucketApart << 12));
+            a.mov(rax, __qword_ptr[rcx]);                 // same list, same read slot: evicts the first read entry
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        nint page = HostPage(f, CpuFixture.DataBase), next = HostPage(f, CpuFixture.DataBase + 0x1000);
+        nint far = HostPage(f, CpuFixture.DataBase + (BucketApart << 12));
+        Assert.True(cpu.Maps(DataGfn, page));
+        Assert.True(cpu.Maps(DataGfn + BucketApart, far));
+        FlushAtEntry(f, cpu, DataGfn, DataGfn);
+        Assert.False(cpu.Maps(DataGfn, page));
+        Assert.True(cpu.Maps(DataGfn + BucketApart, far));
+        Assert.True(cpu.Maps(DataGfn + 1, next));
+        Assert.True(cpu.MayHold(DataGfn + BucketApart, DataGfn + BucketApart));   // its entry is live: the shared bit stays
+        FlushAtEntry(f, cpu, DataGfn + BucketApart, DataGfn + BucketApart);
+        Assert.False(cpu.Maps(DataGfn + BucketApart, far));
+        Assert.False(cpu.MayHold(DataGfn, DataGfn));
+        Assert.True(cpu.MayHold(DataGfn + 1, DataGfn + 1));
+    }
+
+    [Fact]
+    public void FlushRequest_AfterManyPointersTaken_RebuildsTheFilter_AndForgetsEvictedPages()
+    {
+        using var f = new CpuFixture(48 << 20);
+        const int Many = 300;
+        var (exit, cpu) = f.Run(a =>
+        {
+            var loop = a.CreateLabel();
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.mov(rax, __qword_ptr[rbx + (Mem.TlbSize << 12)]);   // same read slot: the first entry is evicted, its bit stays
+            a.mov(rsi, CpuFixture.DataBase + (2 * Mem.TlbSize + 1 << 12));
+            a.mov(ecx, Many);
+            a.Label(ref loop);
+            a.mov(rax, __qword_ptr[rsi]);
+            a.add(rsi, 0x1000);
+            a.dec(ecx);
+            a.jnz(loop);
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        const ulong Other = DataGfn + 5;   // never touched
+        Assert.False(cpu.Maps(DataGfn, HostPage(f, CpuFixture.DataBase)));
+        Assert.True(cpu.MayHold(DataGfn, DataGfn));   // conservative until the filter is rebuilt
+        FlushAtEntry(f, cpu, Other, Other);
+        Assert.False(cpu.MayHold(DataGfn, DataGfn));
+        Assert.True(cpu.MayHold(DataGfn + Mem.TlbSize, DataGfn + Mem.TlbSize));
+        Assert.True(cpu.MayHold(DataGfn + 2 * Mem.TlbSize + 1, DataGfn + 2 * Mem.TlbSize + 1));
+    }
+
+    [Fact]
+    public void FlushRequest_FewPointersTaken_DropsByFrame_AndLeavesAnEvictedPagesBitSet()
+    {
+        using var f = new CpuFixture(48 << 20);
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.mov(rax, __qword_ptr[rbx + (Mem.TlbSize << 12)]);   // evicts the first entry
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        FlushAtEntry(f, cpu, DataGfn + Mem.TlbSize, DataGfn + Mem.TlbSize);
+        Assert.False(cpu.Maps(DataGfn + Mem.TlbSize, HostPage(f, CpuFixture.DataBase + (Mem.TlbSize << 12))));
+        Assert.False(cpu.MayHold(DataGfn + Mem.TlbSize, DataGfn + Mem.TlbSize));
+        Assert.True(cpu.MayHold(DataGfn, DataGfn));   // stale but safe: only a rebuild or a whole flush clears it
+    }
+
+    [Fact]
+    public void Progress_MovesWhileTheVcpuRetiresBlocks()
+    {
+        using var f = new CpuFixture();
+        var cpu = f.NewVcpu();
+        long before = cpu.Progress;
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var l = a.CreateLabel();
+            a.mov(ecx, 100);
+            a.Label(ref l);
+            a.dec(ecx);
+            a.jnz(l);
+            a.hlt();
+        }));
+        Assert.Equal(VcpuExitKind.Halted, cpu.Run().Kind);
+        Assert.True(cpu.Progress > before);
+    }
+
     [Fact]
     public void IsQuiescent_RegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
     {

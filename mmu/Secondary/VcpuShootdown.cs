@@ -40,8 +40,9 @@ public static class VcpuShootdown
     ///      progress counter moves (all descheduled);
     ///   3. its entries are shot down from here, then a process-wide barrier
     ///      (membarrier: the IPI of a real TLB shootdown) shows it executing an
-    ///      instruction that touches no guest memory: its next access reads the
-    ///      cleared TLB. This is what a vCPU the host has descheduled answers;
+    ///      instruction that touches no guest memory, or a plain access to a page
+    ///      outside the range: its next access to the range reads the cleared TLB.
+    ///      This is what a vCPU the host has descheduled answers;
     ///   4. otherwise it acknowledges (spin, then block until it does; block at
     ///      once when step 2 found every pending vCPU stalled).
     /// </code>
@@ -131,7 +132,7 @@ public static class VcpuShootdown
                 if (tlb is null) continue;
                 try
                 {
-                    if (tlb.IsQuiescent)
+                    if (tlb.IsQuiescentFor(firstGfn, lastGfn))
                     {
                         vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; counts.ShotDown++;
                         events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.ShotDown, posted, Stopwatch.GetTimestamp());

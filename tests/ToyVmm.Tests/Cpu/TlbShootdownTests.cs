@@ -232,6 +232,126 @@ public sealed unsafe class TlbShootdownTests
         Assert.True(cpu.Progress > before);
     }
 
+    /// <summary>A vCPU that read page A (DataGfn) and wrote page A + 1, then halted; its block and the block's ops.</summary>
+    private static (CpuFixture f, Vcpu cpu, nint block) RanMovsThenPush()
+    {
+        var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);              // op 0: quiet
+            a.mov(rax, __qword_ptr[rbx]);                 // op 1: plain load of page A
+            a.mov(__qword_ptr[rbx + 0x1000], rax);        // op 2: plain store to page A + 1
+            a.push(rax);                                  // op 3: a stack access
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+        Assert.True(b != null);
+        return (f, cpu, (nint)b);
+    }
+
+    /// <summary>Leave the vCPU as if the host had descheduled it at op <paramref name="op"/> of <paramref name="block"/> after it published <paramref name="accessVa"/>.</summary>
+    private static void Park(Vcpu cpu, nint block, int op, ulong accessVa)
+    {
+        CpuState* s = cpu.State;
+        s->CurBlock = (Block*)block;
+        s->CurOp = Block.OpsOf((Block*)block) + op;
+        s->AccessVa = accessVa;
+    }
+
+    private static void Unpark(Vcpu cpu) { cpu.State->CurOp = null; cpu.State->CurBlock = null; }
+
+    [Fact]
+    public void IsQuiescentFor_VcpuParkedInAPlainMovOfPageA_IsDoneForOtherPages_ButNotForPageA()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            Park(cpu, b, 1, CpuFixture.DataBase);
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            Assert.True(cpu.IsQuiescentFor(A + 1, A + 1));
+            Assert.True(cpu.IsQuiescentFor(A + 5, A + 9));
+            cpu.ShootDown(A, A);                          // cleared from outside: the entry keeps its frame
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);
+            Assert.False(cpu.IsQuiescentFor(A + 1, A + 1));
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_SlowPathStackOpOrNoBlock_IsNotDone_AndAQuietOpIs()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            Park(cpu, b, 1, Vcpu.AccessUnknown);          // inside a slow path: two pages, or a fill
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+            Park(cpu, b, 3, CpuFixture.DataBase);         // push: not a plain mov
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+            Park(cpu, b, 0, CpuFixture.DataBase);         // quiet: done whatever it published
+            Assert.True(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            Unpark(cpu);
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+        }
+    }
+
+    [Fact]
+    public void MemAccess_HitPublishesItsAddress_AndASlowPathPublishesUnknown()
+    {
+        using var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);         // miss: the slow path fills the entry
+            a.mov(rax, __qword_ptr[rbx + 8]);     // hit
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(CpuFixture.DataBase + 8, cpu.State->AccessVa);
+        using var f2 = new CpuFixture();
+        var (exit2, cpu2) = f2.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase + 0x3000);
+            a.mov(__qword_ptr[rbx], rax);         // miss
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit2.Kind);
+        Assert.Equal(Vcpu.AccessUnknown, cpu2.State->AccessVa);
+    }
+
+    [Fact]
+    public void FlushLocked_VcpuParkedInsideAnAccessToPageA_IsShotDownForPageB_AndWaitedForOnPageA()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            VcpuLink[] vcpus = [cpu.Link];
+            cpu.Link.EnterGuest();                        // in guest mode, descheduled inside op 1's load of page A
+            Park(cpu, b, 1, CpuFixture.DataBase);
+            var counts = new ShootdownCounts();
+            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, A + 1, A + 1);
+            Assert.Equal(1, counts.ShotDown);
+            Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
+            Assert.False(cpu.Maps(A + 1, HostPage(f, CpuFixture.DataBase + 0x1000)));
+            var onA = new ShootdownCounts();
+            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref onA, ulong.MaxValue, A, A));
+            flush.Start();
+            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still read through its pointer
+            Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
+            Unpark(cpu);
+            cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
+            cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+            cpu.Link.AcknowledgeFlush();
+            Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+            Assert.Equal(1, onA.Waited);
+            cpu.Link.ExitGuest();
+        }
+    }
+
     [Fact]
     public void IsQuiescent_RegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
     {

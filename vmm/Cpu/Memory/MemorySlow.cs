@@ -18,6 +18,9 @@ public sealed unsafe partial class Vcpu
         {
             _s->TlbRead[i].Tag = TlbEntry.Invalid;
             _s->TlbWrite[i].Tag = TlbEntry.Invalid;
+            // No frame either: IsQuiescentFor reads the frame of an entry whatever its tag.
+            _s->TlbRead[i].Gpa = TlbEntry.Invalid;
+            _s->TlbWrite[i].Gpa = TlbEntry.Invalid;
             _s->TlbWrite[i].Code = NoCode;
             _s->TlbRead[i].Code = NoCode;
         }
@@ -63,6 +66,7 @@ public sealed unsafe partial class Vcpu
     /// <summary>Host page behind a guest-physical page, via the secondary MMU (VM error when unbacked).</summary>
     internal byte* HostPage(ulong gpa, AccessKind kind, ulong va)
     {
+        _s->AccessVa = AccessUnknown;   // before any pointer is taken (TlbShootdown.cs)
         while (true)
         {
             var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
@@ -95,6 +99,7 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa)
     {
+        _s->AccessVa = AccessUnknown;   // the slow path may hold pointers to two pages (TlbShootdown.cs)
         if (_shadow is not null && (_s->Cr0 & Cr0Pg) != 0) return TranslateShadow(va, kind, out gpa);
         gpa = (_s->Cr0 & Cr0Pg) != 0 ? Walk(va, kind) : va;
         while (true)

@@ -89,6 +89,64 @@ public sealed unsafe partial class Vcpu : IVcpuTlb
         }
     }
 
+    /// <summary><c>AccessVa</c> of a slow path, which may hold pointers to two pages or none from the TLB.</summary>
+    internal const ulong AccessUnknown = ulong.MaxValue;
+
+    /// <summary>
+    /// Handlers whose only guest-memory accesses go through <see cref="Mem"/> (each
+    /// publishes its address before it probes the TLB) or its slow paths (which
+    /// publish <see cref="AccessUnknown"/>), one access, no pointer kept past it:
+    /// a vCPU parked in one of them holds at most the pointer of the published page.
+    /// A handler rebound by a peephole (fusion, dead flags) is not in the list.
+    /// </summary>
+    private static readonly nint[] NarrowHandlers =
+    [
+        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S16>,
+        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S64>,
+        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S16>,
+        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S64>,
+        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S16>,
+        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S64>,
+    ];
+
+    internal static bool IsNarrowHandler(nint handler) => Array.IndexOf(NarrowHandlers, handler) >= 0;
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Besides a quiet op: a vCPU at a plain mov (<see cref="NarrowHandlers"/>) is done
+    /// when neither TLB slot of its published address names a frame of the range.
+    /// Read after the barrier, <c>AccessVa</c> is either the address of an access that
+    /// published before the barrier (its pointer, if still live, came from one of those
+    /// two slots, whose frame only this vCPU's own fills change, and a fill publishes
+    /// <see cref="AccessUnknown"/> first), or older than an access that published after
+    /// it, which then probes the TLB after the barrier and finds the range cleared.
+    /// </remarks>
+    public bool IsQuiescentFor(ulong firstGfn, ulong lastGfn)
+    {
+        CpuState* s = _s;
+        if (s == null) return true;
+        Op* op = (Op*)Volatile.Read(ref *(nint*)&s->CurOp);
+        if (op == null) return false;
+        Block* b = (Block*)Volatile.Read(ref *(nint*)&s->CurBlock);
+        if (b == null) return false;
+        int seq = Volatile.Read(ref b->Seq);
+        long i = op - Block.OpsOf(b);
+        if ((ulong)i >= (ulong)Volatile.Read(ref b->NumOps)) return false;
+        bool quiet = i < 64 ? (Volatile.Read(ref b->Quiet0) >> (int)i & 1) != 0
+            : i < 128 && (Volatile.Read(ref b->Quiet1) >> (int)(i - 64) & 1) != 0;
+        if (!quiet)
+        {
+            if (!IsNarrowHandler(Volatile.Read(ref *(nint*)&op->H))) return false;
+            ulong va = Volatile.Read(ref s->AccessVa);
+            if (va == AccessUnknown) return false;
+            ulong slot = (va >> 12) & Mem.TlbMask, span = lastGfn - firstGfn;
+            if ((Volatile.Read(ref s->TlbRead[slot].Gpa) >> 12) - firstGfn <= span) return false;
+            if ((Volatile.Read(ref s->TlbWrite[slot].Gpa) >> 12) - firstGfn <= span) return false;
+        }
+        if (Volatile.Read(ref *(nint*)&s->CurOp) != (nint)op || Volatile.Read(ref *(nint*)&s->CurBlock) != (nint)b) return false;
+        return Volatile.Read(ref b->Seq) == seq;
+    }
+
     public bool Maps(ulong gfn, nint hostPage) =>
         _s != null && (MapsIn(_s->TlbRead, gfn, hostPage) || MapsIn(_s->TlbWrite, gfn, hostPage));
 

@@ -322,6 +322,51 @@ public sealed unsafe class TlbShootdownTests
         Assert.Equal(Vcpu.AccessUnknown, cpu2.State->AccessVa);
     }
 
+    public static TheoryData<string> PlainMovForms() =>
+        ["mov rax, m", "mov eax, m", "mov ax, m", "mov al, m", "mov m, rax", "mov m, eax", "mov m, ax", "mov m, al", "mov m, imm32", "mov m, imm8"];
+
+    private static void EmitPlainMov(Assembler a, string form, AssemblerRegister64 b, int disp)
+    {
+        switch (form)
+        {
+            case "mov rax, m": a.mov(rax, __qword_ptr[b + disp]); break;
+            case "mov eax, m": a.mov(eax, __dword_ptr[b + disp]); break;
+            case "mov ax, m": a.mov(ax, __word_ptr[b + disp]); break;
+            case "mov al, m": a.mov(al, __byte_ptr[b + disp]); break;
+            case "mov m, rax": a.mov(__qword_ptr[b + disp], rax); break;
+            case "mov m, eax": a.mov(__dword_ptr[b + disp], eax); break;
+            case "mov m, ax": a.mov(__word_ptr[b + disp], ax); break;
+            case "mov m, al": a.mov(__byte_ptr[b + disp], al); break;
+            case "mov m, imm32": a.mov(__dword_ptr[b + disp], 7); break;
+            case "mov m, imm8": a.mov(__byte_ptr[b + disp], 7); break;
+            default: throw new ArgumentException(form);
+        }
+    }
+
+    /// <summary>
+    /// The narrow answer trusts what a plain mov publishes: each form the decoder binds to a
+    /// handler in the narrow list must publish the address it accesses (a handler that probed
+    /// the TLB without publishing would make IsQuiescentFor unsound).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PlainMovForms))]
+    public void PlainMov_BoundToANarrowHandler_PublishesItsAddress(string form)
+    {
+        using var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            EmitPlainMov(a, form, rbx, 0);        // miss: fills the entry
+            EmitPlainMov(a, form, rbx, 0x10);     // hit
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(CpuFixture.DataBase + 0x10, cpu.State->AccessVa);
+        Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+        Assert.True(b != null);
+        Assert.True(Vcpu.IsNarrowHandler((nint)Block.OpsOf(b)[2].H), form);
+    }
+
     [Fact]
     public void FlushLocked_VcpuParkedInsideAnAccessToPageA_IsShotDownForPageB_AndWaitedForOnPageA()
     {

@@ -23,6 +23,13 @@ namespace ToyVmm.Cpu;
 // the entries and run a process-wide barrier, a vCPU seen at a quiet op either
 // was there at the barrier (holding no pointer) or got there later, after every
 // access it made before had completed: its next access reads the cleared TLB.
+//
+// A narrower answer (IsQuiescentFor): every access through Mem stores its address
+// in AccessVa before it probes the TLB, slow paths store AccessUnknown before they
+// take a pointer. A vCPU seen at a plain mov (NarrowHandlers) whose published
+// address has neither TLB slot naming a frame of the range holds no pointer into
+// it (mmu/LOCKING.md "TLB shootdown" gives the argument). A remote ShootDown clears
+// the tag only, so a slot keeps naming the frame it mapped.
 public sealed unsafe partial class Vcpu : IVcpuTlb
 {
     internal const int FilterWords = 128;                 // 8192 bits, indexed by gfn mod 8192

@@ -37,6 +37,7 @@ internal unsafe struct CpuState
     public ulong BlockVa;                 // guest-virtual address of the executing block
     public Op* CurOp;                     // op being executed (null outside a block)
     public Block* CurBlock;
+    public ulong AccessVa;                // guest-virtual address of the access in flight, or AccessUnknown (TlbShootdown.cs)
     public long Retired;
     public int ExitReason;                // ExitReasons.*; checked at block boundaries
     public long ChainLimit;               // chained blocks (Exec.Chain) stop when Retired would reach this

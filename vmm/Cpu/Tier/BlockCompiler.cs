@@ -374,9 +374,14 @@ internal sealed unsafe partial class BlockCompiler
         }
     }
 
-    /// <summary>Registers back, then CurBlock, BlockVa and CurOp of the site (SetSite).</summary>
+    /// <summary>
+    /// Registers back, then CurBlock, BlockVa and CurOp of the site (SetSite). Compiled accesses
+    /// do not publish AccessVa, so AccessUnknown is published first: a vCPU seen at a plain mov
+    /// op here is never taken as done by IsQuiescentFor (TlbShootdown.cs) on a stale address.
+    /// </summary>
     private void SpillAtSite()
     {
+        StoreField(StateLayout.AccessVa, () => _il.Emit(OpCodes.Ldc_I8, unchecked((long)Vcpu.AccessUnknown)));
         for (int r = 0; r < 16; r++)
         {
             var l = _r[r];

@@ -19,6 +19,7 @@ internal static class StateLayout
     public static readonly int InstructionLimit = Off<CpuState>(nameof(CpuState.InstructionLimit));
     public static readonly int CurBlock = Off<CpuState>(nameof(CpuState.CurBlock));
     public static readonly int BlockVa = Off<CpuState>(nameof(CpuState.BlockVa));
+    public static readonly int AccessVa = Off<CpuState>(nameof(CpuState.AccessVa));
     public static readonly int ExitReason = Off<CpuState>(nameof(CpuState.ExitReason));
     public static readonly int TlbCplBit = Off<CpuState>(nameof(CpuState.TlbCplBit));
     public static readonly int TlbRead = Off<CpuState>(nameof(CpuState.TlbRead));

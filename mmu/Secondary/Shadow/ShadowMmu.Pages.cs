@@ -56,7 +56,7 @@ public sealed unsafe partial class ShadowMmu
             ZapPageLocked(victim);   // nothing if an earlier victim's zap took it as an orphan
         }
         _counts.PagesRecycled += before - _pagesLive;
-        FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+        FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
     }
 
     /// <summary>
@@ -75,7 +75,7 @@ public sealed unsafe partial class ShadowMmu
         {
             if (r.Direct)
             {
-                var old = _direct.ZapLocked(gfn);
+                var old = _gfnTable.ZapLocked(gfn);
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
                 NoteUnmappedLocked(gfn, null, 0, old.Frame, old.Vcpus);
                 if (old.IsPresent) DropMappingLocked(old.Frame);
@@ -83,7 +83,7 @@ public sealed unsafe partial class ShadowMmu
             foreach (var (page, index) in r.Leaves)
                 Interlocked.And(ref page.Leaf![index], ~EptEntry.Write);
         }
-        FlushLocked(ulong.MaxValue, gfn, gfn);
+        FlushVcpusLocked(ulong.MaxValue, gfn, gfn);
     }
 
     /// <summary>Link <paramref name="parent"/>'s entry <paramref name="index"/> to <paramref name="child"/>; true when an older link had to go (the caller flushes every TLB).</summary>
@@ -154,7 +154,7 @@ public sealed unsafe partial class ShadowMmu
         if (!_shadowed.TryGetValue(gfn, out var list)) return false;
         foreach (var page in list.ToArray()) ZapPageLocked(page);
         _shadowed.Remove(gfn);
-        FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+        FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         return true;
     }
 
@@ -181,7 +181,7 @@ public sealed unsafe partial class ShadowMmu
         {
             var victim = _roots.Where(r => r != root).MinBy(r => r.LastUsed)!;
             ZapPageLocked(victim);
-            FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+            FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         }
         return root;
     }
@@ -221,8 +221,8 @@ public sealed unsafe partial class ShadowMmu
                         }
                     }
                 }
-                if (links) FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
-                else if (holders != 0) FlushLocked(holders, lo, hi);
+                if (links) FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
+                else if (holders != 0) FlushVcpusLocked(holders, lo, hi);
             }
         }
         finally

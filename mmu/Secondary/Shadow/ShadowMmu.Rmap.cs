@@ -76,7 +76,7 @@ public sealed unsafe partial class ShadowMmu
         var frame = r.Frame;
         if (r.Direct)
         {
-            var old = _direct.ZapLocked(gfn);
+            var old = _gfnTable.ZapLocked(gfn);
             if (old.IsPresent)
             {
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
@@ -128,7 +128,7 @@ public sealed unsafe partial class ShadowMmu
             dirty = false;
             if (!_rmap.TryGetValue(gpa.PageNumber, out var r) || r.Count == 0) return false;
             frame = r.Frame;
-            if (r.Direct) dirty |= _direct.Lookup(gpa.PageNumber).IsDirty;
+            if (r.Direct) dirty |= _gfnTable.Lookup(gpa.PageNumber).IsDirty;
             foreach (var (page, index) in r.Leaves) dirty |= (Volatile.Read(ref page.Leaf![index]) & EptEntry.Dirty) != 0;
             return true;
         }

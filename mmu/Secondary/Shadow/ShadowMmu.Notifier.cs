@@ -31,7 +31,7 @@ public sealed unsafe partial class ShadowMmu
             }
         }
         else
-            foreach (ulong gfn in KeysIn(_rmap, firstGfn, lastGfn)) holders |= ZapGfnLocked(gfn);
+            foreach (ulong gfn in _rmap.KeysIn(firstGfn, lastGfn)) holders |= ZapGfnLocked(gfn);
         if (contentsChange && _shadowed.Count != 0)
         {
             bool any = false;
@@ -55,15 +55,15 @@ public sealed unsafe partial class ShadowMmu
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "the reverse map needs the MMU lock");
         ulong holders = 0;
-        foreach (ulong gfn in KeysIn(_rmap, firstGfn, lastGfn))
+        foreach (ulong gfn in _rmap.KeysIn(firstGfn, lastGfn))
         {
-            var r = _rmap[gfn];
+            if (!_rmap.TryGet(gfn, out var r)) continue;
             if (r.Direct)
             {
                 var e = _gfnTable.Lookup(gfn);
                 if (clear ? _gfnTable.TestAndClearAccessed(gfn) : e.IsAccessed) { young = true; holders |= e.Vcpus | EptEntry.Read; }
             }
-            foreach (var (page, index) in r.Leaves)
+            foreach (var (page, index) in r)
             {
                 ulong old = clear ? Interlocked.And(ref page.Leaf![index], ~EptEntry.Accessed) : Volatile.Read(ref page.Leaf![index]);
                 if ((old & (EptEntry.Read | EptEntry.Accessed)) == (EptEntry.Read | EptEntry.Accessed))

@@ -24,6 +24,7 @@ public sealed unsafe partial class ShadowMmu
         if (_pagesLive >= MaxPages) RecycleLocked();
         if (!role.Direct && !_shadowed.ContainsKey(gfn)) WriteProtectLocked(gfn);
         page = new ShadowPage(gfn, role);
+        if (page.Leaf is not null) _rmap.Register(page);
         _pages.Add((gfn, role), page);
         if (!role.Direct)
         {
@@ -71,7 +72,7 @@ public sealed unsafe partial class ShadowMmu
         _counts.WriteProtects++;
         // Mark it first: a fill racing from the hit path finds no writable entry to re-use.
         _shadowed[gfn] = [];
-        if (_rmap.TryGetValue(gfn, out var r))
+        if (_rmap.TryGet(gfn, out var r))
         {
             if (r.Direct)
             {
@@ -80,7 +81,7 @@ public sealed unsafe partial class ShadowMmu
                 NoteUnmappedLocked(gfn, null, 0, old.Frame, old.Vcpus);
                 if (old.IsPresent) DropMappingLocked(old.Frame);
             }
-            foreach (var (page, index) in r.Leaves)
+            foreach (var (page, index) in r)
                 Interlocked.And(ref page.Leaf![index], ~EptEntry.Write);
         }
         FlushVcpusLocked(ulong.MaxValue, gfn, gfn);
@@ -140,6 +141,7 @@ public sealed unsafe partial class ShadowMmu
         if (page.Leaf is not null)
         {
             for (int i = 0; i < ShadowPage.Entries && page.Used > 0; i++) ZapLeafLocked(page, i);
+            _rmap.Unregister(page);   // no leaf of it is in the reverse map any more
         }
         else
         {

@@ -48,16 +48,23 @@ public sealed unsafe class SecondaryMmuCoreTests
         Assert.Equal(TranslateStatus.Unbacked, mmu.Translate(link, SlotBase.Add(2 * Page.Size), AccessKind.Read, out _));
     }
 
+    /// <summary>An MMU of <paramref name="kind"/> over <paramref name="host"/> with <paramref name="link"/> attached and guest page 3 mapped for it, its requests taken.</summary>
+    private static SecondaryMmuCore MapPage3(Kind kind, TestHost host, VcpuLink link)
+    {
+        var mmu = Create(kind, host);
+        mmu.AttachVcpu(link);
+        Assert.Equal(TranslateStatus.Ok, mmu.Translate(link, Gpa.FromPageNumber(3), AccessKind.Write, out _));
+        link.TakeRequests();
+        return mmu;
+    }
+
     [Theory]
     [MemberData(nameof(Kinds))]
     public void DetachVcpu_ThenAnInvalidationOfItsPage_DoesNotAskIt(Kind kind)
     {
         using var host = new TestHost(64);
-        using var mmu = Create(kind, host);
         var link = new VcpuLink(0);
-        mmu.AttachVcpu(link);
-        Assert.Equal(TranslateStatus.Ok, mmu.Translate(link, Gpa.FromPageNumber(3), AccessKind.Write, out _));
-        link.TakeRequests();
+        using var mmu = MapPage3(kind, host, link);
         mmu.DetachVcpu(link);
 
         host.Evict(TestHost.RamBase.Add(3 * Page.Size), Page.Size, keep: true);
@@ -71,11 +78,8 @@ public sealed unsafe class SecondaryMmuCoreTests
     public void Invalidation_OfAMappedPage_AsksTheAttachedVcpuForThatFrame(Kind kind)
     {
         using var host = new TestHost(64);
-        using var mmu = Create(kind, host);
         var link = new VcpuLink(0);
-        mmu.AttachVcpu(link);
-        Assert.Equal(TranslateStatus.Ok, mmu.Translate(link, Gpa.FromPageNumber(3), AccessKind.Write, out _));
-        link.TakeRequests();
+        using var mmu = MapPage3(kind, host, link);
 
         host.Evict(TestHost.RamBase.Add(3 * Page.Size), Page.Size, keep: true);
 

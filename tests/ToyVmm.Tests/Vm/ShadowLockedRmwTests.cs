@@ -66,6 +66,18 @@ public sealed unsafe class ShadowLockedRmwTests
             return thread;
         }
 
+        /// <summary>Run both vCPUs from their programs to their hlt; fails the test if either does not end in time (a deadlock) or ends otherwise.</summary>
+        public void RunBoth(string whatHangs)
+        {
+            VcpuExit exitA = default, exitB = default;
+            var ta = Start(A, CodeA, e => exitA = e);
+            var tb = Start(B, CodeB, e => exitB = e);
+            bool finished = ta.Join(Patience) & tb.Join(Patience);
+            Assert.True(finished, $"the two vCPUs did not finish: {whatHangs}");
+            Assert.Equal(VcpuExitKind.Halted, exitA.Kind);
+            Assert.Equal(VcpuExitKind.Halted, exitB.Kind);
+        }
+
         public ulong ReadU64(ulong gpa)
         {
             var bytes = new byte[8];
@@ -153,13 +165,7 @@ public sealed unsafe class ShadowLockedRmwTests
         pde = BootLayout.Create(Ram, 2).FirstPageDirectory.Value + (Target >> 21) * 8;
         using var vms = new TwoVcpus(ProgramA, ProgramB);
         Assert.Equal(pde, vms.PdeOf(Target));
-        VcpuExit exitA = default, exitB = default;
-        var ta = vms.Start(vms.A, CodeA, e => exitA = e);
-        var tb = vms.Start(vms.B, CodeB, e => exitB = e);
-        bool finished = ta.Join(Patience) & tb.Join(Patience);
-        Assert.True(finished, "the two vCPUs did not finish: a deadlock");
-        Assert.Equal(VcpuExitKind.Halted, exitA.Kind);
-        Assert.Equal(VcpuExitKind.Halted, exitB.Kind);
+        vms.RunBoth("a deadlock");
         Assert.Equal(0UL, vms.ReadU64(Flags + 16));   // no round in which B's A/D bits were lost
         ulong entry = vms.ReadU64(pde);
         Assert.Equal((ulong)rounds * incrementsPerRound, (entry >> 52) & 0x7FF);   // every one of A's increments
@@ -229,13 +235,7 @@ public sealed unsafe class ShadowLockedRmwTests
             a.hlt();
         }
         using var vms = new TwoVcpus(Program, Program);
-        VcpuExit exitA = default, exitB = default;
-        var ta = vms.Start(vms.A, CodeA, e => exitA = e);
-        var tb = vms.Start(vms.B, CodeB, e => exitB = e);
-        bool finished = ta.Join(Patience) & tb.Join(Patience);
-        Assert.True(finished, "the two vCPUs did not finish: a deadlock on the split lock");
-        Assert.Equal(VcpuExitKind.Halted, exitA.Kind);
-        Assert.Equal(VcpuExitKind.Halted, exitB.Kind);
+        vms.RunBoth("a deadlock on the split lock");
         Assert.True(vms.Backing.ShadowCounts!.Value.WriteProtectTraps >= 2 * iterations, "the split-locked writes must have trapped");
         Assert.Equal(0, vms.Backing.Checker!.ViolationCount);
     }

@@ -40,7 +40,7 @@ public abstract unsafe partial class SecondaryMmuCore
     public bool InvalidateRangeStart(in InvalidateRange range)
     {
         var start = new InvalidateStartHandler(this, ChangesContents(range.Cause));
-        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true), ref start);
+        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true, Pages: range.BatchPages), ref start);
         return walk.Outcome != WalkOutcome.WouldBlock;   // "would block": the host backs off and retries
     }
 
@@ -49,7 +49,7 @@ public abstract unsafe partial class SecondaryMmuCore
         var events = Events;
         long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
         var end = new InvalidateEndHandler(_seq);
-        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End), ref end).Outcome != WalkOutcome.Done) return;
+        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End, Pages: range.BatchPages), ref end).Outcome != WalkOutcome.Done) return;
         // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE
         // change (a range nobody stamped: this end only).
         events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());
@@ -104,6 +104,7 @@ public abstract unsafe partial class SecondaryMmuCore
     private readonly struct InvalidateStartHandler(SecondaryMmuCore mmu, bool contentsChange) : IGfnRangeHandler
     {
         public void OnLock(ulong firstGfn, ulong lastGfn) => mmu._seq.BeginLocked(firstGfn, lastGfn);
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => mmu._seq.BeginLocked(firstGfn, lastGfn, gfns);
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => mmu.ZapRangeLocked(firstGfn, lastGfn, contentsChange);
     }
 
@@ -111,6 +112,7 @@ public abstract unsafe partial class SecondaryMmuCore
     private readonly struct InvalidateEndHandler(InvalidateSequence seq) : IGfnRangeHandler
     {
         public void OnLock(ulong firstGfn, ulong lastGfn) => seq.EndLocked(firstGfn, lastGfn);
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => seq.EndLocked(firstGfn, lastGfn, gfns);
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => 0;
     }
 

@@ -6,7 +6,9 @@ namespace ToyVmm.Cpu;
 /// Guest-virtual memory access from handlers. The fast path is one direct-mapped
 /// TLB probe (tag = page | CPL bit) and a host load/store; misses, page-crossing
 /// accesses and writes to pages holding decoded code go to the slow path in
-/// <see cref="Vcpu"/> (MemorySlow.cs).
+/// <see cref="Vcpu"/> (MemorySlow.cs). Every access first stores its address in
+/// <c>AccessVa</c> (one plain store), so that an invalidator can tell which page a
+/// vCPU parked inside a plain mov may hold (TlbShootdown.cs).
 /// </summary>
 internal static unsafe class Mem
 {
@@ -22,6 +24,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Read<T>(CpuState* s, ulong va) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbRead + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8))
         {
@@ -37,6 +40,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Write<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8) && *e->Code == 0)
         {
@@ -54,6 +58,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryRead<T>(CpuState* s, ulong va, out ulong v) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbRead + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8))
         {
@@ -72,6 +77,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryWrite<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8) && *e->Code == 0)
         {
@@ -108,6 +114,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* TryRmw(CpuState* s, ulong va, int bytes)
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);
@@ -122,6 +129,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* RmwPtr(CpuState* s, ulong va, int bytes)
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);

@@ -148,6 +148,7 @@ internal static unsafe class Mem
     public static byte* LockedPtr(CpuState* s, ulong va, int bytes, out bool trapped)
     {
         trapped = false;
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
         if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);

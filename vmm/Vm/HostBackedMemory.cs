@@ -124,8 +124,7 @@ public sealed class HostBackedMemory : IDisposable
             if (config.Check)
             {
                 Checker = new MmuInvariantChecker { Events = Measurements };
-                if (Mmu is ShadowMmu shadow) shadow.Checker = Checker;
-                else ((EptMmu)Mmu).Checker = Checker;
+                ((SecondaryMmuCore)Mmu).Checker = Checker;
                 if (shared is null) Host.FrameFreed = Checker.OnFrameFree;
                 else shared.OnFrameFreed(Checker.OnFrameFree);
             }
@@ -159,9 +158,9 @@ public sealed class HostBackedMemory : IDisposable
     /// <summary>The secondary MMU the vCPUs translate through: an <see cref="EptMmu"/> or a <see cref="ShadowMmu"/>.</summary>
     public ISecondaryMmu Mmu { get; }
     /// <summary>How the MMU's TLB shootdowns were completed so far.</summary>
-    public ShootdownCounts Shootdowns => Mmu is ShadowMmu shadow ? shadow.Shootdowns : ((EptMmu)Mmu).Shootdowns;
+    public ShootdownCounts Shootdowns => ((SecondaryMmuCore)Mmu).Shootdowns;
     /// <summary>Host frames the MMU's entries pin now (only under <c>--notifier-protocol pin</c>).</summary>
-    public long PinnedFrames => Mmu is ShadowMmu shadow ? shadow.PinnedFrames : ((EptMmu)Mmu).PinnedFrames;
+    public long PinnedFrames => ((SecondaryMmuCore)Mmu).PinnedFrames;
     /// <summary>The shadow MMU's counters, or null under EPT.</summary>
     public ShadowCounts? ShadowCounts => (Mmu as ShadowMmu)?.Counts;
     /// <summary>Slots and the PAGEOUT/DISCARD hypercalls, straight to the host address space.</summary>

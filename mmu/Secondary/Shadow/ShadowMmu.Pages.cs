@@ -24,6 +24,7 @@ public sealed unsafe partial class ShadowMmu
         if (_pagesLive >= MaxPages) RecycleLocked();
         if (!role.Direct && !_shadowed.ContainsKey(gfn)) WriteProtectLocked(gfn);
         page = new ShadowPage(gfn, role);
+        if (page.Leaf is not null) _rmap.Register(page);
         _pages.Add((gfn, role), page);
         if (!role.Direct)
         {
@@ -56,7 +57,7 @@ public sealed unsafe partial class ShadowMmu
             ZapPageLocked(victim);   // nothing if an earlier victim's zap took it as an orphan
         }
         _counts.PagesRecycled += before - _pagesLive;
-        FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+        FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
     }
 
     /// <summary>
@@ -71,19 +72,19 @@ public sealed unsafe partial class ShadowMmu
         _counts.WriteProtects++;
         // Mark it first: a fill racing from the hit path finds no writable entry to re-use.
         _shadowed[gfn] = [];
-        if (_rmap.TryGetValue(gfn, out var r))
+        if (_rmap.TryGet(gfn, out var r))
         {
             if (r.Direct)
             {
-                var old = _direct.ZapLocked(gfn);
+                var old = _gfnTable.ZapLocked(gfn);
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
                 NoteUnmappedLocked(gfn, null, 0, old.Frame, old.Vcpus);
                 if (old.IsPresent) DropMappingLocked(old.Frame);
             }
-            foreach (var (page, index) in r.Leaves)
+            foreach (var (page, index) in r)
                 Interlocked.And(ref page.Leaf![index], ~EptEntry.Write);
         }
-        FlushLocked(ulong.MaxValue, gfn, gfn);
+        FlushVcpusLocked(ulong.MaxValue, gfn, gfn);
     }
 
     /// <summary>Link <paramref name="parent"/>'s entry <paramref name="index"/> to <paramref name="child"/>; true when an older link had to go (the caller flushes every TLB).</summary>
@@ -140,6 +141,7 @@ public sealed unsafe partial class ShadowMmu
         if (page.Leaf is not null)
         {
             for (int i = 0; i < ShadowPage.Entries && page.Used > 0; i++) ZapLeafLocked(page, i);
+            _rmap.Unregister(page);   // no leaf of it is in the reverse map any more
         }
         else
         {
@@ -154,7 +156,7 @@ public sealed unsafe partial class ShadowMmu
         if (!_shadowed.TryGetValue(gfn, out var list)) return false;
         foreach (var page in list.ToArray()) ZapPageLocked(page);
         _shadowed.Remove(gfn);
-        FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+        FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         return true;
     }
 
@@ -181,7 +183,7 @@ public sealed unsafe partial class ShadowMmu
         {
             var victim = _roots.Where(r => r != root).MinBy(r => r.LastUsed)!;
             ZapPageLocked(victim);
-            FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+            FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         }
         return root;
     }
@@ -221,8 +223,8 @@ public sealed unsafe partial class ShadowMmu
                         }
                     }
                 }
-                if (links) FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
-                else if (holders != 0) FlushLocked(holders, lo, hi);
+                if (links) FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
+                else if (holders != 0) FlushVcpusLocked(holders, lo, hi);
             }
         }
         finally

@@ -2,8 +2,9 @@ using System.Diagnostics;
 
 namespace ToyVmm.Mmu.Secondary.Shadow;
 
-// The reverse map (KVM's rmap): for each guest frame, every shadow leaf entry
-// derived from it and its direct-role entry. Host invalidation, aging and
+// The reverse map (KVM's rmap, ShadowRmap.cs: one word per guest frame, a spill
+// list for frames with more than one leaf): for each guest frame, every shadow
+// leaf entry derived from it and its direct-role entry. Host invalidation, aging and
 // write-protection find a frame's entries here instead of walking every shadow
 // page. Everything here runs under _mmuLock.
 //
@@ -12,41 +13,44 @@ namespace ToyVmm.Mmu.Secondary.Shadow;
 // which only broken-2008 allows), a zap when its last entry goes.
 public sealed unsafe partial class ShadowMmu
 {
-    /// <summary>The entries of one guest frame.</summary>
-    private sealed class Rmap(Hfn frame)
+    private readonly ShadowRmap _rmap = new();   // guarded by _mmuLock
+
+    /// <summary>The host frame the entries of a guest frame map (read from the direct entry or a present leaf).</summary>
+    private Hfn FrameOfLocked(ulong gfn, in ShadowRmap.Head head)
     {
-        public Hfn Frame = frame;
-        public bool Direct;
-        public readonly List<(ShadowPage Page, int Index)> Leaves = [];
-        public int Count => Leaves.Count + (Direct ? 1 : 0);
+        if (head.Direct)
+        {
+            var e = _gfnTable.Lookup(gfn);
+            if (e.IsPresent) return e.Frame;
+        }
+        foreach (var (page, index) in head)
+        {
+            ulong raw = Volatile.Read(ref page.Leaf![index]);
+            if ((raw & EptEntry.Read) != 0) return new EptEntry(raw).Frame;
+        }
+        return default;
     }
 
-    private readonly Dictionary<ulong, Rmap> _rmap = new();   // guarded by _mmuLock
-
-    /// <summary>A new entry maps <paramref name="gfn"/> to <paramref name="frame"/>: a leaf (<paramref name="page"/>, <paramref name="index"/>) or, with a null page, the direct entry.</summary>
+    /// <summary>A new entry maps <paramref name="gfn"/> to <paramref name="frame"/>: a leaf (<paramref name="page"/>, <paramref name="index"/>) or, with a null page, the direct entry. Call before the entry is written.</summary>
     private void NoteMappedLocked(ulong gfn, Hfn frame, ShadowPage? page, int index)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "the reverse map needs the MMU lock");
-        if (!_rmap.TryGetValue(gfn, out var r)) _rmap[gfn] = r = new Rmap(frame);
-        if (r.Count == 0 || r.Frame != frame)
+        if (!_rmap.TryGet(gfn, out var head) || head.Count == 0 || FrameOfLocked(gfn, head) != frame)
         {
-            r.Frame = frame;
             var gpa = Gpa.FromPageNumber(gfn);
             var slot = _slots.Find(gpa);
             if (slot is not null) Checker?.OnInstall(_host, gpa, slot.ToHva(gpa), frame);
         }
-        if (page is null) r.Direct = true;
-        else r.Leaves.Add((page, index));
+        if (page is null) _rmap.AddDirect(gfn);
+        else _rmap.AddLeaf(gfn, page, index);
     }
 
     /// <summary>An entry of <paramref name="gfn"/> is gone; the last one tells the checker.</summary>
     private void NoteUnmappedLocked(ulong gfn, ShadowPage? page, int index, Hfn frame, ulong holders)
     {
-        if (!_rmap.TryGetValue(gfn, out var r)) return;
-        if (page is null) r.Direct = false;
-        else r.Leaves.Remove((page, index));
-        if (r.Count != 0) return;
-        _rmap.Remove(gfn);
+        if (page is null) _rmap.RemoveDirect(gfn);
+        else _rmap.RemoveLeaf(gfn, page, index);
+        if (_rmap.TryGet(gfn, out _)) return;
         Checker?.OnZap(_host, new ZappedEntry(Gpa.FromPageNumber(gfn), frame, holders));
     }
 
@@ -71,20 +75,21 @@ public sealed unsafe partial class ShadowMmu
     private ulong ZapGfnLocked(ulong gfn)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "zapping needs the MMU lock");
-        if (!_rmap.Remove(gfn, out var r)) return 0;
+        if (!_rmap.Remove(gfn, out var head)) return 0;
         ulong holders = 0;
-        var frame = r.Frame;
-        if (r.Direct)
+        Hfn frame = default;
+        if (head.Direct)
         {
-            var old = _direct.ZapLocked(gfn);
+            var old = _gfnTable.ZapLocked(gfn);
             if (old.IsPresent)
             {
                 if (old.IsDirty) _host.SetPageDirty(old.Frame);
                 holders |= old.Vcpus | EptEntry.Read;
+                frame = old.Frame;
                 DropMappingLocked(old.Frame);
             }
         }
-        foreach (var (page, index) in r.Leaves)
+        foreach (var (page, index) in head)
         {
             ulong old = Interlocked.Exchange(ref page.Leaf![index], 0);
             if ((old & EptEntry.Read) == 0) continue;
@@ -92,6 +97,7 @@ public sealed unsafe partial class ShadowMmu
             var e = new EptEntry(old);
             if (e.IsDirty) _host.SetPageDirty(e.Frame);
             holders |= e.Vcpus | EptEntry.Read;
+            frame = e.Frame;
             DropMappingLocked(e.Frame);
         }
         Checker?.OnZap(_host, new ZappedEntry(Gpa.FromPageNumber(gfn), frame, holders));
@@ -126,10 +132,11 @@ public sealed unsafe partial class ShadowMmu
         {
             frame = default;
             dirty = false;
-            if (!_rmap.TryGetValue(gpa.PageNumber, out var r) || r.Count == 0) return false;
-            frame = r.Frame;
-            if (r.Direct) dirty |= _direct.Lookup(gpa.PageNumber).IsDirty;
-            foreach (var (page, index) in r.Leaves) dirty |= (Volatile.Read(ref page.Leaf![index]) & EptEntry.Dirty) != 0;
+            ulong gfn = gpa.PageNumber;
+            if (!_rmap.TryGet(gfn, out var head) || head.Count == 0) return false;
+            frame = FrameOfLocked(gfn, head);
+            if (head.Direct) dirty |= _gfnTable.Lookup(gfn).IsDirty;
+            foreach (var (page, index) in head) dirty |= (Volatile.Read(ref page.Leaf![index]) & EptEntry.Dirty) != 0;
             return true;
         }
     }
@@ -137,6 +144,6 @@ public sealed unsafe partial class ShadowMmu
     /// <summary>Leaf entries present now (every shadow page's, not the direct role's). Takes the MMU lock.</summary>
     public long LeafEntries()
     {
-        lock (_mmuLock) return _rmap.Values.Sum(r => (long)r.Leaves.Count);
+        lock (_mmuLock) return _rmap.Leaves;
     }
 }

@@ -64,19 +64,28 @@ public sealed unsafe partial class ShadowMmu
     public VirtualStatus FillVirtual(VcpuLink vcpu, ShadowContext context, ulong va, in GuestWalk walk, AccessKind kind,
         out byte* hostPage, out bool writeTrap)
     {
-        var install = new VirtualInstall(context, va, walk);
-        var st = Fault(vcpu, new Gpa(walk.Gpa & PhysMask), kind, ref install, out var frame);
-        writeTrap = st == VirtualStatus.Ok && install.Trap;
-        hostPage = st == VirtualStatus.Ok ? _host.FrameAddress(frame) : null;
-        return st;
+        var install = new VirtualInstall(this, context, va, walk);
+        var outcome = Fault(vcpu, new Gpa(walk.Gpa & PhysMask), kind, ref install, out var frame);
+        writeTrap = outcome == FaultOutcome.Ok && install.Trap;
+        // SAFETY: the leaf is installed under the protocol; see TranslateVirtual.
+        hostPage = outcome == FaultOutcome.Ok ? _host.FrameAddress(frame) : null;
+        return outcome switch
+        {
+            FaultOutcome.Ok => VirtualStatus.Ok,
+            FaultOutcome.Refused => VirtualStatus.Retry,
+            FaultOutcome.Unbacked => VirtualStatus.Unbacked,
+            FaultOutcome.Protection => VirtualStatus.Protection,
+            _ => VirtualStatus.HostError,
+        };
     }
 
-    private struct VirtualInstall(ShadowContext context, ulong va, GuestWalk walk) : IInstall
+    /// <summary>The guest-virtual fill of the core's secondary fault: may refuse when the walk went stale.</summary>
+    private struct VirtualInstall(ShadowMmu mmu, ShadowContext context, ulong va, GuestWalk walk) : IFaultInstall
     {
         public bool Trap;
         private GuestWalk _walk = walk;
 
-        public bool InstallLocked(ShadowMmu mmu, VcpuLink vcpu, Gpa gpa, Hfn frame, bool write, out bool newMapping) =>
+        public bool InstallLocked(VcpuLink vcpu, Gpa gpa, Hfn frame, bool write, out bool newMapping) =>
             mmu.InstallVirtualLocked(vcpu, context, va, ref _walk, frame, write, out Trap, out newMapping);
     }
 
@@ -130,7 +139,7 @@ public sealed unsafe partial class ShadowMmu
         for (int i = 0; i < walk.Depth; i++)
         {
             ulong entryGpa = walk.EntryGpa[i];
-            var table = _direct.Lookup(entryGpa >> 12);
+            var table = _gfnTable.Lookup(entryGpa >> 12);
             if (!table.IsPresent) { _counts.FillRetries++; return false; }   // the host took the table page: walk again
             // SAFETY: the direct entry is present and we hold the MMU lock, so no invalidation
             // can zap it and let the host free the frame while we read.
@@ -144,7 +153,7 @@ public sealed unsafe partial class ShadowMmu
             int level = pages[i]!.Role.Level;
             relinked |= LinkLocked(pages[i]!, (int)((va >> (12 + 9 * (level - 1))) & 511), pages[i + 1]!);
         }
-        if (relinked) FlushLocked(ulong.MaxValue, 0, ulong.MaxValue);
+        if (relinked) FlushVcpusLocked(ulong.MaxValue, 0, ulong.MaxValue);
         var leaf = pages[count - 1]!;
         Debug.Assert(leaf.Role.Level == 1, "a walk ends at a level-1 shadow page");
         int index = (int)((va >> 12) & 511);
@@ -155,7 +164,7 @@ public sealed unsafe partial class ShadowMmu
         {
             ulong stale = leaf.LeafGfn![index];
             ulong holders = ZapLeafLocked(leaf, index);
-            if (holders != 0) FlushLocked(holders, stale, stale);
+            if (holders != 0) FlushVcpusLocked(holders, stale, stale);
         }
         bool guarded = IsWriteProtectedLocked(gfn);
         bool writable = !guarded && (write || (same && (old & EptEntry.Write) != 0));

@@ -39,6 +39,8 @@ public sealed class ShadowPage
     internal readonly List<(ShadowPage Parent, int Index)> Parents = [];
     /// <summary>Present leaf entries or linked children. Guarded by the MMU lock.</summary>
     internal int Used;
+    /// <summary>Level 1: the id the reverse map names its leaves by (ShadowRmap); 0 when it has none. Guarded by the MMU lock.</summary>
+    internal int Id;
     /// <summary>A root in the root cache. Guarded by the MMU lock.</summary>
     internal bool IsRoot;
     /// <summary>For the root cache's least-recently-used choice. Guarded by the MMU lock.</summary>

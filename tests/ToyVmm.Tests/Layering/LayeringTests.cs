@@ -49,7 +49,7 @@ public class LayeringTests
     /// <summary>The rule can fail: the dependencies that are meant to exist are found.</summary>
     [Theory]
     [InlineData("ToyVmm.Mmu.Secondary", "ToyVmm.Mmu.Host", "ToyVmm.Mmu.Secondary.SecondaryHostBinding")]
-    [InlineData("ToyVmm.Mmu.Secondary", "ToyVmm.Mmu.Notifiers", "ToyVmm.Mmu.Secondary.EptMmu")]
+    [InlineData("ToyVmm.Mmu.Secondary", "ToyVmm.Mmu.Notifiers", "ToyVmm.Mmu.Secondary.SecondaryMmuCore")]
     [InlineData("ToyVmm.Mmu.Host", "ToyVmm.Mmu.Notifiers", "ToyVmm.Mmu.Host.HostAddressSpace")]
     [InlineData("ToyVmm.Mmu.Grants", "ToyVmm.Mmu.Secondary", "ToyVmm.Mmu.Grants.GrantView")]
     public void Offenders_RealDependency_AreNamed(string layer, string uses, string type) =>

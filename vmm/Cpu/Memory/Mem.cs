@@ -135,4 +135,29 @@ internal static unsafe class Mem
             return (byte*)(va + (ulong)e->Addend);
         return Vcpu.Of(s).RmwPtrSlow(va, bytes);
     }
+
+    /// <summary>
+    /// Host pointer for a locked read-modify-write (Atomic.cs): as <see cref="RmwPtr"/>, but a
+    /// write-protected guest page table (shadow MMU) gives its pointer too, so the locked op
+    /// runs as one interlocked operation on the backing frame, atomic against another vCPU's
+    /// walk setting accessed/dirty bits in the same entry. <paramref name="trapped"/>: it was
+    /// such a page; the caller makes its one access and then calls <see cref="LockedWriteDone"/>,
+    /// which zaps what the write changed. Null only for an access that crosses a page.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* LockedPtr(CpuState* s, ulong va, int bytes, out bool trapped)
+    {
+        trapped = false;
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
+        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
+        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
+            return (byte*)(va + (ulong)e->Addend);
+        return Vcpu.Of(s).LockedPtrSlow(va, bytes, out trapped);
+    }
+
+    /// <summary>
+    /// After the locked op on a pointer <see cref="LockedPtr"/> gave with trapped set: report the
+    /// written page-table bytes (<paramref name="wrote"/> false: a failed compare changed nothing).
+    /// </summary>
+    public static void LockedWriteDone(CpuState* s, ulong va, int bytes, bool wrote = true) => Vcpu.Of(s).FinishLockedWrite(va, bytes, wrote);
 }

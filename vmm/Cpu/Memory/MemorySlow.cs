@@ -215,6 +215,35 @@ public sealed unsafe partial class Vcpu
         return p;
     }
 
+    /// <summary>
+    /// <see cref="RmwPtrSlow"/> for a locked op (<see cref="Mem.LockedPtr"/>): a write-protected
+    /// guest page table gives its pointer, used once and never cached (as WriteSlow's), with the
+    /// trap left pending for <see cref="FinishLockedWrite"/>. The pointer stays valid until this
+    /// vCPU next takes a flush request, which it does not before the op is done.
+    /// </summary>
+    internal byte* LockedPtrSlow(ulong va, int n, out bool trapped)
+    {
+        trapped = false;
+        if ((va & 0xFFF) + (ulong)n > 4096)
+        {
+            ProbeWrite(va, n);
+            return null;
+        }
+        _trapCount = 0;
+        byte* p = TranslateVa(va, AccessKind.Write, out ulong gpa);
+        trapped = _trapCount != 0;
+        if (trapped) BeforeSlowWriteHook?.Invoke(gpa);
+        _code.NoteWrite(gpa >> 12);
+        return p;
+    }
+
+    /// <summary>After a locked op through a trapped pointer: the MMU zaps what the write changed, then this vCPU takes the flushes it asked.</summary>
+    internal void FinishLockedWrite(ulong va, int n, bool wrote)
+    {
+        if (!wrote) _trapCount = 0;
+        else if (_trapCount != 0) FinishPageTableWrites(va, n);
+    }
+
     /// <summary>Runs <paramref name="access"/> as an implicit supervisor access (IDT, GDT, TSS), whatever the CPL.</summary>
     internal T Supervisor<T>(Func<T> access)
     {

@@ -6,14 +6,46 @@ namespace ToyVmm.Cpu.Ops;
 
 /// <summary>
 /// Locked read-modify-write: a compare-exchange loop on the host pointer, so
-/// the operation is atomic against every other vCPU. An access that crosses a
-/// page (no single host pointer) takes <see cref="SplitLock"/> instead, like a
-/// bus lock; so do cmpxchg16b (no 128-bit interlocked in .NET).
+/// the operation is atomic against every other vCPU, and against a vCPU's page
+/// walk setting accessed/dirty bits with a CAS on the same guest PTE. A write-
+/// protected guest page table (shadow MMU) is no exception: the op runs on the
+/// backing frame's pointer like any other, and only afterwards does the MMU zap
+/// what the write changed (<see cref="Mem.LockedPtr"/>, <see cref="Mem.LockedWriteDone"/>).
+/// An access that crosses a page (no single host pointer) takes
+/// <see cref="SplitLock"/> instead, like a bus lock; so does cmpxchg16b (no
+/// 128-bit interlocked in .NET).
 /// </summary>
+/// <remarks>
+/// Lock order (mmu/LOCKING.md "The vCPU side"): the split lock is outermost. A vCPU
+/// that finds it taken leaves guest mode before it blocks (<see cref="EnterSplitLock"/>),
+/// so the holder may fault, report a trapped page-table write and wait for a
+/// shootdown under it without waiting for a vCPU that waits for the lock. It is
+/// never taken under an MMU or host lock.
+/// </remarks>
 internal static unsafe class Atomic
 {
-    /// <summary>Global lock for locked accesses that cannot be done with one interlocked operation.</summary>
+    /// <summary>Global lock for locked accesses that cannot be done with one interlocked operation. Enter with <see cref="EnterSplitLock"/>.</summary>
     public static readonly object SplitLock = new();
+
+    /// <summary>
+    /// Take <see cref="SplitLock"/>. When it is taken, wait outside guest mode: the holder
+    /// may be waiting for a TLB shootdown (its fault, or its trapped page-table write,
+    /// under a host invalidation or the MMU lock) that would otherwise wait for this vCPU.
+    /// A flush asked while outside was not waited for: take it before touching guest memory.
+    /// </summary>
+    public static void EnterSplitLock(CpuState* s)
+    {
+        if (Monitor.TryEnter(SplitLock)) return;
+        var vcpu = Vcpu.Of(s);
+        bool inGuest = vcpu.Link.Mode == ToyVmm.Mmu.Secondary.VcpuMode.InGuest;
+        if (inGuest) vcpu.Link.ExitGuest();
+        Monitor.Enter(SplitLock);
+        if (!inGuest) return;
+        vcpu.Link.EnterGuest();
+        if (vcpu.Link.HasRequests) vcpu.ServiceRequests();
+    }
+
+    public static void ExitSplitLock() => Monitor.Exit(SplitLock);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Load<T>(byte* p) where T : struct, ISz
@@ -64,22 +96,26 @@ internal static unsafe class Atomic
     /// <summary>Atomically applies <typeparamref name="O"/> to memory; returns the old value.</summary>
     public static ulong Rmw<O, T>(CpuState* s, ulong ea, ulong x) where O : struct, IAluOp where T : struct, ISz
     {
-        byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+        byte* p = Mem.LockedPtr(s, ea, T.Bits / 8, out bool trapped);
         if (p == null)
         {
-            lock (SplitLock)
+            EnterSplitLock(s);
+            try
             {
                 ulong d0 = Mem.Read<T>(s, ea);
                 Mem.Write<T>(s, ea, O.Do<T>(s, d0, x));
                 return d0;
             }
+            finally { ExitSplitLock(); }
         }
         while (true)
         {
             ulong d = Load<T>(p);
             // Flags are recorded by each attempt; the successful one's stay.
             ulong r = O.Do<T>(s, d, x);
-            if (Cas<T>(p, r, d) == (d & T.Mask)) return d;
+            if (Cas<T>(p, r, d) != (d & T.Mask)) continue;
+            if (trapped) Mem.LockedWriteDone(s, ea, T.Bits / 8);
+            return d;
         }
     }
 
@@ -96,13 +132,19 @@ internal static unsafe class Atomic
     {
         ulong ea = Mem.Ea(s, op);
         ulong v = Reg.Get<T>(s, op->R);
-        byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+        byte* p = Mem.LockedPtr(s, ea, T.Bits / 8, out bool trapped);
         ulong old;
         if (p == null)
         {
-            lock (SplitLock) { old = Mem.Read<T>(s, ea); Mem.Write<T>(s, ea, v); }
+            EnterSplitLock(s);
+            try { old = Mem.Read<T>(s, ea); Mem.Write<T>(s, ea, v); }
+            finally { ExitSplitLock(); }
         }
-        else old = Swap<T>(p, v);
+        else
+        {
+            old = Swap<T>(p, v);
+            if (trapped) Mem.LockedWriteDone(s, ea, T.Bits / 8);
+        }
         Reg.Set<T>(s, op->R, old);
         return Exec.Next(s, op);
     }
@@ -121,17 +163,25 @@ internal static unsafe class Atomic
     {
         ulong ea = Mem.Ea(s, op);
         ulong acc = Reg.Get<T>(s, 0), src = Reg.Get<T>(s, op->R);
-        byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+        byte* p = Mem.LockedPtr(s, ea, T.Bits / 8, out bool trapped);
         ulong d;
         if (p == null)
         {
-            lock (SplitLock)
+            EnterSplitLock(s);
+            try
             {
                 d = Mem.Read<T>(s, ea);
                 Mem.Write<T>(s, ea, d == acc ? src : d);
             }
+            finally { ExitSplitLock(); }
         }
-        else d = Cas<T>(p, src, acc);
+        else
+        {
+            d = Cas<T>(p, src, acc);
+            // A failed compare writes nothing here (the processor writes the old value
+            // back): only a success can have changed what the shadow pages derive from.
+            if (trapped) Mem.LockedWriteDone(s, ea, T.Bits / 8, wrote: d == acc);
+        }
         Flags.Set<T>(s, Flags.Sub, acc - d, acc, d);
         if (d != acc) Reg.Set<T>(s, 0, d);
         return Exec.Next(s, op);
@@ -159,13 +209,19 @@ internal static unsafe class Atomic
         ulong ea = Mem.Ea(s, op);
         ulong acc = (uint)s->Regs[0] | (s->Regs[2] << 32);
         ulong src = (uint)s->Regs[3] | (s->Regs[1] << 32);
-        byte* p = Mem.RmwPtr(s, ea, 8);
+        byte* p = Mem.LockedPtr(s, ea, 8, out bool trapped);
         ulong d;
         if (p == null)
         {
-            lock (SplitLock) { d = Mem.Read<S64>(s, ea); Mem.Write<S64>(s, ea, d == acc ? src : d); }
+            EnterSplitLock(s);
+            try { d = Mem.Read<S64>(s, ea); Mem.Write<S64>(s, ea, d == acc ? src : d); }
+            finally { ExitSplitLock(); }
         }
-        else d = Interlocked.CompareExchange(ref *(ulong*)p, src, acc);
+        else
+        {
+            d = Interlocked.CompareExchange(ref *(ulong*)p, src, acc);
+            if (trapped) Mem.LockedWriteDone(s, ea, 8, wrote: d == acc);
+        }
         bool eq = d == acc;
         Flags.Merge(s, eq ? Flags.ZF : 0, Flags.ZF);
         if (!eq) { s->Regs[0] = (uint)d; s->Regs[2] = d >> 32; }
@@ -178,7 +234,10 @@ internal static unsafe class Atomic
         if ((ea & 15) != 0) throw GuestFault.Gp();
         bool eq;
         ulong lo, hi;
-        lock (SplitLock)
+        // Atomic against other split-lock users only: a page walk's accessed/dirty CAS on
+        // one of the two quadwords can be lost (no 128-bit interlocked to do better).
+        EnterSplitLock(s);
+        try
         {
             Vcpu.Of(s).ProbeWrite(ea, 16);
             lo = Mem.Read<S64>(s, ea);
@@ -187,6 +246,7 @@ internal static unsafe class Atomic
             if (eq) { Mem.Write<S64>(s, ea, s->Regs[3]); Mem.Write<S64>(s, ea + 8, s->Regs[1]); }
             else { Mem.Write<S64>(s, ea, lo); Mem.Write<S64>(s, ea + 8, hi); }
         }
+        finally { ExitSplitLock(); }
         Flags.Merge(s, eq ? Flags.ZF : 0, Flags.ZF);
         if (!eq) { s->Regs[0] = lo; s->Regs[2] = hi; }
         return Exec.Next(s, op);

@@ -33,15 +33,17 @@ internal static unsafe class Bits
             if (kind == 0) cf = ((Mem.Read<T>(s, ea) >> bit) & 1) != 0;
             else
             {
-                byte* p = Mem.RmwPtr(s, ea, T.Bits / 8);
+                byte* p = Mem.LockedPtr(s, ea, T.Bits / 8, out bool trapped);
                 if (p == null)
                 {
-                    lock (Atomic.SplitLock)
+                    Atomic.EnterSplitLock(s);
+                    try
                     {
                         ulong d = Mem.Read<T>(s, ea);
                         cf = ((d >> bit) & 1) != 0;
                         Mem.Write<T>(s, ea, Apply(d, bit, kind));
                     }
+                    finally { Atomic.ExitSplitLock(); }
                 }
                 else
                 {
@@ -50,6 +52,7 @@ internal static unsafe class Bits
                         ulong d = Atomic.Load<T>(p);
                         if (Atomic.Cas<T>(p, Apply(d, bit, kind), d) == d) { cf = ((d >> bit) & 1) != 0; break; }
                     }
+                    if (trapped) Mem.LockedWriteDone(s, ea, T.Bits / 8);
                 }
             }
         }

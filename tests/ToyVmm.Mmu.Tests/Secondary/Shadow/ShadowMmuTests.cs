@@ -270,6 +270,31 @@ public sealed unsafe class ShadowMmuTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(0, _checker.ViolationCount);
     }
 
+    [Fact]
+    public void HostInvalidation_OfAPageMappedAtTwoAddressesAndDirectly_ZapsEveryEntryOfItsReverseMap()
+    {
+        // Three entries of one guest frame: its rmap word names one leaf, the spill list the
+        // other, and its direct bit the guest-physical entry. The invalidation must find all three.
+        Make();
+        SetEntry(Pt, 8, DataPage(0x20) | 7);
+        const ulong other = Va + Page.Size;
+        Assert.Equal(VirtualStatus.Ok, Access(Va, AccessKind.Write, out ulong gpa, out _));
+        Assert.Equal(VirtualStatus.Ok, Access(other, AccessKind.Read, out ulong gpa2, out _));
+        Assert.Equal(gpa, gpa2);
+        Assert.Equal(TranslateStatus.Ok, _mmu.Translate(_vcpu, new Gpa(gpa), AccessKind.Read, out _));
+        Assert.Equal(2, _mmu.LeafEntries());
+
+        _mm.DontNeed(_ram.Add(gpa), Page.Size);   // the vCPU is outside guest mode: nothing to wait for
+        TakeFlushes();
+
+        Assert.False(Hits(Va));
+        Assert.False(Hits(other));
+        Assert.False(_mmu.DirectTable.Lookup(gpa >> 12).IsPresent);
+        Assert.False(_mmu.TryLookup(new Gpa(gpa), out _, out _));
+        Assert.Equal(0, _mmu.LeafEntries());
+        Assert.Equal(0, _checker.ViolationCount);
+    }
+
     [Theory]
     [InlineData(NotifierProtocol.Broken2008, true)]
     [InlineData(NotifierProtocol.Sequence, false)]

@@ -82,11 +82,43 @@ internal static unsafe class Control
         s->Regs[4] = rsp;
     }
 
-    public static Op* Call(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
-    public static Op* CallR(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
+    // call rel/r and ret: the stack access's TLB hit without a call (no callee-saved registers on
+    // the fast path); a miss or a page-crossing access goes to the ...Slow variant.
+    public static Op* Call(CpuState* s, Op* op)
+    {
+        ulong rsp = Reg.Q(s, 4) - 8;
+        if (!Mem.TryWrite<S64>(s, rsp, NextRip(s, op))) return CallSlow(s, op);
+        Reg.Q(s, 4) = rsp;
+        s->Rip = (ulong)op->Disp;
+        return Exec.Chain(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* CallSlow(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
+
+    public static Op* CallR(CpuState* s, Op* op)
+    {
+        ulong t = Reg.Q(s, op->R);
+        ulong rsp = Reg.Q(s, 4) - 8;
+        if (!Mem.TryWrite<S64>(s, rsp, NextRip(s, op))) return CallRSlow(s, op);
+        Reg.Q(s, 4) = rsp;
+        s->Rip = t;
+        return Exec.Chain(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* CallRSlow(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
     public static Op* CallM(CpuState* s, Op* op) { ulong t = Mem.Read<S64>(s, Mem.Ea(s, op)); Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
 
     public static Op* Ret(CpuState* s, Op* op)
+    {
+        ulong sp = Reg.Q(s, 4);
+        if (!Mem.TryRead<S64>(s, sp, out ulong target)) return RetSlow(s, op);
+        s->Rip = target;
+        Reg.Q(s, 4) = sp + 8 + (ushort)op->Imm;
+        return Exec.Chain(s, op);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* RetSlow(CpuState* s, Op* op)
     {
         ulong rsp = s->Regs[4];
         s->Rip = Mem.Read<S64>(s, rsp);

@@ -55,8 +55,8 @@ internal static unsafe class Control
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong NextRip(CpuState* s, Op* op) => s->BlockVa + op->RipOff + op->Len;
 
-    public static Op* Jmp(CpuState* s, Op* op) { s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
-    public static Op* JmpR(CpuState* s, Op* op) { s->Rip = s->Regs[op->R]; return Exec.Chain(s, op); }
+    public static Op* Jmp(CpuState* s, Op* op) => Exec.ChainTo(s, op, (ulong)op->Disp);
+    public static Op* JmpR(CpuState* s, Op* op) => Exec.ChainTo(s, op, Reg.Q(s, op->R));
     public static Op* JmpM(CpuState* s, Op* op) { s->Rip = Mem.Read<S64>(s, Mem.Ea(s, op)); return Exec.Chain(s, op); }
 
     public static Op* Jcc<C>(CpuState* s, Op* op) where C : struct, ICc
@@ -64,8 +64,20 @@ internal static unsafe class Control
         // No call on the fast path: the handler then needs no callee-saved registers.
         int taken = Flags.CondFast(s, C.Cc);
         if (taken < 0) return JccSlow<C>(s, op);
-        s->Rip = taken != 0 ? (ulong)op->Disp : NextRip(s, op);
-        return Exec.Chain(s, op);
+        return Exec.ChainTo(s, op, Target(s, op, taken));
+    }
+
+    /// <summary>
+    /// The RIP after jcc <paramref name="op"/>: its target when <paramref name="taken"/> is 1, the
+    /// next instruction when 0. Selected without a branch: one host branch site per handler
+    /// serves every guest jcc of that form, so a branch here would mispredict as often as the
+    /// guest's branches vary.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong Target(CpuState* s, Op* op, int taken)
+    {
+        ulong next = NextRip(s, op);
+        return next + (((ulong)op->Disp - next) & (0UL - (ulong)taken));
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -89,8 +101,7 @@ internal static unsafe class Control
         ulong rsp = Reg.Q(s, 4) - 8;
         if (!Mem.TryWrite<S64>(s, rsp, NextRip(s, op))) return CallSlow(s, op);
         Reg.Q(s, 4) = rsp;
-        s->Rip = (ulong)op->Disp;
-        return Exec.Chain(s, op);
+        return Exec.ChainTo(s, op, (ulong)op->Disp);
     }
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* CallSlow(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
@@ -101,8 +112,7 @@ internal static unsafe class Control
         ulong rsp = Reg.Q(s, 4) - 8;
         if (!Mem.TryWrite<S64>(s, rsp, NextRip(s, op))) return CallRSlow(s, op);
         Reg.Q(s, 4) = rsp;
-        s->Rip = t;
-        return Exec.Chain(s, op);
+        return Exec.ChainTo(s, op, t);
     }
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* CallRSlow(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
@@ -112,9 +122,8 @@ internal static unsafe class Control
     {
         ulong sp = Reg.Q(s, 4);
         if (!Mem.TryRead<S64>(s, sp, out ulong target)) return RetSlow(s, op);
-        s->Rip = target;
         Reg.Q(s, 4) = sp + 8 + (ushort)op->Imm;
-        return Exec.Chain(s, op);
+        return Exec.ChainTo(s, op, target);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -41,6 +41,30 @@ internal static unsafe class Exec
     /// the new block's first op. The bound also keeps the native stack shallow where the JIT
     /// does not make the calls tail calls.
     /// </summary>
+    /// <summary>
+    /// <see cref="ChainTo"/> for a direct branch (jmp rel, jcc, fused compare-and-branch), which
+    /// changes neither CPL nor translation: a block that branches back to its own start runs
+    /// again without the jump-cache probe when it is still valid (a loop of one block, the
+    /// commonest inner loop), under the same exit-reason and chain-budget checks. The jump
+    /// cache would name the same block: its entry for this RIP and CPL can only have changed
+    /// through a flush, and a flush inside a block (a request serviced on a TLB miss) drops
+    /// host pointers, never the guest's translation of RIP. CurBlock and BlockVa stay; CurOp
+    /// moves from the branch op to op 0 of the same block, as <see cref="Next"/> moves it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Op* Branch(CpuState* s, Op* op, ulong rip)
+    {
+        Block* cur = s->CurBlock;
+        if (rip != s->BlockVa || cur->Valid == 0) return ChainTo(s, op, rip);
+        s->Rip = rip;
+        Op* first = Block.OpsOf(cur);
+        long retired = s->Retired + (long)((ulong)((byte*)op - (byte*)first) >> 5) + 1;
+        if (retired >= s->ChainLimit || s->ExitReason != ExitReasons.None) return null;
+        s->Retired = retired;
+        s->CurOp = first;
+        return first->H(s, first);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Op* ChainTo(CpuState* s, Op* op, ulong rip)
     {

@@ -55,7 +55,7 @@ internal static unsafe class Control
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong NextRip(CpuState* s, Op* op) => s->BlockVa + op->RipOff + op->Len;
 
-    public static Op* Jmp(CpuState* s, Op* op) => Exec.ChainTo(s, op, (ulong)op->Disp);
+    public static Op* Jmp(CpuState* s, Op* op) => Exec.Branch(s, op, (ulong)op->Disp);
     public static Op* JmpR(CpuState* s, Op* op) => Exec.ChainTo(s, op, Reg.Q(s, op->R));
     public static Op* JmpM(CpuState* s, Op* op) { s->Rip = Mem.Read<S64>(s, Mem.Ea(s, op)); return Exec.Chain(s, op); }
 
@@ -64,7 +64,7 @@ internal static unsafe class Control
         // No call on the fast path: the handler then needs no callee-saved registers.
         int taken = Flags.CondFast(s, C.Cc);
         if (taken < 0) return JccSlow<C>(s, op);
-        return Exec.ChainTo(s, op, Target(s, op, taken));
+        return Exec.Branch(s, op, Target(s, op, taken));
     }
 
     /// <summary>

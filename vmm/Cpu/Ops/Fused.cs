@@ -76,7 +76,7 @@ internal static unsafe class Fused
         Op* j = op + 1;
         s->CurOp = j;   // the cmp/test has retired; the jcc touches no memory
         if (taken < 0) return Control.JccSlow<C>(s, j);
-        return Exec.ChainTo(s, j, Control.Target(s, j, taken));
+        return Exec.Branch(s, j, Control.Target(s, j, taken));
     }
 
     public static Op* RR<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc

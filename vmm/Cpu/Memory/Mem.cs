@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace ToyVmm.Cpu;
 
@@ -16,13 +15,14 @@ internal static unsafe class Mem
     public const ulong TlbMask = TlbSize - 1;
     public const ulong PageMask = ~0xFFFUL;
 
+    /// <summary>
+    /// The effective address of <paramref name="op"/>'s memory operand. No segment term: an
+    /// FS/GS base (and 32-bit wrapping) is added by a prefix op into <see cref="CpuState.AddrReg"/>
+    /// (Ops/AddressSize.cs), so the common operand pays for neither.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Ea(CpuState* s, Op* op) =>
-        Reg.Q(s, op->B) + (Reg.Q(s, op->I) << op->Scale) + (ulong)op->Disp + *(ulong*)((byte*)s + SegBaseOffset + op->Seg * 8);
-
-    // The segment bases through the state pointer and a constant offset (a JIT-time constant
-    // once Mem is initialised): indexing the fixed buffer costs a null check on every access.
-    private static readonly nint SegBaseOffset = Marshal.OffsetOf<CpuState>(nameof(CpuState.SegBase));
+        Reg.Q(s, op->B) + (Reg.Q(s, op->I) << op->Scale) + (ulong)op->Disp;
 
     /// <summary>The direct-mapped entry of <paramref name="va"/>'s page: index bits scaled to the 32-byte entry in one shift and mask.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

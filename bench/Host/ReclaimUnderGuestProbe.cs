@@ -30,13 +30,14 @@ public static unsafe class ReclaimUnderGuestProbe
         Console.WriteLine($"reclaim under a running guest: 2 vCPUs, {Pages} pages per round, {Rounds} rounds, load average {LoadAverage()}");
         double idleMips = GuestMips(TimeSpan.FromSeconds(2), null);
         Console.WriteLine($"guest, host idle                         {idleMips,8:F1} MIPS");
-        foreach (var (name, reclaim) in new (string, Func<HostBackedMemory, long>)[]
+        foreach (var (name, reclaim, scattered) in new (string, Func<HostBackedMemory, long>, bool)[]
         {
-            ("PageOut, dirty -> swap file", m => m.Space.PageOut(m.RamHva.Add(RegionGpa), (ulong)Pages << Page.Shift).Written),
-            ("LRU reclaim, dirty -> swap file", m => m.Host.ReclaimNow(Pages, ignoreAccessed: true)),
+            ("PageOut, dirty -> swap file", m => m.Space.PageOut(m.RamHva.Add(RegionGpa), (ulong)Pages << Page.Shift).Written, false),
+            ("LRU reclaim, dirty -> swap file", m => m.Host.ReclaimNow(Pages, ignoreAccessed: true), false),
+            ("LRU reclaim, scattered pages", m => m.Host.ReclaimNow(Pages, ignoreAccessed: true), true),
         })
         {
-            double mips = GuestMips(null, m => Rounds_(m, name, reclaim));
+            double mips = GuestMips(null, m => Rounds_(m, name, reclaim, scattered));
             Console.WriteLine($"guest, during {name,-27} {mips,8:F1} MIPS ({100 * mips / idleMips:F0}% of idle)");
         }
     }
@@ -63,24 +64,46 @@ public static unsafe class ReclaimUnderGuestProbe
         return (guest.Result?.InstructionsRetired ?? 0) / sw.Elapsed.TotalSeconds / 1e6;
     }
 
-    private static void Rounds_(HostBackedMemory m, string name, Func<HostBackedMemory, long> op)
+    /// <param name="scattered">Dirty the region's pages in a random order, so that the LRU lists them
+    /// (and reclaim finds them) scattered, as a guest touching memory at random leaves them.</param>
+    private static void Rounds_(HostBackedMemory m, string name, Func<HostBackedMemory, long> op, bool scattered)
     {
         VcpuLink[] fillers = [new VcpuLink(0), new VcpuLink(1)];
         var wall = new List<double>();
         var cpu = new List<double>();
         var before = m.Snapshot().Total;
+        var tap = new PageOutTimeTap(m.Measurements);
+        m.Host.Events = tap;
+        if (m.Mmu is EptMmu ept) ept.Events = tap;
+        var order = Enumerable.Range(0, Pages).ToArray();
+        if (scattered) new Random(13).Shuffle(order);
+        double sumWall = 0, sumCpu = 0, sumQueue = 0, sumInv = 0, sumSwap = 0;
+        var sumShoot = new double[4];
+        var sumCpuStep = new double[4];
+        long[] shootCount = new long[4];
+        long invCount = 0;
         for (int r = 0; r < Rounds; r++)
         {
-            for (int i = 0; i < Pages; i++)
+            foreach (int i in order)
             {
                 var gpa = new Gpa(RegionGpa + ((ulong)i << Page.Shift));
                 m.Space.WriteUInt64(m.RamHva.Add(gpa.Value), (ulong)(r * Pages + i + 1));
                 foreach (var f in fillers) m.Mmu.Translate(f, gpa, AccessKind.Write, out _);
             }
+            tap.WatchThisThread();
+            var s0 = ThreadSchedStat.Read();
             long c0 = HostLatencyProbe.ThreadCpuNs(), t0 = Stopwatch.GetTimestamp();
             long n = op(m);
             double w = (Stopwatch.GetTimestamp() - t0) * 1e9 / Stopwatch.Frequency, c = HostLatencyProbe.ThreadCpuNs() - c0;
+            var s1 = ThreadSchedStat.Read();
             if (n <= 0) { Console.WriteLine($"{name}: round {r} did nothing"); continue; }
+            sumWall += w / 1e6; sumCpu += c / 1e6; sumQueue += (s1.RunQueueNs - s0.RunQueueNs) / 1e6;
+            sumInv += PageOutTimeTap.Ms(tap.InvalidateTicks); sumSwap += PageOutTimeTap.Ms(tap.SwapWriteTicks); invCount += tap.Invalidations;
+            for (int k = 0; k < 4; k++)
+            {
+                sumShoot[k] += PageOutTimeTap.Ms(tap.ShootdownTicks[k]); shootCount[k] += tap.Shootdowns[k];
+                sumCpuStep[k] += tap.CpuNsByStep[k] / 1e6;
+            }
             wall.Add(n / w * 1e9);
             cpu.Add(n / c * 1e9);
         }
@@ -92,6 +115,15 @@ public static unsafe class ReclaimUnderGuestProbe
         long count = inv.TotalCount - before.Invalidations.Where(kv => kv.Key is InvalidateCause.PageOut or InvalidateCause.Reclaim).Sum(kv => kv.Value.TotalCount);
         Console.WriteLine($"{name,-40} wall median {wall[wall.Count / 2],9:F0} /s best {wall[^1],9:F0} /s   thread-CPU median {cpu[cpu.Count / 2],9:F0} /s");
         Console.WriteLine($"  invalidations {count} for {Rounds * Pages} pages: p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, p99.9 {P(inv, 99.9)} ns; shootdowns {m.Shootdowns}");
+        // Where the wall time of all rounds went, on the page-out thread (ms, and share of wall).
+        string Pct(double ms) => $"{ms,8:F1} ms {100 * ms / sumWall,5:F1}%";
+        Console.WriteLine($"  wall {sumWall:F1} ms: on CPU {Pct(sumCpu)} | runnable, waiting for a CPU {Pct(sumQueue)} | blocked/sleeping {Pct(Math.Max(0, sumWall - sumCpu - sumQueue))}");
+        Console.WriteLine($"  inside {invCount} invalidations {Pct(sumInv)} | swap writes {Pct(sumSwap)} | rest (locks, unmap, free, LRU) {Pct(Math.Max(0, sumWall - sumInv - sumSwap))}");
+        Console.WriteLine($"  shootdown waits: never held {shootCount[0]} / {Pct(sumShoot[0])} | acknowledged {shootCount[1]} / {Pct(sumShoot[1])} | shot down {shootCount[2]} / {Pct(sumShoot[2])} | waited {shootCount[3]} / {Pct(sumShoot[3])}");
+        string Cpu(double ms) => $"{ms,7:F1} ms {100 * ms / sumCpu,5:F1}%";
+        Console.WriteLine($"  CPU by step: to each shootdown's end (take pages, zap, shootdown) {Cpu(sumCpuStep[0])} | to the invalidation's end (unmap, swap slots) {Cpu(sumCpuStep[1])} | swap writes {Cpu(sumCpuStep[2])} | to the batch's end (free) {Cpu(sumCpuStep[3])}");
+        m.Host.Events = m.Measurements;
+        if (m.Mmu is EptMmu e2) e2.Events = m.Measurements;
     }
 
     private static long P(HdrHistogram.HistogramBase h, double q) => h.TotalCount == 0 ? 0 : h.GetValueAtPercentile(q);

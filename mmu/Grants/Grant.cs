@@ -54,7 +54,8 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     // (the recall) and their end. A host may change its PTEs after the start without a
     // lock get_user_pages waits for (the test host does), so a fill of such a page would
     // find the old frame: fills of these pages wait until the end.
-    private readonly List<(ulong First, ulong Last)> _inProgress = [];
+    // A batch's entry lists its grant pages (sorted); null: every page of [First, Last].
+    private readonly List<(ulong First, ulong Last, ulong[]? Pages)> _inProgress = [];
     private GrantCounts _counts;                      // guarded by _mutex; read racily for reports
     private long _markedFaults;                       // interlocked: faults that found their mark
     private bool _registered;
@@ -260,29 +261,45 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     // ---- the owner's notifiers: recall --------------------------------------
 
     /// <summary>The recall; fills of the range then wait for its end.</summary>
-    public bool InvalidateRangeStart(in InvalidateRange range) => Recall(range.Start, range.End, range.MayBlock, range, untilEnd: true);
+    public bool InvalidateRangeStart(in InvalidateRange range) => Recall(range, untilEnd: true);
 
-    /// <summary>The host's PTEs of the range hold their new values: fills of it may go on.</summary>
+    /// <summary>The host's PTEs of the range (or batch) hold their new values: fills of it may go on.</summary>
     public void InvalidateRangeEnd(in InvalidateRange range)
     {
-        if (!Clip(range.Start, range.End, out var s, out var e)) return;
-        var pages = (s.OffsetFrom(Start) >> Page.Shift, (e.OffsetFrom(Start) >> Page.Shift) - 1);
-        lock (_mutex) _inProgress.Remove(pages);
+        if (!range.TryClip(Start, End, out var r)) return;
+        var (first, last, pages) = GrantPagesOf(r);
+        lock (_mutex)
+        {
+            int i = _inProgress.FindIndex(p => p.First == first && p.Last == last
+                && (p.Pages is null ? pages is null : pages is not null && p.Pages.AsSpan().SequenceEqual(pages)));
+            if (i >= 0) _inProgress.RemoveAt(i);   // none: the recall was refused, or met no page
+        }
+    }
+
+    /// <summary>A clipped range's grant pages: [first, last], and a batch's list of them (null: all of them).</summary>
+    private (ulong First, ulong Last, ulong[]? Pages) GrantPagesOf(in InvalidateRange clipped)
+    {
+        ulong basePage = Start.PageNumber;
+        ulong first = clipped.Start.PageNumber - basePage, last = clipped.End.PageNumber - 1 - basePage;
+        if (clipped.BatchPages is not { } batch) return (first, last, null);
+        var pages = new ulong[batch.Length];
+        for (int i = 0; i < batch.Length; i++) pages[i] = batch[i] - basePage;
+        return (first, last, pages);
     }
 
     private bool InProgressLocked(ulong page)
     {
         Debug.Assert(_mutex.IsHeldByCurrentThread, "the ranges in progress are the mutex's");
-        foreach (var (first, last) in _inProgress)
-            if (page >= first && page <= last) return true;
+        foreach (var (first, last, pages) in _inProgress)
+            if (page >= first && page <= last && (pages is null || Array.BinarySearch(pages, page) >= 0)) return true;
         return false;
     }
 
     /// <summary>The broken-2008 owner: the page is recalled after its PTE changed (too late, as for any subscriber).</summary>
     public void InvalidatePage(Hva address) =>
-        Recall(address.PageBase, address.PageBase.Add(Page.Size), mayBlock: true, new InvalidateRange(address.PageBase, address.PageBase.Add(Page.Size), InvalidateEvent.Clear, true));
+        Recall(new InvalidateRange(address.PageBase, address.PageBase.Add(Page.Size), InvalidateEvent.Clear, true));
 
-    public void Release() => Recall(Start, End, mayBlock: true, new InvalidateRange(Start, End, InvalidateEvent.Release, true));
+    public void Release() => Recall(new InvalidateRange(Start, End, InvalidateEvent.Release, true));
 
     public bool ClearFlushYoung(Hva start, Hva end) => Clip(start, end, out var s, out var e) && Views(v => v.Notifiers.ClearFlushYoung(s, e));
 
@@ -298,16 +315,18 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
     }
 
     /// <summary>
-    /// recall_PFNs: mark the faulters covering the range for retry, zap every
-    /// attacher's entries and shoot down their TLBs, drop the grant's references.
-    /// On return no attacher maps a page of the range or will install one, and the
-    /// grant holds none of them: the host may free the frames.
+    /// recall_PFNs: mark the faulters covering the range (a batch: its listed pages)
+    /// for retry, zap every attacher's entries and shoot down their TLBs (one start and
+    /// end per attacher, the batch passed on), drop the grant's references. On return no
+    /// attacher maps a page of it or will install one, and the grant holds none of them:
+    /// the host may free the frames.
     /// </summary>
-    private bool Recall(Hva start, Hva end, bool mayBlock, in InvalidateRange asked, bool untilEnd = false)
+    private bool Recall(in InvalidateRange asked, bool untilEnd = false)
     {
-        if (!Clip(start, end, out var s, out var e)) return true;
+        if (!asked.TryClip(Start, End, out var sub)) return true;
+        bool mayBlock = asked.MayBlock;
         long began = Stopwatch.GetTimestamp();
-        ulong first = s.OffsetFrom(Start) >> Page.Shift, last = (e.OffsetFrom(Start) >> Page.Shift) - 1;
+        var (first, last, pages) = GrantPagesOf(sub);
         var drop = new List<Hfn>();
         if (mayBlock) _mutex.Enter();
         else if (!_mutex.TryEnter()) return false;       // "would block": the host backs off and retries
@@ -315,17 +334,22 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
         {
             PruneFaultersLocked();
             foreach (var f in _faulters)
-                if (f.Page >= first && f.Page <= last) f.Retry = true;
-            var sub = asked with { Start = s, End = e, MayBlock = mayBlock };
+                if (f.Page >= first && f.Page <= last && (pages is null || Array.BinarySearch(pages, f.Page) >= 0)) f.Retry = true;
             foreach (var view in _views)
             {
                 // Each attacher's start zaps its entries of the range and waits for its vCPUs' flushes.
                 if (!view.Notifiers.InvalidateRangeStart(sub)) return false;
                 view.Notifiers.InvalidateRangeEnd(sub);
             }
-            for (ulong i = first; i <= last; i++)
-                if (_pfns[i] != 0) { drop.Add(new Hfn((uint)(_pfns[i] - 1))); _pfns[i] = 0; }
-            if (untilEnd) _inProgress.Add((first, last));
+            if (pages is null)
+            {
+                for (ulong i = first; i <= last; i++) DropLocked(i, drop);
+            }
+            else
+            {
+                foreach (ulong i in pages) DropLocked(i, drop);
+            }
+            if (untilEnd) _inProgress.Add((first, last, pages));
             _counts.Recalls++;
             _counts.RecalledPages += drop.Count;
         }
@@ -334,6 +358,15 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
         foreach (var f in drop) OwnerHost.PutUserPage(f, PageRelease.Unused);
         RecallTimed?.Invoke(drop.Count, Attachers, Stopwatch.GetTimestamp() - began);
         return true;
+    }
+
+    /// <summary>Take grant page <paramref name="page"/>'s frame out of the PFN table; its reference goes to <paramref name="drop"/>.</summary>
+    private void DropLocked(ulong page, List<Hfn> drop)
+    {
+        Debug.Assert(_mutex.IsHeldByCurrentThread, "the PFN table is the mutex's");
+        if (_pfns[page] == 0) return;
+        drop.Add(new Hfn((uint)(_pfns[page] - 1)));
+        _pfns[page] = 0;
     }
 
     /// <summary>For measurements: after each recall, (pages dropped, attachers, Stopwatch ticks it took).</summary>

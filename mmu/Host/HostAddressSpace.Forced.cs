@@ -18,7 +18,12 @@ public readonly record struct PageOutResult(long Written, long Dropped, long Ski
 
 public sealed partial class HostAddressSpace
 {
-    private const int PageOutChunk = 64;
+    /// <summary>
+    /// Most pages of a PageOut range one batch looks through under one hold of the lock
+    /// (128 MiB; absent page-table leaves are skipped whole): a sparse range still fills
+    /// its batches, yet the scan under the lock stays bounded.
+    /// </summary>
+    private const ulong PageOutScanPages = MaxBatchPages * 512;
 
     /// <summary>
     /// Drop the range's pages (MADV_DONTNEED): present pages are freed, swap
@@ -114,45 +119,89 @@ public sealed partial class HostAddressSpace
     {
         var (s, e) = CheckRange(start, bytes);
         var total = new PageOutResult();
-        var batch = new List<uint>(PageOutChunk);
-        for (ulong cs = s; cs < e; cs += PageOutChunk)
+        var batch = new List<uint>(MaxBatchPages);
+        var vpns = new List<ulong>(MaxBatchPages);
+        // Each batch takes up to MaxBatchPages resident pages from where the last one stopped.
+        for (ulong cs = s; cs < e;)
+            total += PageOutBatchOnce(ref cs, e, [], batch, vpns, start, bytes);
+        return total;
+    }
+
+    /// <summary>
+    /// <see cref="PageOut(Hva, ulong)"/> of scattered pages (process_madvise with a vector
+    /// of one-page ranges): each page's resident frame is written to swap and freed, in
+    /// batches of at most <see cref="MaxBatchPages"/> pages with one invalidation each,
+    /// whatever the distance between them. Every page must be mapped; repeats count once.
+    /// </summary>
+    public PageOutResult PageOutPages(ReadOnlySpan<Hva> pages)
+    {
+        var sorted = new ulong[pages.Length];
+        for (int i = 0; i < pages.Length; i++)
         {
-            ulong ce = Math.Min(e, cs + PageOutChunk);
-            total += PageOutChunkOnce(cs, ce, batch, start, bytes);
+            CheckRange(pages[i].PageBase, Page.Size);
+            sorted[i] = pages[i].PageNumber;
+        }
+        Array.Sort(sorted);
+        int distinct = 0;
+        for (int i = 0; i < sorted.Length; i++)
+            if (distinct == 0 || sorted[i] != sorted[distinct - 1]) sorted[distinct++] = sorted[i];
+        var total = new PageOutResult();
+        var batch = new List<uint>(MaxBatchPages);
+        var vpns = new List<ulong>(MaxBatchPages);
+        for (int i = 0; i < distinct; i += MaxBatchPages)
+        {
+            var listed = sorted.AsSpan(i, Math.Min(MaxBatchPages, distinct - i));
+            ulong from = listed[0];
+            total += PageOutBatchOnce(ref from, listed[^1] + 1, listed, batch, vpns, Hva.FromPageNumber(listed[0]), Page.Size);
         }
         return total;
     }
 
-    private PageOutResult PageOutChunkOnce(ulong s, ulong e, List<uint> batch, Hva start, ulong bytes)
+    /// <summary>
+    /// One page-out batch: up to <see cref="MaxBatchPages"/> resident pages of [s, e) from
+    /// <paramref name="s"/> on, looking through at most <see cref="PageOutScanPages"/> pages
+    /// (or, when <paramref name="listed"/> is not empty, those pages only), are page-locked,
+    /// unmapped inside one invalidation that lists them, then written and freed together.
+    /// Moves <paramref name="s"/> past the pages it looked at.
+    /// </summary>
+    private PageOutResult PageOutBatchOnce(ref ulong s, ulong e, ReadOnlySpan<ulong> listed, List<uint> batch, List<ulong> vpns, Hva start, ulong bytes)
     {
         long skipped = 0;
         long started = Stopwatch.GetTimestamp();
         batch.Clear();
+        vpns.Clear();
         EnterLock();
         try
         {
-            if (_disposed || !CoveredLocked(s, e))
-                throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, +0x{bytes:x}) is not wholly mapped");
-            ulong first = e, last = s;
-            for (ulong vpn = s; _pt.NextUsed(ref vpn, e); vpn++)
+            if (_disposed) throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, +0x{bytes:x}) is not wholly mapped");
+            if (listed.IsEmpty)
             {
-                var pte = _pt.Get(vpn);
-                if (!pte.IsPresent) continue;
-                if (!_frames.TryLockPage(pte.Frame)) { skipped++; continue; }
-                _frames.GetPage(pte.Frame);
-                batch.Add(pte.Frame);
-                first = Math.Min(first, vpn); last = vpn;
+                ulong window = Math.Min(e, s + PageOutScanPages);
+                if (!CoveredLocked(s, window)) throw new ArgumentOutOfRangeException(nameof(start), $"[{start}, +0x{bytes:x}) is not wholly mapped");
+                ulong vpn = s;
+                for (; batch.Count < MaxBatchPages && _pt.NextUsed(ref vpn, window); vpn++) skipped += TakeForPageOutLocked(vpn, batch, vpns);
+                s = batch.Count == MaxBatchPages ? vpn : window;
+            }
+            else
+            {
+                foreach (ulong vpn in listed)
+                {
+                    if (!CoveredLocked(vpn, vpn + 1))
+                        throw new ArgumentOutOfRangeException(nameof(start), $"page {Hva.FromPageNumber(vpn)} is not mapped");
+                    skipped += TakeForPageOutLocked(vpn, batch, vpns);
+                }
+                s = e;
             }
             if (batch.Count > 0)
             {
+                var pages = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(vpns);
+                ulong first = pages[0], end = pages[^1] + 1;
+                var list = BatchListOf(pages);
                 // Blocking start: PageOut is asked for by a user and may wait for the subscribers.
-                InvalidateStartLocked(first, last + 1, InvalidateEvent.Clear, InvalidateCause.PageOut, mayBlock: true);
-                foreach (uint f in batch)
-                {
-                    ulong vpn = FrameMeta.OwnerVpn(_frames.Meta(f).Owner);
-                    UnmapForReclaimLocked(f, vpn);   // what it could not unmap FinishBatch counts as kept
-                }
-                InvalidateEndLocked(first, last + 1, InvalidateEvent.Clear, mayBlock: true);
+                InvalidateStartLocked(first, end, InvalidateEvent.Clear, InvalidateCause.PageOut, mayBlock: true, list);
+                for (int i = 0; i < batch.Count; i++)
+                    UnmapForReclaimLocked(batch[i], vpns[i]);   // what it could not unmap FinishBatch counts as kept
+                InvalidateEndLocked(first, end, InvalidateEvent.Clear, mayBlock: true, list);
             }
         }
         catch
@@ -165,6 +214,19 @@ public sealed partial class HostAddressSpace
         var outcome = _host.Reclaim.FinishBatch(batch, isolated: false);
         _host.Events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
         return new PageOutResult(outcome.Written, outcome.Dropped, skipped + outcome.Kept, outcome.Failed);
+    }
+
+    /// <summary>A resident page joins the page-out batch (page-locked, with a reference); returns 1 when it is busy and skipped.</summary>
+    private int TakeForPageOutLocked(ulong vpn, List<uint> batch, List<ulong> vpns)
+    {
+        AssertLocked();
+        var pte = _pt.Get(vpn);
+        if (!pte.IsPresent) return 0;
+        if (!_frames.TryLockPage(pte.Frame)) return 1;
+        _frames.GetPage(pte.Frame);
+        batch.Add(pte.Frame);
+        vpns.Add(vpn);
+        return 0;
     }
 
     /// <summary>

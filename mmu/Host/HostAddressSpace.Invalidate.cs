@@ -8,7 +8,7 @@ namespace ToyVmm.Mmu.Host;
 // (Unmap, DontNeed, Protect, PageOut, reclaim, teardown) runs as:
 //
 //   take _lock
-//   InvalidateStartLocked(range, event, mayBlock)   -- subscribers zap their
+//   InvalidateStartLocked(range, event, mayBlock[, batch])   -- subscribers zap their
 //        mappings of the range, hand dirty bits over (SetPageDirty) and flush
 //        vCPU TLBs; a non-blocking start may refuse ("would block"): then
 //        nothing has changed, the operation drops _lock, backs off, retries
@@ -17,6 +17,9 @@ namespace ToyVmm.Mmu.Host;
 //   InvalidateEndLocked(range, event)
 //   drop _lock
 //   free the listed frames (ReleaseZapped)
+//
+// A batch (reclaim, page-out) lists scattered pages of the range: one start and
+// one end for all of them, and only the listed pages' PTEs change in between.
 //
 // So a frame is freed only after every secondary MMU has dropped it, and a
 // secondary fault that raced with the change retries (its sequence moved).
@@ -41,17 +44,21 @@ public sealed partial class HostAddressSpace
     private long _invalidationStarted;            // guarded by _lock
 
     /// <summary>
-    /// Start an invalidation of pages [startVpn, endVpn) on behalf of <paramref name="cause"/>.
+    /// Start an invalidation of pages [startVpn, endVpn) on behalf of <paramref name="cause"/>;
+    /// of a batch, only the pages <paramref name="batch"/> lists (sorted, distinct, the first
+    /// startVpn and the last endVpn - 1; the end is called with the same list).
     /// False: a subscriber would block; change nothing and retry.
     /// </summary>
-    private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, InvalidateCause cause, bool mayBlock)
+    private bool InvalidateStartLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, InvalidateCause cause, bool mayBlock, ulong[]? batch = null)
     {
         AssertLocked();
         Debug.Assert(startVpn < endVpn, "the range is not empty");
+        Debug.Assert(batch is null || (batch[0] == startVpn && batch[^1] == endVpn - 1), "the batch spans its range");
         var range = new InvalidateRange(Hva.FromPageNumber(startVpn), Hva.FromPageNumber(endVpn), kind, mayBlock)
         {
             Cause = cause,
             StartTicks = Stopwatch.GetTimestamp(),
+            BatchPages = batch,
         };
         _invalidationCause = cause;
         _invalidationStarted = range.StartTicks;
@@ -68,7 +75,7 @@ public sealed partial class HostAddressSpace
         return false;
     }
 
-    private void InvalidateEndLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, bool mayBlock)
+    private void InvalidateEndLocked(ulong startVpn, ulong endVpn, InvalidateEvent kind, bool mayBlock, ulong[]? batch = null)
     {
         AssertLocked();
         if (kind == InvalidateEvent.Release || Notifiers.IsEmpty) return;
@@ -76,13 +83,14 @@ public sealed partial class HostAddressSpace
         {
             Cause = _invalidationCause,
             StartTicks = _invalidationStarted,
+            BatchPages = batch,
         };
         Notifiers.InvalidateRangeEnd(range);
         // Under a protocol whose subscribers hear no range (broken-2008: pages, after the
         // fact; pin and none: nothing), no notifier start or end carries the cause to a
         // subscriber: the host records it.
         if (!Notifiers.Protocol.SubscribersHear(range))
-            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, endVpn - startVpn, _invalidationStarted, Stopwatch.GetTimestamp());
+            _host.Events?.InvalidateCompleted(_invalidationCause, startVpn, range.Pages, _invalidationStarted, Stopwatch.GetTimestamp());
     }
 
     /// <summary>

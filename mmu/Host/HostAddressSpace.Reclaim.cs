@@ -41,35 +41,33 @@ public sealed partial class HostAddressSpace
         finally { ExitLock(); }
     }
 
-    /// <summary>Most pages one reclaim invalidation covers: bounds how long faults in the run wait for it.</summary>
-    internal const int MaxRunPages = 64;
-
     /// <summary>
-    /// Most pages between two reclaimed pages of one run. The pages in such a gap are
-    /// not reclaimed, but the run's invalidation zaps their secondary entries too (a
-    /// present-page secondary fault later), so the gap is kept small.
+    /// Most pages one reclaim or page-out invalidation lists: one notifier start and end,
+    /// one zap pass and one shootdown per batch. Bounds how long a fault on a listed page
+    /// waits and how long the MMU lock is held for the zaps. Where the size comes from:
+    /// bench/RESULTS.md "Page-out with the guest running: batches of pages".
     /// </summary>
-    internal const int MaxRunGap = 8;
+    internal const int MaxBatchPages = 64;
 
     /// <summary>
     /// Reclaim a batch of locked, referenced frames this space maps at the given pages
     /// (sorted by page, ascending): second chance for each, then the rest unmapped in
-    /// runs of nearby pages, one invalidation (one notifier start and end, one zap and
-    /// shootdown in each secondary MMU) per run, all under one hold of the lock.
+    /// batches of at most <see cref="MaxBatchPages"/> pages, near or scattered, one
+    /// invalidation (one notifier start and end listing the batch's pages, one zap pass
+    /// and one shootdown in each secondary MMU) per batch, all under one hold of the lock.
     /// Writes each page's outcome to <paramref name="results"/>.
     /// </summary>
     internal void ReclaimBatch(ReadOnlySpan<uint> frames, ReadOnlySpan<ulong> vpns, bool checkYoung, bool mayBlock, Span<ReclaimUnmap> results)
     {
         Debug.Assert(frames.Length == vpns.Length && results.Length >= frames.Length, "one page and one result per frame");
+        Span<int> candidates = stackalloc int[MaxBatchPages];
+        int n = 0;
         EnterLock();
         try
         {
-            // A run: consecutive candidates of the batch, each at most MaxRunGap pages after
-            // the one before, spanning fewer than MaxRunPages. A page of the batch that is not
-            // a candidate (young, gone) ends the run, so its entries are not zapped. A busy
-            // frame is found only inside the run's invalidation (UnmapForReclaimLocked):
-            // a subscriber may hold a page reference that its zap gives back.
-            int runStart = -1;
+            // A page of the batch that is not a candidate (young, gone) is not listed, so its
+            // entries are not zapped. A busy frame is found only inside the invalidation
+            // (UnmapForReclaimLocked): a subscriber may hold a page reference that its zap gives back.
             for (int i = 0; i < frames.Length; i++)
             {
                 uint f = frames[i];
@@ -80,38 +78,45 @@ public sealed partial class HostAddressSpace
                 ReclaimUnmap r;
                 if (!pte.IsPresent || pte.Frame != f) r = ReclaimUnmap.Gone;
                 else if (checkYoung && TestAndClearYoungLocked(f, vpn, flush: true)) r = ReclaimUnmap.Young;
-                else r = ReclaimUnmap.Unmapped;   // a candidate: its run unmaps it
+                else r = ReclaimUnmap.Unmapped;   // a candidate: its batch unmaps it
                 results[i] = r;
-                bool joins = r == ReclaimUnmap.Unmapped && runStart >= 0
-                    && vpn - vpns[i - 1] <= MaxRunGap && vpn - vpns[runStart] < MaxRunPages;
-                if (runStart >= 0 && !joins)
+                if (r != ReclaimUnmap.Unmapped) continue;
+                // Candidates have distinct pages: a repeated page maps only one of its frames.
+                candidates[n++] = i;
+                if (n == MaxBatchPages)
                 {
-                    UnmapRunLocked(frames, vpns, results, runStart, i, mayBlock);
-                    runStart = -1;
+                    UnmapBatchLocked(frames, vpns, results, candidates[..n], mayBlock);
+                    n = 0;
                 }
-                if (r == ReclaimUnmap.Unmapped && runStart < 0) runStart = i;
             }
-            if (runStart >= 0) UnmapRunLocked(frames, vpns, results, runStart, frames.Length, mayBlock);
+            if (n > 0) UnmapBatchLocked(frames, vpns, results, candidates[..n], mayBlock);
         }
         finally { ExitLock(); }
     }
 
-    /// <summary>Unmap the candidates [<paramref name="from"/>, <paramref name="to"/>) inside one invalidation of their span.</summary>
-    private void UnmapRunLocked(ReadOnlySpan<uint> frames, ReadOnlySpan<ulong> vpns, Span<ReclaimUnmap> results, int from, int to, bool mayBlock)
+    /// <summary>The batch's page list for its invalidation: null when the pages are one contiguous run (the range says it all).</summary>
+    private static ulong[]? BatchListOf(ReadOnlySpan<ulong> sortedVpns) =>
+        sortedVpns[^1] - sortedVpns[0] + 1 == (ulong)sortedVpns.Length ? null : sortedVpns.ToArray();
+
+    /// <summary>Unmap the candidates <paramref name="batch"/> (indexes, ascending by page) inside one invalidation that lists their pages.</summary>
+    private void UnmapBatchLocked(ReadOnlySpan<uint> frames, ReadOnlySpan<ulong> vpns, Span<ReclaimUnmap> results, ReadOnlySpan<int> batch, bool mayBlock)
     {
         AssertLocked();
-        ulong first = vpns[from], end = vpns[to - 1] + 1;
+        Span<ulong> pages = stackalloc ulong[batch.Length];
+        for (int j = 0; j < batch.Length; j++) pages[j] = vpns[batch[j]];
+        ulong first = pages[0], end = pages[^1] + 1;
+        var list = BatchListOf(pages);
         _host.Stats.Count(ref _host.Stats.ReclaimRuns);
-        if (!InvalidateStartLocked(first, end, InvalidateEvent.Clear, InvalidateCause.Reclaim, mayBlock))
+        if (!InvalidateStartLocked(first, end, InvalidateEvent.Clear, InvalidateCause.Reclaim, mayBlock, list))
         {
-            for (int j = from; j < to; j++) results[j] = ReclaimUnmap.WouldBlock;
+            foreach (int j in batch) results[j] = ReclaimUnmap.WouldBlock;
             return;
         }
         try
         {
-            for (int j = from; j < to; j++) results[j] = UnmapForReclaimLocked(frames[j], vpns[j]);
+            foreach (int j in batch) results[j] = UnmapForReclaimLocked(frames[j], vpns[j]);
         }
-        finally { InvalidateEndLocked(first, end, InvalidateEvent.Clear, mayBlock); }
+        finally { InvalidateEndLocked(first, end, InvalidateEvent.Clear, mayBlock, list); }
     }
 
     private bool TestAndClearYoungLocked(uint f, ulong vpn, bool flush)

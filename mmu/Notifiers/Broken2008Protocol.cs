@@ -38,6 +38,12 @@ public sealed class Broken2008Protocol : INotifierProtocol
     public void AfterPteChange(ReadOnlySpan<IMmuNotifierSubscriber> subscribers, in InvalidateRange range)
     {
         if (range.Event == InvalidateEvent.Release) return;
+        if (range.BatchPages is { } batch)
+        {
+            foreach (ulong vpn in batch)
+                foreach (var s in subscribers) s.InvalidatePage(Hva.FromPageNumber(vpn));
+            return;
+        }
         for (ulong a = range.Start.Value; a < range.End.Value; a += Page.Size)
             foreach (var s in subscribers) s.InvalidatePage(new Hva(a));
     }

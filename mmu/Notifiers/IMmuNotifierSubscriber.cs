@@ -13,8 +13,10 @@ namespace ToyVmm.Mmu.Notifiers;
 ///   InvalidateRangeEnd(r)     -- after the PTEs hold their new values
 /// </code>
 /// Between start and end the subscriber must not establish a new mapping of
-/// any page in r (KVM's invalidate-in-progress count enforces that). Starts and
-/// ends nest and overlap across threads; each start is paired with one end.
+/// any page in r (KVM's invalidate-in-progress count enforces that); for a batch
+/// (<see cref="InvalidateRange.BatchPages"/>), of any listed page. The end carries
+/// the same list as its start. Starts and ends nest and overlap across threads;
+/// each start is paired with one end.
 /// <para>
 /// Only start and end are required. The other callbacks have defaults for a
 /// subscriber that keeps no accessed bits (young: "not used"), that follows

@@ -28,12 +28,27 @@ namespace ToyVmm.Mmu.Notifiers;
 /// every fault waited (a guest stalled for seconds). The ranges are kept apart
 /// instead: a fault waits only for an invalidation that covers its own page.
 /// </para>
+/// <para>
+/// A batch (a list of scattered pages, one start and one end) is one entry of R that
+/// holds its sorted guest frames: a fault on a listed frame waits and retries, a fault
+/// on a frame between them does not wait (its re-check still sees S move at the end,
+/// as every fault in flight does, and retries once).
+/// </para>
 /// </remarks>
 public sealed class InvalidateSequence
 {
     private readonly Lock _mmuLock;
     private long _sequence;                                   // written under _mmuLock, read lock-free by faults
-    private (ulong First, ulong Last)[] _ranges = [];         // replaced under _mmuLock, read lock-free by the pre-check
+    private InProgress[] _ranges = [];                        // replaced under _mmuLock, read lock-free by the pre-check
+
+    /// <summary>One invalidation in progress: [First, Last], and for a batch the frames it lists (sorted).</summary>
+    private readonly record struct InProgress(ulong First, ulong Last, ulong[]? Gfns)
+    {
+        public bool Covers(ulong gfn) => gfn >= First && gfn <= Last && (Gfns is null || Array.BinarySearch(Gfns, gfn) >= 0);
+
+        public bool SameAs(ulong first, ulong last, ReadOnlySpan<ulong> gfns) =>
+            First == first && Last == last && (Gfns is null ? gfns.IsEmpty : gfns.SequenceEqual(Gfns));
+    }
 
     public InvalidateSequence(Lock mmuLock) => _mmuLock = mmuLock;
 
@@ -43,23 +58,35 @@ public sealed class InvalidateSequence
     public int InProgressLocked { get { AssertLocked(); return _ranges.Length; } }
 
     /// <summary>Invalidate range start: add [firstGfn, lastGfn] to the ranges in progress.</summary>
-    public void BeginLocked(ulong firstGfn, ulong lastGfn)
+    public void BeginLocked(ulong firstGfn, ulong lastGfn) => BeginLocked(firstGfn, lastGfn, default);
+
+    /// <summary>
+    /// Invalidate start of a batch: add the guest frames <paramref name="gfns"/> (sorted,
+    /// within [firstGfn, lastGfn]; empty: every frame of the range) to those in progress.
+    /// </summary>
+    public void BeginLocked(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns)
     {
         AssertLocked();
-        Volatile.Write(ref _ranges, [.. _ranges, (firstGfn, lastGfn)]);
+        Debug.Assert(gfns.IsEmpty || (gfns[0] >= firstGfn && gfns[^1] <= lastGfn), "the batch lies in its range");
+        Volatile.Write(ref _ranges, [.. _ranges, new InProgress(firstGfn, lastGfn, gfns.IsEmpty ? null : gfns.ToArray())]);
     }
 
     /// <summary>Invalidate range end of [firstGfn, lastGfn]: move the sequence on and drop that range.</summary>
-    public void EndLocked(ulong firstGfn, ulong lastGfn)
+    public void EndLocked(ulong firstGfn, ulong lastGfn) => EndLocked(firstGfn, lastGfn, default);
+
+    /// <summary>Invalidate end of the batch begun with the same frames: move the sequence on and drop it.</summary>
+    public void EndLocked(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns)
     {
         AssertLocked();
         var ranges = _ranges;
-        int i = Array.IndexOf(ranges, (firstGfn, lastGfn));
+        int i = -1;
+        for (int j = 0; j < ranges.Length && i < 0; j++)
+            if (ranges[j].SameAs(firstGfn, lastGfn, gfns)) i = j;
         Debug.Assert(i >= 0, "every end is paired with a start of the same range");
         // Release: a fault that sees the new sequence also sees the host's new PTEs.
         Volatile.Write(ref _sequence, _sequence + 1);
         if (i < 0) return;
-        var rest = new (ulong, ulong)[ranges.Length - 1];
+        var rest = new InProgress[ranges.Length - 1];
         Array.Copy(ranges, 0, rest, 0, i);
         Array.Copy(ranges, i + 1, rest, i, ranges.Length - i - 1);
         Volatile.Write(ref _ranges, rest);
@@ -78,10 +105,10 @@ public sealed class InvalidateSequence
     /// <summary>Lock-free pre-check before get_user_pages (may be stale; the locked re-check decides).</summary>
     public bool FaultLikelyToRetry(ulong gfn) => Covers(Volatile.Read(ref _ranges), gfn);
 
-    private static bool Covers((ulong First, ulong Last)[] ranges, ulong gfn)
+    private static bool Covers(InProgress[] ranges, ulong gfn)
     {
-        foreach (var (first, last) in ranges)
-            if (gfn >= first && gfn <= last) return true;
+        foreach (var r in ranges)
+            if (r.Covers(gfn)) return true;
         return false;
     }
 

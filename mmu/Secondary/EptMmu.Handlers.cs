@@ -12,6 +12,7 @@ public sealed unsafe partial class EptMmu
     private readonly struct InvalidateStartHandler(EptMmu mmu) : IGfnRangeHandler
     {
         public void OnLock(ulong firstGfn, ulong lastGfn) => mmu._seq.BeginLocked(firstGfn, lastGfn);
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => mmu._seq.BeginLocked(firstGfn, lastGfn, gfns);
 
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => mmu.ZapGfnsLocked(firstGfn, lastGfn);
     }
@@ -20,6 +21,7 @@ public sealed unsafe partial class EptMmu
     private readonly struct InvalidateEndHandler(InvalidateSequence seq) : IGfnRangeHandler
     {
         public void OnLock(ulong firstGfn, ulong lastGfn) => seq.EndLocked(firstGfn, lastGfn);
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => seq.EndLocked(firstGfn, lastGfn, gfns);
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => 0;
     }
 

@@ -13,7 +13,7 @@ public sealed unsafe partial class EptMmu
     public bool InvalidateRangeStart(in InvalidateRange range)
     {
         var start = new InvalidateStartHandler(this);
-        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true), ref start);
+        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true, Pages: range.BatchPages), ref start);
         if (walk.Outcome == WalkOutcome.WouldBlock) return false;   // "would block": the host backs off and retries
         return true;
     }
@@ -23,7 +23,7 @@ public sealed unsafe partial class EptMmu
         var events = Events;
         long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
         var end = new InvalidateEndHandler(_seq);
-        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End), ref end).Outcome != WalkOutcome.Done) return;
+        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End, Pages: range.BatchPages), ref end).Outcome != WalkOutcome.Done) return;
         // Start to end as the invalidating thread saw it: zap, shootdown, the host's PTE
         // change (a range nobody stamped: this end only).
         events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());

@@ -20,9 +20,22 @@ namespace ToyVmm.Mmu.Secondary;
 // KVM takes the lock lazily at the first slot found; the lock-free look before
 // taking it does the same job here. A Lockless walk (test_young) takes no lock
 // and never flushes.
+//
+// A batch walk (Pages: scattered host pages, one notifier start/end for all):
+//     take the MMU lock as above
+//     gfns = the listed pages' guest frames, slot by slot, sorted
+//     handler.OnLockBatch(first, last, gfns)        -- once (default: OnLock(first, last))
+//     for each slot, each run of listed pages consecutive in it:
+//         holders |= handler.Handle(slot, runFirstGfn, runLastGfn)
+//     flush once on return, over [first, last], as above
+// so a batch of n pages is one lock hold, n zaps and one shootdown.
 
 /// <summary>What a notifier walk does to the guest frames of each slot it meets (KVM's handler and on_lock).</summary>
-/// <remarks>Implemented by structs and called through a constrained generic, so a walk allocates nothing.</remarks>
+/// <remarks>
+/// Implemented by structs and called through a constrained generic, so a walk allocates
+/// nothing (a batch walk: nothing below 512 pages, and a handler used for batches
+/// overrides <see cref="OnLockBatch"/>, since the default method would box it).
+/// </remarks>
 public interface IGfnRangeHandler
 {
     /// <summary>
@@ -30,6 +43,13 @@ public interface IGfnRangeHandler
     /// walk is lockless), with the span of guest frames of every slot the range meets.
     /// </summary>
     void OnLock(ulong firstGfn, ulong lastGfn);
+
+    /// <summary>
+    /// <see cref="OnLock"/> of a batch walk: also the guest frames the batch lists (sorted,
+    /// in [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>]). A handler that keeps no
+    /// per-frame state may take the span for the batch (the default): it only ever does more.
+    /// </summary>
+    void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => OnLock(firstGfn, lastGfn);
 
     /// <summary>
     /// Act on guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>] of
@@ -50,7 +70,8 @@ public interface IRemoteTlbFlush
 /// <param name="MayBlock">False: only try the MMU lock, and report <see cref="WalkOutcome.WouldBlock"/> if it is taken.</param>
 /// <param name="FlushOnReturn">Flush the holders the handlers returned before the lock is dropped.</param>
 /// <param name="Lockless">Take no lock (a racy read such as test_young); never flushes.</param>
-public readonly record struct HvaRangeWalk(Hva Start, Hva End, bool MayBlock = true, bool FlushOnReturn = false, bool Lockless = false);
+/// <param name="Pages">A batch: the host page numbers to act on (sorted, distinct, in [Start, End)); null: the whole range.</param>
+public readonly record struct HvaRangeWalk(Hva Start, Hva End, bool MayBlock = true, bool FlushOnReturn = false, bool Lockless = false, ulong[]? Pages = null);
 
 public enum WalkOutcome
 {
@@ -90,6 +111,7 @@ public sealed class SlotRangeWalker(Lock mmuLock, SlotTable slots, IRemoteTlbFlu
 
     private WalkResult Run<T>(in HvaRangeWalk walk, ref T handler, bool locked) where T : struct, IGfnRangeHandler
     {
+        if (walk.Pages is { } pages) return RunBatch(walk, pages, ref handler, locked);
         var current = slots.Current;
         ulong first = ulong.MaxValue, last = 0;
         foreach (var slot in current)
@@ -105,6 +127,53 @@ public sealed class SlotRangeWalker(Lock mmuLock, SlotTable slots, IRemoteTlbFlu
                 holders |= handler.Handle(slot, f, l);
         if (locked && walk.FlushOnReturn && holders != 0) flush.FlushRemoteTlbsLocked(holders, first, last);
         return new(WalkOutcome.Done, holders);
+    }
+
+    /// <summary>The batch walk: the listed pages' guest frames, each slot's runs of consecutive listed pages to the handler, one flush.</summary>
+    private WalkResult RunBatch<T>(in HvaRangeWalk walk, ulong[] pages, ref T handler, bool locked) where T : struct, IGfnRangeHandler
+    {
+        var current = slots.Current;
+        int n = 0;
+        foreach (var slot in current) n += ListedIn(slot, pages, out _);
+        if (n == 0) return new(WalkOutcome.NoSlot, 0);
+        Span<ulong> gfns = n <= 512 ? stackalloc ulong[n] : new ulong[n];
+        int k = 0;
+        foreach (var slot in current)
+        {
+            int count = ListedIn(slot, pages, out int from);
+            ulong delta = slot.GpaStart.PageNumber - slot.HvaStart.PageNumber;   // wraps: gfn = vpn + delta
+            for (int i = from; i < from + count; i++) gfns[k++] = pages[i] + delta;
+        }
+        gfns.Sort();   // slots keep order within, not across
+        handler.OnLockBatch(gfns[0], gfns[^1], gfns);
+        ulong holders = 0;
+        foreach (var slot in current)
+        {
+            int count = ListedIn(slot, pages, out int from);
+            ulong delta = slot.GpaStart.PageNumber - slot.HvaStart.PageNumber;
+            for (int i = from; i < from + count;)
+            {
+                int j = i + 1;
+                while (j < from + count && pages[j] == pages[j - 1] + 1) j++;
+                holders |= handler.Handle(slot, pages[i] + delta, pages[j - 1] + delta);
+                i = j;
+            }
+        }
+        if (locked && walk.FlushOnReturn && holders != 0) flush.FlushRemoteTlbsLocked(holders, gfns[0], gfns[^1]);
+        return new(WalkOutcome.Done, holders);
+    }
+
+    /// <summary>How many of the sorted <paramref name="pages"/> lie in the slot; the first at <paramref name="from"/>.</summary>
+    private static int ListedIn(MemorySlot slot, ulong[] pages, out int from)
+    {
+        from = LowerBound(pages, slot.HvaStart.PageNumber);
+        return LowerBound(pages, slot.HvaEnd.PageNumber) - from;
+    }
+
+    private static int LowerBound(ulong[] sorted, ulong value)
+    {
+        int i = Array.BinarySearch(sorted, value);
+        return i >= 0 ? i : ~i;
     }
 
     private static bool Meets(ReadOnlySpan<MemorySlot> current, Hva start, Hva end)

@@ -14,7 +14,7 @@ public sealed unsafe partial class ShadowMmu
     public bool InvalidateRangeStart(in InvalidateRange range)
     {
         var start = new InvalidateStartHandler(this, ChangesContents(range.Cause));
-        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true), ref start);
+        var walk = _walker.Walk(new HvaRangeWalk(range.Start, range.End, range.MayBlock, FlushOnReturn: true, Pages: range.BatchPages), ref start);
         return walk.Outcome != WalkOutcome.WouldBlock;
     }
 
@@ -30,7 +30,7 @@ public sealed unsafe partial class ShadowMmu
         var events = Events;
         long ended = events is null || range.StartTicks != 0 ? 0 : Stopwatch.GetTimestamp();
         var end = new InvalidateEndHandler(_seq);
-        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End), ref end).Outcome != WalkOutcome.Done) return;
+        if (_walker.Walk(new HvaRangeWalk(range.Start, range.End, Pages: range.BatchPages), ref end).Outcome != WalkOutcome.Done) return;
         events?.InvalidateCompleted(range.Cause, range.Start.PageNumber, range.Pages, range.StartTicks != 0 ? range.StartTicks : ended, Stopwatch.GetTimestamp());
     }
 
@@ -113,12 +113,14 @@ public sealed unsafe partial class ShadowMmu
     private readonly struct InvalidateStartHandler(ShadowMmu mmu, bool contentsChange) : IGfnRangeHandler
     {
         public void OnLock(ulong firstGfn, ulong lastGfn) => mmu._seq.BeginLocked(firstGfn, lastGfn);
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => mmu._seq.BeginLocked(firstGfn, lastGfn, gfns);
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => mmu.ZapRangeLocked(firstGfn, lastGfn, contentsChange);
     }
 
     private readonly struct InvalidateEndHandler(InvalidateSequence seq) : IGfnRangeHandler
     {
         public void OnLock(ulong firstGfn, ulong lastGfn) => seq.EndLocked(firstGfn, lastGfn);
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) => seq.EndLocked(firstGfn, lastGfn, gfns);
         public ulong Handle(MemorySlot slot, ulong firstGfn, ulong lastGfn) => 0;
     }
 

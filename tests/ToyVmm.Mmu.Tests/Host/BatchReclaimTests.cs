@@ -109,12 +109,75 @@ public sealed unsafe class BatchReclaimTests : IDisposable
         // Batches of 32 adjacent pages: one run each, not one invalidation per page.
         Assert.True(starts.Count * 16 <= freed, $"{starts.Count} invalidations for {freed} pages");
         Assert.True(starts.Max(r => r.Pages) > 1);
-        Assert.True(starts.All(r => r.Pages <= (ulong)HostAddressSpace.MaxRunPages));
+        Assert.True(starts.All(r => r.Pages <= (ulong)HostAddressSpace.MaxBatchPages));
         // The EPT MMU zapped each run once, shooting its holder down at most once per run.
         _output.WriteLine($"flushes posted to the vCPU: {_vcpu.PostedGeneration - postedBefore}");
         Assert.True(_vcpu.PostedGeneration - postedBefore <= starts.Count);
         for (int p = 0; p < 128; p++) Assert.False(Maps(p, out _), $"page {p} still in the EPT");
         for (int p = 0; p < 128; p++) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
+        AssertClean();
+    }
+
+    /// <summary>
+    /// Pages touched in scattered order (every 7th page, so no two are near): reclaim
+    /// still unmaps each pass with one invalidation that lists its pages, zaps only
+    /// those (the pages between keep their EPT entries) and shoots the vCPU down once.
+    /// </summary>
+    [Fact]
+    public void Reclaim_ScatteredPages_OneInvalidationPerBatchListingItsPages()
+    {
+        var scattered = Enumerable.Range(0, 32).Select(i => i * 7).ToArray();
+        foreach (int p in scattered) WriteThroughMmu(p);
+        foreach (int p in Enumerable.Range(0, 224).Where(p => p % 7 != 0)) WriteThroughMmu(p);   // younger: reclaimed later
+        long postedBefore = _vcpu.PostedGeneration;
+
+        int freed = _host.ReclaimNow(32, ignoreAccessed: true);
+
+        var starts = _recorder.ReclaimStarts();
+        _output.WriteLine($"freed {freed}; {string.Join(", ", starts)}");
+        Assert.True(freed >= 32, $"freed {freed}");
+        var first = starts[0];
+        Assert.NotNull(first.BatchPages);
+        Assert.Equal(scattered.Select(p => _ram.Add((ulong)p * Page.Size).PageNumber), first.BatchPages!);
+        Assert.True(_vcpu.PostedGeneration - postedBefore <= starts.Count, "one shootdown per batch at most");
+        foreach (int p in scattered) Assert.False(Maps(p, out _), $"page {p} still in the EPT");
+        Assert.True(Maps(1, out _) && Maps(8, out _), "pages between the listed ones keep their entries");
+        foreach (int p in scattered) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
+        AssertClean();
+    }
+
+    /// <summary>
+    /// PAGEOUT of a sparse range (a resident page every 8 pages over all 256): its batches
+    /// take resident pages, not ranges of 64 pages, so the 32 pages go out in one
+    /// invalidation listing them, and the pages between keep their entries.
+    /// </summary>
+    [Fact]
+    public void PageOut_SparseRange_OneInvalidationListingTheResidentPages()
+    {
+        for (int p = 0; p < RamPages; p += 8) WriteThroughMmu(p);
+        long before = _host.Stats.Invalidations;
+
+        var r = _mm.PageOut(_ram, RamPages * Page.Size);
+
+        Assert.Equal(RamPages / 8, r.PagedOut);
+        Assert.Equal(1, _host.Stats.Invalidations - before);
+        Assert.Equal(Enumerable.Range(0, RamPages / 8).Select(i => _ram.Add((ulong)i * 8 * Page.Size).PageNumber), _mm.LastInvalidation.BatchPages!);
+        for (int p = 0; p < RamPages; p += 8) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
+        AssertClean();
+    }
+
+    /// <summary>PAGEOUT of more resident pages than a batch holds: batches of at most MaxBatchPages, every page out, data kept.</summary>
+    [Fact]
+    public void PageOut_MoreThanABatch_BoundedBatchesAllPagesOut()
+    {
+        for (int p = 0; p < 200; p++) WriteThroughMmu(p);
+        long before = _host.Stats.Invalidations;
+
+        var r = _mm.PageOut(_ram, RamPages * Page.Size);
+
+        Assert.Equal(200, r.PagedOut);
+        Assert.Equal((200 + HostAddressSpace.MaxBatchPages - 1) / HostAddressSpace.MaxBatchPages, _host.Stats.Invalidations - before);
+        for (int p = 0; p < 200; p++) Assert.Equal(ValueOf(p), ReadThroughMmu(p));
         AssertClean();
     }
 

@@ -62,4 +62,39 @@ public class InvalidateSequenceTests
             Assert.False(s.FaultMustRetryLocked(45, s.Sequence));
         }
     }
+
+    [Fact]
+    public void Batch_InProgress_ListedFramesRetryFramesBetweenDoNot()
+    {
+        var s = new InvalidateSequence(_lock);
+        long seq = s.Sequence;
+        lock (_lock)
+        {
+            s.BeginLocked(4, 90, [4, 17, 18, 90]);
+            foreach (ulong gfn in new ulong[] { 4, 17, 18, 90 }) Assert.True(s.FaultMustRetryLocked(gfn, seq), $"listed {gfn}");
+            foreach (ulong gfn in new ulong[] { 5, 16, 19, 89 }) Assert.False(s.FaultMustRetryLocked(gfn, seq), $"between {gfn}");
+        }
+        Assert.True(s.FaultLikelyToRetry(17));
+        Assert.False(s.FaultLikelyToRetry(50));
+    }
+
+    [Fact]
+    public void Batch_EndOfOneOfTwoOverlapping_KeepsTheOtherAndMovesTheSequence()
+    {
+        var s = new InvalidateSequence(_lock);
+        long seq = s.Sequence;
+        lock (_lock)
+        {
+            s.BeginLocked(10, 10);              // a one-page invalidation
+            s.BeginLocked(2, 30, [2, 10, 30]);  // a batch listing the same page
+            s.EndLocked(2, 30, [2, 10, 30]);
+            Assert.Equal(1, s.InProgressLocked);
+            Assert.True(s.FaultMustRetryLocked(10, s.Sequence), "the one-page invalidation still covers it");
+            Assert.False(s.FaultMustRetryLocked(2, s.Sequence));
+            Assert.True(s.FaultMustRetryLocked(2, seq), "a fault from before the batch's end retries once");
+            s.EndLocked(10, 10);
+            Assert.Equal(0, s.InProgressLocked);
+            Assert.False(s.FaultMustRetryLocked(10, s.Sequence));
+        }
+    }
 }

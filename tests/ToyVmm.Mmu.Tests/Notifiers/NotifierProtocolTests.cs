@@ -65,6 +65,30 @@ public class NotifierProtocolTests
     }
 
     [Fact]
+    public void Broken2008_Batch_EndSendsInvalidatePageForListedPagesOnly()
+    {
+        var log = new List<string>();
+        var reg = new MmuNotifierRegistry { Protocol = NotifierProtocols.Of(NotifierProtocol.Broken2008) };
+        reg.Register(new PageRecorder(log));
+        var batch = new InvalidateRange(new Hva(0x1000), new Hva(0x6000), InvalidateEvent.Clear, MayBlock: true) { BatchPages = [1, 3, 5] };
+        Assert.True(reg.InvalidateRangeStart(batch));
+        reg.InvalidateRangeEnd(batch);
+        Assert.Equal([$"page {new Hva(0x1000)}", $"page {new Hva(0x3000)}", $"page {new Hva(0x5000)}"], log);
+    }
+
+    [Fact]
+    public void Sequence_Batch_EachSubscriberHearsOneStartAndOneEnd()
+    {
+        var log = new List<string>();
+        var reg = new MmuNotifierRegistry();
+        reg.Register(new PageRecorder(log));
+        var batch = new InvalidateRange(new Hva(0x1000), new Hva(0x6000), InvalidateEvent.Clear, MayBlock: true) { BatchPages = [1, 3, 5] };
+        Assert.True(reg.InvalidateRangeStart(batch));
+        reg.InvalidateRangeEnd(batch);
+        Assert.Equal(["start", "end"], log);
+    }
+
+    [Fact]
     public void FaultRecheck_SequenceRetriesOverARangeInProgress_Broken2008Never()
     {
         var mmuLock = new Lock();

@@ -22,6 +22,12 @@ public class SlotRangeWalkerTests
     /// <summary>Records what the walk called; returns <see cref="Holders"/> from every slot.</summary>
     private struct Recorder(List<string> log, ulong holders, Lock? mustHold) : IGfnRangeHandler
     {
+        public void OnLockBatch(ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns)
+        {
+            Assert.True(mustHold is null || mustHold.IsHeldByCurrentThread, "on-lock runs under the MMU lock");
+            log.Add($"onlock {firstGfn:x}-{lastGfn:x} [{string.Join(' ', gfns.ToArray().Select(g => g.ToString("x")))}]");
+        }
+
         public void OnLock(ulong firstGfn, ulong lastGfn)
         {
             Assert.True(mustHold is null || mustHold.IsHeldByCurrentThread, "on-lock runs under the MMU lock");
@@ -148,5 +154,33 @@ public class SlotRangeWalkerTests
         }
         Assert.Equal(["onlock 100-107", "slot1 100-107"], log);
         Assert.Equal([(1UL, 0x100UL, 0x107UL)], flush.Calls);
+    }
+
+    [Fact]
+    public void Walk_BatchOverTwoSlots_OnLockListsTheFramesHandlerPerRunOneFlush()
+    {
+        var (walker, mmuLock, flush) = Make(adjacent: true);
+        var log = new List<string>();
+        var h = new Recorder(log, 2, mmuLock);
+        ulong a = A.PageNumber;
+        // Pages 1, 2, 3 and 9 of slot 0, page 2 of slot 1 (host page 16 + 2).
+        ulong[] pages = [a + 1, a + 2, a + 3, a + 9, a + 18];
+        var r = walker.Walk(new HvaRangeWalk(A.Add(Page.Size), A.Add(19 * Page.Size), FlushOnReturn: true, Pages: pages), ref h);
+        Assert.Equal(WalkOutcome.Done, r.Outcome);
+        Assert.Equal(["onlock 1-102 [1 2 3 9 102]", "slot0 1-3", "slot0 9-9", "slot1 102-102"], log);
+        Assert.Equal([(2UL, 1UL, 0x102UL)], flush.Calls);
+    }
+
+    [Fact]
+    public void Walk_BatchMeetingNoSlot_CallsNothing()
+    {
+        var (walker, mmuLock, flush) = Make();
+        var log = new List<string>();
+        var h = new Recorder(log, 1, mmuLock);
+        ulong a = A.PageNumber;
+        var r = walker.Walk(new HvaRangeWalk(A.Add(16 * Page.Size), A.Add(41 * Page.Size), FlushOnReturn: true, Pages: [a + 16, a + 40]), ref h);
+        Assert.Equal(WalkOutcome.NoSlot, r.Outcome);
+        Assert.Empty(log);
+        Assert.Empty(flush.Calls);
     }
 }

@@ -274,7 +274,10 @@ public class ProgramProcessTests : IDisposable
         Assert.Equal(0, code);
         Assert.Equal("big\n", stdout);
         ulong canHold = (1UL << 30) + (ulong)Math.Min(free, (64L << 30) + (16L << 20));
-        if (64UL << 30 > canHold)
+        // Other processes write to the same filesystem meanwhile: within 2 GiB of the
+        // threshold the VMM's own reading may fall on either side, so either answer is right.
+        bool nearThreshold = Math.Abs(free - (63L << 30)) < (2L << 30);
+        if (nearThreshold ? stderr != "" : 64UL << 30 > canHold)
         {
             var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.Single(lines);

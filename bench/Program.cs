@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using ToyVmm.Bench.Scenario;
 
-// `scenario [runs]`: guests natively and in the interpreter (make bench).
+// `scenario [runs]`: guests natively, under qemu-user, interpreted and tiered (make bench).
 // `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
 // `interp [runs] [guest...]`: the interpreter alone on the cpusuite guests, wall and CPU-time MIPS.
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.

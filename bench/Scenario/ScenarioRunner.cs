@@ -7,8 +7,10 @@ namespace ToyVmm.Bench.Scenario;
 
 /// <summary>
 /// <c>make bench</c>'s scenarios: the same guest run natively (its Linux
-/// build) and in the interpreter, on flat memory and on the host-backed EPT
-/// MMU; guest MIPS, the ratio to native, and the MMU's fault and invalidation
+/// build), under qemu-user (the native build; left out with a line saying so when
+/// qemu-x86_64 is missing), in the interpreter and in the translation tier, on flat
+/// memory and on the host-backed EPT MMU; guest MIPS, the ratios to native and to
+/// qemu-user, and the MMU's fault and invalidation
 /// latencies under host pressure. Medians of several runs; the machine is
 /// shared and noisy, so read ratios rather than absolute figures.
 /// </summary>
@@ -21,25 +23,12 @@ public static class ScenarioRunner
         int runs = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
         string root = ScenarioTools.RepoRoot();
         Console.WriteLine($"# ToyVmm scenarios: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {runs} runs each, medians");
+        string? qemu = ScenarioTools.FindOnPath("qemu-x86_64");
+        Console.WriteLine(qemu is null
+            ? "qemu-user: skipped (qemu-x86_64 is not on the PATH and `make bench` could not install the qemu-user package); its column is left out"
+            : $"qemu-user: {FirstLine(qemu, "--version")} ({qemu}), running the native twins");
         foreach (var guest in new[] { "cpusuite", "cpusuite-sse" })
-        {
-            string elf = Path.Combine(root, "guest", "build", guest + ".elf");
-            string native = Path.Combine(root, "guest", "build", "native", guest);
-            if (!File.Exists(elf) || !File.Exists(native))
-            {
-                Console.Error.WriteLine($"{guest}: not built (run make -C guest)");
-                return 1;
-            }
-            double nativeSec = ScenarioTools.Median(Enumerable.Range(0, runs).Select(_ => ScenarioTools.TimeProcess(native, [])));
-            var flat = Enumerable.Range(0, runs).Select(_ => TimeGuest(elf, null)).ToList();
-            var ept = Enumerable.Range(0, runs).Select(_ => TimeGuest(elf, new GuestMemoryConfig(Ram + (Ram >> 3)))).ToList();
-            long instructions = flat[0].Instructions;
-            double flatSec = ScenarioTools.Median(flat.Select(x => x.Seconds)), eptSec = ScenarioTools.Median(ept.Select(x => x.Seconds));
-            Console.WriteLine($"{guest}: {instructions / 1e6:F1} M guest instructions");
-            Console.WriteLine($"  native          {nativeSec * 1e3,9:F1} ms   {instructions / nativeSec / 1e6,8:F0} MIPS");
-            Console.WriteLine($"  interp, flat    {flatSec * 1e3,9:F1} ms   {instructions / flatSec / 1e6,8:F1} MIPS   {flatSec / nativeSec,6:F0}x native");
-            Console.WriteLine($"  interp, EPT     {eptSec * 1e3,9:F1} ms   {instructions / eptSec / 1e6,8:F1} MIPS   {eptSec / nativeSec,6:F0}x native   EPT/flat MIPS {flatSec / eptSec:P0}");
-        }
+            if (!CpuSuite(root, guest, runs, qemu)) return 1;
         foreach (var (guest, vcpus) in new[] { ("memrand", 1), ("memrand", 2), ("memhot", 2) })
         {
             string elf = Path.Combine(root, "guest", "build", guest + ".elf");
@@ -49,6 +38,108 @@ public static class ScenarioRunner
         }
         MeasuringCost(root, runs);
         return 0;
+    }
+
+    /// <summary>
+    /// One cpusuite guest side by side: its native twin (the same C, built for Linux) run natively
+    /// and under qemu-user (a translator, the yardstick), and the guest in ToyVmm's interpreter and
+    /// translation tier on flat memory and in the interpreter on the EPT MMU. The configurations
+    /// alternate run by run so the shared machine's noise hits them alike; medians of wall-clock
+    /// time and of CPU time (the child's user+sys; for ToyVmm the whole process's CPU time over the
+    /// run: the vCPU, the tier's compiler and the GC), both as MIPS over the guest's retired
+    /// instruction count (the native twin runs the same code; its own count is not measured).
+    /// </summary>
+    private static bool CpuSuite(string root, string guest, int runs, string? qemu)
+    {
+        string elf = Path.Combine(root, "guest", "build", guest + ".elf");
+        string native = Path.Combine(root, "guest", "build", "native", guest);
+        if (!File.Exists(elf) || !File.Exists(native))
+        {
+            Console.Error.WriteLine($"{guest}: not built (run make -C guest)");
+            return false;
+        }
+        int tiered = ToyVmm.Cli.RunOptions.DefaultTierThreshold;
+        var configs = new List<(string Name, Func<(double Wall, double Cpu, long Instructions)> Run)>
+        {
+            ("native", () => { var t = TimeChild(native, []); return (t.Wall, t.Cpu, 0); }),
+        };
+        if (qemu is not null) configs.Add(("qemu-user", () => { var t = TimeChild(qemu, [native]); return (t.Wall, t.Cpu, 0); }));
+        configs.Add(("interpreter, flat", () => TimeVm(elf, null, -1)));
+        configs.Add(("tiered, flat", () => TimeVm(elf, null, tiered)));
+        configs.Add(("interpreter, EPT", () => TimeVm(elf, new GuestMemoryConfig(Ram + (Ram >> 3)), -1)));
+        var wall = configs.ToDictionary(c => c.Name, _ => new List<double>());
+        var cpu = configs.ToDictionary(c => c.Name, _ => new List<double>());
+        long instructions = 0;
+        for (int i = 0; i < runs; i++)
+            foreach (var c in configs)
+            {
+                var (w, t, n) = c.Run();
+                wall[c.Name].Add(w);
+                cpu[c.Name].Add(t);
+                if (n > 0) instructions = n;
+            }
+        double Med(Dictionary<string, List<double>> d, string name) => ScenarioTools.Median(d[name]);
+        Console.WriteLine($"{guest}: {instructions / 1e6:F1} M guest instructions; wall-clock | CPU time (medians of {runs})");
+        foreach (var c in configs)
+        {
+            double w = Med(wall, c.Name), t = Med(cpu, c.Name);
+            string vsQemu = qemu is null || c.Name == "native" ? "" : c.Name == "qemu-user" ? "" :
+                $"   {w / Med(wall, "qemu-user"),5:F1}x | {t / Med(cpu, "qemu-user"),5:F1}x qemu-user";
+            string vsNative = c.Name == "native" ? "" : $"   {w / Med(wall, "native"),5:F1}x | {t / Med(cpu, "native"),5:F1}x native";
+            Console.WriteLine($"  {c.Name,-18} {w * 1e3,8:F1} | {t * 1e3,8:F1} ms  {instructions / w / 1e6,7:F0} | {instructions / t / 1e6,7:F0} MIPS{vsNative}{vsQemu}");
+        }
+        Console.WriteLine($"  EPT/flat MIPS (interpreter, wall) {Med(wall, "interpreter, flat") / Med(wall, "interpreter, EPT"):P0}; tiered/interpreter MIPS (CPU) {Med(cpu, "interpreter, flat") / Med(cpu, "tiered, flat"):F2}x");
+        return true;
+    }
+
+    /// <summary>
+    /// Wall-clock and CPU (user + sys) seconds of <paramref name="path"/> run to its end; a non-zero
+    /// exit throws. The CPU time is the growth of getrusage(RUSAGE_CHILDREN) across the run: the
+    /// runtime reaps the child before WaitForExit returns, and only one child runs at a time here.
+    /// </summary>
+    private static (double Wall, double Cpu) TimeChild(string path, string[] args)
+    {
+        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        double cpu0 = ChildrenCpuSeconds();
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        sw.Stop();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{path} exited {p.ExitCode}");
+        return (sw.Elapsed.TotalSeconds, ChildrenCpuSeconds() - cpu0);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern unsafe int getrusage(int who, long* usage);
+
+    /// <summary>User + system seconds of every child reaped so far (struct rusage starts with two struct timeval).</summary>
+    private static unsafe double ChildrenCpuSeconds()
+    {
+        long* ru = stackalloc long[18];
+        if (getrusage(-1, ru) != 0) throw new InvalidOperationException($"getrusage failed, errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        return ru[0] + ru[1] / 1e6 + ru[2] + ru[3] / 1e6;
+    }
+
+    private static string FirstLine(string path, string arg)
+    {
+        var psi = new ProcessStartInfo(path, arg) { RedirectStandardOutput = true, UseShellExecute = false };
+        using var p = Process.Start(psi)!;
+        string line = p.StandardOutput.ReadLine() ?? "";
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return line.Trim();
+    }
+
+    /// <summary>The guest in ToyVmm: wall-clock and this process's CPU seconds over the run, and the instructions retired.</summary>
+    private static (double Wall, double Cpu, long Instructions) TimeVm(string elf, GuestMemoryConfig? memory, int tier)
+    {
+        var self = Process.GetCurrentProcess();
+        TimeSpan cpu0 = self.TotalProcessorTime;
+        var run = TimeGuest(elf, memory, tier: tier);
+        self.Refresh();
+        return (run.Seconds, (self.TotalProcessorTime - cpu0).TotalSeconds, run.Instructions);
     }
 
     /// <summary>
@@ -90,12 +181,12 @@ public static class ScenarioRunner
 
     private sealed record GuestRun(double Seconds, long Instructions, IReadOnlyList<string> Summary, double FaultP50Ns = 0, double PresentP50Ns = 0);
 
-    private static GuestRun TimeGuest(string elf, GuestMemoryConfig? memory, int vcpus = 1, bool verbose = false)
+    private static GuestRun TimeGuest(string elf, GuestMemoryConfig? memory, int vcpus = 1, bool verbose = false, int tier = -1)
     {
         var image = ElfLoader.LoadFile(elf, Ram);
         using var backing = memory is null ? null : new HostBackedMemory(Ram, vcpus, memory);
         using var console = new MemoryStream();
-        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus), image, console,
+        using var vm = VirtualMachine.Create(new VmConfig(Ram, vcpus, TierThreshold: tier), image, console,
             backing is null ? null : _ => backing.Memory,
             measurements: backing is not null && memory!.Measure ? backing.Measurements : null);
         var sw = Stopwatch.StartNew();

@@ -30,6 +30,24 @@ public interface IVcpuTlb
     /// </summary>
     bool IsQuiescent { get; }
 
+    /// <summary>
+    /// Read after <see cref="Interlocked.MemoryBarrierProcessWide"/>, with the range's
+    /// entries already shot down: true when the vCPU cannot hold a host pointer into guest
+    /// frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>] outside its TLB,
+    /// so its next access to them reads the cleared TLB. <see cref="IsQuiescent"/>
+    /// implies it; a TLB may also answer for a vCPU inside an access to another page.
+    /// </summary>
+    bool IsQuiescentFor(ulong firstGfn, ulong lastGfn) => IsQuiescent;
+
+    /// <summary>
+    /// A counter that moves while the vCPU executes guest instructions (instructions
+    /// retired, counted at block boundaries), or -1 when the TLB cannot tell. An
+    /// invalidator that sees it stand still has no acknowledgement to wait for: the
+    /// vCPU is not running (the host has descheduled it, or it is stuck in a long
+    /// access), so spinning for it only takes the core it needs.
+    /// </summary>
+    long Progress => -1;
+
     /// <summary>For the invariant checker: does a live TLB entry map <paramref name="gfn"/> to <paramref name="hostPage"/>?</summary>
     bool Maps(ulong gfn, nint hostPage);
 }

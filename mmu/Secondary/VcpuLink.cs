@@ -212,12 +212,13 @@ public sealed class VcpuLink
     /// <summary>
     /// Wait until the vCPU has flushed the post of <paramref name="ticket"/> or has
     /// left guest mode (a vCPU outside guest mode holds no live TLB entry).
+    /// <paramref name="spin"/> false: the vCPU is known not to be running, so block at once.
     /// </summary>
-    public void WaitForFlush(long ticket)
+    public void WaitForFlush(long ticket, bool spin = true)
     {
         if (IsFlushed(ticket)) return;
         // Spin first: a running vCPU answers within a block.
-        for (int i = 0; i < 64; i++)
+        for (int i = 0; spin && i < 64; i++)
         {
             Thread.SpinWait(20);
             if (IsFlushed(ticket)) return;

@@ -10,6 +10,19 @@ namespace ToyVmm.Mmu.Secondary;
 /// </summary>
 public static class VcpuShootdown
 {
+    /// <summary>Longest time step 2 polls for acknowledgements (a running vCPU answers within a block).</summary>
+    private static readonly long SpinTicks = Math.Max(1, Stopwatch.Frequency / 100_000);   // 10 us
+    /// <summary>How often step 2 looks at the pending vCPUs' progress: a running vCPU retires a block in far less.</summary>
+    private static readonly long StallTicks = Math.Max(1, Stopwatch.Frequency / 1_000_000); // 1 us
+
+    private static long ProgressOf(VcpuLink vcpu)
+    {
+        var tlb = vcpu.PinTlb();
+        if (tlb is null) return -1;
+        try { return tlb.Progress; }
+        finally { vcpu.UnpinTlb(); }
+    }
+
     /// <summary>
     /// TLB shootdown of guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>]:
     /// ask the vCPUs in <paramref name="holders"/> (EptEntry vCPU bits; every
@@ -23,12 +36,15 @@ public static class VcpuShootdown
     ///   1. its TLB filter says it never took a pointer into the range
     ///      (a fill racing with the post sees the request after its fence);
     ///   2. it acknowledges within a short spin (a running vCPU does at its
-    ///      next block boundary);
+    ///      next block boundary); the spin ends early when no pending vCPU's
+    ///      progress counter moves (all descheduled);
     ///   3. its entries are shot down from here, then a process-wide barrier
     ///      (membarrier: the IPI of a real TLB shootdown) shows it executing an
-    ///      instruction that touches no guest memory: its next access reads the
-    ///      cleared TLB. This is what a vCPU the host has descheduled answers;
-    ///   4. otherwise it acknowledges (spin, then block until it does).
+    ///      instruction that touches no guest memory, or a plain access to a page
+    ///      outside the range: its next access to the range reads the cleared TLB.
+    ///      This is what a vCPU the host has descheduled answers;
+    ///   4. otherwise it acknowledges (spin, then block until it does; block at
+    ///      once when step 2 found every pending vCPU stalled).
     /// </code>
     /// Called with the caller's MMU lock held.
     /// </remarks>
@@ -36,12 +52,14 @@ public static class VcpuShootdown
     {
         long posted = events is null ? 0 : Stopwatch.GetTimestamp();
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
+        Span<long> progress = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         int pending = 0;
         for (int i = 0; i < vcpus.Length; i++)
         {
             ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
             long t = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush(firstGfn, lastGfn) : -1;
             tickets[i] = t;
+            progress[i] = -1;
             if (t < 0) continue;
             var tlb = vcpus[i].PinTlb();
             if (tlb is null) { pending++; counts.Asked++; continue; }
@@ -53,15 +71,20 @@ public static class VcpuShootdown
                     vcpus[i].CompleteRemotely(t); tickets[i] = -1; counts.NotHeld++;
                     events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());
                 }
-                else pending++;
+                else { pending++; progress[i] = tlb.Progress; }
             }
             finally { vcpus[i].UnpinTlb(); }
         }
         if (pending == 0) return;
-        // 2. A running vCPU acknowledges within a block; give it a moment.
-        for (int spin = 0; spin < 16 && pending > 0; spin++)
+        // 2. A running vCPU acknowledges at its next block boundary, a few hundred
+        // nanoseconds away: poll at that grain. Stop early once every vCPU still
+        // pending has stopped making progress (descheduled: it cannot answer before
+        // the host runs it again, and spinning here only keeps it off a core).
+        long start = Stopwatch.GetTimestamp(), lastLook = start;
+        bool allStalled = false;
+        while (true)
         {
-            Thread.SpinWait(8);
+            Thread.SpinWait(1);
             pending = 0;
             for (int i = 0; i < vcpus.Length; i++)
             {
@@ -72,8 +95,23 @@ public static class VcpuShootdown
                 }
                 if (tickets[i] >= 0) pending++;
             }
+            if (pending == 0) return;
+            long now = Stopwatch.GetTimestamp();
+            if (now - start >= SpinTicks) break;
+            if (now - lastLook < StallTicks) continue;
+            lastLook = now;
+            allStalled = true;
+            for (int i = 0; i < vcpus.Length; i++)
+            {
+                if (tickets[i] < 0) continue;
+                // Still posted and no block retired: not running. A vCPU that has taken the
+                // request (HasRequests clear) is acknowledging right now.
+                long p = ProgressOf(vcpus[i]);
+                if (p < 0 || p != progress[i] || !vcpus[i].HasRequests) allStalled = false;
+                progress[i] = p;
+            }
+            if (allStalled) break;
         }
-        if (pending == 0) return;
         // 3. Shoot the entries down from here; a quiescent vCPU is then done.
         bool shot = false;
         for (int i = 0; i < vcpus.Length; i++)
@@ -94,7 +132,7 @@ public static class VcpuShootdown
                 if (tlb is null) continue;
                 try
                 {
-                    if (tlb.IsQuiescent)
+                    if (tlb.IsQuiescentFor(firstGfn, lastGfn))
                     {
                         vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; counts.ShotDown++;
                         events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.ShotDown, posted, Stopwatch.GetTimestamp());
@@ -104,11 +142,12 @@ public static class VcpuShootdown
             }
         }
         // 4. The rest are inside an access (or have no remote TLB): wait for them.
+        // A stalled vCPU is waited for by blocking at once, which hands it the core.
         for (int i = 0; i < vcpus.Length; i++)
         {
             if (tickets[i] < 0) continue;
             counts.Waited++;
-            vcpus[i].WaitForFlush(tickets[i]);
+            vcpus[i].WaitForFlush(tickets[i], spin: !allStalled);
             events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Waited, posted, Stopwatch.GetTimestamp());
         }
     }

@@ -37,6 +37,7 @@ internal unsafe struct CpuState
     public ulong BlockVa;                 // guest-virtual address of the executing block
     public Op* CurOp;                     // op being executed (null outside a block)
     public Block* CurBlock;
+    public ulong AccessVa;                // guest-virtual address of the access in flight, or AccessUnknown (TlbShootdown.cs)
     public long Retired;
     public int ExitReason;                // ExitReasons.*; checked at block boundaries
     public long ChainLimit;               // chained blocks (Exec.Chain) stop when Retired would reach this
@@ -58,7 +59,10 @@ internal unsafe struct CpuState
     public uint Mxcsr;
     public int SseFault;                  // 0, or the vector an SSE instruction raises now (#UD or #NM), from CR0/CR4
     public ushort Fcw, Fsw;
-    public byte Ftw;
+    public byte Ftw;                      // abridged tag word (fxsave's): bit i set = physical register i valid
+    // The x87 register file R0..R7 by physical index, two qwords each: the 64-bit significand
+    // (MMi aliases it) and the sign and exponent in the low 16 bits. ST(i) is R[(TOP + i) & 7].
+    public fixed ulong Fpr[16];
     public fixed ulong Xmm[32];           // XMM0..15, two qwords each (low first)
 
     public nint Self;                     // GCHandle of the owning Vcpu (slow paths only)

@@ -9,8 +9,9 @@ internal static unsafe class CpuidTable
     private static uint Str(string four) => (uint)(four[0] | four[1] << 8 | four[2] << 16 | four[3] << 24);
 
     // Leaf 1 EDX: FPU state via fxsave only is not x87 support, so FPU stays clear.
-    // PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) CMOV(15) CLFSH(19) FXSR(24) SSE(25) SSE2(26)
-    public const uint Leaf1Edx = 1u << 3 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 8 | 1u << 15 | 1u << 19 | 1u << 24 | 1u << 25 | 1u << 26;
+    // PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) CMOV(15) CLFSH(19) MMX(23) FXSR(24) SSE(25) SSE2(26).
+    // MMX (Ops/Mmx*.cs) includes SSE's and SSE2's forms on MMX registers, which SSE and SSE2 promise too.
+    public const uint Leaf1Edx = 1u << 3 | 1u << 4 | 1u << 5 | 1u << 6 | 1u << 8 | 1u << 15 | 1u << 19 | 1u << 23 | 1u << 24 | 1u << 25 | 1u << 26;
     // Leaf 1 ECX: CX16(13) POPCNT(23) hypervisor(31)
     public const uint Leaf1Ecx = 1u << 13 | 1u << 23 | 1u << 31;
     // 0x80000001 EDX: SYSCALL(11) NX(20) 1GB pages(26) RDTSCP(27) LM(29); ECX: LAHF(0) LZCNT(5)

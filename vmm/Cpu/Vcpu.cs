@@ -82,6 +82,29 @@ public sealed unsafe partial class Vcpu : IDisposable
 
     /// <summary>Current privilege level (0 or 3).</summary>
     public int Cpl => _s->Cpl;
+    /// <summary>x87 control word (fxsave's FCW).</summary>
+    public ushort X87Control { get => _s->Fcw; set => _s->Fcw = value; }
+
+    /// <summary>x87 status word (fxsave's FSW; TOP in bits 11-13).</summary>
+    public ushort X87Status { get => _s->Fsw; set => _s->Fsw = value; }
+
+    /// <summary>x87 abridged tag word (fxsave's FTW): bit i set = physical register i is not empty.</summary>
+    public byte X87AbridgedTag { get => _s->Ftw; set => _s->Ftw = value; }
+
+    /// <summary>ST(<paramref name="st"/>) as fxsave stores it: the significand (MMx when TOP is 0) and the sign and exponent.</summary>
+    public (ulong Significand, ushort SignExponent) GetX87Register(int st)
+    {
+        int r = ((_s->Fsw >> 11) + st) & 7;
+        return (_s->Fpr[r * 2], (ushort)_s->Fpr[r * 2 + 1]);
+    }
+
+    public void SetX87Register(int st, ulong significand, ushort signExponent)
+    {
+        int r = ((_s->Fsw >> 11) + st) & 7;
+        _s->Fpr[r * 2] = significand;
+        _s->Fpr[r * 2 + 1] = signExponent;
+    }
+
     /// <summary>MXCSR (rounding control, masks and the sticky exception flags); bits 16-31 must be zero.</summary>
     public uint Mxcsr
     {

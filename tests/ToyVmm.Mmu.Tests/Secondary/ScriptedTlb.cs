@@ -10,5 +10,8 @@ internal sealed class ScriptedTlb : IVcpuTlb
     public bool MayHold(ulong firstGfn, ulong lastGfn) => Holds;
     public void ShootDown(ulong firstGfn, ulong lastGfn) { lock (ShotDown) ShotDown.Add((firstGfn, lastGfn)); }
     public bool IsQuiescent => Quiescent;
+    /// <summary>What <see cref="Progress"/> answers: -1 (cannot tell) unless the test sets a counter.</summary>
+    public long ProgressValue = -1;
+    public long Progress => Interlocked.Read(ref ProgressValue);
     public bool Maps(ulong gfn, nint hostPage) => MapsAnswer;
 }

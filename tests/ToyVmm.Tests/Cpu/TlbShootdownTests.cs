@@ -123,6 +123,280 @@ public sealed unsafe class TlbShootdownTests
         }
     }
 
+    /// <summary>Take a flush of [<paramref name="first"/>, <paramref name="last"/>] at a block boundary (the next guest entry).</summary>
+    private static void FlushAtEntry(CpuFixture f, Vcpu cpu, ulong first, ulong last)
+    {
+        Assert.Equal(-1, cpu.Link.RequestFlush(first, last));   // halted: taken on the next entry
+        cpu.Rip = CpuFixture.CodeBase + 0x800;
+        f.Write(cpu.Rip, CpuFixture.Assemble(a => a.hlt(), cpu.Rip));
+        Assert.Equal(VcpuExitKind.Halted, cpu.Run().Kind);
+        Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.FlushedGeneration);
+    }
+
+    private const ulong BucketApart = 8192;   // guest frames that share a filter bit and an index list
+
+    [Fact]
+    public void FlushRequest_ForOnePage_DropsItsReadAndWriteEntries_AndKeepsABucketNeighbour()
+    {
+        using var f = new CpuFixture(48 << 20);
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);                 // read entry of the page
+            a.mov(__qword_ptr[rbx], rax);                 // write entry of the page
+            a.mov(__qword_ptr[rbx + 0x1000], rax);        // the next page
+            a.mov(rcx, CpuFixture.DataBase + (BucketApart << 12));
+            a.mov(rax, __qword_ptr[rcx]);                 // same list, same read slot: evicts the first read entry
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        nint page = HostPage(f, CpuFixture.DataBase), next = HostPage(f, CpuFixture.DataBase + 0x1000);
+        nint far = HostPage(f, CpuFixture.DataBase + (BucketApart << 12));
+        Assert.True(cpu.Maps(DataGfn, page));
+        Assert.True(cpu.Maps(DataGfn + BucketApart, far));
+        FlushAtEntry(f, cpu, DataGfn, DataGfn);
+        Assert.False(cpu.Maps(DataGfn, page));
+        Assert.True(cpu.Maps(DataGfn + BucketApart, far));
+        Assert.True(cpu.Maps(DataGfn + 1, next));
+        Assert.True(cpu.MayHold(DataGfn + BucketApart, DataGfn + BucketApart));   // its entry is live: the shared bit stays
+        FlushAtEntry(f, cpu, DataGfn + BucketApart, DataGfn + BucketApart);
+        Assert.False(cpu.Maps(DataGfn + BucketApart, far));
+        Assert.False(cpu.MayHold(DataGfn, DataGfn));
+        Assert.True(cpu.MayHold(DataGfn + 1, DataGfn + 1));
+    }
+
+    [Fact]
+    public void FlushRequest_AfterManyPointersTaken_RebuildsTheFilter_AndForgetsEvictedPages()
+    {
+        using var f = new CpuFixture(48 << 20);
+        const int Many = 300;
+        var (exit, cpu) = f.Run(a =>
+        {
+            var loop = a.CreateLabel();
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.mov(rax, __qword_ptr[rbx + (Mem.TlbSize << 12)]);   // same read slot: the first entry is evicted, its bit stays
+            a.mov(rsi, CpuFixture.DataBase + (2 * Mem.TlbSize + 1 << 12));
+            a.mov(ecx, Many);
+            a.Label(ref loop);
+            a.mov(rax, __qword_ptr[rsi]);
+            a.add(rsi, 0x1000);
+            a.dec(ecx);
+            a.jnz(loop);
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        const ulong Other = DataGfn + 5;   // never touched
+        Assert.False(cpu.Maps(DataGfn, HostPage(f, CpuFixture.DataBase)));
+        Assert.True(cpu.MayHold(DataGfn, DataGfn));   // conservative until the filter is rebuilt
+        FlushAtEntry(f, cpu, Other, Other);
+        Assert.False(cpu.MayHold(DataGfn, DataGfn));
+        Assert.True(cpu.MayHold(DataGfn + Mem.TlbSize, DataGfn + Mem.TlbSize));
+        Assert.True(cpu.MayHold(DataGfn + 2 * Mem.TlbSize + 1, DataGfn + 2 * Mem.TlbSize + 1));
+    }
+
+    [Fact]
+    public void FlushRequest_FewPointersTaken_DropsByFrame_AndLeavesAnEvictedPagesBitSet()
+    {
+        using var f = new CpuFixture(48 << 20);
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.mov(rax, __qword_ptr[rbx + (Mem.TlbSize << 12)]);   // evicts the first entry
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        FlushAtEntry(f, cpu, DataGfn + Mem.TlbSize, DataGfn + Mem.TlbSize);
+        Assert.False(cpu.Maps(DataGfn + Mem.TlbSize, HostPage(f, CpuFixture.DataBase + (Mem.TlbSize << 12))));
+        Assert.False(cpu.MayHold(DataGfn + Mem.TlbSize, DataGfn + Mem.TlbSize));
+        Assert.True(cpu.MayHold(DataGfn, DataGfn));   // stale but safe: only a rebuild or a whole flush clears it
+    }
+
+    [Fact]
+    public void Progress_MovesWhileTheVcpuRetiresBlocks()
+    {
+        using var f = new CpuFixture();
+        var cpu = f.NewVcpu();
+        long before = cpu.Progress;
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var l = a.CreateLabel();
+            a.mov(ecx, 100);
+            a.Label(ref l);
+            a.dec(ecx);
+            a.jnz(l);
+            a.hlt();
+        }));
+        Assert.Equal(VcpuExitKind.Halted, cpu.Run().Kind);
+        Assert.True(cpu.Progress > before);
+    }
+
+    /// <summary>A vCPU that read page A (DataGfn) and wrote page A + 1, then halted; its block and the block's ops.</summary>
+    private static (CpuFixture f, Vcpu cpu, nint block) RanMovsThenPush()
+    {
+        var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);              // op 0: quiet
+            a.mov(rax, __qword_ptr[rbx]);                 // op 1: plain load of page A
+            a.mov(__qword_ptr[rbx + 0x1000], rax);        // op 2: plain store to page A + 1
+            a.push(rax);                                  // op 3: a stack access
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+        Assert.True(b != null);
+        return (f, cpu, (nint)b);
+    }
+
+    /// <summary>Leave the vCPU as if the host had descheduled it at op <paramref name="op"/> of <paramref name="block"/> after it published <paramref name="accessVa"/>.</summary>
+    private static void Park(Vcpu cpu, nint block, int op, ulong accessVa)
+    {
+        CpuState* s = cpu.State;
+        s->CurBlock = (Block*)block;
+        s->CurOp = Block.OpsOf((Block*)block) + op;
+        s->AccessVa = accessVa;
+    }
+
+    private static void Unpark(Vcpu cpu) { cpu.State->CurOp = null; cpu.State->CurBlock = null; }
+
+    [Fact]
+    public void IsQuiescentFor_VcpuParkedInAPlainMovOfPageA_IsDoneForOtherPages_ButNotForPageA()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            Park(cpu, b, 1, CpuFixture.DataBase);
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            Assert.True(cpu.IsQuiescentFor(A + 1, A + 1));
+            Assert.True(cpu.IsQuiescentFor(A + 5, A + 9));
+            cpu.ShootDown(A, A);                          // cleared from outside: the entry keeps its frame
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);
+            Assert.False(cpu.IsQuiescentFor(A + 1, A + 1));
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_SlowPathStackOpOrNoBlock_IsNotDone_AndAQuietOpIs()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            Park(cpu, b, 1, Vcpu.AccessUnknown);          // inside a slow path: two pages, or a fill
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+            Park(cpu, b, 3, CpuFixture.DataBase);         // push: not a plain mov
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+            Park(cpu, b, 0, CpuFixture.DataBase);         // quiet: done whatever it published
+            Assert.True(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            Unpark(cpu);
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+        }
+    }
+
+    [Fact]
+    public void MemAccess_HitPublishesItsAddress_AndASlowPathPublishesUnknown()
+    {
+        using var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);         // miss: the slow path fills the entry
+            a.mov(rax, __qword_ptr[rbx + 8]);     // hit
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(CpuFixture.DataBase + 8, cpu.State->AccessVa);
+        using var f2 = new CpuFixture();
+        var (exit2, cpu2) = f2.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase + 0x3000);
+            a.mov(__qword_ptr[rbx], rax);         // miss
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit2.Kind);
+        Assert.Equal(Vcpu.AccessUnknown, cpu2.State->AccessVa);
+    }
+
+    public static TheoryData<string> PlainMovForms() =>
+        ["mov rax, m", "mov eax, m", "mov ax, m", "mov al, m", "mov m, rax", "mov m, eax", "mov m, ax", "mov m, al", "mov m, imm32", "mov m, imm8"];
+
+    private static void EmitPlainMov(Assembler a, string form, AssemblerRegister64 b, int disp)
+    {
+        switch (form)
+        {
+            case "mov rax, m": a.mov(rax, __qword_ptr[b + disp]); break;
+            case "mov eax, m": a.mov(eax, __dword_ptr[b + disp]); break;
+            case "mov ax, m": a.mov(ax, __word_ptr[b + disp]); break;
+            case "mov al, m": a.mov(al, __byte_ptr[b + disp]); break;
+            case "mov m, rax": a.mov(__qword_ptr[b + disp], rax); break;
+            case "mov m, eax": a.mov(__dword_ptr[b + disp], eax); break;
+            case "mov m, ax": a.mov(__word_ptr[b + disp], ax); break;
+            case "mov m, al": a.mov(__byte_ptr[b + disp], al); break;
+            case "mov m, imm32": a.mov(__dword_ptr[b + disp], 7); break;
+            case "mov m, imm8": a.mov(__byte_ptr[b + disp], 7); break;
+            default: throw new ArgumentException(form);
+        }
+    }
+
+    /// <summary>
+    /// The narrow answer trusts what a plain mov publishes: each form the decoder binds to a
+    /// handler in the narrow list must publish the address it accesses (a handler that probed
+    /// the TLB without publishing would make IsQuiescentFor unsound).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PlainMovForms))]
+    public void PlainMov_BoundToANarrowHandler_PublishesItsAddress(string form)
+    {
+        using var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            EmitPlainMov(a, form, rbx, 0);        // miss: fills the entry
+            EmitPlainMov(a, form, rbx, 0x10);     // hit
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(CpuFixture.DataBase + 0x10, cpu.State->AccessVa);
+        Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+        Assert.True(b != null);
+        Assert.True(Vcpu.IsNarrowHandler((nint)Block.OpsOf(b)[2].H), form);
+    }
+
+    [Fact]
+    public void FlushLocked_VcpuParkedInsideAnAccessToPageA_IsShotDownForPageB_AndWaitedForOnPageA()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            VcpuLink[] vcpus = [cpu.Link];
+            cpu.Link.EnterGuest();                        // in guest mode, descheduled inside op 1's load of page A
+            Park(cpu, b, 1, CpuFixture.DataBase);
+            var counts = new ShootdownCounts();
+            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, A + 1, A + 1);
+            Assert.Equal(1, counts.ShotDown);
+            Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
+            Assert.False(cpu.Maps(A + 1, HostPage(f, CpuFixture.DataBase + 0x1000)));
+            var onA = new ShootdownCounts();
+            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref onA, ulong.MaxValue, A, A));
+            flush.Start();
+            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still read through its pointer
+            Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
+            Unpark(cpu);
+            cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
+            cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+            cpu.Link.AcknowledgeFlush();
+            Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+            Assert.Equal(1, onA.Waited);
+            cpu.Link.ExitGuest();
+        }
+    }
+
     [Fact]
     public void IsQuiescent_RegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
     {

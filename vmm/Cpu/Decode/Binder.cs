@@ -28,6 +28,7 @@ internal static unsafe class Binder
         Ops.Atomic.Register();
         Ops.SystemOps.Register();
         Ops.Sse.Register();
+        Ops.Mmx.Register();   // after Sse: routes the MMX-register forms of the mnemonics the two share
     }
 
     /// <summary>Registers <paramref name="fn"/> for <paramref name="m"/>; <paramref name="endsBlock"/> stops decoding after it.</summary>
@@ -41,6 +42,9 @@ internal static unsafe class Binder
     {
         foreach (var m in ms) Add(m, fn, endsBlock);
     }
+
+    /// <summary>The binder registered for <paramref name="m"/>, or null.</summary>
+    public static BindFn? Lookup(Mnemonic m) => Table[(int)m];
 
     public static bool EndsBlock(Mnemonic m) => Ends[(int)m];
 

@@ -6,7 +6,9 @@ namespace ToyVmm.Cpu;
 /// Guest-virtual memory access from handlers. The fast path is one direct-mapped
 /// TLB probe (tag = page | CPL bit) and a host load/store; misses, page-crossing
 /// accesses and writes to pages holding decoded code go to the slow path in
-/// <see cref="Vcpu"/> (MemorySlow.cs).
+/// <see cref="Vcpu"/> (MemorySlow.cs). Every access first stores its address in
+/// <c>AccessVa</c> (one plain store), so that an invalidator can tell which page a
+/// vCPU parked inside a plain mov may hold (TlbShootdown.cs).
 /// </summary>
 internal static unsafe class Mem
 {
@@ -43,6 +45,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Read<T>(CpuState* s, ulong va) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbRead, va);
         if (e->Tag == Tag(s, va, T.Bits / 8))
         {
@@ -58,6 +61,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Write<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbWrite, va);
         if (e->Tag == Tag(s, va, T.Bits / 8) && *e->Code == 0)
         {
@@ -75,6 +79,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryRead<T>(CpuState* s, ulong va, out ulong v) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbRead, va);
         if (e->Tag == Tag(s, va, T.Bits / 8))
         {
@@ -93,6 +98,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryWrite<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbWrite, va);
         if (e->Tag == Tag(s, va, T.Bits / 8) && *e->Code == 0)
         {
@@ -129,6 +135,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* TryRmw(CpuState* s, ulong va, int bytes)
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbWrite, va);
         if (e->Tag == Tag(s, va, bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);
@@ -143,6 +150,7 @@ internal static unsafe class Mem
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static byte* RmwPtr(CpuState* s, ulong va, int bytes)
     {
+        s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbWrite, va);
         if (e->Tag == Tag(s, va, bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);

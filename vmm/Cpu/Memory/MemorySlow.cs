@@ -18,12 +18,16 @@ public sealed unsafe partial class Vcpu
         {
             _s->TlbRead[i].Tag = TlbEntry.Invalid;
             _s->TlbWrite[i].Tag = TlbEntry.Invalid;
+            // No frame either: IsQuiescentFor reads the frame of an entry whatever its tag.
+            _s->TlbRead[i].Gpa = TlbEntry.Invalid;
+            _s->TlbWrite[i].Gpa = TlbEntry.Invalid;
             _s->TlbWrite[i].Code = NoCode;
             _s->TlbRead[i].Code = NoCode;
         }
         for (int i = 0; i < JumpSize; i++) { _s->Jump[i].Tag = TlbEntry.Invalid; _s->Jump[i].Block = null; }
         // After the entries: a filter bit is never seen cleared while its entry is live.
         for (int w = 0; w < FilterWords; w++) Volatile.Write(ref _s->Held[w], 0);
+        ClearIndex();
     }
 
     /// <summary>invlpg: drops the entries of one page (and all cached block lookups, which are cheap to rebuild).</summary>
@@ -62,6 +66,7 @@ public sealed unsafe partial class Vcpu
     /// <summary>Host page behind a guest-physical page, via the secondary MMU (VM error when unbacked).</summary>
     internal byte* HostPage(ulong gpa, AccessKind kind, ulong va)
     {
+        _s->AccessVa = AccessUnknown;   // before any pointer is taken (TlbShootdown.cs)
         while (true)
         {
             var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
@@ -94,18 +99,21 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa)
     {
+        _s->AccessVa = AccessUnknown;   // the slow path may hold pointers to two pages (TlbShootdown.cs)
         if (_shadow is not null && (_s->Cr0 & Cr0Pg) != 0) return TranslateShadow(va, kind, out gpa);
         gpa = (_s->Cr0 & Cr0Pg) != 0 ? Walk(va, kind) : va;
         while (true)
         {
             byte* page = HostPage(gpa & Mem.PageMask, kind, va);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);
-            TlbEntry* e = (kind == AccessKind.Write ? _s->TlbWrite : _s->TlbRead) + ((va >> 12) & Mem.TlbMask);
+            int slot = (kind == AccessKind.Write ? Mem.TlbSize : 0) + (int)((va >> 12) & Mem.TlbMask);
+            TlbEntry* e = EntryOf(slot);
             // The tag last: an invalidator scanning from outside never pairs it with another page's fields.
             e->Addend = (long)page - (long)(va & Mem.PageMask);
             e->Gpa = gpa & Mem.PageMask;
             e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
             Volatile.Write(ref e->Tag, (va & Mem.PageMask) | _s->TlbCplBit);
+            IndexFill(slot, e->Gpa >> 12);
             Interlocked.MemoryBarrier();       // the entry before the requests (TlbShootdown.cs)
             if (!Link.HasRequests) return page + (va & 0xFFF);
             ServiceRequests();                 // a shootdown raced with the fill: drop it and translate again

@@ -57,11 +57,13 @@ public sealed unsafe partial class Vcpu
                 _trapCount = Math.Min(_trapCount + 1, 2);
                 return page + (va & 0xFFF);
             }
-            TlbEntry* e = (kind == AccessKind.Write ? _s->TlbWrite : _s->TlbRead) + ((va >> 12) & Mem.TlbMask);
+            int slot = (kind == AccessKind.Write ? Mem.TlbSize : 0) + (int)((va >> 12) & Mem.TlbMask);
+            TlbEntry* e = EntryOf(slot);
             e->Addend = (long)page - (long)(va & Mem.PageMask);
             e->Gpa = gpa;
             e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
             Volatile.Write(ref e->Tag, (va & Mem.PageMask) | _s->TlbCplBit);
+            IndexFill(slot, e->Gpa >> 12);
             Interlocked.MemoryBarrier();       // the entry before the requests (TlbShootdown.cs)
             if (!Link.HasRequests) return page + (va & 0xFFF);
             ServiceRequests();                 // a shootdown raced with the fill: drop it and translate again

@@ -141,6 +141,33 @@ internal static unsafe partial class Sse
     }
 
     /// <summary>
+    /// <c>O(a, b)</c> under the guest's MXCSR as <see cref="Fp{O, L}"/> computes it (the managed fast
+    /// path, else thunk <paramref name="thunk"/>), for handlers that place the result themselves
+    /// (the MMX conversions, Mmx.Cvt.cs). An unmasked exception throws before anything is written.
+    /// </summary>
+    internal static V FpValue<O, L>(CpuState* s, int thunk, V a, V b) where O : struct, IV2 where L : struct, IFpLanes
+    {
+        uint mask = L.Exact ? ControlBits : ControlBits | Pe;
+        uint want = L.Exact ? Default : Default | Pe;
+        if ((s->Mxcsr & mask) == want)
+        {
+            V r = O.Do(a, b, 0);
+            if (L.Quiet(a, b, r)) return r;
+        }
+        return FpValueSlow(s, thunk, a, b);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static V FpValueSlow(CpuState* s, int thunk, V a, V b)
+    {
+        ulong* io = stackalloc ulong[8];
+        a.Store((byte*)io);
+        b.Store((byte*)(io + 2));
+        OnHost(s, thunk, io);
+        return Vector128.Load((byte*)io);
+    }
+
+    /// <summary>
     /// Runs thunk <paramref name="thunk"/> under the guest's rounding, FZ and DAZ with every
     /// exception masked and the flags cleared, then adds the flags it raised to the guest's
     /// MXCSR. A raised flag the guest has unmasked is #XM (CR4.OSXMMEXCPT) or #UD, and the

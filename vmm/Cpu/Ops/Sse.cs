@@ -27,7 +27,7 @@ internal static unsafe partial class Sse
 
     private static void Raise(CpuState* s) => throw new GuestFault(s->SseFault);
 
-    private static V Load(CpuState* s, ulong ea, int width)
+    internal static V Load(CpuState* s, ulong ea, int width)
     {
         switch (width)
         {
@@ -281,7 +281,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
-    // fxsave / fxrstor (64-bit layout): x87 control/status/tag, MXCSR, XMM0-15.
+    // fxsave / fxrstor (64-bit layout): x87 control/status/tag, the x87/MMX registers in stack order, MXCSR, XMM0-15.
     public static Op* Fxsave(CpuState* s, Op* op)
     {
         if ((s->Cr0 & (Vcpu.Cr0Em | Vcpu.Cr0Ts)) != 0) throw new GuestFault((s->Cr0 & Vcpu.Cr0Em) != 0 ? Vec.UD : Vec.NM);
@@ -297,6 +297,16 @@ internal static unsafe partial class Sse
         Mem.Write<S64>(s, ea + 16, 0);
         Mem.Write<S32>(s, ea + 24, s->Mxcsr);
         Mem.Write<S32>(s, ea + 28, 0xFFFF);
+        int top = (s->Fsw >> 11) & 7;
+        for (int i = 0; i < 8; i++)
+        {
+            // ST(i), 80 bits (the MMX registers when TOP is 0), then six reserved bytes the host writes as zero.
+            int r = (top + i) & 7;
+            Mem.Write<S64>(s, ea + 32 + (ulong)i * 16, s->Fpr[r * 2]);
+            Mem.Write<S16>(s, ea + 40 + (ulong)i * 16, s->Fpr[r * 2 + 1]);
+            Mem.Write<S16>(s, ea + 42 + (ulong)i * 16, 0);
+            Mem.Write<S32>(s, ea + 44 + (ulong)i * 16, 0);
+        }
         for (int i = 0; i < 16; i++)
         {
             Mem.Write<S64>(s, ea + 160 + (ulong)i * 16, s->Xmm[i * 2]);
@@ -315,9 +325,26 @@ internal static unsafe partial class Sse
         Mem.Read<S64>(s, ea + 504);   // the whole area must be readable before anything changes
         var x = stackalloc ulong[32];
         for (int i = 0; i < 32; i++) x[i] = Mem.Read<S64>(s, ea + 160 + (ulong)i * 8);
+        var st = stackalloc ulong[16];
+        for (int i = 0; i < 8; i++)
+        {
+            st[i * 2] = Mem.Read<S64>(s, ea + 32 + (ulong)i * 16);
+            st[i * 2 + 1] = (ushort)Mem.Read<S16>(s, ea + 40 + (ulong)i * 16);
+        }
         s->Fcw = (ushort)Mem.Read<S16>(s, ea);
-        s->Fsw = (ushort)Mem.Read<S16>(s, ea + 2);
+        // ES (bit 7) and B (bit 15) are not loaded but derived: set when an exception flag is set
+        // whose mask is clear (what the host's fxrstor does; MMX's #MF check reads the same).
+        ushort fsw = (ushort)Mem.Read<S16>(s, ea + 2);
+        bool pending = (fsw & ~s->Fcw & 0x3F) != 0;
+        s->Fsw = (ushort)((fsw & 0x7F7F) | (pending ? 0x8080 : 0));
         s->Ftw = (byte)Mem.Read<S8>(s, ea + 4);
+        int top = (s->Fsw >> 11) & 7;
+        for (int i = 0; i < 8; i++)
+        {
+            int r = (top + i) & 7;
+            s->Fpr[r * 2] = st[i * 2];
+            s->Fpr[r * 2 + 1] = st[i * 2 + 1];
+        }
         s->Mxcsr = mxcsr;
         for (int i = 0; i < 32; i++) s->Xmm[i] = x[i];
         return Exec.Next(s, op);

@@ -122,6 +122,38 @@ public abstract unsafe partial class SecondaryMmuContractTests
 
     [Theory]
     [MemberData(nameof(BothHosts))]
+    public void Invalidation_StalledQuiescentVcpu_IsShotDownFromOutside(HostKind host)
+    {
+        var tlb = RunningVcpuHoldingPage4(host);
+        tlb.ProgressValue = 42;   // never moves: descheduled, the spin for its acknowledgement ends early
+        tlb.Quiescent = true;
+        Assert.Equal(1, _manager.PageOut(new Gpa(0x4000), 4096));
+        Assert.Equal([(4UL, 4UL)], tlb.ShotDown);
+        Assert.Equal(0, _vcpu.FlushedGeneration);
+        Assert.Equal(_vcpu.PostedGeneration, _vcpu.RemoteGeneration);
+        AssertNoViolation();
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
+    public void Invalidation_StalledVcpuInsideAnAccess_IsWaitedForUntilItAcknowledges(HostKind host)
+    {
+        var tlb = RunningVcpuHoldingPage4(host);
+        tlb.ProgressValue = 42;   // stalled is no answer: it may still hold a pointer into the page
+        var pageOut = new Thread(() => _manager.PageOut(new Gpa(0x4000), 4096));
+        pageOut.Start();
+        Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));
+        lock (tlb.ShotDown) Assert.Single(tlb.ShotDown);
+        Assert.True(_vcpu.RemoteGeneration < _vcpu.PostedGeneration);
+        _vcpu.TakeRequests();
+        _vcpu.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+        _vcpu.AcknowledgeFlush();
+        Assert.True(pageOut.Join(Patience));
+        AssertNoViolation();
+    }
+
+    [Theory]
+    [MemberData(nameof(BothHosts))]
     public void Invalidation_VcpuInsideAnAccess_WaitsForItsAcknowledgement(HostKind host)
     {
         var tlb = RunningVcpuHoldingPage4(host);

@@ -86,7 +86,7 @@ public sealed class CaseContext
 
     private UInt128 XmmValue(StateProfile profile)
     {
-        if (profile != StateProfile.Sse || Rng.Next(4) == 0) return new UInt128(Value(), Value());
+        if (profile is not (StateProfile.Sse or StateProfile.Mmx) || Rng.Next(4) == 0) return new UInt128(Value(), Value());
         return Rng.Next(3) switch
         {
             0 => new UInt128(DoubleBits(), DoubleBits()),
@@ -108,7 +108,7 @@ public sealed class CaseContext
         };
         if (profile == StateProfile.String && Rng.Next(2) == 0) s.Rflags |= FlagRules.DF;
         for (int i = 0; i < 16; i++) s.Xmm[i] = XmmValue(profile);
-        if (profile == StateProfile.Sse && Rng.Next(3) == 0)
+        if (profile is StateProfile.Sse or StateProfile.Mmx && Rng.Next(3) == 0)
         {
             // Another rounding mode, FZ, DAZ, some sticky flags already set; exceptions stay masked.
             uint m = 0x1F80 | (uint)Rng.Next(4) << 13;
@@ -127,13 +127,29 @@ public sealed class CaseContext
         Rng.NextBytes(s.StackWindow);
         if (profile == StateProfile.String && Rng.Next(3) != 0)
             for (int i = 0; i < s.Scratch.Length; i++) s.Scratch[i] = (byte)(Rng.Next(8) == 0 ? 1 : 0);
-        if (profile == StateProfile.Sse)
+        if (profile is StateProfile.Sse or StateProfile.Mmx)
             for (int i = 0; i < 128; i++)
                 BinaryPrimitives.WriteUInt64LittleEndian(s.Scratch.AsSpan(Rng.Next(s.Scratch.Length / 8) * 8), DoubleBits());
         for (int i = 0; i < 16; i++)
             BinaryPrimitives.WriteUInt64LittleEndian(s.StackWindow.AsSpan(RegionLayout.InitialRspOffset - RegionLayout.StackWindowOffset - 64 + 8 * i), Value());
 
+        if (profile == StateProfile.Mmx) GenerateX87();
         if (Variant.Mem is { } mem) PointMemory(mem, profile);
+    }
+
+    /// <summary>
+    /// A random x87 state (what the MMX registers alias): any TOP, condition codes and tags, 80-bit
+    /// registers with edge significands and any sign and exponent; precision and rounding control
+    /// at random, every x87 exception masked (a sticky flag may be set), so nothing is pending.
+    /// </summary>
+    private void GenerateX87()
+    {
+        var s = State;
+        s.Fcw = (ushort)(0x037F & ~0x0F00 | Rng.Next(16) << 8);
+        s.Fsw = (ushort)(Rng.Next(8) << 11 | (Rng.Next(16) is var c ? (c & 7) << 8 | (c & 8) << 11 : 0) | (Rng.Next(4) == 0 ? Rng.Next(64) : 0));
+        s.Ftw = Rng.Next(4) switch { 0 => 0, 1 => 0xFF, _ => (byte)Rng.Next(256) };
+        for (int i = 0; i < 8; i++)
+            s.St[i] = new UInt128(Rng.Next(4) == 0 ? 0xFFFFUL : (ulong)Rng.Next(0x10000), Value());
     }
 
     private void PointMemory(MemSpec mem, StateProfile profile)
@@ -164,8 +180,8 @@ public sealed class CaseContext
         }
         if (Rng.Next(2) == 0)
         {
-            WriteScratch(ea, profile == StateProfile.Sse ? DoubleBits() : Value(), 8);
-            WriteScratch(ea + 8, profile == StateProfile.Sse ? DoubleBits() : Value(), 8);
+            WriteScratch(ea, profile is StateProfile.Sse or StateProfile.Mmx ? DoubleBits() : Value(), 8);
+            WriteScratch(ea + 8, profile is StateProfile.Sse or StateProfile.Mmx ? DoubleBits() : Value(), 8);
         }
     }
 

@@ -5,7 +5,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <summary>
 /// Every instruction form the differential tests compare, grouped by family.
 /// Partial by family: Catalog.Alu.cs, Catalog.Shifts.cs, Catalog.Moves.cs,
-/// Catalog.Stack.cs, Catalog.Strings.cs, Catalog.AddressSize.cs, Catalog.Sse.cs, Catalog.Chains.cs, Catalog.RandomBlocks.cs.
+/// Catalog.Stack.cs, Catalog.Strings.cs, Catalog.AddressSize.cs, Catalog.Sse.cs, Catalog.Mmx.cs, Catalog.Chains.cs, Catalog.RandomBlocks.cs.
 /// </summary>
 public static partial class Catalog
 {
@@ -34,6 +34,7 @@ public static partial class Catalog
         AddRandomBlocks(forms);
         AddSseInteger(forms);
         AddSseDouble(forms);
+        AddMmx(forms);
         var duplicate = forms.GroupBy(f => f.ToString()).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new InvalidOperationException($"form {duplicate.Key} is declared twice");
         return forms;

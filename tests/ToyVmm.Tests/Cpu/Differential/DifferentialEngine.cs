@@ -138,6 +138,11 @@ public static class DifferentialEngine
         for (int i = 0; i < 16; i++)
             if (native.Xmm[i] != guest.Xmm[i])
                 sb.AppendLine($"  xmm{i}: host 0x{native.Xmm[i]:x32}, interpreter 0x{guest.Xmm[i]:x32}");
+        if (native.Fcw != guest.Fcw || native.Fsw != guest.Fsw || native.Ftw != guest.Ftw)
+            sb.AppendLine($"  x87 fcw/fsw/ftw: host 0x{native.Fcw:x4}/0x{native.Fsw:x4}/0x{native.Ftw:x2}, interpreter 0x{guest.Fcw:x4}/0x{guest.Fsw:x4}/0x{guest.Ftw:x2}");
+        for (int i = 0; i < 8; i++)
+            if (native.St[i] != guest.St[i])
+                sb.AppendLine($"  st{i}: host 0x{native.St[i]:x20}, interpreter 0x{guest.St[i]:x20}");
         MemoryDifferences(sb, "scratch", RegionLayout.ScratchOffset, native.Scratch, guest.Scratch);
         MemoryDifferences(sb, "stack", RegionLayout.StackWindowOffset, native.StackWindow, guest.StackWindow);
         return sb.ToString();
@@ -158,25 +163,26 @@ public static class DifferentialEngine
     private static string Report(Form form, LoadedSnippet loaded, int variant, int caseIndex, MachineState input, int operandOffset,
         MachineState native, MachineState? guest, ulong flagMask, string? exitProblem, string diff)
     {
-        bool xmm = form.Profile == StateProfile.Sse;
+        bool xmm = form.Profile is StateProfile.Sse or StateProfile.Mmx;
+        bool x87 = form.Profile == StateProfile.Mmx;
         var sb = new StringBuilder();
         sb.AppendLine($"MISMATCH {form.Family} / {form.Name}, variant {variant}, case {caseIndex}");
         sb.AppendLine($"  instruction(s): {loaded.Text}   (at 0x{loaded.SnippetStart:x}, region 0x{loaded.CodeBase:x})");
         if (exitProblem is not null) sb.AppendLine($"  {exitProblem}");
         if (diff.Length > 0) sb.Append(diff);
         sb.AppendLine("  input:");
-        sb.Append(Indent(input.RegistersText(xmm)));
+        sb.Append(Indent(input.RegistersText(xmm, x87)));
         if (operandOffset >= 0)
         {
             int n = Math.Min(16, RegionLayout.ScratchSize - operandOffset);
             sb.AppendLine($"    memory operand at 0x{MachineState.ScratchAddress(loaded.CodeBase, operandOffset):x} (region+0x{RegionLayout.ScratchOffset + operandOffset:x}): {Convert.ToHexString(input.Scratch, operandOffset, n)}");
         }
         sb.AppendLine("  host output:");
-        sb.Append(Indent(native.RegistersText(xmm)));
+        sb.Append(Indent(native.RegistersText(xmm, x87)));
         if (guest is not null)
         {
             sb.AppendLine("  interpreter output:");
-            sb.Append(Indent(guest.RegistersText(xmm)));
+            sb.Append(Indent(guest.RegistersText(xmm, x87)));
         }
         return sb.ToString();
 

@@ -31,7 +31,7 @@ public sealed class Form
     public override string ToString() => $"{Family}: {Name}";
 }
 
-public enum StateProfile { Integer, Sse, String }
+public enum StateProfile { Integer, Sse, String, Mmx }
 
 /// <summary>One concrete snippet of a form.</summary>
 /// <param name="Emit">Appends the snippet to the assembler.</param>

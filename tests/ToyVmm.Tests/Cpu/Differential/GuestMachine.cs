@@ -140,6 +140,10 @@ public sealed class GuestMachine : IDisposable
         for (int i = 0; i < 16; i++) vcpu.SetGpr((Gpr)i, input.Gpr[i]);
         for (int i = 0; i < 16; i++) vcpu.SetXmm(i, input.Xmm[i]);
         vcpu.Mxcsr = input.Mxcsr;
+        vcpu.X87Control = input.Fcw;
+        vcpu.X87Status = input.Fsw;
+        vcpu.X87AbridgedTag = input.Ftw;
+        for (int i = 0; i < 8; i++) vcpu.SetX87Register(i, (ulong)input.St[i], (ushort)(input.St[i] >> 64));
         vcpu.Rflags = input.Rflags | 2 | 0x200;   // IF, as in every native user-mode thread (pushf shows it)
         vcpu.Rip = rip;
         return vcpu;
@@ -153,6 +157,14 @@ public sealed class GuestMachine : IDisposable
         for (int i = 0; i < 16; i++) s.Xmm[i] = vcpu.GetXmm(i);
         s.Rflags = vcpu.Rflags;
         s.Mxcsr = vcpu.Mxcsr;
+        s.Fcw = vcpu.X87Control;
+        s.Fsw = vcpu.X87Status;
+        s.Ftw = vcpu.X87AbridgedTag;
+        for (int i = 0; i < 8; i++)
+        {
+            var (significand, signExponent) = vcpu.GetX87Register(i);
+            s.St[i] = new UInt128(signExponent, significand);
+        }
         Read(RegionLayout.ScratchOffset, s.Scratch);
         Read(RegionLayout.StackWindowOffset, s.StackWindow);
         return s;

@@ -21,13 +21,20 @@ public sealed class MachineState
     /// <summary>MXCSR: rounding control, FZ, DAZ and the sticky flags (inputs keep every exception masked).</summary>
     public uint Mxcsr { get; set; } = 0x1F80;
     public UInt128[] Xmm { get; } = new UInt128[16];
+    /// <summary>x87 control, status (TOP in bits 11-13) and abridged tag words, as fxsave stores them.</summary>
+    public ushort Fcw { get; set; } = 0x37F;
+    public ushort Fsw { get; set; }
+    public byte Ftw { get; set; }
+    /// <summary>ST(0)..ST(7) in fxsave's order, 80 bits each (significand, then sign and exponent); MMi is R[i], ST((i - TOP) &amp; 7).</summary>
+    public UInt128[] St { get; } = new UInt128[8];
     public byte[] Scratch { get; } = new byte[RegionLayout.ScratchSize];
     public byte[] StackWindow { get; } = new byte[RegionLayout.StackWindowSize];
 
     public MachineState Clone()
     {
-        var c = new MachineState { Rflags = Rflags, Mxcsr = Mxcsr };
+        var c = new MachineState { Rflags = Rflags, Mxcsr = Mxcsr, Fcw = Fcw, Fsw = Fsw, Ftw = Ftw };
         Gpr.CopyTo(c.Gpr, 0);
+        St.CopyTo(c.St, 0);
         Xmm.CopyTo(c.Xmm, 0);
         Scratch.CopyTo(c.Scratch, 0);
         StackWindow.CopyTo(c.StackWindow, 0);
@@ -55,7 +62,7 @@ public sealed class MachineState
     private static string CultureInvariant(FormattableString s) => FormattableString.Invariant(s);
 
     /// <summary>All registers and flags on one line each (memory is summarised by the caller).</summary>
-    public string RegistersText(bool withXmm)
+    public string RegistersText(bool withXmm, bool withX87 = false)
     {
         var sb = new StringBuilder();
         for (int i = 0; i < 16; i++)
@@ -64,6 +71,12 @@ public sealed class MachineState
         if (withXmm)
             for (int i = 0; i < 16; i++)
                 sb.Append(CultureInvariant($"xmm{i}=0x{Xmm[i]:x32}")).Append(i % 2 == 1 ? "\n" : " ");
+        if (withX87)
+        {
+            sb.Append(CultureInvariant($"fcw=0x{Fcw:x4} fsw=0x{Fsw:x4} (top {(Fsw >> 11) & 7}) ftw=0x{Ftw:x2}\n"));
+            for (int i = 0; i < 8; i++)
+                sb.Append(CultureInvariant($"st{i}=0x{(ushort)(St[i] >> 64):x4}_{(ulong)St[i]:x16}")).Append(i % 4 == 3 ? "\n" : " ");
+        }
         return sb.ToString();
     }
 }

@@ -13,6 +13,7 @@ namespace ToyVmm.Tests.Cpu.Differential;
 /// <code>
 ///   push rbx, rbp, r12-r15; pushfq              ; what the host ABI needs back
 ///   mov rax, &amp;state; mov [rax+HostRsp], rsp
+///   fxsave64 [rax+HostFx]; stmxcsr [rax+HostMxcsr]; fxrstor64 [rax+GuestFx]  ; the x87/MMX registers, FCW, FSW, FTW
 ///   movdqu xmm0-15, [rax+Xmm]
 ///   push [rax+Rflags]; popfq                    ; only CF PF AF ZF SF DF OF are ever set
 ///   mov rsp, [rax+Rsp]; mov rcx..r15, [rax+...]; mov rax, [rax]
@@ -22,14 +23,16 @@ namespace ToyVmm.Tests.Cpu.Differential;
 ///   mov [&amp;state.Tmp], rax (moffs64); mov rax, &amp;state
 ///   mov [rax+...], rcx..r15 (rsp too); mov rsp, [rax+HostRsp]
 ///   pushfq; pop rcx; mov [rax+Rflags], rcx; mov rcx, [rax+Tmp]; mov [rax], rcx
-///   movdqu [rax+Xmm], xmm0-15; popfq; pop r15..rbx; ret
+///   movdqu [rax+Xmm], xmm0-15; fxsave64 [rax+GuestFx]; fxrstor64 [rax+HostFx]   ; the host's x87 state back (empty stack, its FCW)
+///   popfq; pop r15..rbx; ret
 /// </code>
 /// Nothing between the snippet's last instruction and <c>pushfq</c> writes flags.
 /// </remarks>
 public sealed unsafe class NativeRunner : IDisposable
 {
     private const int RflagsOffset = 128, HostRspOffset = 136, TmpOffset = 144, MxcsrOffset = 152, HostMxcsrOffset = 156, XmmOffset = 160,
-        FaultOffset = XmmOffset + 256, OldHandlersOffset = FaultOffset + 64, StateSize = OldHandlersOffset + 8 * 32;
+        FaultOffset = XmmOffset + 256, OldHandlersOffset = FaultOffset + 64, GuestFxOffset = OldHandlersOffset + 8 * 32 + 32,
+        HostFxOffset = GuestFxOffset + 512, StateSize = HostFxOffset + 512;
     /// <summary>Where the fault handler and its recovery stub live in the code page (the thunk must end before).</summary>
     private const int HandlerOffset = 0x1800;
 
@@ -100,9 +103,11 @@ public sealed unsafe class NativeRunner : IDisposable
         a.AddInstruction(Instruction.Create(Code.Pushfq));
         a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
         a.AddInstruction(Instruction.Create(Code.Mov_rm64_r64, new MemoryOperand(Register.RAX, HostRspOffset), Register.RSP));
+        a.AddInstruction(Instruction.Create(Code.Fxsave64_m512byte, new MemoryOperand(Register.RAX, HostFxOffset)));
+        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));   // before fxrstor loads the case's
+        a.AddInstruction(Instruction.Create(Code.Fxrstor64_m512byte, new MemoryOperand(Register.RAX, GuestFxOffset)));
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmm_xmmm128, Register.XMM0 + i, new MemoryOperand(Register.RAX, XmmOffset + 16 * i)));
-        a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Push_rm64, new MemoryOperand(Register.RAX, RflagsOffset)));
         a.AddInstruction(Instruction.Create(Code.Popfq));
@@ -128,6 +133,8 @@ public sealed unsafe class NativeRunner : IDisposable
         for (int i = 0; i < 16; i++)
             a.AddInstruction(Instruction.Create(Code.Movdqu_xmmm128_xmm, new MemoryOperand(Register.RAX, XmmOffset + 16 * i), Register.XMM0 + i));
         a.AddInstruction(Instruction.Create(Code.Stmxcsr_m32, new MemoryOperand(Register.RAX, MxcsrOffset)));
+        a.AddInstruction(Instruction.Create(Code.Fxsave64_m512byte, new MemoryOperand(Register.RAX, GuestFxOffset)));
+        a.AddInstruction(Instruction.Create(Code.Fxrstor64_m512byte, new MemoryOperand(Register.RAX, HostFxOffset)));   // FCW callee-saved, x87 stack empty
         a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));   // callee-saved
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
@@ -168,10 +175,11 @@ public sealed unsafe class NativeRunner : IDisposable
         a.Label(ref chain);
         a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state + OldHandlersOffset));
         a.AddInstruction(Instruction.Create(Code.Jmp_rm64, new MemoryOperand(Register.RAX, Register.RDI, 8)));
-        // Back on the host's stack as the epilogue leaves it: MXCSR and RFLAGS, the callee-saved registers.
+        // Back on the host's stack as the epilogue leaves it: x87 state, MXCSR and RFLAGS, the callee-saved registers.
         a.Label(ref recovery);
         a.AddInstruction(Instruction.Create(Code.Mov_r64_imm64, Register.RAX, state));
         a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RSP, new MemoryOperand(Register.RAX, HostRspOffset)));
+        a.AddInstruction(Instruction.Create(Code.Fxrstor64_m512byte, new MemoryOperand(Register.RAX, HostFxOffset)));
         a.AddInstruction(Instruction.Create(Code.Ldmxcsr_m32, new MemoryOperand(Register.RAX, HostMxcsrOffset)));
         a.AddInstruction(Instruction.Create(Code.Popfq));
         for (int i = CalleeSaved.Length - 1; i >= 0; i--) a.AddInstruction(Instruction.Create(Code.Pop_r64, CalleeSaved[i]));
@@ -233,6 +241,17 @@ public sealed unsafe class NativeRunner : IDisposable
             throw new ArgumentException($"input MXCSR {input.Mxcsr:x} unmasks an exception or sets reserved bits", nameof(input));
         *(uint*)(_state + MxcsrOffset) = input.Mxcsr;
         for (int i = 0; i < 16; i++) *(UInt128*)(_state + XmmOffset + 16 * i) = input.Xmm[i];
+        byte* fx = _state + GuestFxOffset;
+        NativeMemory.Clear(fx, 512);
+        *(ushort*)fx = input.Fcw;
+        *(ushort*)(fx + 2) = input.Fsw;
+        fx[4] = input.Ftw;
+        *(uint*)(fx + 24) = input.Mxcsr;   // fxrstor checks it; the ldmxcsr after it sets it anyway
+        for (int i = 0; i < 8; i++)
+        {
+            *(ulong*)(fx + 32 + 16 * i) = (ulong)input.St[i];
+            *(ushort*)(fx + 40 + 16 * i) = (ushort)(input.St[i] >> 64);
+        }
         input.Scratch.CopyTo(_region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize));
         input.StackWindow.CopyTo(_region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize));
 
@@ -245,6 +264,11 @@ public sealed unsafe class NativeRunner : IDisposable
         output.Rflags = *(ulong*)(_state + RflagsOffset) & (MachineState.InputFlags | 2); // IF and the rest are the host's
         output.Mxcsr = *(uint*)(_state + MxcsrOffset);
         for (int i = 0; i < 16; i++) output.Xmm[i] = *(UInt128*)(_state + XmmOffset + 16 * i);
+        output.Fcw = *(ushort*)fx;
+        output.Fsw = *(ushort*)(fx + 2);
+        output.Ftw = fx[4];
+        for (int i = 0; i < 8; i++)
+            output.St[i] = new UInt128(*(ushort*)(fx + 40 + 16 * i), *(ulong*)(fx + 32 + 16 * i));
         _region.Bytes(RegionLayout.ScratchOffset, RegionLayout.ScratchSize).CopyTo(output.Scratch);
         _region.Bytes(RegionLayout.StackWindowOffset, RegionLayout.StackWindowSize).CopyTo(output.StackWindow);
         return output;

@@ -3,6 +3,7 @@ using ToyVmm.Bench.Scenario;
 
 // `scenario [runs]`: guests natively, under qemu-user, interpreted and tiered (make bench).
 // `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
+// `interp [runs] [guest...]`: the interpreter alone on the cpusuite guests, wall and CPU-time MIPS.
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
@@ -15,6 +16,8 @@ if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);
 if (args.Length > 0 && args[0] == "tiers")
     return TierScenario.Run(args[1..]);
+if (args.Length > 0 && args[0] == "interp")
+    return InterpreterScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak")
     return ToyVmm.Bench.Soak.SoakCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "host-latency")

@@ -66,7 +66,7 @@ internal unsafe struct CpuState
     public fixed ulong Xmm[32];           // XMM0..15, two qwords each (low first)
 
     public nint Self;                     // GCHandle of the owning Vcpu (slow paths only)
-    public nint LinkHandle;               // GCHandle of its VcpuLink (requests polled by Exec.Chain)
+    public nint LinkHandle;               // GCHandle of its VcpuLink
 
     public TlbEntry* TlbRead;
     public TlbEntry* TlbWrite;

@@ -9,7 +9,7 @@ namespace ToyVmm.Cpu;
 /// </summary>
 /// <remarks>
 /// Effective address of a memory operand:
-/// <c>Regs[B] + (Regs[I] &lt;&lt; Scale) + Disp + SegBase[Seg]</c>; B and I are
+/// <c>Regs[B] + (Regs[I] &lt;&lt; Scale) + Disp</c> (an FS/GS base or 0x67 wrap: a prefix op, Ops/AddressSize.cs); B and I are
 /// <see cref="CpuState.ZeroReg"/> when absent; a RIP-relative operand is resolved to
 /// an absolute Disp at decode time (blocks are keyed by virtual address too).
 /// Register operands are indices 0..15, except for 8-bit operands where they are

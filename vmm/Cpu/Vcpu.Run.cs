@@ -3,8 +3,8 @@ using System.Runtime.CompilerServices;
 namespace ToyVmm.Cpu;
 
 // The interpreter loop. Guest-mode protocol (docs/DESIGN.md "vCPU modes", VcpuLink): EnterGuest on
-// entry, then take requests before touching memory; requests are polled at every
-// block boundary; ExitGuest before returning and around exits (port I/O, hypercalls).
+// entry, then take requests before touching memory; requests are polled after every
+// chain of blocks (at most ChainBudget instructions, Exec.ChainTo); ExitGuest before returning and around exits (port I/O, hypercalls).
 public sealed unsafe partial class Vcpu
 {
     /// <summary>

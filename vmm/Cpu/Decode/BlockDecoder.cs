@@ -92,16 +92,17 @@ public sealed unsafe partial class Vcpu
                 }
                 op->RipOff = (ushort)off;
                 op->Len = (byte)Math.Max(1, ins.Length);
-                // 0x67 with an explicit memory operand: a prefix op computes the 32-bit address
-                // (Ops/AddressSize.cs), so the instruction takes two ops; a full block ends first.
-                bool split = !ins.IsInvalid && Ops.AddressSize.NeedsPrefixOp(ins)
+                // 0x67 or an FS/GS override with an explicit memory operand: a prefix op computes
+                // the address (Ops/AddressSize.cs), so the instruction takes two ops; a full block ends first.
+                bool wrap32 = !ins.IsInvalid && Ops.AddressSize.NeedsPrefixOp(ins)
                     && Ops.AddressSize.HasPrefix(_fetchBuf.AsSpan(off, Math.Min(15, ins.Length)));
+                bool split = wrap32 || (!ins.IsInvalid && Ops.AddressSize.HasSegmentBase(ins));
                 if (split && n + 1 >= MaxOpsPerBlock) { *op = default; break; }   // n > 0 here: the first always fits
                 if (split) *(op + 1) = *op;
                 bool ok = !ins.IsInvalid && Binder.Bind(ins, split ? op + 1 : op);
                 if (ok && split)
                 {
-                    Ops.AddressSize.Split(op, op + 1);
+                    Ops.AddressSize.Split(op, op + 1, wrap32);
                     if (_quietOps.IsQuiet(ins)) MarkQuiet(n + 1);
                     MarkQuiet(n);
                     prev = ins;

@@ -17,16 +17,37 @@ internal static unsafe class Mem
     public const ulong TlbMask = TlbSize - 1;
     public const ulong PageMask = ~0xFFFUL;
 
+    /// <summary>
+    /// The effective address of <paramref name="op"/>'s memory operand. No segment term: an
+    /// FS/GS base (and 32-bit wrapping) is added by a prefix op into <see cref="CpuState.AddrReg"/>
+    /// (Ops/AddressSize.cs), so the common operand pays for neither.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Ea(CpuState* s, Op* op) =>
-        s->Regs[op->B] + (s->Regs[op->I] << op->Scale) + (ulong)op->Disp + s->SegBase[op->Seg];
+        Reg.Q(s, op->B) + (Reg.Q(s, op->I) << op->Scale) + (ulong)op->Disp;
+
+    /// <summary>The direct-mapped entry of <paramref name="va"/>'s page: index bits scaled to the 32-byte entry in one shift and mask.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TlbEntry* Entry(TlbEntry* tlb, ulong va) =>
+        (TlbEntry*)((byte*)tlb + ((va >> (12 - EntryLog)) & (TlbMask << EntryLog)));
+
+    private const int EntryLog = 5;   // sizeof(TlbEntry) == 32
+
+    /// <summary>
+    /// The tag a hit must match for an access of <paramref name="bytes"/> at <paramref name="va"/>:
+    /// the page of its last byte, with the CPL bit. An access that crosses into the next page
+    /// asks the entry of its first page for the next page's tag, which that entry cannot hold
+    /// (consecutive pages have different entries), so the crossing check costs nothing extra.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Tag(CpuState* s, ulong va, int bytes) => ((va + (ulong)(bytes - 1)) & PageMask) | s->TlbCplBit;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Read<T>(CpuState* s, ulong va) where T : struct, ISz
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
-        TlbEntry* e = s->TlbRead + ((va >> 12) & TlbMask);
-        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8))
+        TlbEntry* e = Entry(s->TlbRead, va);
+        if (e->Tag == Tag(s, va, T.Bits / 8))
         {
             byte* p = (byte*)(va + (ulong)e->Addend);
             if (T.Bits == 8) return *p;
@@ -41,8 +62,8 @@ internal static unsafe class Mem
     public static void Write<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
-        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
-        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8) && *e->Code == 0)
+        TlbEntry* e = Entry(s->TlbWrite, va);
+        if (e->Tag == Tag(s, va, T.Bits / 8) && *e->Code == 0)
         {
             byte* p = (byte*)(va + (ulong)e->Addend);
             if (T.Bits == 8) *p = (byte)v;
@@ -59,8 +80,8 @@ internal static unsafe class Mem
     public static bool TryRead<T>(CpuState* s, ulong va, out ulong v) where T : struct, ISz
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
-        TlbEntry* e = s->TlbRead + ((va >> 12) & TlbMask);
-        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8))
+        TlbEntry* e = Entry(s->TlbRead, va);
+        if (e->Tag == Tag(s, va, T.Bits / 8))
         {
             byte* p = (byte*)(va + (ulong)e->Addend);
             if (T.Bits == 8) v = *p;
@@ -78,8 +99,8 @@ internal static unsafe class Mem
     public static bool TryWrite<T>(CpuState* s, ulong va, ulong v) where T : struct, ISz
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
-        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
-        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - T.Bits / 8) && *e->Code == 0)
+        TlbEntry* e = Entry(s->TlbWrite, va);
+        if (e->Tag == Tag(s, va, T.Bits / 8) && *e->Code == 0)
         {
             byte* p = (byte*)(va + (ulong)e->Addend);
             if (T.Bits == 8) *p = (byte)v;
@@ -115,8 +136,8 @@ internal static unsafe class Mem
     public static byte* TryRmw(CpuState* s, ulong va, int bytes)
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
-        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
-        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
+        TlbEntry* e = Entry(s->TlbWrite, va);
+        if (e->Tag == Tag(s, va, bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);
         return null;
     }
@@ -130,8 +151,8 @@ internal static unsafe class Mem
     public static byte* RmwPtr(CpuState* s, ulong va, int bytes)
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
-        TlbEntry* e = s->TlbWrite + ((va >> 12) & TlbMask);
-        if (e->Tag == ((va & PageMask) | s->TlbCplBit) && (va & 0xFFF) <= (ulong)(4096 - bytes) && *e->Code == 0)
+        TlbEntry* e = Entry(s->TlbWrite, va);
+        if (e->Tag == Tag(s, va, bytes) && *e->Code == 0)
             return (byte*)(va + (ulong)e->Addend);
         return Vcpu.Of(s).RmwPtrSlow(va, bytes);
     }

@@ -22,62 +22,69 @@ internal static unsafe class Fused
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static long Sx<T>(ulong v) where T : struct, ISz => (long)(v << (64 - T.Bits)) >> (64 - T.Bits);
 
-    /// <summary>The condition after cmp d, x (operands truncated): 1, 0, or -1 for OF/PF conditions.</summary>
+    /// <summary>
+    /// Whether condition <paramref name="cc"/> (a constant per handler) is answered from a cmp's or
+    /// test's operands alone; the others (O, NO, P, NP after cmp; P, NP after test) go to
+    /// Control.JccSlow, which reads the lazy flags.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int SubCond<T>(int cc, ulong d, ulong x, ulong r) where T : struct, ISz
+    private static bool Direct(int cc, bool isCmp) => isCmp ? (cc >> 1) is 1 or 2 or 3 or 4 or 6 or 7 : (cc >> 1) != 5;
+
+    /// <summary>The condition after cmp d, x (operands truncated); <see cref="Direct"/> conditions only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool SubCond<T>(int cc, ulong d, ulong x, ulong r) where T : struct, ISz
     {
-        bool v;
-        switch (cc >> 1)
+        bool v = (cc >> 1) switch
         {
-            case 1: v = d < x; break;
-            case 2: v = d == x; break;
-            case 3: v = d <= x; break;
-            case 4: v = Sx<T>(r) < 0; break;
-            case 6: v = Sx<T>(d) < Sx<T>(x); break;
-            case 7: v = Sx<T>(d) <= Sx<T>(x); break;
-            default: return -1;
-        }
-        return v ^ ((cc & 1) != 0) ? 1 : 0;
+            1 => d < x,
+            2 => d == x,
+            3 => d <= x,
+            4 => Sx<T>(r) < 0,
+            6 => Sx<T>(d) < Sx<T>(x),
+            _ => Sx<T>(d) <= Sx<T>(x),
+        };
+        return (cc & 1) != 0 ? !v : v;
     }
 
-    /// <summary>The condition after test (result truncated): 1, 0, or -1 for PF conditions.</summary>
+    /// <summary>The condition after test (result truncated); <see cref="Direct"/> conditions only.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int LogicCond<T>(int cc, ulong r) where T : struct, ISz
+    private static bool LogicCond<T>(int cc, ulong r) where T : struct, ISz
     {
         long v = Sx<T>(r);
-        bool b;
-        switch (cc >> 1)
+        bool b = (cc >> 1) switch
         {
-            case 0: case 1: b = false; break;
-            case 2: case 3: b = v == 0; break;
-            case 4: case 6: b = v < 0; break;
-            case 7: b = v <= 0; break;
-            default: return -1;
-        }
-        return b ^ ((cc & 1) != 0) ? 1 : 0;
+            0 or 1 => false,   // test clears OF and CF
+            2 or 3 => v == 0,
+            4 or 6 => v < 0,
+            _ => v <= 0,
+        };
+        return (cc & 1) != 0 ? !b : b;
     }
 
+    // The condition is a constant per handler (C), so the JIT reduces the selection to one
+    // compare and branch on the operands, with no 0/1/-1 value in between.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Op* Branch<O, T, C>(CpuState* s, Op* op, ulong d, ulong x) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
     {
-        int taken;
+        Op* j = op + 1;
+        bool taken;
         if (O.IsCmp)
         {
             ulong r = d - x;
             Flags.Set<T>(s, Flags.Sub, r, d, x);
+            s->CurOp = j;   // the cmp/test has retired; the jcc touches no memory
+            if (!Direct(C.Cc, true)) return Control.JccSlow<C>(s, j);
             taken = SubCond<T>(C.Cc, d & T.Mask, x & T.Mask, r & T.Mask);
         }
         else
         {
             ulong r = d & x;
             Flags.SetLogic<T>(s, r);
+            s->CurOp = j;
+            if (!Direct(C.Cc, false)) return Control.JccSlow<C>(s, j);
             taken = LogicCond<T>(C.Cc, r & T.Mask);
         }
-        Op* j = op + 1;
-        s->CurOp = j;   // the cmp/test has retired; the jcc touches no memory
-        if (taken < 0) return Control.JccSlow<C>(s, j);
-        s->Rip = taken != 0 ? (ulong)j->Disp : Control.NextRip(s, j);
-        return Exec.Chain(s, j);
+        return Exec.Branch(s, j, taken ? (ulong)j->Disp : Control.NextRip(s, j));
     }
 
     public static Op* RR<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc

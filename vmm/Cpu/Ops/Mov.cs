@@ -48,7 +48,14 @@ internal static unsafe class Mov
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* ZxMSlow<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, Mem.Read<S>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
     public static Op* SxR<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, (ulong)Reg.SignExtend<S>(Reg.Get<S>(s, op->R2))); return Exec.Next(s, op); }
-    public static Op* SxM<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, (ulong)Reg.SignExtend<S>(Mem.Read<S>(s, Mem.Ea(s, op)))); return Exec.Next(s, op); }
+    public static Op* SxM<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz
+    {
+        if (!Mem.TryRead<S>(s, Mem.Ea(s, op), out ulong v)) return SxMSlow<D, S>(s, op);
+        Reg.Set<D>(s, op->R, (ulong)Reg.SignExtend<S>(v));
+        return Exec.Next(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* SxMSlow<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, (ulong)Reg.SignExtend<S>(Mem.Read<S>(s, Mem.Ea(s, op)))); return Exec.Next(s, op); }
 
     public static Op* Lea<T>(CpuState* s, Op* op) where T : struct, ISz { Reg.Set<T>(s, op->R, Mem.Ea(s, op)); return Exec.Next(s, op); }
 

@@ -55,7 +55,19 @@ internal static unsafe class MulDiv
     }
 
     // imul r, r/m [, imm]: X = 1 when an immediate is the multiplier.
+    // The memory form (Y = 1 for a memory operand): the TLB hit without a call, so the handler
+    // saves no callee-saved registers; a miss or a page-crossing read goes to Imul2Slow.
     public static Op* Imul2<T>(CpuState* s, Op* op) where T : struct, ISz
+    {
+        long a = op->X == 1 ? Reg.SignExtend<T>((ulong)(long)op->Imm) : Reg.SignExtend<T>(Reg.Get<T>(s, op->R));
+        ulong b;
+        if (op->Y == 0) b = Reg.Get<T>(s, op->R2);
+        else if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out b)) return Imul2Slow<T>(s, op);
+        return Imul2Finish<T>(s, op, a, Reg.SignExtend<T>(b));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* Imul2Slow<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long a = op->X == 1 ? Reg.SignExtend<T>((ulong)(long)op->Imm) : Reg.SignExtend<T>(Reg.Get<T>(s, op->R));
         return Imul2Finish<T>(s, op, a, Reg.SignExtend<T>(Src<T>(s, op)));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
 
@@ -24,10 +25,40 @@ internal static unsafe class Stack
         return v;
     }
 
-    public static Op* PushR(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return Exec.Next(s, op); }
-    public static Op* PushI(CpuState* s, Op* op) { Push(s, (ulong)(long)op->Imm); return Exec.Next(s, op); }
+    // push r/imm and pop r: the TLB hit without a call (no callee-saved registers to save on the
+    // fast path); a miss or a page-crossing access goes to the ...Slow variant.
+    public static Op* PushR(CpuState* s, Op* op)
+    {
+        ulong rsp = Reg.Q(s, 4) - 8;
+        if (!Mem.TryWrite<S64>(s, rsp, Reg.Q(s, op->R))) return PushRSlow(s, op);
+        Reg.Q(s, 4) = rsp;
+        return Exec.Next(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* PushRSlow(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return Exec.Next(s, op); }
+
+    public static Op* PushI(CpuState* s, Op* op)
+    {
+        ulong rsp = Reg.Q(s, 4) - 8;
+        if (!Mem.TryWrite<S64>(s, rsp, (ulong)(long)op->Imm)) return PushISlow(s, op);
+        Reg.Q(s, 4) = rsp;
+        return Exec.Next(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* PushISlow(CpuState* s, Op* op) { Push(s, (ulong)(long)op->Imm); return Exec.Next(s, op); }
+
     public static Op* PushM(CpuState* s, Op* op) { Push(s, Mem.Read<S64>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
-    public static Op* PopR(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return Exec.Next(s, op); }
+
+    public static Op* PopR(CpuState* s, Op* op)
+    {
+        ulong rsp = Reg.Q(s, 4);
+        if (!Mem.TryRead<S64>(s, rsp, out ulong v)) return PopRSlow(s, op);
+        Reg.Q(s, 4) = rsp + 8;
+        Reg.Q(s, op->R) = v;   // after RSP: pop rsp loads the popped value
+        return Exec.Next(s, op);
+    }
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* PopRSlow(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return Exec.Next(s, op); }
 
     // pop m64: the address is computed with RSP already incremented.
     public static Op* PopM(CpuState* s, Op* op)
@@ -54,6 +85,16 @@ internal static unsafe class Stack
     }
 
     public static Op* Leave(CpuState* s, Op* op)
+    {
+        ulong rbp = Reg.Q(s, 5);
+        if (!Mem.TryRead<S64>(s, rbp, out ulong v)) return LeaveSlow(s, op);
+        Reg.Q(s, 4) = rbp + 8;
+        Reg.Q(s, 5) = v;
+        return Exec.Next(s, op);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Op* LeaveSlow(CpuState* s, Op* op)
     {
         ulong rbp = s->Regs[5];
         ulong v = Mem.Read<S64>(s, rbp);

@@ -130,5 +130,39 @@ public static partial class Catalog
                 a.AddInstruction(I(Code.Cmp_r32_rm32, Register.R8D, Register.ECX));
                 a.AddInstruction(Instruction.CreateBranch(Code.Jb_rel8_64, top.Id));
             })] });
+        // A block that branches to its own start runs again without the jump cache (Exec.Branch);
+        // long enough to cross the chain budget (256 instructions) several times, with a table
+        // lookup and a byte store as in crc and sieve loops, fused and unfused back edges.
+        forms.Add(new Form { Family = "chain", Name = "long self-loop: table xor; store; cmp; jne", CasesPerVariant = 24,
+            Prepare = c =>
+            {
+                c.SetLow(Rcx, 32, (ulong)c.Rng.Next(60, 400));
+                c.State.Gpr[Rbx] = c.ScratchAddress(c.Rng.Next(0, 0x400) & ~3);
+                c.State.Gpr[Rsi] = c.ScratchAddress(c.Rng.Next(0x1000, 0x1C00));
+            },
+            Variants =
+            [
+                new Variant(a =>
+                {
+                    Label top = a.CreateLabel();
+                    a.AddInstruction(I(Code.Xor_rm32_r32, Register.R8D, Register.R8D));
+                    a.Label(ref top);
+                    a.AddInstruction(Instruction.Create(Code.Movzx_r32_rm8, Register.EDX, Register.AL));
+                    a.AddInstruction(Instruction.Create(Code.Xor_r32_rm32, Register.EAX, new MemoryOperand(Register.RBX, Register.RDX, 4, 0, 0)));
+                    a.AddInstruction(Instruction.Create(Code.Mov_rm8_imm8, new MemoryOperand(Register.RSI, Register.R8, 1, 0, 0), 1));
+                    a.AddInstruction(I(Code.Add_rm32_imm8, Register.R8D, 1));
+                    a.AddInstruction(I(Code.Cmp_r32_rm32, Register.R8D, Register.ECX));
+                    a.AddInstruction(Instruction.CreateBranch(Code.Jne_rel8_64, top.Id));
+                }),
+                new Variant(a =>
+                {
+                    Label top = a.CreateLabel();
+                    a.Label(ref top);
+                    a.AddInstruction(Instruction.Create(Code.Imul_r64_rm64_imm8, Register.RAX, Register.RAX, 3));
+                    a.AddInstruction(I(Code.Add_rm64_r64, Register.RDX, Register.RAX));
+                    a.AddInstruction(I(Code.Sub_rm32_imm8, Register.ECX, 1));
+                    a.AddInstruction(Instruction.CreateBranch(Code.Jne_rel8_64, top.Id));
+                }),
+            ] });
     }
 }

@@ -98,6 +98,29 @@ public static partial class Catalog
                 a.Label(ref done);
                 a.nop();
             })] });
+        // The stack across a page boundary: RSP moved 0x7FC down from +0x7800 puts every 8-byte
+        // slot of push, pop, call, ret and leave across +0x7000 (the TLB fast path's crossing
+        // check sends them to the slow path); RSP is restored before the snippet ends.
+        forms.Add(new Form { Family = "stack", Name = "push/pop/call/ret/leave across a page", CasesPerVariant = 16,
+            Variants = [new Variant(a =>
+            {
+                Label callee = a.CreateLabel(), done = a.CreateLabel();
+                a.AddInstruction(Instruction.Create(Code.Sub_rm64_imm32, Register.RSP, 0x7FC));   // +0x7004
+                a.AddInstruction(Instruction.Create(Code.Push_r64, Register.RAX));                  // writes +0x6FFC..+0x7003
+                a.AddInstruction(Instruction.Create(Code.Pushq_imm32, 0x1234_5678));
+                a.AddInstruction(Instruction.Create(Code.Pop_r64, Register.RCX));
+                a.AddInstruction(Instruction.Create(Code.Pop_r64, Register.RDX));                   // reads across
+                a.call(callee);                                                                     // return address across
+                a.jmp(done);
+                a.Label(ref callee);
+                a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.R10, new MemoryOperand(Register.RSP)));
+                a.AddInstruction(Instruction.Create(Code.Retnq));
+                a.Label(ref done);
+                a.AddInstruction(Instruction.Create(Code.Push_r64, Register.RAX));
+                a.AddInstruction(Instruction.Create(Code.Mov_r64_rm64, Register.RBP, Register.RSP));
+                a.AddInstruction(Instruction.Create(Code.Leaveq));                                  // pops RBP across
+                a.AddInstruction(Instruction.Create(Code.Add_rm64_imm32, Register.RSP, 0x7FC));
+            })] });
         forms.Add(new Form { Family = "stack", Name = "jmp r64 / call r64 / jmp m64", CasesPerVariant = 32,
             Variants = [new Variant(a =>
             {

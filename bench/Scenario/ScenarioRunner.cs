@@ -61,9 +61,9 @@ public static class ScenarioRunner
         int tiered = ToyVmm.Cli.RunOptions.DefaultTierThreshold;
         var configs = new List<(string Name, Func<(double Wall, double Cpu, long Instructions)> Run)>
         {
-            ("native", () => { var t = TimeChild(native, []); return (t.Wall, t.Cpu, 0); }),
+            ("native", () => { var t = ScenarioTools.TimeProcessWithCpu(native, []); return (t.Wall, t.Cpu, 0); }),
         };
-        if (qemu is not null) configs.Add(("qemu-user", () => { var t = TimeChild(qemu, [native]); return (t.Wall, t.Cpu, 0); }));
+        if (qemu is not null) configs.Add(("qemu-user", () => { var t = ScenarioTools.TimeProcessWithCpu(qemu, [native]); return (t.Wall, t.Cpu, 0); }));
         configs.Add(("interpreter, flat", () => TimeVm(elf, null, -1)));
         configs.Add(("tiered, flat", () => TimeVm(elf, null, tiered)));
         configs.Add(("interpreter, EPT", () => TimeVm(elf, new GuestMemoryConfig(Ram + (Ram >> 3)), -1)));
@@ -90,36 +90,6 @@ public static class ScenarioRunner
         }
         Console.WriteLine($"  EPT/flat MIPS (interpreter, wall) {Med(wall, "interpreter, flat") / Med(wall, "interpreter, EPT"):P0}; tiered/interpreter MIPS (CPU) {Med(cpu, "interpreter, flat") / Med(cpu, "tiered, flat"):F2}x");
         return true;
-    }
-
-    /// <summary>
-    /// Wall-clock and CPU (user + sys) seconds of <paramref name="path"/> run to its end; a non-zero
-    /// exit throws. The CPU time is the growth of getrusage(RUSAGE_CHILDREN) across the run: the
-    /// runtime reaps the child before WaitForExit returns, and only one child runs at a time here.
-    /// </summary>
-    private static (double Wall, double Cpu) TimeChild(string path, string[] args)
-    {
-        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        double cpu0 = ChildrenCpuSeconds();
-        var sw = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        sw.Stop();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{path} exited {p.ExitCode}");
-        return (sw.Elapsed.TotalSeconds, ChildrenCpuSeconds() - cpu0);
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    private static extern unsafe int getrusage(int who, long* usage);
-
-    /// <summary>User + system seconds of every child reaped so far (struct rusage starts with two struct timeval).</summary>
-    private static unsafe double ChildrenCpuSeconds()
-    {
-        long* ru = stackalloc long[18];
-        if (getrusage(-1, ru) != 0) throw new InvalidOperationException($"getrusage failed, errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
-        return ru[0] + ru[1] / 1e6 + ru[2] + ru[3] / 1e6;
     }
 
     private static string FirstLine(string path, string arg)

@@ -132,13 +132,7 @@ internal sealed unsafe partial class BlockCompiler
         var done = _il.DefineLabel();
         Probe(_tlbR, log, slow);
         HostAddr();
-        switch (log)
-        {
-            case 0: _il.Emit(OpCodes.Ldind_U1); break;
-            case 1: _il.Emit(OpCodes.Ldind_U2); break;
-            case 2: _il.Emit(OpCodes.Ldind_U4); break;
-            default: _il.Emit(OpCodes.Ldind_I8); break;
-        }
+        LoadIndirect(log);
         _il.Emit(OpCodes.Conv_U8);
         _il.Emit(OpCodes.Stloc, _v);
         _il.MarkLabel(done);
@@ -179,13 +173,7 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Brtrue, slow);
         HostAddr();
         value();
-        switch (log)
-        {
-            case 0: _il.Emit(OpCodes.Stind_I1); break;
-            case 1: _il.Emit(OpCodes.Stind_I2); break;
-            case 2: _il.Emit(OpCodes.Stind_I4); break;
-            default: _il.Emit(OpCodes.Stind_I8); break;
-        }
+        StoreIndirect(log);
         int pending = _pending;
         bool[] written = (bool[])_written.Clone();
         AddOutOfLine(() =>
@@ -217,30 +205,36 @@ internal sealed unsafe partial class BlockCompiler
         HostAddr();
         _il.Emit(OpCodes.Stloc, _hp);
         _il.Emit(OpCodes.Ldloc, _hp);
-        switch (log)
-        {
-            case 0: _il.Emit(OpCodes.Ldind_U1); break;
-            case 1: _il.Emit(OpCodes.Ldind_U2); break;
-            case 2: _il.Emit(OpCodes.Ldind_U4); break;
-            default: _il.Emit(OpCodes.Ldind_I8); break;
-        }
+        LoadIndirect(log);
         _il.Emit(OpCodes.Conv_U8);
         _il.Emit(OpCodes.Stloc, _d);
         compute();
         _il.Emit(OpCodes.Stloc, _v);
         _il.Emit(OpCodes.Ldloc, _hp);
         _il.Emit(OpCodes.Ldloc, _v);
-        switch (log)
-        {
-            case 0: _il.Emit(OpCodes.Stind_I1); break;
-            case 1: _il.Emit(OpCodes.Stind_I2); break;
-            case 2: _il.Emit(OpCodes.Stind_I4); break;
-            default: _il.Emit(OpCodes.Stind_I8); break;
-        }
+        StoreIndirect(log);
         AddOutOfLine(() =>
         {
             _il.MarkLabel(slow);
             HandOver(i, pending, written);
         });
     }
+
+    /// <summary>Host pointer on the stack: load the guest operand of 1 &lt;&lt; <paramref name="log"/> bytes, zero-extended.</summary>
+    private void LoadIndirect(int log) => _il.Emit(log switch
+    {
+        0 => OpCodes.Ldind_U1,
+        1 => OpCodes.Ldind_U2,
+        2 => OpCodes.Ldind_U4,
+        _ => OpCodes.Ldind_I8,
+    });
+
+    /// <summary>Host pointer and value on the stack: store the low 1 &lt;&lt; <paramref name="log"/> bytes of the value.</summary>
+    private void StoreIndirect(int log) => _il.Emit(log switch
+    {
+        0 => OpCodes.Stind_I1,
+        1 => OpCodes.Stind_I2,
+        2 => OpCodes.Stind_I4,
+        _ => OpCodes.Stind_I8,
+    });
 }

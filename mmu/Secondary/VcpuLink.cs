@@ -38,6 +38,12 @@ public sealed class VcpuLink
 {
     public const int FlushRequest = 1;
     public const int StopRequest = 2;
+    /// <summary>
+    /// Give up the core once (sched_yield): an invalidator waiting for another vCPU that
+    /// the host has descheduled asks the running ones, so that the stalled vCPU, queued
+    /// behind one of them, runs and acknowledges (KVM's directed yield, asked for).
+    /// </summary>
+    public const int YieldRequest = 4;
     /// <summary>Ranges kept per vCPU before a post degrades to a whole-TLB flush.</summary>
     public const int MaxPendingRanges = 8;
 
@@ -45,6 +51,7 @@ public sealed class VcpuLink
     private int _threadId;      // the managed thread that last entered guest mode; written by it only.
     private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
     private long _flushAcks;    // incremented by the vCPU after each flush it performs.
+    private long _yields;       // incremented by the vCPU each time it yields on request.
     private long _entries;      // incremented by the vCPU each time it enters guest mode.
     private int _waiters;       // invalidators blocked in WaitForFlush; the vCPU wakes them.
     private readonly SemaphoreSlim _wake = new(0);
@@ -173,6 +180,19 @@ public sealed class VcpuLink
 
     /// <summary>Any thread: ask the vCPU to stop at its next block boundary.</summary>
     public void RequestStop() => Interlocked.Or(ref _requests, StopRequest);
+
+    /// <summary>Any thread: ask the vCPU to yield its core once at its next boundary (<see cref="YieldRequest"/>).</summary>
+    public void RequestYield() => Interlocked.Or(ref _requests, YieldRequest);
+
+    /// <summary>Yield requests the vCPU has carried out.</summary>
+    public long Yields => Volatile.Read(ref _yields);
+
+    /// <summary>vCPU thread, after <see cref="TakeRequests"/> returned <see cref="YieldRequest"/>: give up the core once.</summary>
+    public void YieldCore()
+    {
+        Interlocked.Increment(ref _yields);
+        Thread.Yield();
+    }
 
     /// <summary>Any thread: ask the vCPU to flush its whole TLB. See <see cref="RequestFlush(ulong, ulong)"/>.</summary>
     public long RequestFlush() => RequestFlush(0, ulong.MaxValue);

@@ -44,7 +44,8 @@ public static class VcpuShootdown
     ///      outside the range: its next access to the range reads the cleared TLB.
     ///      This is what a vCPU the host has descheduled answers;
     ///   4. otherwise it acknowledges (spin, then block until it does; block at
-    ///      once when step 2 found every pending vCPU stalled).
+    ///      once when step 2 found every pending vCPU stalled, and ask the vCPUs
+    ///      still running to yield their cores once).
     /// </code>
     /// Called with the caller's MMU lock held.
     /// </remarks>
@@ -97,8 +98,8 @@ public static class VcpuShootdown
             }
             if (pending == 0) return;
             long now = Stopwatch.GetTimestamp();
-            if (now - start >= SpinTicks) break;
-            if (now - lastLook < StallTicks) continue;
+            bool spun = now - start >= SpinTicks;
+            if (!spun && now - lastLook < StallTicks) continue;
             lastLook = now;
             allStalled = true;
             for (int i = 0; i < vcpus.Length; i++)
@@ -110,7 +111,7 @@ public static class VcpuShootdown
                 if (p < 0 || p != progress[i] || !vcpus[i].HasRequests) allStalled = false;
                 progress[i] = p;
             }
-            if (allStalled) break;
+            if (allStalled || spun) break;   // the last look decides how step 4 waits
         }
         // 3. Shoot the entries down from here; a quiescent vCPU is then done.
         bool shot = false;
@@ -142,7 +143,12 @@ public static class VcpuShootdown
             }
         }
         // 4. The rest are inside an access (or have no remote TLB): wait for them.
-        // A stalled vCPU is waited for by blocking at once, which hands it the core.
+        // A stalled vCPU is waited for by blocking at once, which hands it this core;
+        // the vCPUs still running are asked to yield theirs once, in case it is queued
+        // behind one of them (the host balances its run queues only now and then).
+        if (allStalled)
+            for (int i = 0; i < vcpus.Length; i++)
+                if (tickets[i] < 0 && vcpus[i].Mode == VcpuMode.InGuest) vcpus[i].RequestYield();
         for (int i = 0; i < vcpus.Length; i++)
         {
             if (tickets[i] < 0) continue;

@@ -74,4 +74,32 @@ public sealed class TlbShootdownTests
         Assert.True(detach.Join(Patience));
         Assert.Null(link.PinTlb());
     }
+
+    [Theory]
+    [InlineData(42L, true)]    // its progress counter never moves: descheduled
+    [InlineData(-1L, false)]   // cannot tell: no yield asked for
+    public void FlushLocked_WaitingForAStalledVcpu_AsksTheRunningOnesToYieldOnce(long progress, bool yieldExpected)
+    {
+        var stalled = new VcpuLink(0);
+        var running = new VcpuLink(1);
+        stalled.AttachTlb(new ScriptedTlb { Holds = true, ProgressValue = progress });
+        running.AttachTlb(new ScriptedTlb { Holds = false });
+        stalled.EnterGuest();
+        running.EnterGuest();
+        var vcpus = new[] { stalled, running };
+        var flush = new Thread(() =>
+        {
+            var counts = new ShootdownCounts();
+            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, 4, 4);
+        });
+        flush.Start();
+        Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // waits for the stalled vCPU
+        int asked = running.TakeRequests();
+        Assert.Equal(yieldExpected ? VcpuLink.YieldRequest : 0, asked & VcpuLink.YieldRequest);
+        Assert.Equal(VcpuLink.FlushRequest, stalled.TakeRequests());
+        stalled.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+        stalled.AcknowledgeFlush();
+        Assert.True(flush.Join(Patience));
+        Assert.Equal(0, running.TakeRequests());                   // once, not for every round of the wait
+    }
 }

@@ -228,4 +228,38 @@ public class BasicExecutionTests
         Assert.True(acks >= 1);
         Assert.True(f.R64(CpuFixture.DataBase) > 0);
     }
+
+    [Fact]
+    public void Run_YieldRequest_IsCarriedOutOnceAndTheGuestGoesOn()
+    {
+        using var f = new CpuFixture();
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var l = a.CreateLabel();
+            a.mov(rbx, CpuFixture.DataBase);
+            a.Label(ref l);
+            a.inc(__qword_ptr[rbx]);
+            a.jmp(l);
+        }));
+        var cpu = f.NewVcpu();
+        long yieldsSeen = 0;
+        ulong countBefore = 0, countAfter = 0;
+        var t = new Thread(() =>
+        {
+            while (cpu.Link.Mode != ToyVmm.Mmu.Secondary.VcpuMode.InGuest) Thread.Yield();
+            cpu.Link.RequestYield();
+            while (cpu.Link.Yields == 0) Thread.Yield();
+            yieldsSeen = cpu.Link.Yields;
+            countBefore = f.R64(CpuFixture.DataBase);
+            while ((countAfter = f.R64(CpuFixture.DataBase)) == countBefore) Thread.Yield();
+            cpu.Link.RequestStop();
+        });
+        t.Start();
+        var exit = cpu.Run();
+        t.Join();
+        Assert.Equal(VcpuExitKind.StopRequested, exit.Kind);
+        Assert.Equal(1, yieldsSeen);
+        Assert.Equal(1, cpu.Link.Yields);
+        Assert.True(countAfter > countBefore);
+    }
 }

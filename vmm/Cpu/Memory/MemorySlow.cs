@@ -58,6 +58,7 @@ public sealed unsafe partial class Vcpu
             Link.AcknowledgeFlush();
         }
         if ((r & VcpuLink.StopRequest) != 0) _s->ExitReason = ExitReasons.Stop;
+        if ((r & VcpuLink.YieldRequest) != 0) Link.YieldCore();
     }
 
     /// <summary>RIP of the instruction being executed (for faults and error messages).</summary>

@@ -204,15 +204,7 @@ public class BasicExecutionTests
     public void Run_FlushRequest_IsAcknowledged()
     {
         using var f = new CpuFixture();
-        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
-        {
-            var l = a.CreateLabel();
-            a.mov(rbx, CpuFixture.DataBase);
-            a.Label(ref l);
-            a.inc(__qword_ptr[rbx]);
-            a.jmp(l);
-        }));
-        var cpu = f.NewVcpu();
+        var cpu = CountingLoop(f);
         long acks = 0;
         var t = new Thread(() =>
         {
@@ -233,15 +225,7 @@ public class BasicExecutionTests
     public void Run_YieldRequest_IsCarriedOutOnceAndTheGuestGoesOn()
     {
         using var f = new CpuFixture();
-        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
-        {
-            var l = a.CreateLabel();
-            a.mov(rbx, CpuFixture.DataBase);
-            a.Label(ref l);
-            a.inc(__qword_ptr[rbx]);
-            a.jmp(l);
-        }));
-        var cpu = f.NewVcpu();
+        var cpu = CountingLoop(f);
         long yieldsSeen = 0;
         ulong countBefore = 0, countAfter = 0;
         var t = new Thread(() =>
@@ -261,5 +245,19 @@ public class BasicExecutionTests
         Assert.Equal(1, yieldsSeen);
         Assert.Equal(1, cpu.Link.Yields);
         Assert.True(countAfter > countBefore);
+    }
+
+    /// <summary>A vCPU whose guest increments the qword at DataBase forever.</summary>
+    private static Vcpu CountingLoop(CpuFixture f)
+    {
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var l = a.CreateLabel();
+            a.mov(rbx, CpuFixture.DataBase);
+            a.Label(ref l);
+            a.inc(__qword_ptr[rbx]);
+            a.jmp(l);
+        }));
+        return f.NewVcpu();
     }
 }

@@ -61,6 +61,25 @@ public sealed unsafe partial class Vcpu
         if ((r & VcpuLink.YieldRequest) != 0) Link.YieldCore();
     }
 
+    /// <summary>
+    /// After a translation, before its pointer is used: notes the frame held when the
+    /// translation succeeded (<paramref name="ok"/>), fences, then takes any request posted
+    /// meanwhile. True when it took one: the answer may predate the flush, translate again.
+    /// An invalidator posts before it reads the filter, so one side always sees the other
+    /// (TlbShootdown.cs).
+    /// </summary>
+    private bool FlushedSinceTranslate(bool ok, ulong gfn)
+    {
+        if (ok)
+        {
+            NoteHeld(gfn);
+            Interlocked.MemoryBarrier();   // the filter bit before the requests
+        }
+        if (!Link.HasRequests) return false;
+        ServiceRequests();
+        return true;
+    }
+
     /// <summary>RIP of the instruction being executed (for faults and error messages).</summary>
     internal ulong CurrentRip => _s->CurOp != null ? _s->BlockVa + _s->CurOp->RipOff : _s->Rip;
 
@@ -71,16 +90,7 @@ public sealed unsafe partial class Vcpu
         while (true)
         {
             var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
-            if (st == TranslateStatus.Ok)
-            {
-                NoteHeld(gpa >> 12);
-                Interlocked.MemoryBarrier();   // the filter bit before the requests (TlbShootdown.cs)
-            }
-            if (Link.HasRequests)
-            {
-                ServiceRequests();
-                continue;   // the answer may predate the flush: translate again
-            }
+            if (FlushedSinceTranslate(st == TranslateStatus.Ok, gpa >> 12)) continue;
             if (st == TranslateStatus.Ok) return host;
             if (st == TranslateStatus.HostError)
                 throw new HostFailureException($"{kind.ToString().ToLowerInvariant()} access to guest-physical address 0x{gpa:x} (guest-virtual 0x{va:x}) at RIP 0x{CurrentRip:x}");

@@ -37,16 +37,7 @@ public sealed unsafe partial class Vcpu
                 st = _shadow.FillVirtual(Link, _shadowContext, va, in walk, kind, out page, out trap);
                 gpa = walk.Gpa & Mem.PageMask;
             }
-            if (st == VirtualStatus.Ok)
-            {
-                NoteHeld(gpa >> 12);
-                Interlocked.MemoryBarrier();   // the filter bit before the requests (TlbShootdown.cs)
-            }
-            if (Link.HasRequests)
-            {
-                ServiceRequests();
-                continue;   // the answer may predate the flush: translate again
-            }
+            if (FlushedSinceTranslate(st == VirtualStatus.Ok, gpa >> 12)) continue;
             if (st == VirtualStatus.Retry) continue;   // the guest tables changed under the fill: walk again
             if (st != VirtualStatus.Ok) throw ShadowError(st, gpa, va, kind);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);

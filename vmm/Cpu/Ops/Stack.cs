@@ -104,24 +104,7 @@ internal static unsafe class Stack
     }
 
     // enter imm16, imm8 (nesting level 0 and 1..31 as the manual describes).
-    public static Op* Enter(CpuState* s, Op* op)
-    {
-        ulong rsp = s->Regs[4], rbp = s->Regs[5];
-        int level = op->X & 31;
-        ulong frame = rsp - 8;
-        Mem.Write<S64>(s, frame, rbp);
-        ulong cur = frame;
-        for (int i = 1; i < level; i++)
-        {
-            rbp -= 8;
-            cur -= 8;
-            Mem.Write<S64>(s, cur, Mem.Read<S64>(s, rbp));
-        }
-        if (level > 0) { cur -= 8; Mem.Write<S64>(s, cur, frame); }
-        s->Regs[5] = frame;
-        s->Regs[4] = cur - (ushort)op->Imm;
-        return Exec.Next(s, op);
-    }
+    public static Op* Enter(CpuState* s, Op* op) => EnterOf<S64>(s, op);
 
     // 16-bit operand size (66 prefix): two bytes move, RSP still changes as a 64-bit register.
     public static void Push16(CpuState* s, ulong v)
@@ -180,21 +163,26 @@ internal static unsafe class Stack
 
     // enterw imm16, imm8: 16-bit pushes of BP, of the outer frame pointers and of the frame
     // temp; BP gets the low 16 bits of the frame temp, RSP moves as a 64-bit register.
-    public static Op* Enter16(CpuState* s, Op* op)
+    public static Op* Enter16(CpuState* s, Op* op) => EnterOf<S16>(s, op);
+
+    // enter of operand size T: pushes of T of RBP, of the outer frame pointers and of the
+    // frame temp; the frame pointer gets the frame temp as a T write, RSP moves by 64 bits.
+    private static Op* EnterOf<T>(CpuState* s, Op* op) where T : struct, ISz
     {
+        ulong size = (ulong)(T.Bits / 8);
         ulong rsp = s->Regs[4], rbp = s->Regs[5];
         int level = op->X & 31;
-        ulong frame = rsp - 2;
-        Mem.Write<S16>(s, frame, rbp);
+        ulong frame = rsp - size;
+        Mem.Write<T>(s, frame, rbp);
         ulong cur = frame;
         for (int i = 1; i < level; i++)
         {
-            rbp -= 2;
-            cur -= 2;
-            Mem.Write<S16>(s, cur, Mem.Read<S16>(s, rbp));
+            rbp -= size;
+            cur -= size;
+            Mem.Write<T>(s, cur, Mem.Read<T>(s, rbp));
         }
-        if (level > 0) { cur -= 2; Mem.Write<S16>(s, cur, frame); }
-        Reg.Set<S16>(s, 5, frame);
+        if (level > 0) { cur -= size; Mem.Write<T>(s, cur, frame); }
+        Reg.Set<T>(s, 5, frame);
         s->Regs[4] = cur - (ushort)op->Imm;
         return Exec.Next(s, op);
     }

@@ -164,13 +164,7 @@ internal sealed unsafe partial class BlockCompiler
     private void Write(int i, int log, Action value)
     {
         var slow = _il.DefineLabel();
-        Probe(_tlbW, log, slow);
-        _il.Emit(OpCodes.Ldloc, _e);
-        _il.Emit(OpCodes.Ldc_I4, StateLayout.EntryCode);
-        _il.Emit(OpCodes.Add);
-        _il.Emit(OpCodes.Ldind_I);
-        _il.Emit(OpCodes.Ldind_U1);
-        _il.Emit(OpCodes.Brtrue, slow);
+        ProbeWritable(log, slow);
         HostAddr();
         value();
         StoreIndirect(log);
@@ -195,13 +189,7 @@ internal sealed unsafe partial class BlockCompiler
         var slow = _il.DefineLabel();
         int pending = _pending;
         bool[] written = (bool[])_written.Clone();
-        Probe(_tlbW, log, slow);
-        _il.Emit(OpCodes.Ldloc, _e);
-        _il.Emit(OpCodes.Ldc_I4, StateLayout.EntryCode);
-        _il.Emit(OpCodes.Add);
-        _il.Emit(OpCodes.Ldind_I);
-        _il.Emit(OpCodes.Ldind_U1);
-        _il.Emit(OpCodes.Brtrue, slow);
+        ProbeWritable(log, slow);
         HostAddr();
         _il.Emit(OpCodes.Stloc, _hp);
         _il.Emit(OpCodes.Ldloc, _hp);
@@ -237,4 +225,19 @@ internal sealed unsafe partial class BlockCompiler
         2 => OpCodes.Stind_I4,
         _ => OpCodes.Stind_I8,
     });
+
+    /// <summary>
+    /// The write TLB probe for 2^log bytes, refusing (to <paramref name="slow"/>) a page that
+    /// holds code as well as a miss or a page crossing; leaves the entry in <c>_e</c>.
+    /// </summary>
+    private void ProbeWritable(int log, Label slow)
+    {
+        Probe(_tlbW, log, slow);
+        _il.Emit(OpCodes.Ldloc, _e);
+        _il.Emit(OpCodes.Ldc_I4, StateLayout.EntryCode);
+        _il.Emit(OpCodes.Add);
+        _il.Emit(OpCodes.Ldind_I);
+        _il.Emit(OpCodes.Ldind_U1);
+        _il.Emit(OpCodes.Brtrue, slow);
+    }
 }

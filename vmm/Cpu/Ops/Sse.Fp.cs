@@ -110,6 +110,7 @@ internal static unsafe partial class Sse
     /// computes it under the guest's MXCSR (<see cref="HostFp"/>). Imm: predicate in bits 0-7,
     /// thunk index from bit 8.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Fp<O, L>(CpuState* s, Op* op) where O : struct, IV2 where L : struct, IFpLanes
     {
         Check(s);

@@ -1,6 +1,9 @@
 using System.Reflection;
 using ToyVmm.Cpu;
+using ToyVmm.Cpu.Ops;
+using ToyVmm.Cpu.Tier;
 using Xunit;
+using static Iced.Intel.AssemblerRegisters;
 
 namespace ToyVmm.Tests.Cpu;
 
@@ -9,7 +12,7 @@ namespace ToyVmm.Tests.Cpu;
 /// optimised at its first call (no tier-0 body running the guest's first hundreds of
 /// milliseconds), and the decoder's one-time set-up can run off the vCPU thread.
 /// </summary>
-public class HandlerCompilationTests
+public unsafe class HandlerCompilationTests
 {
     private static IEnumerable<MethodInfo> Handlers() =>
         typeof(Vcpu).Assembly.GetTypes()
@@ -34,6 +37,20 @@ public class HandlerCompilationTests
             .Select(m => $"{m.DeclaringType!.Name}.{m.Name}")
             .ToList();
         Assert.True(missing.Count == 0, "handlers without [MethodImpl(MethodImplOptions.AggressiveOptimization)]: " + string.Join(", ", missing));
+    }
+
+    [Fact]
+    public void HandlerAddress_AfterTheHandlerRan_IsStillTheAddressTheTierKnows()
+    {
+        // A handler that is not tiered has no code versions; its address as the binder stores it
+        // (&Method, taken before its first call) must stay the one the translation tier's table
+        // read by reflection, also once the handler has been compiled and run.
+        using var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a => { a.mov(rax, 6); a.mov(rbx, 7); a.imul(rax, rbx); a.hlt(); });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(42UL, cpu.GetGpr(Gpr.Rax));
+        Assert.True(HandlerTable.TryGet((nint)(delegate*<CpuState*, Op*, Op*>)&MulDiv.Imul2R<S64>, out var imul));
+        Assert.Equal(CKind.Imul, imul.Kind);
     }
 
     [Fact]

@@ -27,6 +27,9 @@ internal static unsafe partial class Sse
 
     private static void Raise(CpuState* s) => throw new GuestFault(s->SseFault);
 
+    // The memory side of every SSE handler, too large to inline: optimised from its first call
+    // like the handlers themselves (vmm/Cpu/README.md, "Compiled once, optimised").
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static V Load(CpuState* s, ulong ea, int width)
     {
         switch (width)
@@ -45,6 +48,7 @@ internal static unsafe partial class Sse
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store(CpuState* s, ulong ea, int width, V v)
     {
         var q = v.AsUInt64();

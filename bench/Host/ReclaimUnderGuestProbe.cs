@@ -55,20 +55,8 @@ public static unsafe class ReclaimUnderGuestProbe
         }
     }
 
-    /// <summary>The scattered picks paged out through the management side, as the page-out driver's cold, hot and random picks do.</summary>
-    private static long PageOutScattered(HostBackedMemory m)
-    {
-        long done = 0;
-        int start = 0;
-        // One PAGEOUT per run of adjacent pages.
-        for (int i = 1; i <= ScatteredPicks.Length; i++)
-        {
-            if (i < ScatteredPicks.Length && ScatteredPicks[i].Value == ScatteredPicks[i - 1].Value + Page.Size) continue;
-            done += m.Memory.Management.PageOut(ScatteredPicks[start], (ulong)(i - start) << Page.Shift);
-            start = i;
-        }
-        return done;
-    }
+    /// <summary>The scattered picks paged out through the management side with one vectored PAGEOUT, as the page-out driver's cold, hot and burst picks do.</summary>
+    private static long PageOutScattered(HostBackedMemory m) => m.Memory.Management.PageOutPages(ScatteredPicks);
 
     /// <summary>Run the guest for <paramref name="idle"/>, or while <paramref name="work"/> runs; returns its MIPS.</summary>
     private static double GuestMips(int vcpus, TimeSpan? idle, Action<HostBackedMemory>? work)

@@ -25,7 +25,6 @@ public sealed partial class SwapSpace : IDisposable
     private readonly ulong[] _used;       // bitmap of slots in use; guarded by _lock
     private readonly SlotChunk?[] _chunks; // per-slot bookkeeping, a chunk made when its first slot is allocated (under _lock), never freed
     private readonly ulong[] _written;    // bitmap: slot holds a good copy; written under the cached frame's page lock
-    private uint _cursor;                 // the slot after the last one allocated; guarded by _lock
     private int _lowestFreeWord;          // no word of _used below it has a free bit; guarded by _lock
     private int _inUse;                   // guarded by _lock
 
@@ -99,28 +98,23 @@ public sealed partial class SwapSpace : IDisposable
     // ---- slots -------------------------------------------------------------
 
     /// <summary>
-    /// The slot after the previous one if it is free (so a batch gets consecutive slots and
-    /// one vectored write), else the lowest free slot. Lowest first reuses the slots that
-    /// swap-ins freed, whose file pages the page cache still holds: rewriting those costs
-    /// the kernel about half what a first write to a hole does (bench/RESULTS.md "Page-out
-    /// CPU per page"), and the sparse file grows only as far as the most slots ever in use.
+    /// The lowest free slot. Lowest first reuses the slots that swap-ins freed, whose file
+    /// pages the page cache still holds: rewriting those costs the kernel about half what a
+    /// first write into a hole does (bench/RESULTS.md "Page-out CPU per page"), and the
+    /// sparse file grows only as far as the most slots ever in use. A batch still gets
+    /// consecutive slots (one vectored write) wherever the lowest free slots form a run,
+    /// as the slots a batch's swap-ins freed do.
     /// </summary>
     private uint AllocateSlotLocked()
     {
         Debug.Assert(_lock.IsHeldByCurrentThread, "the swap lock is held");
         if (_inUse >= SlotCount) return FrameMeta.NoSlot;
-        uint slot;
-        if (_cursor < SlotCount && (_used[_cursor / 64] & (1UL << (int)(_cursor % 64))) == 0) slot = _cursor;
-        else
-        {
-            int w = _lowestFreeWord;
-            while (_used[w] == ~0UL) w++;   // in range: _inUse < SlotCount, and slots past the end are marked used
-            _lowestFreeWord = w;
-            slot = (uint)(w * 64 + BitOperations.TrailingZeroCount(~_used[w]));
-        }
-        _used[slot / 64] |= 1UL << (int)(slot % 64);
+        int w = _lowestFreeWord;
+        while (_used[w] == ~0UL) w++;   // in range: _inUse < SlotCount, and slots past the end are marked used
+        _lowestFreeWord = w;
+        uint slot = (uint)(w * 64 + BitOperations.TrailingZeroCount(~_used[w]));
+        _used[w] |= 1UL << (int)(slot % 64);
         if (_chunks[slot >> SlotChunk.Shift] is null) Volatile.Write(ref _chunks[slot >> SlotChunk.Shift], new SlotChunk());
-        _cursor = slot + 1;
         _inUse++;
         ClearWritten(slot);
         return slot;

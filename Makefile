@@ -49,8 +49,12 @@ $(STAMPS)/build-$(CONFIG): $(DOTNET_INPUTS) $(STAMPS)/inputs
 # gone though the stamp is not.
 $(STAMPS)/publish-$(CONFIG): $(PUBLISH_INPUTS) $(STAMPS)/inputs $(if $(wildcard out/toyvmm/toyvmm),,FORCE) \
 		| $(STAMPS)/build-$(CONFIG)
-	$(DOTNET) publish vmm/ToyVmm.csproj -c $(CONFIG) -nologo -v q -o out/toyvmm
+	$(DOTNET) publish vmm/ToyVmm.csproj -c $(CONFIG) -nologo -v q -r $(RID) --self-contained false -o out/toyvmm
 	touch $@
+
+# The program is published ReadyToRun (vmm/ToyVmm.csproj), which needs this machine's
+# runtime identifier; it still runs on the shared .NET runtime installed here.
+RID ?= linux-$(patsubst x86_64,x64,$(patsubst aarch64,arm64,$(shell uname -m)))
 
 # Only when missing: the link's target (out/toyvmm/toyvmm) keeps its own time.
 bin/toyvmm: | $(STAMPS)/publish-$(CONFIG)

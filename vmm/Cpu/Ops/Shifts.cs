@@ -12,7 +12,6 @@ internal static unsafe class Shifts
     private static int Count<T>(CpuState* s, Op* op) where T : struct, ISz =>
         ((op->Y & 1) != 0 ? (int)(byte)s->Regs[1] : op->Imm) & (T.Bits == 64 ? 63 : 31);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Shift<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         bool mem = (op->Y & 2) != 0;
@@ -98,7 +97,6 @@ internal static unsafe class Shifts
     }
 
     // shld / shrd r/m, r, imm8|CL. X: 0 shld, 1 shrd.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* DoubleShift<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         bool mem = (op->Y & 2) != 0;

@@ -41,6 +41,8 @@ public sealed unsafe partial class Vcpu
             if (st == VirtualStatus.Retry) continue;   // the guest tables changed under the fill: walk again
             if (st != VirtualStatus.Ok) throw ShadowError(st, gpa, va, kind);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);
+            // A checked read uses the pointer only after the fill's look at the requests (MemorySlow.cs).
+            if (_checkedRead) _s->AccessVa = AccessTranslating;
             if (trap)
             {
                 // Not cached: the next write to this page table traps again.

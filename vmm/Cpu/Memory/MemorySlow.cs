@@ -94,7 +94,11 @@ public sealed unsafe partial class Vcpu
         while (true)
         {
             var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
-            if (FlushedSinceTranslate(st == TranslateStatus.Ok, gpa >> 12)) continue;
+            if (FlushedSinceTranslate(st == TranslateStatus.Ok, gpa >> 12))
+            {
+                if (_checkedRead) _s->AccessVa = AccessTranslating;   // the pointer is dropped: a checked read holds nothing again
+                continue;
+            }
             if (st == TranslateStatus.Ok) return host;
             if (st == TranslateStatus.HostError)
                 throw new HostFailureException($"{kind.ToString().ToLowerInvariant()} access to guest-physical address 0x{gpa:x} (guest-virtual 0x{va:x}) at RIP 0x{CurrentRip:x}");

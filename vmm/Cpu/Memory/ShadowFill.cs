@@ -37,7 +37,11 @@ public sealed unsafe partial class Vcpu
                 st = _shadow.FillVirtual(Link, _shadowContext, va, in walk, kind, out page, out trap);
                 gpa = walk.Gpa & Mem.PageMask;
             }
-            if (FlushedSinceTranslate(st == VirtualStatus.Ok, gpa >> 12)) continue;
+            if (FlushedSinceTranslate(st == VirtualStatus.Ok, gpa >> 12))
+            {
+                if (_checkedRead) _s->AccessVa = AccessTranslating;   // the pointer is dropped: a checked read holds nothing again
+                continue;
+            }
             if (st == VirtualStatus.Retry) continue;   // the guest tables changed under the fill: walk again
             if (st != VirtualStatus.Ok) throw ShadowError(st, gpa, va, kind);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);

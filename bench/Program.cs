@@ -1,8 +1,9 @@
 using BenchmarkDotNet.Running;
 using ToyVmm.Bench.Scenario;
 
-// `scenario [runs]`: guests natively, under qemu-user, interpreted and tiered (make bench).
-// `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
+// `scenario [runs] [guest...]`: the cpusuite comparison, then memory guests under pressure and what measuring costs (make bench).
+// `cpusuite [runs] [guest...]`: the cpusuite guests natively, under qemu-user, interpreted and tiered on flat
+//   memory, EPT and EPT under pressure, wall and CPU MIPS, ratios, time to first instruction; `tiers` is an alias.
 // `interp [runs] [guest...]`: the interpreter alone on the cpusuite guests, wall and CPU-time MIPS.
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
@@ -14,8 +15,8 @@ using ToyVmm.Bench.Scenario;
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);
-if (args.Length > 0 && args[0] == "tiers")
-    return TierScenario.Run(args[1..]);
+if (args.Length > 0 && args[0] is "cpusuite" or "tiers")
+    return CpuSuiteScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "interp")
     return InterpreterScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak")

@@ -31,6 +31,18 @@ public sealed unsafe class ShootdownInterleavingTests
         public bool Maps(ulong gfn, nint hostPage) => inner.Maps(gfn, hostPage);
     }
 
+    /// <summary>vCPU 0 attached to the MMU, watched by the checker, at the guest's entry state.</summary>
+    private static Vcpu AttachedVcpu(HostBackedMemory backing, BootLayout layout, out VcpuLink link)
+    {
+        var l = new VcpuLink(0);
+        backing.Mmu.AttachVcpu(l);
+        backing.Checker!.WatchVcpus(() => [l]);
+        var vcpu = new Vcpu(0, backing.Mmu, l, new ToyVmm.Tests.Cpu.TestExits());
+        BootState.ApplyEntryState(vcpu, layout, Code);
+        link = l;
+        return vcpu;
+    }
+
     private static ulong RunStoreRacingPageOut(bool lyingTlb, out ShootdownCounts counts, out int violations)
     {
         using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(Ram, Check: true));
@@ -46,11 +58,7 @@ public sealed unsafe class ShootdownInterleavingTests
             }, Code));
             BootState.BuildTables(writer, layout);
         }
-        var link = new VcpuLink(0);
-        backing.Mmu.AttachVcpu(link);
-        backing.Checker!.WatchVcpus(() => [link]);
-        using var vcpu = new Vcpu(0, backing.Mmu, link, new ToyVmm.Tests.Cpu.TestExits());
-        BootState.ApplyEntryState(vcpu, layout, Code);
+        using var vcpu = AttachedVcpu(backing, layout, out var link);
         if (lyingTlb) link.AttachTlb(new AlwaysQuiescent(vcpu));
         using var paused = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
@@ -89,7 +97,7 @@ public sealed unsafe class ShootdownInterleavingTests
         Assert.True(pageOut.Join(Patience));
         Assert.Equal(VcpuExitKind.Halted, exit.Kind);
         counts = backing.Shootdowns;
-        violations = backing.Checker.ViolationCount;
+        violations = backing.Checker!.ViolationCount;
         var bytes = new byte[8];
         using (var reader = new GuestPhysicalWriter(backing.Mmu)) reader.Read(new Gpa(Data), bytes);
         return BitConverter.ToUInt64(bytes);
@@ -136,11 +144,7 @@ public sealed unsafe class ShootdownInterleavingTests
             writer.Write(new Gpa(Data), BitConverter.GetBytes(Value));
             BootState.BuildTables(writer, layout);
         }
-        var link = new VcpuLink(0);
-        backing.Mmu.AttachVcpu(link);
-        backing.Checker!.WatchVcpus(() => [link]);
-        using var vcpu = new Vcpu(0, backing.Mmu, link, new ToyVmm.Tests.Cpu.TestExits());
-        BootState.ApplyEntryState(vcpu, layout, Code);
+        using var vcpu = AttachedVcpu(backing, layout, out var link);
         Assert.Equal(VcpuExitKind.Halted, vcpu.Run(1_000).Kind);   // the data page is in its TLB now
         CpuState* s = vcpu.State;
         TlbEntry* e = Mem.Entry(s->TlbRead, Data);
@@ -166,7 +170,7 @@ public sealed unsafe class ShootdownInterleavingTests
             Assert.False(Mem.LoadChecked<S64>(e, tag, p, out _));
             // ...and the load goes through the slow path: swapped in, the guest's value.
             Assert.Equal(Value, Mem.Read<S64>(s, Data));
-            Assert.Equal(0, backing.Checker.ViolationCount);
+            Assert.Equal(0, backing.Checker!.ViolationCount);
         }
         finally
         {

@@ -135,15 +135,16 @@ internal sealed unsafe partial class BlockCompiler
     /// The transfer of op <paramref name="i"/> to <paramref name="target"/>, taken: when the target
     /// is a region block, go there inside the compiled code, registers staying in locals, if
     /// chaining to it would go on (the checks of Exec.Chain: the chain limit, so the instruction
-    /// limit and the chain budget, no exit reason, the block still valid in the same slot, no link request);
-    /// the finished block is counted as retired and the lazy flags stored (every region block
+    /// limit and the chain budget, no exit reason, the block still valid in the same slot);
+    /// link requests are not polled here, as Exec.Chain does not poll them: the run loop does
+    /// after every chain, and the chain limit ends a chain within one chain budget. The finished block is counted as retired and the lazy flags stored (every region block
     /// starts with the flags in the CpuState). Otherwise fall through to the ordinary exit, which
     /// chains or returns to the run loop.
     /// </summary>
     private void EmitEdge(int i, ulong target)
     {
         int k = RegionIndex(target);
-        if (k < 0 || _link == null) return;
+        if (k < 0 || !_edges) return;
         var exit = _il.DefineLabel();
         var retired = _retired!;
         LoadField(StateLayout.Retired);
@@ -169,11 +170,9 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
         _il.Emit(OpCodes.Bne_Un, exit);
-        _il.Emit(OpCodes.Ldloc, _link);
-        _il.Emit(OpCodes.Callvirt, HasRequestsM);
-        _il.Emit(OpCodes.Brtrue, exit);
         StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, retired));
         SpillFlags(_pending);
+        Bump("in-region edge", 1); Bump("insns compiled", i + 1);
         _il.Emit(OpCodes.Br, _region[k].Label);
         _il.MarkLabel(exit);
     }

@@ -149,6 +149,19 @@ internal sealed unsafe partial class CodeCache
         }
     }
 
+    /// <summary>
+    /// A block left the compiler's queue without being compiled (not entered for a while): it
+    /// may ask again when it is entered (its entries stay counted, so at its next entry).
+    /// </summary>
+    public void TierRequeue(Block* b, int seq)
+    {
+        lock (_lock)
+        {
+            if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq) return;
+            Volatile.Write(ref b->TierState, 0);
+        }
+    }
+
     /// <summary>The block is not compiled (its first op is not compilable): op 0 gets its own handler back.</summary>
     public void TierDecline(Block* b, int seq)
     {

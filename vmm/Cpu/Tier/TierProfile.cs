@@ -1,0 +1,41 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace ToyVmm.Cpu.Tier;
+
+// TEMPORARY measurement aid (TOYVMM_TIER_PROFILE=1): counters bumped by compiled code.
+internal static unsafe class TierProfile
+{
+    public static readonly bool On = Environment.GetEnvironmentVariable("TOYVMM_TIER_PROFILE") == "1";
+    public static readonly long* Slots = (long*)NativeMemory.AllocZeroed(1 << 20);
+    private static readonly List<string> Names = new();
+    private static readonly Dictionary<string, int> Index = new();
+    public static long CompileTicks, EmitTicks, Methods, IlBytes;
+    public static readonly Stopwatch Clock = Stopwatch.StartNew();
+    public static readonly List<string> Timeline = new();
+
+    public static long* Slot(string name)
+    {
+        lock (Names)
+        {
+            if (!Index.TryGetValue(name, out int i)) { i = Names.Count; Names.Add(name); Index[name] = i; }
+            return Slots + i;
+        }
+    }
+
+    static TierProfile()
+    {
+        if (On) AppDomain.CurrentDomain.ProcessExit += (_, _) => Dump();
+    }
+
+    public static void Dump()
+    {
+        var e = Console.Error;
+        e.WriteLine($"tier profile: methods {Methods}, emit {EmitTicks * 1000.0 / Stopwatch.Frequency:F1} ms, jit {CompileTicks * 1000.0 / Stopwatch.Frequency:F1} ms, IL {IlBytes} bytes");
+        lock (Names)
+            foreach (var (n, i) in Names.Select((n, i) => (n, i)).OrderByDescending(x => Slots[x.i]).Take(40))
+                e.WriteLine($"  {Slots[i],14:N0}  {n}");
+        foreach (var t in Timeline) e.WriteLine("  " + t);
+        e.WriteLine($"  exit at {(DateTime.Now - Process.GetCurrentProcess().StartTime).TotalMilliseconds:F1} ms");
+    }
+}

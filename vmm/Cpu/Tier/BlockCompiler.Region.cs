@@ -30,7 +30,8 @@ internal sealed unsafe partial class BlockCompiler
     /// Adds the blocks reachable from the entry block through direct jumps, jcc (both ways) and
     /// direct calls, breadth first, while they are decoded, live and hot, start on the entry block's
     /// virtual page (so they are reached under the translation the entry block was found
-    /// under, at the same guest-physical page) and their first op compiles.
+    /// under, at the same guest-physical page), have no compiled code of their own and their
+    /// first op compiles.
     /// </summary>
     private void GrowRegion(CodeCache cache)
     {
@@ -45,6 +46,11 @@ internal sealed unsafe partial class BlockCompiler
                 // Along hot edges only: a successor entered at least half as often as the
                 // threshold asks, or already asked to compile (its own entries stop counting then).
                 if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 2)) continue;
+                // A block with compiled code of its own is reached through Exec.Chain, not copied:
+                // a run of blocks entered one after another from outside (the return sites of a
+                // sequence of calls) would otherwise each head a region holding all the blocks
+                // after it, and the JIT's time would grow with the square of the run.
+                if (cache.TierCompiled(b)) continue;
                 int n = PrefixLength(snap);
                 if (n == 0 || ops + n > MaxRegionOps) continue;
                 ops += n;

@@ -123,6 +123,12 @@ internal sealed unsafe partial class CodeCache
         }
     }
 
+    /// <summary>Whether <paramref name="b"/> has compiled code of its own installed in op 0.</summary>
+    public bool TierCompiled(Block* b)
+    {
+        lock (_lock) return _compiled.ContainsKey((nint)b);
+    }
+
     /// <summary>
     /// Whether <paramref name="b"/> already runs inside another block's compiled region: it is then
     /// compiled alone (for entries from elsewhere), not as the head of a region of its own.

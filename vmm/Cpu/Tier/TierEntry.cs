@@ -64,6 +64,14 @@ internal static unsafe class TierCompiler
     /// </summary>
     public static readonly long StaleTicks = System.Diagnostics.Stopwatch.Frequency / 50;   // 20 ms
 
+    /// <summary>
+    /// A waiting block is compiled once its entries times its instructions reach its threshold
+    /// times this many: a block shorter than this waits proportionally more entries. The JIT's
+    /// cost per method is mostly fixed (a few hundred microseconds even for two instructions),
+    /// and only instructions run compiled, not entries, pay it back.
+    /// </summary>
+    public const int WorthOps = 16;
+
     private sealed class Waiting(CodeCache cache, nint block, int seq, int hits, long since)
     {
         public CodeCache Cache = cache;
@@ -99,14 +107,17 @@ internal static unsafe class TierCompiler
             {
                 while (Queue.Count == 0) Monitor.Wait(Queue);
                 next = TakeHottestLocked();
+                // None is worth its JIT time yet: look again when more entries have been counted.
+                if (next == null) Monitor.Wait(Queue, 2);
             }
             if (next != null) CompileOne(next.Cache, (Block*)next.Block, next.Seq);
         }
     }
 
     /// <summary>
-    /// Removes and returns the waiting block with the most entries; drops the ones not entered
-    /// for <see cref="StaleTicks"/> (they may ask again). Null when all were stale.
+    /// Removes and returns the waiting block with the most entries among those worth compiling
+    /// now (<see cref="WorthOps"/>); drops the ones not entered for <see cref="StaleTicks"/>
+    /// (they may ask again). Null when none is worth it yet.
     /// </summary>
     /// <remarks>
     /// Hits are read racily from the block header: a queued block's cache is alive (the entry
@@ -130,6 +141,8 @@ internal static unsafe class TierCompiler
                 if (best > i) best--;
                 continue;
             }
+            var b = (Block*)w.Block;
+            if ((long)hits * Math.Max(1, (int)b->NumOps) < (long)b->HitLimit * WorthOps) continue;
             if (best < 0 || hits > Queue[best].Hits) best = i;
         }
         if (best < 0) return null;
@@ -148,9 +161,9 @@ internal static unsafe class TierCompiler
         // A member of another region, at a threshold above 0: compiled alone only if entered
         // often from outside that region too (the JIT's time goes to blocks that need it).
         if (member && b->HitLimit > 0 && cache.TierRecount(b, seq)) return;
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long t0 = TierProfile.On ? TierProfile.ThreadCpu() : 0;
         DynamicMethod? m = BlockCompiler.Compile(b, ops, Regions && !member ? cache : null, out int compiled, out var members);
-        long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long t1 = TierProfile.On ? TierProfile.ThreadCpu() : 0;
         if (m == null)
         {
             cache.TierDecline(b, seq);
@@ -158,7 +171,7 @@ internal static unsafe class TierCompiler
         }
         var del = (CompiledBlock)m.CreateDelegate(typeof(CompiledBlock));
         del(null, null);   // JIT-compiles it here, off the vCPU thread when this is the compiler thread
-        long t2 = System.Diagnostics.Stopwatch.GetTimestamp();
+        long t2 = TierProfile.On ? TierProfile.ThreadCpu() : 0;
         bool ok = cache.TierInstall(b, seq, m, del, EntryPoint(m), compiled, members);
         if (TierProfile.On)
         {

@@ -14,6 +14,16 @@ internal static unsafe class TierProfile
     public static readonly Stopwatch Clock = Stopwatch.StartNew();
     public static readonly List<string> Timeline = new();
 
+    [DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int ClockGetTime(int clock, out TimeSpec ts);
+    private struct TimeSpec { public long Sec, Nsec; }
+    /// <summary>This thread's CPU time in Stopwatch ticks (CLOCK_THREAD_CPUTIME_ID).</summary>
+    public static long ThreadCpu()
+    {
+        ClockGetTime(3, out var ts);
+        return (ts.Sec * 1_000_000_000 + ts.Nsec) * Stopwatch.Frequency / 1_000_000_000;
+    }
+
     public static long* Slot(string name)
     {
         lock (Names)

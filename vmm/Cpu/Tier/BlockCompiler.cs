@@ -219,6 +219,9 @@ internal sealed unsafe partial class BlockCompiler
             case CKind.Push: case CKind.Pop: Use(4); Use(op.R); break;
             case CKind.Cdqe: Use(0); break;
             case CKind.Cdq: case CKind.Cqo: Use(0); Use(2); break;
+            case CKind.SseV2: if (op.Y == 1) { Use(op.B); Use(op.I); } break;
+            case CKind.SseLoad: case CKind.SseStore: Use(op.B); Use(op.I); break;
+            case CKind.GprToXmm: case CKind.XmmToGpr: Use(op.R2); break;
         }
     }
 
@@ -351,7 +354,7 @@ internal sealed unsafe partial class BlockCompiler
     {
         _ = written;   // the shared tail stores every register the method holds
         Bump("insns compiled", i);
-        Bump($"handover {(i < _region[_cur].N ? "write-refused" : "op")} h={(nint)_snap[i].H:x} x={_snap[i].X}", 1);
+        if (TierProfile.On) Bump($"handover {(i < _region[_cur].N ? "write-refused" : "op")} at {_b->Va + _snap[i].RipOff:x} rest {_snap.Length - i}", 1);
         SpillFlags(pending);
         SetSite(i);
         if (i == 0)

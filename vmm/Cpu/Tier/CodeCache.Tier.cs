@@ -176,6 +176,7 @@ internal sealed unsafe partial class CodeCache
             _compileDeclined++;
             Op* op0 = Block.OpsOf(b);
             if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq || (nint)op0->H != (nint)Tier.TierEntry.CountHandler) return;
+            if (Tier.TierProfile.On) { lock (Tier.TierProfile.Declined) Tier.TierProfile.Declined.Add(((nint)b, b->Va)); return; }
             Volatile.Write(ref *(nint*)&op0->H, (nint)b->Entry0);
         }
     }

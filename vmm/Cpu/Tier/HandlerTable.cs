@@ -29,6 +29,12 @@ internal enum CKind : byte
     Cmov,
     /// <summary>setcc r8 (Form RR) or m8 (Form MI); the condition is the op's X.</summary>
     Set,
+    /// <summary>SSE/SSE2 xmm = O.Do(xmm, xmm/m, imm) (Sse.V2: integer, logic, shuffle and move forms; O in OpInfo.Sse).</summary>
+    SseV2,
+    /// <summary>movd/movq/movss/movsd load (zero-extending), movd/movq/movss/movsd/movdqa/movaps/movdqu/movups store.</summary>
+    SseLoad, SseStore,
+    /// <summary>movd/movq between a general register and an xmm register.</summary>
+    GprToXmm, XmmToGpr,
 }
 
 /// <summary>The ALU operation of an <see cref="CKind.Alu"/> op.</summary>
@@ -38,7 +44,7 @@ internal enum CAlu : byte { Add, Sub, And, Or, Xor, Cmp, Test, Adc, Sbb }
 internal enum CForm : byte { RR, RI, RM, MR, MI }
 
 /// <summary>One compilable handler: its kind, operand size (log2 of bytes), and the details of its kind.</summary>
-internal readonly record struct OpInfo(CKind Kind, int Log, CAlu Alu = CAlu.Add, CForm Form = CForm.RR, int Cc = 0, int SrcLog = 0);
+internal readonly record struct OpInfo(CKind Kind, int Log, CAlu Alu = CAlu.Add, CForm Form = CForm.RR, int Cc = 0, int SrcLog = 0, Type? Sse = null);
 
 /// <summary>
 /// Handler address to meaning. Every op of a block carries its handler, bound at decode time
@@ -168,6 +174,16 @@ internal static unsafe class HandlerTable
         Add(t, typeof(Control), nameof(Control.Jmp), [], new OpInfo(CKind.Jmp, 3));
         Add(t, typeof(Control), nameof(Control.Call), [], new OpInfo(CKind.Call, 3));
         Add(t, typeof(Control), nameof(Control.Ret), [], new OpInfo(CKind.Ret, 3));
+        // Every SSE operation the interpreter runs through Sse.V2: its Do is a pure function of
+        // (dst, src, imm), so compiled code calls the very same one (the floating-point forms
+        // are bound to Sse.Fp's MXCSR-honouring handlers instead and stay interpreted).
+        foreach (Type o in typeof(Sse).Assembly.GetTypes())
+            if (o.IsValueType && !o.IsGenericTypeDefinition && typeof(IV2).IsAssignableFrom(o))
+                Add(t, typeof(Sse), nameof(Sse.V2), [o], new OpInfo(CKind.SseV2, 4, Sse: o));
+        Add(t, typeof(Sse), nameof(Sse.LoadZx), [], new OpInfo(CKind.SseLoad, 4));
+        Add(t, typeof(Sse), nameof(Sse.StoreM), [], new OpInfo(CKind.SseStore, 4));
+        Add(t, typeof(Sse), nameof(Sse.GprToXmm), [], new OpInfo(CKind.GprToXmm, 4));
+        Add(t, typeof(Sse), nameof(Sse.XmmToGpr), [], new OpInfo(CKind.XmmToGpr, 4));
         return t;
     }
 

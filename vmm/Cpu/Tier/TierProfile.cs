@@ -13,6 +13,7 @@ internal static unsafe class TierProfile
     public static long CompileTicks, EmitTicks, Methods, IlBytes;
     public static readonly Stopwatch Clock = Stopwatch.StartNew();
     public static readonly List<string> Timeline = new();
+    public static readonly List<(nint B, ulong Va)> Declined = new();
 
     [DllImport("libc", EntryPoint = "clock_gettime")]
     private static extern int ClockGetTime(int clock, out TimeSpec ts);
@@ -46,6 +47,9 @@ internal static unsafe class TierProfile
             foreach (var (n, i) in Names.Select((n, i) => (n, i)).OrderByDescending(x => Slots[x.i]).Take(40))
                 e.WriteLine($"  {Slots[i],14:N0}  {n}");
         foreach (var t in Timeline) e.WriteLine("  " + t);
+        lock (Declined)
+            foreach (var (b, va) in Declined.OrderByDescending(d => (long)((Block*)d.B)->Hits * ((Block*)d.B)->NumOps).Take(30))
+                e.WriteLine($"  declined {va:x} hits {((Block*)b)->Hits} ops {((Block*)b)->NumOps} weight {(long)((Block*)b)->Hits * ((Block*)b)->NumOps}");
         e.WriteLine($"  exit at {(DateTime.Now - Process.GetCurrentProcess().StartTime).TotalMilliseconds:F1} ms");
     }
 }

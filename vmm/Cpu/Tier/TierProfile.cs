@@ -3,7 +3,15 @@ using System.Runtime.InteropServices;
 
 namespace ToyVmm.Cpu.Tier;
 
-// TEMPORARY measurement aid (TOYVMM_TIER_PROFILE=1): counters bumped by compiled code.
+/// <summary>
+/// A measurement aid, off unless TOYVMM_TIER_PROFILE=1 (then compiled code carries counters and
+/// the process prints them at exit on standard error): instructions retired in compiled code,
+/// in-region edges taken, block ends through Exec.Chain, hand-overs to the interpreter by
+/// guest address, slow reads; per compiled method the thread CPU time of emitting and of the
+/// JIT, its IL size and its blocks; and the blocks declined (first op not compilable), which
+/// then keep counting their entries, weighted by their ops. How bench/RESULTS.md's "where the
+/// time goes" figures were taken; with it off, nothing is emitted and nothing is counted.
+/// </summary>
 internal static unsafe class TierProfile
 {
     public static readonly bool On = Environment.GetEnvironmentVariable("TOYVMM_TIER_PROFILE") == "1";

@@ -143,7 +143,8 @@ internal sealed unsafe partial class BlockCompiler
     /// chaining to it would go on (the checks of Exec.Chain: the chain limit, so the instruction
     /// limit and the chain budget, no exit reason, the block still valid in the same slot);
     /// link requests are not polled here, as Exec.Chain does not poll them: the run loop does
-    /// after every chain, and the chain limit ends a chain within one chain budget. The finished block is counted as retired and the lazy flags stored (every region block
+    /// after every chain, and the chain limit ends a chain within one chain budget. The finished
+    /// block is counted as retired (in a local, stored on every path out) and the lazy flags stored (every region block
     /// starts with the flags in the CpuState). Otherwise fall through to the ordinary exit, which
     /// chains or returns to the run loop.
     /// </summary>
@@ -152,8 +153,8 @@ internal sealed unsafe partial class BlockCompiler
         int k = RegionIndex(target);
         if (k < 0 || !_edges) return;
         var exit = _il.DefineLabel();
-        var retired = _retired!;
-        LoadField(StateLayout.Retired);
+        var retired = _retNext!;
+        _il.Emit(OpCodes.Ldloc, _retired!);
         _il.Emit(OpCodes.Ldc_I8, (long)(i + 1));
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stloc, retired);
@@ -176,7 +177,8 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
         _il.Emit(OpCodes.Bne_Un, exit);
-        StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, retired));
+        _il.Emit(OpCodes.Ldloc, retired);
+        _il.Emit(OpCodes.Stloc, _retired!);
         SpillFlags(_pending);
         Bump("in-region edge", 1); Bump("insns compiled", i + 1);
         _il.Emit(OpCodes.Br, _region[k].Label);

@@ -46,7 +46,9 @@ internal sealed unsafe partial class BlockCompiler
     private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!, _fAux = null!;
     // Scratch shared by every op (one local each: the JIT tracks a bounded number of locals).
     private LocalBuilder _d = null!, _x = null!, _cf = null!, _cin = null!, _hp = null!;
-    private LocalBuilder? _retired;
+    // With region edges: the retired count in a local (stored back on every path out, SpillAtSite),
+    // and the count an edge would make, while it checks the chain limit.
+    private LocalBuilder? _retired, _retNext;
     // Shared tails (SharedTails): where a site jumps, and what it leaves for the tail.
     private LocalBuilder _siteOp = null!, _siteBlock = null!, _siteH = null!, _site = null!, _n = null!;
     private Label _handOverTail, _readTail, _chainTail;
@@ -169,6 +171,9 @@ internal sealed unsafe partial class BlockCompiler
             _edges = true;
             _limit = _il.DeclareLocal(typeof(long));
             _retired = _il.DeclareLocal(typeof(long));
+            _retNext = _il.DeclareLocal(typeof(long));
+            LoadField(StateLayout.Retired);
+            _il.Emit(OpCodes.Stloc, _retired);
             // As Exec.Chain: at most a chain budget of instructions per entry from the run loop,
             // which acknowledges code-cache grace periods between entries, and a vCPU leaves
             // compiled code that often (the shootdown's quiet checks see it at a block boundary).
@@ -396,6 +401,7 @@ internal sealed unsafe partial class BlockCompiler
     private void SpillAtSite(bool accessUnknown = true)
     {
         if (accessUnknown) StoreField(StateLayout.AccessVa, () => _il.Emit(OpCodes.Ldc_I8, unchecked((long)Vcpu.AccessUnknown)));
+        if (_edges) StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, _retired!));
         for (int r = 0; r < 16; r++)
         {
             var l = _r[r];

@@ -227,6 +227,7 @@ internal sealed unsafe partial class BlockCompiler
             case CKind.SseV2: if (op.Y == 1) { Use(op.B); Use(op.I); } break;
             case CKind.SseLoad: case CKind.SseStore: Use(op.B); Use(op.I); break;
             case CKind.GprToXmm: case CKind.XmmToGpr: Use(op.R2); break;
+            case CKind.Div: Use(0); Use(2); if (op.Y == 0) Use(op.R2); else { Use(op.B); Use(op.I); } break;
         }
     }
 

@@ -35,6 +35,8 @@ internal enum CKind : byte
     SseLoad, SseStore,
     /// <summary>movd/movq between a general register and an xmm register.</summary>
     GprToXmm, XmmToGpr,
+    /// <summary>div/idiv r/m32, r/m64 (Cc = 1: signed), in the forms that cannot raise #DE and need no 128-bit dividend.</summary>
+    Div,
 }
 
 /// <summary>The ALU operation of an <see cref="CKind.Alu"/> op.</summary>
@@ -139,6 +141,11 @@ internal static unsafe class HandlerTable
                 Add(t, typeof(Mov), nameof(Mov.CmovR), [sz], new OpInfo(CKind.Cmov, lg));
                 Add(t, typeof(Mov), nameof(Mov.CmovM), [sz], new OpInfo(CKind.Cmov, lg, Form: CForm.RM));
                 Add(t, typeof(Shifts), nameof(Shifts.Shift), [sz], new OpInfo(CKind.Shift, lg));
+            }
+            if (lg >= 2)
+            {
+                Add(t, typeof(MulDiv), nameof(MulDiv.Div), [sz], new OpInfo(CKind.Div, lg));
+                Add(t, typeof(MulDiv), nameof(MulDiv.Idiv), [sz], new OpInfo(CKind.Div, lg, Cc: 1));
             }
         }
         for (int lg = 0; lg <= 3; lg++)

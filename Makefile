@@ -81,20 +81,20 @@ test: all
 test-long: all
 	$(DOTNET) test ToyVmm.sln -c $(CONFIG) --no-build -nologo $(TEST_GUARD) --filter Category=Long
 
-# Scenarios (guests natively, under qemu-user, interpreted and tiered), per-operation invalidation
+# Scenarios (the cpusuite guests natively, under qemu-user, interpreted and tiered on flat memory,
+# EPT and EPT under pressure, in one table; memory guests under pressure), per-operation invalidation
 # latency, per-fault secondary fault latency, page-out and reclaim with 2 vCPUs
 # running, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER
 # narrows the last part.
 BENCH_FILTER ?= *
 bench: all bench-qemu
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- scenario
-	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- tiers
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- invalidate-latency
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- secondary-fault-latency
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- reclaim-under-guest
 	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
 
-# qemu-user is the translator yardstick of `scenario` (the cpusuite guests' native twins under
+# qemu-user is the translator yardstick of `scenario`'s cpusuite table (the cpusuite guests' native twins under
 # qemu-x86_64): installed with apt-get when missing; when it cannot be, the scenario leaves that
 # column out and prints a line saying so.
 bench-qemu:

@@ -1,12 +1,13 @@
 using BenchmarkDotNet.Running;
 using ToyVmm.Bench.Scenario;
 
-// `scenario [runs]`: guests natively, under qemu-user, interpreted and tiered (make bench).
-// `tiers [runs]`: cpusuite natively, under qemu-user if installed, interpreted and tiered (make bench).
+// `scenario [runs] [guest...]`: the cpusuite comparison, then memory guests under pressure and what measuring costs (make bench).
+// `cpusuite [runs] [guest...]`: the cpusuite guests natively, under qemu-user, interpreted and tiered on flat
+//   memory, EPT and EPT under pressure, wall and CPU MIPS, ratios, time to first instruction; `tiers` is an alias.
 // `interp [runs] [guest...]`: the interpreter alone on the cpusuite guests, wall and CPU-time MIPS.
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
-// `reclaim-under-guest`: page-out and reclaim throughput with 2 vCPUs running, and their MIPS meanwhile.
+// `reclaim-under-guest [VCPUS...]`: page-out and reclaim throughput with 1 and 2 vCPUs running (or the counts given), and their MIPS meanwhile.
 // `invalidate-latency [samples] [ept|shadow]`: per-invalidation percentiles with 0, 1, 2 vCPUs running, page held or not.
 // `mmu-memory [ept|shadow|both] [pages...]`: managed bytes per mapped page of each secondary MMU's structures.
 // `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
@@ -14,8 +15,8 @@ using ToyVmm.Bench.Scenario;
 // Anything else goes to BenchmarkDotNet's switcher (micro-benchmarks); see bench/RESULTS.md.
 if (args.Length > 0 && args[0] == "scenario")
     return ScenarioRunner.Run(args[1..]);
-if (args.Length > 0 && args[0] == "tiers")
-    return TierScenario.Run(args[1..]);
+if (args.Length > 0 && args[0] is "cpusuite" or "tiers")
+    return CpuSuiteScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "interp")
     return InterpreterScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak")
@@ -32,7 +33,17 @@ if (args.Length > 0 && args[0] == "secondary-fault-latency")
 }
 if (args.Length > 0 && args[0] == "reclaim-under-guest")
 {
-    ToyVmm.Bench.Host.ReclaimUnderGuestProbe.Run();
+    var counts = new List<int>();
+    foreach (var a in args[1..])
+    {
+        if (!int.TryParse(a, out int v) || v < 1 || v > 8)
+        {
+            Console.Error.WriteLine($"reclaim-under-guest: '{a}' is not a vCPU count from 1 to 8");
+            return 2;
+        }
+        counts.Add(v);
+    }
+    ToyVmm.Bench.Host.ReclaimUnderGuestProbe.Run(counts.Count > 0 ? counts : [1, 2]);
     return 0;
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")

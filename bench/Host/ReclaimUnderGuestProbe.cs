@@ -8,14 +8,17 @@ using ToyVmm.Vm;
 namespace ToyVmm.Bench.Host;
 
 /// <summary>
-/// Page-out and reclaim throughput with 2 vCPUs running guest code, and what the vCPUs
-/// see meanwhile. The vCPUs read 256 pages of their own over and over (so they hold
-/// them in their TLBs); the host side dirties a region of 8192 other pages, maps every
-/// page of it into the EPT with both vCPUs as TLB holders (so every zap asks them to
-/// flush), and pages it out (PAGEOUT) or reclaims it from the LRU, 7 rounds each, timed
-/// in wall-clock and thread-CPU time. Guest MIPS over the rounds against the same time
-/// with the host idle; invalidation p50/p99 from the run's measurements.
-/// Run: <c>ToyVmm.Bench reclaim-under-guest</c>.
+/// Page-out and reclaim throughput with 1 vCPU and then 2 vCPUs running guest code, and
+/// what the vCPUs see meanwhile. With 1 vCPU the page-out thread and the vCPU can each
+/// have a core of a 2-core machine; with 2 they share. The vCPUs read 4096 pages of their
+/// own over and over (so they hold them in their TLBs); the host side dirties a region of
+/// 8192 other pages, maps every page of it into the EPT with every vCPU as a TLB holder
+/// (so every zap asks them to flush), and pages it out (PAGEOUT of the range; PAGEOUT of a
+/// scattered quarter of it as the page-out driver's picks ask, through the management
+/// side) or reclaims it from the LRU, 7 rounds each, timed in wall-clock and thread-CPU
+/// time. Guest MIPS over the rounds against the same time with the host idle; invalidation
+/// p50/p99 from the run's measurements.
+/// Run: <c>ToyVmm.Bench reclaim-under-guest [VCPUS...]</c> (default: 1 2).
 /// </summary>
 public static unsafe class ReclaimUnderGuestProbe
 {
@@ -25,30 +28,43 @@ public static unsafe class ReclaimUnderGuestProbe
     private const ulong GuestWorkingSet = 16UL << 20;
     private const int Rounds = 7;
 
-    public static void Run()
+    /// <summary>The scattered quarter of the region a driver-style PAGEOUT lists: the same random sample every round.</summary>
+    private static readonly Gpa[] ScatteredPicks = new Random(17).GetItems(Enumerable.Range(0, Pages).ToArray(), Pages)
+        .Distinct().Take(Pages / 4).Order().Select(i => new Gpa(RegionGpa + ((ulong)i << Page.Shift))).ToArray();
+
+    public static void Run(IReadOnlyList<int> vcpuCounts)
     {
-        Console.WriteLine($"reclaim under a running guest: 2 vCPUs, {Pages} pages per round, {Rounds} rounds, load average {LoadAverage()}");
-        double idleMips = GuestMips(TimeSpan.FromSeconds(2), null);
+        foreach (int vcpus in vcpuCounts) RunWith(vcpus);
+    }
+
+    private static void RunWith(int vcpus)
+    {
+        Console.WriteLine($"reclaim under a running guest: {vcpus} vCPU(s), {Pages} pages per round ({ScatteredPicks.Length} for the scattered PAGEOUT), {Rounds} rounds, load average {LoadAverage()}");
+        double idleMips = GuestMips(vcpus, TimeSpan.FromSeconds(2), null);
         Console.WriteLine($"guest, host idle                         {idleMips,8:F1} MIPS");
         foreach (var (name, reclaim, scattered) in new (string, Func<HostBackedMemory, long>, bool)[]
         {
             ("PageOut, dirty -> swap file", m => m.Space.PageOut(m.RamHva.Add(RegionGpa), (ulong)Pages << Page.Shift).Written, false),
+            ("PageOut, scattered quarter (driver)", PageOutScattered, false),
             ("LRU reclaim, dirty -> swap file", m => m.Host.ReclaimNow(Pages, ignoreAccessed: true), false),
             ("LRU reclaim, scattered pages", m => m.Host.ReclaimNow(Pages, ignoreAccessed: true), true),
         })
         {
-            double mips = GuestMips(null, m => Rounds_(m, name, reclaim, scattered));
+            double mips = GuestMips(vcpus, null, m => Rounds_(m, vcpus, name, reclaim, scattered));
             Console.WriteLine($"guest, during {name,-27} {mips,8:F1} MIPS ({100 * mips / idleMips:F0}% of idle)");
         }
     }
 
+    /// <summary>The scattered picks paged out through the management side with one vectored PAGEOUT, as the page-out driver's cold, hot and burst picks do.</summary>
+    private static long PageOutScattered(HostBackedMemory m) => m.Memory.Management.PageOutPages(ScatteredPicks);
+
     /// <summary>Run the guest for <paramref name="idle"/>, or while <paramref name="work"/> runs; returns its MIPS.</summary>
-    private static double GuestMips(TimeSpan? idle, Action<HostBackedMemory>? work)
+    private static double GuestMips(int vcpus, TimeSpan? idle, Action<HostBackedMemory>? work)
     {
         // Enough frames for the region and the guest: only the measured operations page out.
-        using var memory = new HostBackedMemory(Ram, 2, new GuestMemoryConfig(Ram + (Ram >> 3)));
+        using var memory = new HostBackedMemory(Ram, vcpus, new GuestMemoryConfig(Ram + (Ram >> 3)));
         var sw = Stopwatch.StartNew();
-        var guest = new SpinGuest(memory.Memory, 2, touchBase: 32UL << 20, touchPages: (int)(GuestWorkingSet >> Page.Shift));
+        var guest = new SpinGuest(memory.Memory, vcpus, touchBase: 32UL << 20, touchPages: (int)(GuestWorkingSet >> Page.Shift));
         try
         {
             sw.Restart();
@@ -66,9 +82,9 @@ public static unsafe class ReclaimUnderGuestProbe
 
     /// <param name="scattered">Dirty the region's pages in a random order, so that the LRU lists them
     /// (and reclaim finds them) scattered, as a guest touching memory at random leaves them.</param>
-    private static void Rounds_(HostBackedMemory m, string name, Func<HostBackedMemory, long> op, bool scattered)
+    private static void Rounds_(HostBackedMemory m, int vcpus, string name, Func<HostBackedMemory, long> op, bool scattered)
     {
-        VcpuLink[] fillers = [new VcpuLink(0), new VcpuLink(1)];
+        var fillers = Enumerable.Range(0, vcpus).Select(i => new VcpuLink(i)).ToArray();
         var wall = new List<double>();
         var cpu = new List<double>();
         var before = m.Snapshot().Total;
@@ -114,7 +130,7 @@ public static unsafe class ReclaimUnderGuestProbe
             if (cause is InvalidateCause.PageOut or InvalidateCause.Reclaim) inv.Add(h);
         long count = inv.TotalCount - before.Invalidations.Where(kv => kv.Key is InvalidateCause.PageOut or InvalidateCause.Reclaim).Sum(kv => kv.Value.TotalCount);
         Console.WriteLine($"{name,-40} wall median {wall[wall.Count / 2],9:F0} /s best {wall[^1],9:F0} /s   thread-CPU median {cpu[cpu.Count / 2],9:F0} /s");
-        Console.WriteLine($"  invalidations {count} for {Rounds * Pages} pages: p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, p99.9 {P(inv, 99.9)} ns; shootdowns {m.Shootdowns}");
+        Console.WriteLine($"  invalidations {count}: p50 {P(inv, 50)} ns, p99 {P(inv, 99)} ns, p99.9 {P(inv, 99.9)} ns; shootdowns {m.Shootdowns}");
         // Where the wall time of all rounds went, on the page-out thread (ms, and share of wall).
         string Pct(double ms) => $"{ms,8:F1} ms {100 * ms / sumWall,5:F1}%";
         Console.WriteLine($"  wall {sumWall:F1} ms: on CPU {Pct(sumCpu)} | runnable, waiting for a CPU {Pct(sumQueue)} | blocked/sleeping {Pct(Math.Max(0, sumWall - sumCpu - sumQueue))}");

@@ -18,8 +18,13 @@ public static class InterpreterScenario
 
     public static int Run(string[] args)
     {
-        int runs = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
-        string[] guests = args.Length > 1 ? args[1..] : ["cpusuite", "cpusuite-sse"];
+        if (!CpuSuiteArgs.TryParse(args, out var parsed, out string? error))
+        {
+            Console.Error.WriteLine($"interp: {error}");
+            return 2;
+        }
+        int runs = parsed.Runs;
+        var guests = parsed.Guests;
         string root = ScenarioTools.RepoRoot();
         foreach (var guest in guests)
         {

@@ -6,12 +6,11 @@ using ToyVmm.Vm;
 namespace ToyVmm.Bench.Scenario;
 
 /// <summary>
-/// <c>make bench</c>'s scenarios: the same guest run natively (its Linux
-/// build), under qemu-user (the native build; left out with a line saying so when
-/// qemu-x86_64 is missing), in the interpreter and in the translation tier, on flat
-/// memory and on the host-backed EPT MMU; guest MIPS, the ratios to native and to
-/// qemu-user, and the MMU's fault and invalidation
-/// latencies under host pressure. Medians of several runs; the machine is
+/// <c>make bench</c>'s scenarios (<c>scenario [runs] [guest...]</c>): first the cpusuite
+/// comparison (<see cref="CpuSuiteScenario"/>: natively, under qemu-user, interpreted and
+/// tiered on flat memory, EPT and EPT under pressure, time to first instruction), then the
+/// memory guests under host pressure with the MMU's fault and invalidation latencies, and
+/// what measuring costs. Medians of several runs; the machine is
 /// shared and noisy, so read ratios rather than absolute figures.
 /// </summary>
 public static class ScenarioRunner
@@ -20,15 +19,15 @@ public static class ScenarioRunner
 
     public static int Run(string[] args)
     {
-        int runs = args.Length > 0 && int.TryParse(args[0], out int r) ? r : 5;
+        if (!CpuSuiteArgs.TryParse(args, out var parsed, out string? error))
+        {
+            Console.Error.WriteLine($"scenario: {error}");
+            return 2;
+        }
+        int runs = parsed.Runs;
         string root = ScenarioTools.RepoRoot();
-        Console.WriteLine($"# ToyVmm scenarios: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {runs} runs each, medians");
-        string? qemu = ScenarioTools.FindOnPath("qemu-x86_64");
-        Console.WriteLine(qemu is null
-            ? "qemu-user: skipped (qemu-x86_64 is not on the PATH and `make bench` could not install the qemu-user package); its column is left out"
-            : $"qemu-user: {FirstLine(qemu, "--version")} ({qemu}), running the native twins");
-        foreach (var guest in new[] { "cpusuite", "cpusuite-sse" })
-            if (!CpuSuite(root, guest, runs, qemu)) return 1;
+        Console.WriteLine($"# ToyVmm scenarios: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, {runs} runs each, medians; load average {ScenarioTools.LoadAverage()}");
+        if (!CpuSuiteScenario.Run(parsed, ScenarioTools.FindOnPath("qemu-x86_64"))) return 1;
         foreach (var (guest, vcpus) in new[] { ("memrand", 1), ("memrand", 2), ("memhot", 2) })
         {
             string elf = Path.Combine(root, "guest", "build", guest + ".elf");
@@ -38,78 +37,6 @@ public static class ScenarioRunner
         }
         MeasuringCost(root, runs);
         return 0;
-    }
-
-    /// <summary>
-    /// One cpusuite guest side by side: its native twin (the same C, built for Linux) run natively
-    /// and under qemu-user (a translator, the yardstick), and the guest in ToyVmm's interpreter and
-    /// translation tier on flat memory and in the interpreter on the EPT MMU. The configurations
-    /// alternate run by run so the shared machine's noise hits them alike; medians of wall-clock
-    /// time and of CPU time (the child's user+sys; for ToyVmm the whole process's CPU time over the
-    /// run: the vCPU, the tier's compiler and the GC), both as MIPS over the guest's retired
-    /// instruction count (the native twin runs the same code; its own count is not measured).
-    /// </summary>
-    private static bool CpuSuite(string root, string guest, int runs, string? qemu)
-    {
-        string elf = Path.Combine(root, "guest", "build", guest + ".elf");
-        string native = Path.Combine(root, "guest", "build", "native", guest);
-        if (!File.Exists(elf) || !File.Exists(native))
-        {
-            Console.Error.WriteLine($"{guest}: not built (run make -C guest)");
-            return false;
-        }
-        int tiered = ToyVmm.Cli.RunOptions.DefaultTierThreshold;
-        var configs = new List<(string Name, Func<(double Wall, double Cpu, long Instructions)> Run)>
-        {
-            ("native", () => { var t = ScenarioTools.TimeProcessWithCpu(native, []); return (t.Wall, t.Cpu, 0); }),
-        };
-        if (qemu is not null) configs.Add(("qemu-user", () => { var t = ScenarioTools.TimeProcessWithCpu(qemu, [native]); return (t.Wall, t.Cpu, 0); }));
-        configs.Add(("interpreter, flat", () => TimeVm(elf, null, -1)));
-        configs.Add(("tiered, flat", () => TimeVm(elf, null, tiered)));
-        configs.Add(("interpreter, EPT", () => TimeVm(elf, new GuestMemoryConfig(Ram + (Ram >> 3)), -1)));
-        var wall = configs.ToDictionary(c => c.Name, _ => new List<double>());
-        var cpu = configs.ToDictionary(c => c.Name, _ => new List<double>());
-        long instructions = 0;
-        for (int i = 0; i < runs; i++)
-            foreach (var c in configs)
-            {
-                var (w, t, n) = c.Run();
-                wall[c.Name].Add(w);
-                cpu[c.Name].Add(t);
-                if (n > 0) instructions = n;
-            }
-        double Med(Dictionary<string, List<double>> d, string name) => ScenarioTools.Median(d[name]);
-        Console.WriteLine($"{guest}: {instructions / 1e6:F1} M guest instructions; wall-clock | CPU time (medians of {runs})");
-        foreach (var c in configs)
-        {
-            double w = Med(wall, c.Name), t = Med(cpu, c.Name);
-            string vsQemu = qemu is null || c.Name == "native" ? "" : c.Name == "qemu-user" ? "" :
-                $"   {w / Med(wall, "qemu-user"),5:F1}x | {t / Med(cpu, "qemu-user"),5:F1}x qemu-user";
-            string vsNative = c.Name == "native" ? "" : $"   {w / Med(wall, "native"),5:F1}x | {t / Med(cpu, "native"),5:F1}x native";
-            Console.WriteLine($"  {c.Name,-18} {w * 1e3,8:F1} | {t * 1e3,8:F1} ms  {instructions / w / 1e6,7:F0} | {instructions / t / 1e6,7:F0} MIPS{vsNative}{vsQemu}");
-        }
-        Console.WriteLine($"  EPT/flat MIPS (interpreter, wall) {Med(wall, "interpreter, flat") / Med(wall, "interpreter, EPT"):P0}; tiered/interpreter MIPS (CPU) {Med(cpu, "interpreter, flat") / Med(cpu, "tiered, flat"):F2}x");
-        return true;
-    }
-
-    private static string FirstLine(string path, string arg)
-    {
-        var psi = new ProcessStartInfo(path, arg) { RedirectStandardOutput = true, UseShellExecute = false };
-        using var p = Process.Start(psi)!;
-        string line = p.StandardOutput.ReadLine() ?? "";
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return line.Trim();
-    }
-
-    /// <summary>The guest in ToyVmm: wall-clock and this process's CPU seconds over the run, and the instructions retired.</summary>
-    private static (double Wall, double Cpu, long Instructions) TimeVm(string elf, GuestMemoryConfig? memory, int tier)
-    {
-        var self = Process.GetCurrentProcess();
-        TimeSpan cpu0 = self.TotalProcessorTime;
-        var run = TimeGuest(elf, memory, tier: tier);
-        self.Refresh();
-        return (run.Seconds, (self.TotalProcessorTime - cpu0).TotalSeconds, run.Instructions);
     }
 
     /// <summary>

@@ -39,6 +39,29 @@ internal static class ScenarioTools
         return ru[0] + ru[1] / 1e6 + ru[2] + ru[3] / 1e6;
     }
 
+    /// <summary>The first line <paramref name="path"/> prints when run with <paramref name="arg"/> (a version banner).</summary>
+    public static string FirstLine(string path, string arg)
+    {
+        var psi = new ProcessStartInfo(path, arg) { RedirectStandardOutput = true, UseShellExecute = false };
+        using var p = Process.Start(psi)!;
+        string line = p.StandardOutput.ReadLine() ?? "";
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return line.Trim();
+    }
+
+    /// <summary>The 1-minute load average from /proc/loadavg, or "unknown": printed with every run because the machine is shared.</summary>
+    public static string LoadAverage()
+    {
+        try
+        {
+            string[] f = File.ReadAllText("/proc/loadavg").Split(' ');
+            return f.Length > 0 && f[0].Length > 0 ? f[0] : "unknown";
+        }
+        catch (IOException) { return "unknown"; }
+        catch (UnauthorizedAccessException) { return "unknown"; }
+    }
+
     /// <summary>The first <paramref name="name"/> on the PATH, or null.</summary>
     public static string? FindOnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)

@@ -57,6 +57,31 @@ public sealed class GrantAwareManagement(GuestMemoryManager own, GrantVm vm) : I
         return pages;
     }
 
+    /// <summary>
+    /// The listed pages in attached ranges go to their owners' host as one vectored
+    /// page-out per attachment, the rest to this VM's own in one.
+    /// </summary>
+    public long PageOutPages(ReadOnlySpan<Gpa> pages)
+    {
+        var attached = vm.Router.Attachments;
+        if (attached.Count == 0 || !GuestRange.CheckPages(pages, RamBytes)) return own.PageOutPages(pages);
+        var mine = new List<Gpa>(pages.Length);
+        var theirs = new Dictionary<Attachment, List<Hva>>(ReferenceEqualityComparer.Instance);
+        foreach (var page in pages)
+        {
+            Attachment? inside = null;
+            foreach (var a in attached)
+                if (a.Covers(page)) { inside = a; break; }
+            if (inside is not { } att) { mine.Add(page); continue; }
+            if (!theirs.TryGetValue(att, out var list)) theirs[att] = list = new List<Hva>();
+            list.Add(att.Grant.Start.Add(page.Value - att.Gpa.Value));
+        }
+        long done = mine.Count == 0 ? 0 : own.PageOutPages(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(mine));
+        foreach (var (att, hvas) in theirs)
+            done += att.Grant.OwnerMadvise.PageOutPages(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(hvas));
+        return done;
+    }
+
     public long Discard(Gpa start, ulong bytes)
     {
         foreach (var a in vm.Router.Attachments)

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -18,6 +19,13 @@ namespace ToyVmm.Mmu.Host;
 /// </remarks>
 internal static class SwapChecksum
 {
+    /// <remarks>
+    /// Compiled fully optimised at its first call: every page-out and swap-in runs it, and
+    /// its unoptimised first tier (the vector loop without inlined vector operations) cost
+    /// as much CPU as the fully optimised version over a whole short run (a profile of
+    /// <c>host-latency</c>: bench/RESULTS.md "Page-out CPU per page").
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static ulong Compute(ReadOnlySpan<byte> page, uint slot)
     {
         var lanes = MemoryMarshal.Cast<byte, Vector256<uint>>(page);

@@ -13,6 +13,16 @@ public sealed partial class SwapSpace
     private SafeFileHandle? _handle;
     private FrameBlockMemory?[]? _blockMemory;   // one Memory<byte> view per GiB of frames, made on first use
     private string? _deleteAtEnd;         // a named swap file this host created, deleted in Dispose
+    private readonly Lock _lengthLock = new();
+    private long _fileLength;             // the file's length: only grows; written under _lengthLock
+
+    /// <summary>
+    /// How far the swap file's length runs ahead of the highest slot written (64 MiB): a
+    /// write inside the file's length costs the kernel a fraction of one that extends it
+    /// (each extending write also updates the inode's size), and the length past the data
+    /// is a hole, so the file still takes disk space only where slots were written.
+    /// </summary>
+    internal const long LengthStep = 64L << 20;
 
     /// <summary>
     /// The swap file's path, for messages only: a temporary swap file is unlinked
@@ -131,6 +141,7 @@ public sealed partial class SwapSpace
         for (int i = 0; i < frames.Length; i++) scratch.Add(FrameBytes(frames[i]));
         try
         {
+            GrowTo(((long)firstSlot + frames.Length) << Page.Shift);
             RandomAccess.Write(_handle, scratch, (long)firstSlot << Page.Shift);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -142,6 +153,23 @@ public sealed partial class SwapSpace
             uint slot = firstSlot + (uint)i;
             ChecksumOf(slot) = SwapChecksum.Compute(_frames.PageSpan(new Hfn(frames[i])), slot);
             SetWritten(slot);
+        }
+    }
+
+    /// <summary>
+    /// Make the file at least <paramref name="end"/> bytes long before a write that ends
+    /// there, by whole <see cref="LengthStep"/>s (a hole) up to the swap size. Never shrinks
+    /// it: another writer may already be writing past <paramref name="end"/>.
+    /// </summary>
+    private void GrowTo(long end)
+    {
+        if (end <= Volatile.Read(ref _fileLength)) return;
+        lock (_lengthLock)
+        {
+            if (end <= _fileLength) return;
+            long length = Math.Min((long)SlotCount << Page.Shift, (end + LengthStep - 1) / LengthStep * LengthStep);
+            RandomAccess.SetLength(_handle!, length);
+            Volatile.Write(ref _fileLength, length);
         }
     }
 

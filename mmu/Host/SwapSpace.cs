@@ -25,7 +25,7 @@ public sealed partial class SwapSpace : IDisposable
     private readonly ulong[] _used;       // bitmap of slots in use; guarded by _lock
     private readonly SlotChunk?[] _chunks; // per-slot bookkeeping, a chunk made when its first slot is allocated (under _lock), never freed
     private readonly ulong[] _written;    // bitmap: slot holds a good copy; written under the cached frame's page lock
-    private uint _cursor;                 // next-fit allocation cursor; guarded by _lock
+    private int _lowestFreeWord;          // no word of _used below it has a free bit; guarded by _lock
     private int _inUse;                   // guarded by _lock
 
     internal SwapSpace(FramePool frames, ulong bytes, string? path)
@@ -97,29 +97,27 @@ public sealed partial class SwapSpace : IDisposable
 
     // ---- slots -------------------------------------------------------------
 
+    /// <summary>
+    /// The lowest free slot. Lowest first reuses the slots that swap-ins freed, whose file
+    /// pages the page cache still holds: rewriting those costs the kernel about half what a
+    /// first write into a hole does (bench/RESULTS.md "Page-out CPU per page"), and the
+    /// sparse file grows only as far as the most slots ever in use. A batch still gets
+    /// consecutive slots (one vectored write) wherever the lowest free slots form a run,
+    /// as the slots a batch's swap-ins freed do.
+    /// </summary>
     private uint AllocateSlotLocked()
     {
         Debug.Assert(_lock.IsHeldByCurrentThread, "the swap lock is held");
         if (_inUse >= SlotCount) return FrameMeta.NoSlot;
-        int words = _used.Length;
-        int w = (int)(_cursor / 64);
-        for (int n = 0; n <= words; n++, w = (w + 1) % words)
-        {
-            ulong word = _used[w];
-            if (word == ~0UL) continue;
-            // Next fit: prefer a bit at or after the cursor within its word, so batches get consecutive slots.
-            ulong candidates = ~word;
-            if (n == 0 && w == (int)(_cursor / 64)) { ulong after = candidates & (~0UL << (int)(_cursor % 64)); if (after != 0) candidates = after; }
-            int bit = BitOperations.TrailingZeroCount(candidates);
-            _used[w] = word | (1UL << bit);
-            uint slot = (uint)(w * 64 + bit);
-            if (_chunks[slot >> SlotChunk.Shift] is null) Volatile.Write(ref _chunks[slot >> SlotChunk.Shift], new SlotChunk());
-            _cursor = slot + 1 >= SlotCount ? 0 : slot + 1;
-            _inUse++;
-            ClearWritten(slot);
-            return slot;
-        }
-        return FrameMeta.NoSlot;
+        int w = _lowestFreeWord;
+        while (_used[w] == ~0UL) w++;   // in range: _inUse < SlotCount, and slots past the end are marked used
+        _lowestFreeWord = w;
+        uint slot = (uint)(w * 64 + BitOperations.TrailingZeroCount(~_used[w]));
+        _used[w] |= 1UL << (int)(slot % 64);
+        if (_chunks[slot >> SlotChunk.Shift] is null) Volatile.Write(ref _chunks[slot >> SlotChunk.Shift], new SlotChunk());
+        _inUse++;
+        ClearWritten(slot);
+        return slot;
     }
 
     private void FreeSlotLocked(uint slot)
@@ -128,6 +126,7 @@ public sealed partial class SwapSpace : IDisposable
         Debug.Assert(PteRefOf(slot) == 0 && CacheOf(slot) == FrameMeta.NoFrame, "a freed slot is named by no PTE and caches no frame");
         Debug.Assert((_used[slot / 64] & (1UL << (int)(slot % 64))) != 0, "the slot is in use");
         _used[slot / 64] &= ~(1UL << (int)(slot % 64));
+        if ((int)(slot / 64) < _lowestFreeWord) _lowestFreeWord = (int)(slot / 64);
         _inUse--;
     }
 

@@ -59,6 +59,15 @@ public sealed unsafe class FlatGuestMemory : IGuestMemory, IGuestMemoryManagemen
         return (long)(bytes >> Page.Shift);
     }
 
+    /// <summary>Flat memory has no host to page out to: the list is checked and every page counts as done, as a range's does.</summary>
+    public long PageOutPages(ReadOnlySpan<Gpa> pages)
+    {
+        if (!GuestRange.CheckPages(pages, RamBytes)) return GuestRange.Invalid;
+        var distinct = new HashSet<ulong>();
+        foreach (var page in pages) distinct.Add(page.PageNumber);
+        return distinct.Count;
+    }
+
     public long Discard(Gpa start, ulong bytes)
     {
         if (!GuestRange.Check(start, bytes, RamBytes)) return GuestRange.Invalid;

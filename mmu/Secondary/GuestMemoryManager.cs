@@ -32,6 +32,24 @@ public sealed class GuestMemoryManager(IHostMadvise host, ISecondaryMmu mmu) : I
 
     public long PageOut(Gpa start, ulong bytes) => Advise(start, bytes, discard: false);
 
+    public long PageOutPages(ReadOnlySpan<Gpa> pages)
+    {
+        if (!GuestRange.CheckPages(pages, RamBytes)) return GuestRange.Invalid;
+        if (pages.IsEmpty) return 0;
+        // Each page to its slot's host page; pages no slot covers are skipped, as a range's are.
+        var hvas = new Hva[pages.Length];
+        int n = 0;
+        var slots = mmu.Slots.Current;
+        foreach (var page in pages)
+            foreach (var slot in slots)
+                if (page.Value >= slot.GpaStart.Value && page.Value < slot.GpaEnd.Value)
+                {
+                    hvas[n++] = slot.ToHva(page);
+                    break;
+                }
+        return n == 0 ? 0 : host.PageOutPages(hvas.AsSpan(0, n));
+    }
+
     public long Discard(Gpa start, ulong bytes)
     {
         long pages = Advise(start, bytes, discard: true);

@@ -10,4 +10,12 @@ public static class GuestRange
     public static bool Check(Gpa start, ulong bytes, ulong ramBytes) =>
         start.PageOffset == 0 && (bytes & Page.OffsetMask) == 0 &&
         start.Value <= ramBytes && bytes <= ramBytes - start.Value;
+
+    /// <summary>True when every entry of a vectored request is one whole page inside guest RAM (<see cref="Check"/> of one page each).</summary>
+    public static bool CheckPages(ReadOnlySpan<Gpa> pages, ulong ramBytes)
+    {
+        foreach (var page in pages)
+            if (!Check(page, Page.Size, ramBytes)) return false;
+        return true;
+    }
 }

@@ -26,6 +26,17 @@ public interface IGuestMemoryManagement
     /// <summary>Hypercall PAGEOUT: write the range's host pages to swap and free them. Returns pages acted on or <see cref="GuestRange.Invalid"/>.</summary>
     long PageOut(Gpa start, ulong bytes);
 
+    /// <summary>
+    /// PAGEOUT of a list of scattered guest pages as one request: the VMM's side only (the
+    /// guest ABI has no vectored hypercall). The pages go to the host as one vectored
+    /// page-out, so pages far apart still share batches: one notifier start and end, one
+    /// zap pass and one shootdown per batch, not per page or per run of adjacent pages.
+    /// Every entry must be page-aligned and inside guest RAM (<see cref="GuestRange.Check"/>
+    /// of one page), else nothing is paged out and the answer is <see cref="GuestRange.Invalid"/>.
+    /// Repeats count once. Returns pages acted on.
+    /// </summary>
+    long PageOutPages(ReadOnlySpan<Gpa> pages);
+
     /// <summary>Hypercall DISCARD: drop the range's host pages; it reads as zero afterwards. Returns pages acted on or <see cref="GuestRange.Invalid"/>.</summary>
     long Discard(Gpa start, ulong bytes);
 }

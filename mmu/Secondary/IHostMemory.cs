@@ -64,6 +64,13 @@ public interface IHostMadvise
     /// <summary>MADV_PAGEOUT over the range; returns the pages acted on.</summary>
     long PageOut(Hva start, ulong bytes);
 
+    /// <summary>
+    /// MADV_PAGEOUT of scattered pages as one request (process_madvise with a vector of
+    /// one-page ranges): written to swap and freed in batches whatever the distance
+    /// between them. Every page must be mapped; repeats count once. Returns the pages acted on.
+    /// </summary>
+    long PageOutPages(ReadOnlySpan<Hva> pages);
+
     /// <summary>MADV_DONTNEED over the range; returns the pages acted on.</summary>
     long DontNeed(Hva start, ulong bytes);
 }

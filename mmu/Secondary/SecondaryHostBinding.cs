@@ -42,6 +42,8 @@ public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostM
 
     public long PageOut(Hva start, ulong bytes) => Space.PageOut(start, bytes).PagedOut;
 
+    public long PageOutPages(ReadOnlySpan<Hva> pages) => Space.PageOutPages(pages).PagedOut;
+
     public long DontNeed(Hva start, ulong bytes) => Space.DontNeed(start, bytes);
 
     public bool FrameBacks(Hfn frame, Hva address) => Space.FrameBacks(frame, address);

@@ -22,6 +22,7 @@ public sealed unsafe partial class Vcpu : IDisposable
 
     public Vcpu(int index, IGuestMemory memory, VcpuLink link, IVmExitHandler exits)
     {
+        DecoderWarmUp.Start();   // the binder's and Iced's one-time set-up, off this vCPU's first decode
         Index = index;
         Memory = memory;
         Link = link;

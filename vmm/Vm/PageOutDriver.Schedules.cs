@@ -122,7 +122,7 @@ public sealed partial class PageOutDriver
         LogShrunk(_logger, r.GrantedFrames, r.RetiredNow, r.Debt, r.TargetFrames);
     }
 
-    /// <summary>Cold or hot: ask the host which resident pages, then page them out in runs of adjacent ones.</summary>
+    /// <summary>Cold or hot: ask the host which resident pages, then page them out with one vectored call.</summary>
     private void PickAndPageOut(ScheduleRun run, int count)
     {
         var pick = run.Pick == PageOutPick.Hot ? ResidentPagePick.Hot : ResidentPagePick.Cold;
@@ -131,20 +131,24 @@ public sealed partial class PageOutDriver
         PageOutPages(run, picked.AsSpan(0, n));
     }
 
-    /// <summary>Page out the given host pages of guest RAM, sorted into runs of adjacent pages, one call per run.</summary>
+    /// <summary>
+    /// Page out the given host pages of guest RAM, wherever they lie, with one vectored
+    /// PAGEOUT of the management side: the host batches them (one invalidation and one
+    /// shootdown per batch of up to 64 pages) however scattered they are.
+    /// </summary>
     private void PageOutPages(ScheduleRun run, Span<Hva> pages)
     {
         if (pages.IsEmpty) return;
         var gfns = new ulong[pages.Length];
         for (int i = 0; i < pages.Length; i++) gfns[i] = pages[i].PageNumber - _ramHva.PageNumber;
         Array.Sort(gfns);
-        int start = 0;
-        for (int i = 1; i <= gfns.Length; i++)
-        {
-            if (i < gfns.Length && gfns[i] == gfns[i - 1] + 1) continue;
-            PageOutRun(run, gfns[start], (ulong)(i - start));
-            start = i;
-        }
+        var gpas = new Gpa[gfns.Length];
+        for (int i = 0; i < gfns.Length; i++) gpas[i] = Gpa.FromPageNumber(gfns[i]);
+        long done = _mmu.PageOutPages(gpas);
+        if (done < 0) throw new InvalidOperationException($"page-out of {gfns.Length} guest pages from 0x{gfns[0]:x} failed with {done}");
+        Interlocked.Increment(ref _calls);
+        if (done > 0) Interlocked.Add(ref _pagesByPick[(int)run.Pick!.Value], done);
+        CallMade?.Invoke(new PageOutCall(run.Index, run.Pick!.Value, gfns[0], (ulong)gfns.Length, done, gfns));
     }
 
     private void PageOutRun(ScheduleRun run, ulong firstPage, ulong pages)

@@ -109,7 +109,7 @@ public sealed partial class PageOutDriver : IDisposable
     /// <summary>Pages paged out by the schedules that pick with <paramref name="pick"/>.</summary>
     public long PagesPagedOutBy(PageOutPick pick) => Volatile.Read(ref _pagesByPick[(int)pick]);
 
-    /// <summary>Page-out calls made (one per contiguous run of pages).</summary>
+    /// <summary>Page-out calls made: one per range (random and sweep picks) or per list of picked pages (cold, hot, bursts).</summary>
     public long Calls => Volatile.Read(ref _calls);
 
     /// <summary>

@@ -174,6 +174,35 @@ public sealed unsafe class GrantProtocolTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A vectored PAGEOUT of the attacher listing attached pages and pages of its own: the
+    /// attached ones page out the owner's pages, the others its own; every value survives;
+    /// a bad entry anywhere refuses the whole list.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BothHostsEveryMmu))]
+    public void AttacherPageOutPages_AttachedAndOwnPagesInOneList_EachToItsOwner(GrantHostKind kind, GrantMmuKind ownerMmu, GrantMmuKind attacherMmu)
+    {
+        var (f, owner, user, grant, _) = Attached(kind, ownerMmu, attacherMmu);
+        using var _ = f;
+        const ulong Own = 2UL << 20;
+        for (ulong i = 0; i < Pages; i++) user.Read(AttachGpa + i * 4096);
+        user.Write(Own, 0xB001);
+        user.Write(Own + 40 * 4096, 0xB002);
+        Gpa[] list = [new(AttachGpa + 3 * 4096), new(Own + 40 * 4096), new(AttachGpa + 12 * 4096), new(Own)];
+
+        Assert.Equal(GuestRange.Invalid, user.Grants.Management.PageOutPages([.. list, new Gpa(AttachGpa + 5)]));
+        Assert.Equal((int)Pages, grant.FilledPages);
+
+        Assert.Equal(4, user.Grants.Management.PageOutPages(list));
+        Assert.Equal((int)Pages - 2, grant.FilledPages);   // the two attached pages were the owner's, recalled from the attacher
+        Assert.Equal(0xA003UL, owner.Read(GrantGpa + 3 * 4096));
+        Assert.Equal(0xA00CUL, user.Read(AttachGpa + 12 * 4096));
+        Assert.Equal(0xB001UL, user.Read(Own));
+        Assert.Equal(0xB002UL, user.Read(Own + 40 * 4096));
+        AssertNoViolation(f);
+    }
+
+    /// <summary>
     /// The checker covers attachers' entries: a grant that no longer hears the owner's
     /// notifiers (so never recalls) leaves the attacher mapping the old frame after the
     /// owner's page changed, and the attacher's next TLB fill from it is caught.

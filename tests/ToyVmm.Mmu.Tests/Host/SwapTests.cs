@@ -33,6 +33,36 @@ public class SwapTests
         AssertConsistent(host, "after swap-in");
     }
 
+    /// <summary>
+    /// A batch gets consecutive slots; once swap-ins have freed slots, the next page-out
+    /// reuses the lowest of them first, and every page still reads back what it held.
+    /// </summary>
+    [Fact]
+    public void PageOut_AfterSwapInsFreedSlots_ReusesTheLowestFreeSlotsInOrder()
+    {
+        using var host = NewHost(frames: 128);
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(16 * Page.Size, HostProtection.ReadWrite);
+        for (ulong i = 0; i < 8; i++) WritePage(mm, a.Add(i * Page.Size), 4, 1);
+        Assert.Equal(8, mm.PageOut(a, 8 * Page.Size).Written);
+        for (ulong i = 0; i < 8; i++) Assert.Equal((uint)i, mm.QueryPte(a.Add(i * Page.Size)).SwapSlot);   // consecutive: one vectored write
+
+        // Writing pages 5 and 2 swaps them in and drops their now stale copies: slots 2 and 5 are free.
+        WritePage(mm, a.Add(5 * Page.Size), 4, 2);
+        WritePage(mm, a.Add(2 * Page.Size), 4, 2);
+        Assert.False(host.Swap.IsSlotInUse(2));
+        Assert.False(host.Swap.IsSlotInUse(5));
+        for (ulong i = 8; i < 11; i++) WritePage(mm, a.Add(i * Page.Size), 4, 1);
+        Assert.Equal(5, mm.PageOut(a, 16 * Page.Size).Written);
+
+        // Pages 2, 5, 8, 9, 10 in address order: the holes 2 and 5 first, then on from the highest slot in use.
+        uint[] expected = [2, 5, 8, 9, 10];
+        ulong[] pages = [2, 5, 8, 9, 10];
+        for (int i = 0; i < pages.Length; i++) Assert.Equal(expected[i], mm.QueryPte(a.Add(pages[i] * Page.Size)).SwapSlot);
+        for (ulong i = 0; i < 11; i++) AssertPage(mm, a.Add(i * Page.Size), 4, i is 2 or 5 ? 2UL : 1UL, "after reuse");
+        AssertConsistent(host, "after reuse");
+    }
+
     [Fact]
     public void PageOut_CleanSwapCachedPage_DroppedWithoutSecondWrite()
     {

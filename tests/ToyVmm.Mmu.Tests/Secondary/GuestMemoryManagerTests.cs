@@ -18,6 +18,13 @@ public class GuestMemoryManagerTests
     {
         public readonly List<string> Calls = new();
         public long PageOut(Hva start, ulong bytes) { Calls.Add($"pageout {start} {bytes >> Page.Shift}"); return (long)(bytes >> Page.Shift); }
+        public long PageOutPages(ReadOnlySpan<Hva> pages)
+        {
+            var listed = new List<string>();
+            foreach (var p in pages) listed.Add(p.ToString());
+            Calls.Add($"pageout-pages {string.Join(",", listed)}");
+            return pages.Length;
+        }
         public long DontNeed(Hva start, ulong bytes) { Calls.Add($"dontneed {start} {bytes >> Page.Shift}"); return (long)(bytes >> Page.Shift); }
     }
 
@@ -57,6 +64,33 @@ public class GuestMemoryManagerTests
         Assert.Equal(GuestRange.Invalid, manager.Discard(new Gpa(start), bytes));
         Assert.Empty(host.Calls);
         Assert.Equal(0, notices);
+    }
+
+    [Fact]
+    public void PageOutPages_ScatteredOverTwoSlots_OneHostCallListingEachPageAtItsSlot()
+    {
+        var (manager, host) = Make();
+        Assert.Equal(3, manager.PageOutPages([Gpa.FromPageNumber(20), Gpa.FromPageNumber(2), Gpa.FromPageNumber(15)]));
+        Assert.Equal([$"pageout-pages {B.Add(4 * Page.Size)},{A.Add(2 * Page.Size)},{A.Add(15 * Page.Size)}"], host.Calls);
+    }
+
+    [Theory]
+    [InlineData(0x1001UL)]                  // not page-aligned
+    [InlineData(Ram)]                       // past the end of RAM
+    [InlineData(ulong.MaxValue - 0xFFFUL)]  // wraps around
+    public void PageOutPages_OneBadEntry_InvalidAndReachesNoHost(ulong bad)
+    {
+        var (manager, host) = Make();
+        Assert.Equal(GuestRange.Invalid, manager.PageOutPages([Gpa.FromPageNumber(1), new Gpa(bad), Gpa.FromPageNumber(17)]));
+        Assert.Empty(host.Calls);
+    }
+
+    [Fact]
+    public void PageOutPages_EmptyList_ZeroAndReachesNoHost()
+    {
+        var (manager, host) = Make();
+        Assert.Equal(0, manager.PageOutPages([]));
+        Assert.Empty(host.Calls);
     }
 
     [Fact]

@@ -79,6 +79,16 @@ internal sealed unsafe class TestHost : IHostMemory, IHostMadvise, IDisposable
     public long PageOut(Hva start, ulong bytes) => Evict(start, bytes, keep: true);
     public long DontNeed(Hva start, ulong bytes) => Evict(start, bytes, keep: false);
 
+    /// <summary>Each distinct page evicted on its own (this host has no batches).</summary>
+    public long PageOutPages(ReadOnlySpan<Hva> pages)
+    {
+        var distinct = new SortedSet<ulong>();
+        foreach (var p in pages) distinct.Add(p.PageNumber);
+        long n = 0;
+        foreach (ulong page in distinct) n += Evict(Hva.FromPageNumber(page), Page.Size, keep: true);
+        return n;
+    }
+
     /// <summary>Evict [start, start+bytes): start, clear the PTEs, end, as the registry's protocol says.</summary>
     public long Evict(Hva start, ulong bytes, bool keep)
     {

@@ -34,6 +34,7 @@ public class InternalErrorTests : IDisposable
             remove => inner.ContentsReplaced -= value;
         }
         public long PageOut(Gpa start, ulong bytes) => throw new InvalidOperationException("injected device failure");
+        public long PageOutPages(ReadOnlySpan<Gpa> pages) => throw new InvalidOperationException("injected device failure");
         public long Discard(Gpa start, ulong bytes) => inner.Discard(start, bytes);
     }
 

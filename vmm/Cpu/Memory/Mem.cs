@@ -116,6 +116,8 @@ internal static unsafe class Mem
     public static void Write64(CpuState* s, ulong va, ulong v) => Write<S64>(s, va, v);
 
     /// <summary>Reads 16 bytes (two qwords, possibly across a page).</summary>
+    /// <remarks>On the SSE handlers' path: optimised from its first call, as the handlers are.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static UInt128 Read128(CpuState* s, ulong va)
     {
         ulong lo = Read<S64>(s, va);
@@ -124,6 +126,7 @@ internal static unsafe class Mem
     }
 
     /// <summary>Writes 16 bytes; both halves are checked before either is written.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Write128(CpuState* s, ulong va, UInt128 v)
     {
         if ((va & 0xFFF) > 4096 - 16) Vcpu.Of(s).ProbeWrite(va, 16);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 
 namespace ToyVmm.Cpu.Ops;
@@ -22,6 +23,7 @@ namespace ToyVmm.Cpu.Ops;
 /// </remarks>
 internal static unsafe class AddressSize
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Ea32(CpuState* s, Op* op)
     {
         s->Regs[CpuState.AddrReg] = (uint)(s->Regs[op->B] + (s->Regs[op->I] << op->Scale) + (ulong)op->Disp) + s->SegBase[op->Seg];
@@ -29,6 +31,7 @@ internal static unsafe class AddressSize
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* EaSeg(CpuState* s, Op* op)
     {
         s->Regs[CpuState.AddrReg] = s->Regs[op->B] + (s->Regs[op->I] << op->Scale) + (ulong)op->Disp + s->SegBase[op->Seg];

@@ -84,6 +84,7 @@ internal unsafe struct TestOp : IAluOp
 /// <summary>add, or, adc, sbb, and, sub, xor, cmp, test in every operand form and size; lock forms are atomic.</summary>
 internal static unsafe class Alu
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RR<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong r = O.Do<T>(s, Reg.Get<T>(s, op->R), Reg.Get<T>(s, op->R2));
@@ -91,6 +92,7 @@ internal static unsafe class Alu
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RI<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong r = O.Do<T>(s, Reg.Get<T>(s, op->R), (ulong)(long)op->Imm);
@@ -98,6 +100,7 @@ internal static unsafe class Alu
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RM<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong x)) return RMSlow<O, T>(s, op);
@@ -115,6 +118,7 @@ internal static unsafe class Alu
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MR<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
@@ -139,6 +143,7 @@ internal static unsafe class Alu
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MI<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
@@ -163,12 +168,14 @@ internal static unsafe class Alu
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* LockMR<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Atomic.Rmw<O, T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R));
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* LockMI<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Atomic.Rmw<O, T>(s, Mem.Ea(s, op), (ulong)(long)op->Imm);

@@ -120,6 +120,7 @@ internal static unsafe class Atomic
     }
 
     // xchg r/m, r: with a memory operand always atomic.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* XchgRR<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong a = Reg.Get<T>(s, op->R), b = Reg.Get<T>(s, op->R2);
@@ -128,6 +129,7 @@ internal static unsafe class Atomic
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* XchgM<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
@@ -150,6 +152,7 @@ internal static unsafe class Atomic
     }
 
     // cmpxchg r/m, r: compares the accumulator with the destination.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CmpxchgR<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong acc = Reg.Get<T>(s, 0), d = Reg.Get<T>(s, op->R2);
@@ -159,6 +162,7 @@ internal static unsafe class Atomic
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CmpxchgM<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
@@ -187,6 +191,7 @@ internal static unsafe class Atomic
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* XaddR<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong d = Reg.Get<T>(s, op->R2), x = Reg.Get<T>(s, op->R);
@@ -196,6 +201,7 @@ internal static unsafe class Atomic
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* XaddM<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong old = Rmw<AddOp, T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R));
@@ -204,6 +210,7 @@ internal static unsafe class Atomic
     }
 
     // cmpxchg8b (64-bit compare of EDX:EAX) and cmpxchg16b (RDX:RAX, 16-byte aligned).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cmpxchg8b(CpuState* s, Op* op)
     {
         ulong ea = Mem.Ea(s, op);
@@ -228,6 +235,7 @@ internal static unsafe class Atomic
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cmpxchg16b(CpuState* s, Op* op)
     {
         ulong ea = Mem.Ea(s, op);

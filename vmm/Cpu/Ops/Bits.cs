@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
@@ -8,6 +9,7 @@ namespace ToyVmm.Cpu.Ops;
 internal static unsafe class Bits
 {
     // X: 0 bt, 1 bts, 2 btr, 3 btc. Y bit 0: offset is an immediate; bit 1: memory operand.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Bt<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long off = (op->Y & 1) != 0 ? op->Imm : (op->Y & 2) != 0 ? Reg.SignExtend<T>(Reg.Get<T>(s, op->R)) : (long)Reg.Get<T>(s, op->R);
@@ -70,6 +72,7 @@ internal static unsafe class Bits
     private static ulong Src<T>(CpuState* s, Op* op) where T : struct, ISz =>
         op->Y == 0 ? Reg.Get<T>(s, op->R2) : Mem.Read<T>(s, Mem.Ea(s, op));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Bsf<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
@@ -79,6 +82,7 @@ internal static unsafe class Bits
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Bsr<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
@@ -88,6 +92,7 @@ internal static unsafe class Bits
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Tzcnt<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
@@ -97,6 +102,7 @@ internal static unsafe class Bits
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Lzcnt<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
@@ -106,6 +112,7 @@ internal static unsafe class Bits
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Popcnt<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);

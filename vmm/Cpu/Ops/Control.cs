@@ -30,6 +30,7 @@ internal static unsafe class Control
     /// The op after the last instruction of every block, and the handler an invalidated
     /// block's ops are replaced with: continue at this op's RIP (not an instruction itself).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* BailOut(CpuState* s, Op* op)
     {
         s->Rip = s->BlockVa + op->RipOff;
@@ -44,6 +45,7 @@ internal static unsafe class Control
     public static readonly delegate*<CpuState*, Op*, Op*> BailOutHandler = &BailOut;
 
     /// <summary>An invalid or unimplemented instruction: Disp holds up to 8 of its bytes, X their count, Imm its Iced code.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Ud(CpuState* s, Op* op)
     {
         var sb = new System.Text.StringBuilder();
@@ -55,10 +57,14 @@ internal static unsafe class Control
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong NextRip(CpuState* s, Op* op) => s->BlockVa + op->RipOff + op->Len;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Jmp(CpuState* s, Op* op) => Exec.Branch(s, op, (ulong)op->Disp);
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* JmpR(CpuState* s, Op* op) => Exec.ChainTo(s, op, Reg.Q(s, op->R));
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* JmpM(CpuState* s, Op* op) { s->Rip = Mem.Read<S64>(s, Mem.Ea(s, op)); return Exec.Chain(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Jcc<C>(CpuState* s, Op* op) where C : struct, ICc
     {
         // No call on the fast path: the handler then needs no callee-saved registers.
@@ -79,7 +85,7 @@ internal static unsafe class Control
         return taken != 0 ? (ulong)op->Disp : NextRip(s, op);
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     internal static Op* JccSlow<C>(CpuState* s, Op* op) where C : struct, ICc
     {
         s->Rip = Flags.Slow(s, C.Cc) ? (ulong)op->Disp : NextRip(s, op);
@@ -95,6 +101,7 @@ internal static unsafe class Control
 
     // call rel/r and ret: the stack access's TLB hit without a call (no callee-saved registers on
     // the fast path); a miss or a page-crossing access goes to the ...Slow variant.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Call(CpuState* s, Op* op)
     {
         ulong rsp = Reg.Q(s, 4) - 8;
@@ -105,6 +112,7 @@ internal static unsafe class Control
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* CallSlow(CpuState* s, Op* op) { Push(s, NextRip(s, op)); s->Rip = (ulong)op->Disp; return Exec.Chain(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CallR(CpuState* s, Op* op)
     {
         ulong t = Reg.Q(s, op->R);
@@ -115,8 +123,10 @@ internal static unsafe class Control
     }
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* CallRSlow(CpuState* s, Op* op) { ulong t = s->Regs[op->R]; Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CallM(CpuState* s, Op* op) { ulong t = Mem.Read<S64>(s, Mem.Ea(s, op)); Push(s, NextRip(s, op)); s->Rip = t; return Exec.Chain(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Ret(CpuState* s, Op* op)
     {
         ulong sp = Reg.Q(s, 4);
@@ -135,6 +145,7 @@ internal static unsafe class Control
     }
 
     // loop/loope/loopne: X = 0/1/2; Y = 4 with the 0x67 prefix (ECX counts, written zero-extended).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Loop(CpuState* s, Op* op)
     {
         ulong c = op->Y == 4 ? (uint)(s->Regs[1] - 1) : s->Regs[1] - 1;
@@ -144,6 +155,7 @@ internal static unsafe class Control
         return Exec.Chain(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Jrcxz(CpuState* s, Op* op)
     {
         bool zero = op->Y == 4 ? (uint)s->Regs[1] == 0 : s->Regs[1] == 0;
@@ -164,6 +176,7 @@ internal static unsafe class Control
 
     // jmp/call far through memory: X = offset bytes (2, 4, 8), Y = 1 for call. Ends the block
     // without chaining (like retf): a far transfer is rare and may change CS.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* FarM(CpuState* s, Op* op)
     {
         Vcpu.Of(s).FarTransfer(Mem.Ea(s, op), op->X, op->Y == 1, NextRip(s, op));

@@ -45,9 +45,11 @@ internal unsafe struct PXor : IPureAlu
 /// </summary>
 internal static unsafe class DeadFlags
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RR<P, T>(CpuState* s, Op* op) where P : struct, IPureAlu where T : struct, ISz
         => Run<P, T>(s, op, Reg.Get<T>(s, op->R), Reg.Get<T>(s, op->R2));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RI<P, T>(CpuState* s, Op* op) where P : struct, IPureAlu where T : struct, ISz
         => Run<P, T>(s, op, Reg.Get<T>(s, op->R), (ulong)(long)op->Imm);
 

@@ -87,13 +87,16 @@ internal static unsafe class Fused
         return Exec.Branch(s, j, taken ? (ulong)j->Disp : Control.NextRip(s, j));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RR<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
         => Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), Reg.Get<T>(s, op->R2));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RI<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
         => Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), (ulong)(long)op->Imm);
 
     // Register first, memory second (cmp r, m; test m, r as bound by Alu.BindTest).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RM<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
     {
         if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong x)) return RMSlow<O, T, C>(s, op);
@@ -104,6 +107,7 @@ internal static unsafe class Fused
     private static Op* RMSlow<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
         => Branch<O, T, C>(s, op, Reg.Get<T>(s, op->R), Mem.Read<T>(s, Mem.Ea(s, op)));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MR<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
     {
         if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong d)) return MRSlow<O, T, C>(s, op);
@@ -114,6 +118,7 @@ internal static unsafe class Fused
     private static Op* MRSlow<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
         => Branch<O, T, C>(s, op, Mem.Read<T>(s, Mem.Ea(s, op)), Reg.Get<T>(s, op->R));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MI<O, T, C>(CpuState* s, Op* op) where O : struct, IFuse where T : struct, ISz where C : struct, ICc
     {
         if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong d)) return MISlow<O, T, C>(s, op);

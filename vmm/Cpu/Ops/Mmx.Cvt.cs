@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using V = System.Runtime.Intrinsics.Vector128<byte>;
@@ -16,6 +17,7 @@ internal static unsafe partial class Mmx
     /// mm, xmm/m128 (X = 0: two doubles, an aligned m128): R = mm, R2 = xmm; Imm = the host thunk of
     /// the packed conversion O.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CvtToMm<O, L>(CpuState* s, Op* op) where O : struct, IV2 where L : struct, IFpLanes
     {
         CheckWithXmm(s);
@@ -32,6 +34,7 @@ internal static unsafe partial class Mmx
     /// MXCSR); R = xmm, R2 = mm; Imm = the thunk of cvtdq2ps. From memory it is an SSE instruction
     /// only: no MMX fault check, no x87 transition (as the host).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CvtPi2Ps(CpuState* s, Op* op)
     {
         if (op->Y == 0) CheckWithXmm(s);
@@ -44,6 +47,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>cvtpi2pd xmm, mm/m64: two int32 to two doubles (always exact: no MXCSR flag).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CvtPi2Pd(CpuState* s, Op* op)
     {
         if (op->Y == 0) CheckWithXmm(s);

@@ -79,6 +79,7 @@ internal static unsafe partial class Mmx
     private static ulong Src(CpuState* s, Op* op) => op->Y == 0 ? Get(s, op->R2) : Load(s, op);
 
     /// <summary>MMx = O(MMx, mm/m64 (m32 for punpckl*), imm), computed in the low lane of the SSE operation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* M2<O>(CpuState* s, Op* op) where O : struct, IV2
     {
         Check(s);
@@ -90,6 +91,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>movq mm, mm/m64 and movd mm, m32: the source, zero-extended.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MovToMm(CpuState* s, Op* op)
     {
         Check(s);
@@ -99,6 +101,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>movd mm, r32 (X = 3) and movq mm, r64 (X = 2): R2 = GPR.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* GprToMm(CpuState* s, Op* op)
     {
         Check(s);
@@ -109,6 +112,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>movd r32, mm (X = 3, zero-extended) and movq r64, mm (X = 2): R2 = GPR.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MmToGpr(CpuState* s, Op* op)
     {
         Check(s);
@@ -119,6 +123,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>movq m64, mm; movd m32, mm; movntq m64, mm (X = 2 or 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* StoreMm(CpuState* s, Op* op)
     {
         Check(s);
@@ -130,6 +135,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>pmovmskb r, mm: R2 = GPR (zero-extended), R = mm.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pmovmskb(CpuState* s, Op* op)
     {
         Check(s);
@@ -139,6 +145,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>pextrw r, mm, imm8: the word imm &amp; 3, zero-extended.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pextrw(CpuState* s, Op* op)
     {
         Check(s);
@@ -148,6 +155,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>pinsrw mm, r32/m16, imm8: word imm &amp; 3 of mm from the low word of the source.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pinsrw(CpuState* s, Op* op)
     {
         Check(s);
@@ -159,6 +167,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>emms: every x87 register empty (abridged tag 0), TOP = 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Emms(CpuState* s, Op* op)
     {
         Check(s);
@@ -172,6 +181,7 @@ internal static unsafe partial class Mmx
     /// [RDI] (DS or an FS/GS override; Y = 4: [EDI], 0x67); the selected span is probed for
     /// writing first, so a fault leaves memory untouched (as maskmovdqu, Sse.Maskmov.cs).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Maskmovq(CpuState* s, Op* op)
     {
         Check(s);
@@ -191,6 +201,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>movdq2q mm, xmm: the low quadword.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Movdq2q(CpuState* s, Op* op)
     {
         CheckWithXmm(s);
@@ -200,6 +211,7 @@ internal static unsafe partial class Mmx
     }
 
     /// <summary>movq2dq xmm, mm: R = xmm, R2 = mm; the upper quadword is cleared.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Movq2dq(CpuState* s, Op* op)
     {
         CheckWithXmm(s);

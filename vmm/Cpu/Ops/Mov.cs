@@ -7,10 +7,12 @@ namespace ToyVmm.Cpu.Ops;
 /// <summary>Data movement: mov, movzx, movsx, movsxd, lea, cmov, setcc, bswap, cbw..cqo, lahf/sahf, nops.</summary>
 internal static unsafe class Mov
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RR<T>(CpuState* s, Op* op) where T : struct, ISz { Reg.Set<T>(s, op->R, Reg.Get<T>(s, op->R2)); return Exec.Next(s, op); }
 
     // Hot memory forms have a fast variant with no call but the tail call to the next op (so no
     // callee-saved registers to spill) and fall back to the general variant on a TLB miss.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RM<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         if (!Mem.TryRead<T>(s, Mem.Ea(s, op), out ulong v)) return RMSlow<T>(s, op);
@@ -20,6 +22,7 @@ internal static unsafe class Mov
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* RMSlow<T>(CpuState* s, Op* op) where T : struct, ISz { Reg.Set<T>(s, op->R, Mem.Read<T>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MR<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         if (!Mem.TryWrite<T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R))) return MRSlow<T>(s, op);
@@ -27,8 +30,11 @@ internal static unsafe class Mov
     }
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* MRSlow<T>(CpuState* s, Op* op) where T : struct, ISz { Mem.Write<T>(s, Mem.Ea(s, op), Reg.Get<T>(s, op->R)); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RI<T>(CpuState* s, Op* op) where T : struct, ISz { Reg.Set<T>(s, op->R, (ulong)(long)op->Imm); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* RI64(CpuState* s, Op* op) { s->Regs[op->R] = (ulong)op->Disp; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MI<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         if (!Mem.TryWrite<T>(s, Mem.Ea(s, op), (ulong)(long)op->Imm)) return MISlow<T>(s, op);
@@ -38,7 +44,9 @@ internal static unsafe class Mov
     private static Op* MISlow<T>(CpuState* s, Op* op) where T : struct, ISz { Mem.Write<T>(s, Mem.Ea(s, op), (ulong)(long)op->Imm); return Exec.Next(s, op); }
 
     // movzx / movsx / movsxd: D is the destination size, S the source size.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* ZxR<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, Reg.Get<S>(s, op->R2)); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* ZxM<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz
     {
         if (!Mem.TryRead<S>(s, Mem.Ea(s, op), out ulong v)) return ZxMSlow<D, S>(s, op);
@@ -47,7 +55,9 @@ internal static unsafe class Mov
     }
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* ZxMSlow<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, Mem.Read<S>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* SxR<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, (ulong)Reg.SignExtend<S>(Reg.Get<S>(s, op->R2))); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* SxM<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz
     {
         if (!Mem.TryRead<S>(s, Mem.Ea(s, op), out ulong v)) return SxMSlow<D, S>(s, op);
@@ -57,11 +67,13 @@ internal static unsafe class Mov
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* SxMSlow<D, S>(CpuState* s, Op* op) where D : struct, ISz where S : struct, ISz { Reg.Set<D>(s, op->R, (ulong)Reg.SignExtend<S>(Mem.Read<S>(s, Mem.Ea(s, op)))); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Lea<T>(CpuState* s, Op* op) where T : struct, ISz { Reg.Set<T>(s, op->R, Mem.Ea(s, op)); return Exec.Next(s, op); }
 
     // cmovcc: the destination is written (zero-extending a 32-bit register) whatever the condition.
     // cmov/setc with a register: the common conditions without a call (Flags.CondFast), so the
     // handler saves no callee-saved registers; the rest in the ...Slow variant.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CmovR<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         int c = Flags.CondFast(s, op->X);
@@ -76,6 +88,7 @@ internal static unsafe class Mov
         Reg.Set<T>(s, op->R, v);
         return Exec.Next(s, op);
     }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CmovM<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong m = Mem.Read<T>(s, Mem.Ea(s, op));
@@ -83,6 +96,7 @@ internal static unsafe class Mov
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* SetR(CpuState* s, Op* op)
     {
         int c = Flags.CondFast(s, op->X);
@@ -92,21 +106,33 @@ internal static unsafe class Mov
     }
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* SetRSlow(CpuState* s, Op* op) { ((byte*)s->Regs)[op->R] = Flags.Slow(s, op->X) ? (byte)1 : (byte)0; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* SetM(CpuState* s, Op* op) { Mem.Write<S8>(s, Mem.Ea(s, op), Flags.Cond(s, op->X) ? 1UL : 0); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Bswap32(CpuState* s, Op* op) { s->Regs[op->R] = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)s->Regs[op->R]); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Bswap64(CpuState* s, Op* op) { s->Regs[op->R] = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(s->Regs[op->R]); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cbw(CpuState* s, Op* op) { *(ushort*)&s->Regs[0] = (ushort)(sbyte)s->Regs[0]; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cwde(CpuState* s, Op* op) { s->Regs[0] = (uint)(short)s->Regs[0]; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cdqe(CpuState* s, Op* op) { s->Regs[0] = (ulong)(int)s->Regs[0]; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cwd(CpuState* s, Op* op) { *(ushort*)&s->Regs[2] = (short)s->Regs[0] < 0 ? (ushort)0xFFFF : (ushort)0; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cdq(CpuState* s, Op* op) { s->Regs[2] = (int)s->Regs[0] < 0 ? 0xFFFF_FFFFUL : 0; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cqo(CpuState* s, Op* op) { s->Regs[2] = (long)s->Regs[0] < 0 ? ulong.MaxValue : 0; return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Lahf(CpuState* s, Op* op) { ((byte*)s->Regs)[1] = (byte)(Flags.Read(s) & 0xD7 | 2); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Sahf(CpuState* s, Op* op) { Flags.Merge(s, ((byte*)s->Regs)[1], Flags.CF | Flags.PF | Flags.AF | Flags.ZF | Flags.SF); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Nop(CpuState* s, Op* op) => Exec.Next(s, op);
 
     private static bool BindMov(in Instruction ins, Op* op)

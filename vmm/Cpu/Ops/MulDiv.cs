@@ -10,6 +10,7 @@ internal static unsafe class MulDiv
     private static ulong Src<T>(CpuState* s, Op* op) where T : struct, ISz =>
         op->Y == 0 ? Reg.Get<T>(s, op->R2) : Mem.Read<T>(s, Mem.Ea(s, op));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Mul<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
@@ -28,6 +29,7 @@ internal static unsafe class MulDiv
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Imul1<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long x = Reg.SignExtend<T>(Src<T>(s, op));
@@ -57,6 +59,7 @@ internal static unsafe class MulDiv
     // imul r, r/m [, imm]: X = 1 when an immediate is the multiplier.
     // The memory form (Y = 1 for a memory operand): the TLB hit without a call, so the handler
     // saves no callee-saved registers; a miss or a page-crossing read goes to Imul2Slow.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Imul2<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long a = op->X == 1 ? Reg.SignExtend<T>((ulong)(long)op->Imm) : Reg.SignExtend<T>(Reg.Get<T>(s, op->R));
@@ -74,6 +77,7 @@ internal static unsafe class MulDiv
     }
 
     /// <summary>imul r, r and imul r, r, imm: no memory operand, so no call and no saved registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Imul2R<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long a = op->X == 1 ? Reg.SignExtend<T>((ulong)(long)op->Imm) : Reg.SignExtend<T>(Reg.Get<T>(s, op->R));
@@ -102,6 +106,7 @@ internal static unsafe class MulDiv
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Div<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         ulong x = Src<T>(s, op);
@@ -129,6 +134,7 @@ internal static unsafe class MulDiv
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Idiv<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         long x = Reg.SignExtend<T>(Src<T>(s, op));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
 
@@ -7,9 +8,11 @@ namespace ToyVmm.Cpu.Ops;
 internal static unsafe class Shifts
 {
     // X: 0 shl, 1 shr, 2 sar, 3 rol, 4 ror, 5 rcl, 6 rcr. Y bit 0: count from CL; bit 1: memory operand.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Count<T>(CpuState* s, Op* op) where T : struct, ISz =>
         ((op->Y & 1) != 0 ? (int)(byte)s->Regs[1] : op->Imm) & (T.Bits == 64 ? 63 : 31);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Shift<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         bool mem = (op->Y & 2) != 0;
@@ -95,6 +98,7 @@ internal static unsafe class Shifts
     }
 
     // shld / shrd r/m, r, imm8|CL. X: 0 shld, 1 shrd.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* DoubleShift<T>(CpuState* s, Op* op) where T : struct, ISz
     {
         bool mem = (op->Y & 2) != 0;

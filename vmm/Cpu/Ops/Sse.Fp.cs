@@ -110,6 +110,7 @@ internal static unsafe partial class Sse
     /// computes it under the guest's MXCSR (<see cref="HostFp"/>). Imm: predicate in bits 0-7,
     /// thunk index from bit 8.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Fp<O, L>(CpuState* s, Op* op) where O : struct, IV2 where L : struct, IFpLanes
     {
         Check(s);
@@ -145,6 +146,7 @@ internal static unsafe partial class Sse
     /// path, else thunk <paramref name="thunk"/>), for handlers that place the result themselves
     /// (the MMX conversions, Mmx.Cvt.cs). An unmasked exception throws before anything is written.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static V FpValue<O, L>(CpuState* s, int thunk, V a, V b) where O : struct, IV2 where L : struct, IFpLanes
     {
         uint mask = L.Exact ? ControlBits : ControlBits | Pe;

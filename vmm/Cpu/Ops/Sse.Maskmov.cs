@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Iced.Intel;
@@ -13,6 +14,7 @@ internal static unsafe partial class Sse
     /// last selected byte is probed for writing first, so a fault leaves memory untouched; a
     /// zero mask touches no memory.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Maskmovdqu(CpuState* s, Op* op)
     {
         Check(s);

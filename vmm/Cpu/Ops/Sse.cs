@@ -27,6 +27,9 @@ internal static unsafe partial class Sse
 
     private static void Raise(CpuState* s) => throw new GuestFault(s->SseFault);
 
+    // The memory side of every SSE handler, too large to inline: optimised from its first call
+    // like the handlers themselves (vmm/Cpu/README.md, "Compiled once, optimised").
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static V Load(CpuState* s, ulong ea, int width)
     {
         switch (width)
@@ -45,6 +48,7 @@ internal static unsafe partial class Sse
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store(CpuState* s, ulong ea, int width, V v)
     {
         var q = v.AsUInt64();
@@ -64,6 +68,7 @@ internal static unsafe partial class Sse
     private static V Src(CpuState* s, Op* op) => op->Y == 0 ? Ld(s, op->R2) : Load(s, Mem.Ea(s, op), op->X);
 
     /// <summary>dst = O(dst, src, imm).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* V2<O>(CpuState* s, Op* op) where O : struct, IV2
     {
         Check(s);
@@ -73,6 +78,7 @@ internal static unsafe partial class Sse
     }
 
     /// <summary>Loads from memory zero-extending the scalar (movss/movsd/movq/movd loads); register forms use V2 merges.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* LoadZx(CpuState* s, Op* op)
     {
         Check(s);
@@ -81,6 +87,7 @@ internal static unsafe partial class Sse
     }
 
     /// <summary>Stores xmm R (width X) to memory.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* StoreM(CpuState* s, Op* op)
     {
         Check(s);
@@ -89,6 +96,7 @@ internal static unsafe partial class Sse
     }
 
     /// <summary>movhps/movhpd store: the high qword.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* StoreHigh(CpuState* s, Op* op)
     {
         Check(s);
@@ -97,6 +105,7 @@ internal static unsafe partial class Sse
     }
 
     /// <summary>movhps/movhpd load: the high qword from memory.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* LoadHigh(CpuState* s, Op* op)
     {
         Check(s);
@@ -106,6 +115,7 @@ internal static unsafe partial class Sse
     }
 
     /// <summary>movlps/movlpd load: the low qword from memory, high kept.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* LoadLow(CpuState* s, Op* op)
     {
         Check(s);
@@ -115,6 +125,7 @@ internal static unsafe partial class Sse
     }
 
     // movd/movq between a GPR (R2) and xmm (R): X = 3 dword, 2 qword.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* GprToXmm(CpuState* s, Op* op)
     {
         Check(s);
@@ -123,6 +134,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* XmmToGpr(CpuState* s, Op* op)
     {
         Check(s);
@@ -132,6 +144,7 @@ internal static unsafe partial class Sse
     }
 
     // X: 0 pmovmskb, 1 movmskps, 2 movmskpd. R2 = GPR destination, R = xmm.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MoveMask(CpuState* s, Op* op)
     {
         Check(s);
@@ -145,6 +158,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pextrw(CpuState* s, Op* op)
     {
         Check(s);
@@ -152,6 +166,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pinsrw(CpuState* s, Op* op)
     {
         Check(s);
@@ -162,6 +177,7 @@ internal static unsafe partial class Sse
 
     // ucomisd/comisd (X = 0) and ucomiss/comiss (X = 1): ZF PF CF; OF SF AF cleared. Imm = host thunk.
     // Fast path: default MXCSR control and no NaN or denormal operand (nothing can be raised).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Ucomi(CpuState* s, Op* op)
     {
         Check(s);
@@ -193,6 +209,7 @@ internal static unsafe partial class Sse
 
     // cvtsi2sd / cvtsi2ss: R = xmm, source GPR R2 or memory; X = 3 (32-bit) or 2 (64-bit); Imm bit 0 = single,
     // thunk from bit 8. Exact (no flag, no rounding) when the integer fits the significand.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CvtSi2F(CpuState* s, Op* op)
     {
         Check(s);
@@ -226,6 +243,7 @@ internal static unsafe partial class Sse
 
     // cvt(t)sd2si / cvt(t)ss2si: R2 = GPR destination, R = xmm source (or memory);
     // X = source width (2 sd, 3 ss); Imm bit 0: truncate; bit 1: 64-bit destination; thunk from bit 8.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* CvtF2Si(CpuState* s, Op* op)
     {
         Check(s);
@@ -265,6 +283,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Ldmxcsr(CpuState* s, Op* op)
     {
         Check(s);
@@ -274,6 +293,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Stmxcsr(CpuState* s, Op* op)
     {
         Check(s);
@@ -282,6 +302,7 @@ internal static unsafe partial class Sse
     }
 
     // fxsave / fxrstor (64-bit layout): x87 control/status/tag, the x87/MMX registers in stack order, MXCSR, XMM0-15.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Fxsave(CpuState* s, Op* op)
     {
         if ((s->Cr0 & (Vcpu.Cr0Em | Vcpu.Cr0Ts)) != 0) throw new GuestFault((s->Cr0 & Vcpu.Cr0Em) != 0 ? Vec.UD : Vec.NM);
@@ -315,6 +336,7 @@ internal static unsafe partial class Sse
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Fxrstor(CpuState* s, Op* op)
     {
         if ((s->Cr0 & (Vcpu.Cr0Em | Vcpu.Cr0Ts)) != 0) throw new GuestFault((s->Cr0 & Vcpu.Cr0Em) != 0 ? Vec.UD : Vec.NM);

@@ -27,6 +27,7 @@ internal static unsafe class Stack
 
     // push r/imm and pop r: the TLB hit without a call (no callee-saved registers to save on the
     // fast path); a miss or a page-crossing access goes to the ...Slow variant.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PushR(CpuState* s, Op* op)
     {
         ulong rsp = Reg.Q(s, 4) - 8;
@@ -37,6 +38,7 @@ internal static unsafe class Stack
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* PushRSlow(CpuState* s, Op* op) { Push(s, s->Regs[op->R]); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PushI(CpuState* s, Op* op)
     {
         ulong rsp = Reg.Q(s, 4) - 8;
@@ -47,8 +49,10 @@ internal static unsafe class Stack
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Op* PushISlow(CpuState* s, Op* op) { Push(s, (ulong)(long)op->Imm); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PushM(CpuState* s, Op* op) { Push(s, Mem.Read<S64>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PopR(CpuState* s, Op* op)
     {
         ulong rsp = Reg.Q(s, 4);
@@ -61,6 +65,7 @@ internal static unsafe class Stack
     private static Op* PopRSlow(CpuState* s, Op* op) { ulong v = Pop(s); s->Regs[op->R] = v; return Exec.Next(s, op); }
 
     // pop m64: the address is computed with RSP already incremented.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PopM(CpuState* s, Op* op)
     {
         ulong old = s->Regs[4];
@@ -71,9 +76,11 @@ internal static unsafe class Stack
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pushf(CpuState* s, Op* op) { Push(s, Flags.Read(s) & ~(Flags.RF | 0x20000UL)); return Exec.Next(s, op); }
 
     // popfq: at CPL 3, IOPL and IF stay (IOPL = 0 is assumed for user mode).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Popf(CpuState* s, Op* op)
     {
         ulong v = Mem.Read<S64>(s, s->Regs[4]);
@@ -84,6 +91,7 @@ internal static unsafe class Stack
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Leave(CpuState* s, Op* op)
     {
         ulong rbp = Reg.Q(s, 5);
@@ -104,6 +112,7 @@ internal static unsafe class Stack
     }
 
     // enter imm16, imm8 (nesting level 0 and 1..31 as the manual describes).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Enter(CpuState* s, Op* op) => EnterOf<S64>(s, op);
 
     // 16-bit operand size (66 prefix): two bytes move, RSP still changes as a 64-bit register.
@@ -114,10 +123,14 @@ internal static unsafe class Stack
         s->Regs[4] = rsp;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PushR16(CpuState* s, Op* op) { Push16(s, s->Regs[op->R]); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PushI16(CpuState* s, Op* op) { Push16(s, (ulong)op->Imm); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PushM16(CpuState* s, Op* op) { Push16(s, Mem.Read<S16>(s, Mem.Ea(s, op))); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PopR16(CpuState* s, Op* op)
     {
         ulong rsp = s->Regs[4];
@@ -128,6 +141,7 @@ internal static unsafe class Stack
     }
 
     // pop m16: the address is computed with RSP already incremented.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* PopM16(CpuState* s, Op* op)
     {
         ulong old = s->Regs[4];
@@ -138,9 +152,11 @@ internal static unsafe class Stack
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Pushf16(CpuState* s, Op* op) { Push16(s, Flags.Read(s) & 0xFFFF); return Exec.Next(s, op); }
 
     // popfw: the low 16 bits of RFLAGS; at CPL 3, IOPL and IF stay as in popfq.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Popf16(CpuState* s, Op* op)
     {
         ulong v = Mem.Read<S16>(s, s->Regs[4]);
@@ -152,6 +168,7 @@ internal static unsafe class Stack
     }
 
     // leavew: RSP = RBP, then BP = a 16-bit pop (the upper bits of RBP stay).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Leave16(CpuState* s, Op* op)
     {
         ulong rbp = s->Regs[5];
@@ -163,6 +180,7 @@ internal static unsafe class Stack
 
     // enterw imm16, imm8: 16-bit pushes of BP, of the outer frame pointers and of the frame
     // temp; BP gets the low 16 bits of the frame temp, RSP moves as a 64-bit register.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Enter16(CpuState* s, Op* op) => EnterOf<S16>(s, op);
 
     // enter of operand size T: pushes of T of RBP, of the outer frame pointers and of the

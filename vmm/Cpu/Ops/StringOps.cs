@@ -99,6 +99,7 @@ internal static unsafe class StringOps
     /// <summary>Elements a rep runs between looks at the link and the instruction budget.</summary>
     internal const int YieldEvery = 256;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Str<T, A>(CpuState* s, Op* op) where T : struct, ISz where A : struct, IAddrSize
     {
         int size = T.Bits / 8;

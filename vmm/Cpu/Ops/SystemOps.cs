@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Iced.Intel;
 using static ToyVmm.Cpu.Operands;
 
@@ -14,8 +15,10 @@ internal static unsafe partial class SystemOps
     private static void RequireCpl0(CpuState* s) { if (s->Cpl != 0) throw GuestFault.Gp(); }
     private static void RequireIopl(CpuState* s) { if (s->Cpl > (int)((s->Flags >> 12) & 3)) throw GuestFault.Gp(); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Mfence(CpuState* s, Op* op) { Interlocked.MemoryBarrier(); return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Hlt(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -25,6 +28,7 @@ internal static unsafe partial class SystemOps
     }
 
     // out: X = size, Y = 1 when the port is DX, Imm = port otherwise.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Out(CpuState* s, Op* op)
     {
         RequireIopl(s);
@@ -34,6 +38,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* In(CpuState* s, Op* op)
     {
         RequireIopl(s);
@@ -45,6 +50,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Vmcall(CpuState* s, Op* op)
     {
         if (s->Cpl != 0) { s->Regs[0] = unchecked((ulong)-1L); return Exec.Next(s, op); }   // -KVM_EPERM
@@ -52,6 +58,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cpuid(CpuState* s, Op* op)
     {
         CpuidTable.Query(s, (uint)s->Regs[0], (uint)s->Regs[1], out uint a, out uint b, out uint c, out uint d);
@@ -59,6 +66,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Rdtsc(CpuState* s, Op* op)
     {
         ulong t = Vcpu.Of(s).Tsc();
@@ -67,6 +75,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Rdtscp(CpuState* s, Op* op)
     {
         ulong t = Vcpu.Of(s).Tsc();
@@ -76,18 +85,28 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Rdpid(CpuState* s, Op* op) { s->Regs[op->R] = (uint)s->TscAux; return Exec.Next(s, op); }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cli(CpuState* s, Op* op) { RequireIopl(s); s->Flags &= ~Flags.IF; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Sti(CpuState* s, Op* op) { RequireIopl(s); s->Flags |= Flags.IF; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cld(CpuState* s, Op* op) { s->Flags &= ~Flags.DF; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Std(CpuState* s, Op* op) { s->Flags |= Flags.DF; return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Clc(CpuState* s, Op* op) { Flags.Merge(s, 0, Flags.CF); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Stc(CpuState* s, Op* op) { Flags.Merge(s, Flags.CF, Flags.CF); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Cmc(CpuState* s, Op* op) { Flags.Merge(s, Flags.Carry(s) ? 0 : Flags.CF, Flags.CF); return Exec.Next(s, op); }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Clts(CpuState* s, Op* op) { RequireCpl0(s); Vcpu.Of(s).WriteCr(0, s->Cr0 & ~Vcpu.Cr0Ts); return Exec.Next(s, op); }
 
     // lgdt / lidt (X = 0 gdt, 1 idt) and sgdt / sidt.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Lgdt(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -98,6 +117,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Sgdt(CpuState* s, Op* op)
     {
         ulong ea = Mem.Ea(s, op);
@@ -107,6 +127,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Ltr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -115,6 +136,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Lldt(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -126,6 +148,7 @@ internal static unsafe partial class SystemOps
 
     // smsw: CR0 into r16 (merged), r32 (bits 31:0, zero-extended), r64 (all of it) or m16 (bits 15:0).
     // X = register size in bytes, Y = 1 for memory. Not privileged: there is no UMIP (CPUID reports none).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Smsw(CpuState* s, Op* op)
     {
         ulong cr0 = s->Cr0;
@@ -138,6 +161,7 @@ internal static unsafe partial class SystemOps
 
     // fwait: #NM when CR0.MP and CR0.TS are both set; #MF (CR0.NE) when an unmasked x87 exception
     // is pending in the status word (one can only come from fxrstor: there is no x87 arithmetic).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Fwait(CpuState* s, Op* op)
     {
         if ((s->Cr0 & (Vcpu.Cr0Mp | Vcpu.Cr0Ts)) == (Vcpu.Cr0Mp | Vcpu.Cr0Ts)) throw new GuestFault(Vec.NM);
@@ -146,6 +170,7 @@ internal static unsafe partial class SystemOps
     }
 
     // str / sldt: X = 0 str, 1 sldt.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Str(CpuState* s, Op* op)
     {
         ushort v = op->X == 0 ? s->TrSel : s->LdtSel;
@@ -154,6 +179,7 @@ internal static unsafe partial class SystemOps
     }
 
     // mov crN, r64 (X = N) / mov r64, crN (Y = 1).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MovToCr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -161,6 +187,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MovFromCr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -168,6 +195,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Rdmsr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -178,6 +206,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Wrmsr(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -185,6 +214,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Swapgs(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -192,6 +222,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Invlpg(CpuState* s, Op* op)
     {
         RequireCpl0(s);
@@ -200,6 +231,7 @@ internal static unsafe partial class SystemOps
     }
 
     // mov sreg, r/m16: X = segment register index (SegmentRegister order).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MovToSeg(CpuState* s, Op* op)
     {
         ushort sel = (ushort)(op->Y == 0 ? s->Regs[op->R2] : Mem.Read<S16>(s, Mem.Ea(s, op)));
@@ -207,6 +239,7 @@ internal static unsafe partial class SystemOps
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* MovFromSeg(CpuState* s, Op* op)
     {
         ushort v = s->Sel[op->X];
@@ -216,11 +249,17 @@ internal static unsafe partial class SystemOps
     }
 
     // int n / int3: delivered as software interrupts (return RIP after the instruction).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Int(CpuState* s, Op* op) => throw new GuestFault(op->X) { Software = true };
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Int1(CpuState* s, Op* op) => throw new GuestFault(Vec.DB) { Software = true };
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Retf(CpuState* s, Op* op) { Vcpu.Of(s).FarReturn((ushort)op->Imm, op->X); return null; }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Iretq(CpuState* s, Op* op) { Vcpu.Of(s).Iret(); return null; }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Syscall(CpuState* s, Op* op) { Vcpu.Of(s).Syscall(Ops.Control.NextRip(s, op)); return null; }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* Sysret(CpuState* s, Op* op) { Vcpu.Of(s).Sysret(); return null; }
 }

@@ -46,12 +46,14 @@ internal unsafe struct NotOp : IAluOp
 /// <summary>inc, dec, neg, not (register and memory; lock forms atomic).</summary>
 internal static unsafe class Unary
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* R<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Reg.Set<T>(s, op->R, O.Do<T>(s, Reg.Get<T>(s, op->R), 0));
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* M<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         ulong ea = Mem.Ea(s, op);
@@ -59,6 +61,7 @@ internal static unsafe class Unary
         return Exec.Next(s, op);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Op* LockM<O, T>(CpuState* s, Op* op) where O : struct, IAluOp where T : struct, ISz
     {
         Atomic.Rmw<O, T>(s, Mem.Ea(s, op), 0);

@@ -67,6 +67,7 @@ public abstract class GrantAttachmentContractTests(ITestOutputHelper output) : S
     {
         public static readonly NoMadvise Instance = new();
         public long PageOut(Hva start, ulong bytes) => throw new InvalidOperationException("the contract pages out through the host");
+        public long PageOutPages(ReadOnlySpan<Hva> pages) => throw new InvalidOperationException("the contract pages out through the host");
         public long DontNeed(Hva start, ulong bytes) => throw new InvalidOperationException("the contract discards through the host");
     }
 }

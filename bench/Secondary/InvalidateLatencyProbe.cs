@@ -14,7 +14,8 @@ namespace ToyVmm.Bench.Secondary;
 /// running vCPU held the page when it started. BenchmarkDotNet's
 /// <see cref="InvalidateOnePageBenchmarks"/> gives means per iteration; the
 /// targets are stated as percentiles, which only a per-operation histogram shows.
-/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow]</c> (the secondary MMU; EPT by default).
+/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow] [vcpu-nice]</c> (the secondary MMU, EPT by
+/// default; the vCPU threads' nice value, <see cref="VmConfig.VcpuNice"/>, 0 by default).
 /// </summary>
 /// <remarks>
 /// "Held" is read off the shootdown itself: the invalidation posted a flush to a
@@ -58,7 +59,13 @@ public static unsafe class InvalidateLatencyProbe
             Console.Error.WriteLine($"invalidate-latency: the MMU is ept or shadow, not '{args[1]}'");
             return 2;
         }
-        Console.WriteLine($"invalidate latency probe, {mmu.ToString().ToLowerInvariant()} MMU: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
+        int nice = 0;
+        if (args.Length > 2 && (!int.TryParse(args[2], out nice) || nice is < 0 or > 19))
+        {
+            Console.Error.WriteLine($"invalidate-latency: the vCPU threads' nice value is 0 to 19, not '{args[2]}'");
+            return 2;
+        }
+        Console.WriteLine($"invalidate latency probe, {mmu.ToString().ToLowerInvariant()} MMU, vCPU threads at nice {nice}: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
                           $"{Environment.ProcessorCount} cores, load average {LoadAverage()}");
         Console.WriteLine("held: a running vCPU held the page when the invalidation started (its shootdown found the page in the vCPU's TLB filter)");
         Console.WriteLine($"  {"page",-10} {"count",7} {"p50",9} {"p90",9} {"p99",9} {"p99.9",9} {"max",10} {"start p50",10} {"end p50",9}");
@@ -69,7 +76,7 @@ public static unsafe class InvalidateLatencyProbe
                      (1, Guest.PageToInvalidate), (2, Guest.PageToInvalidate),
                  })
         {
-            var (held, notHeld, timeouts) = Measure(running, samples, guest, mmu);
+            var (held, notHeld, timeouts, mips) = Measure(running, samples, guest, mmu, nice);
             string what = guest switch
             {
                 Guest.None => "no vCPU running",
@@ -77,7 +84,7 @@ public static unsafe class InvalidateLatencyProbe
                 _ => $"{running} vCPU{(running > 1 ? "s" : "")} running, reading the page about to be invalidated" +
                      (timeouts > 0 ? $" ({timeouts} invalidations started before every vCPU had read it)" : ""),
             };
-            Console.WriteLine(what + ":");
+            Console.WriteLine(what + (mips > 0 ? $" (guest {mips:F1} MIPS)" : "") + ":");
             Print("held", held);
             Print("not held", notHeld);
             if (running == 2 && guest == Guest.PageToInvalidate) target = held;
@@ -114,11 +121,19 @@ public static unsafe class InvalidateLatencyProbe
         catch (IOException) { return "unknown"; }
     }
 
-    private static (Row Held, Row NotHeld, int Timeouts) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu)
+    /// <returns>Also the guest's MIPS over the measuring (all vCPUs together; 0 without a guest).</returns>
+    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu, int nice)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3), Mmu: mmu));
         // OtherPage: the mailbox is never changed, so the vCPUs keep reading the mailbox's own page.
-        using var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running);
+        var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running, nice);
+        try { return MeasureWith(memory, guest, running, samples, kind); }
+        finally { guest?.Dispose(); }
+    }
+
+    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips) MeasureWith(HostBackedMemory memory, SpinGuest? guest, int running, int samples, Guest kind)
+    {
+        long started = Stopwatch.GetTimestamp();
         // Fill through links with the running vCPUs' indices, so that every page lists
         // them as TLB holders and each zap must ask all of them (the worst case).
         VcpuLink[] fillers = [.. Enumerable.Range(0, Math.Max(1, running)).Select(i => new VcpuLink(i))];
@@ -153,7 +168,14 @@ public static unsafe class InvalidateLatencyProbe
                 Add(ref row.Steps, d);
             }
         }
-        return (held, notHeld, timeouts);
+        double mips = 0;
+        if (guest is not null)
+        {
+            guest.Dispose();
+            double us = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+            mips = (guest.Result?.InstructionsRetired ?? 0) / us;
+        }
+        return (held, notHeld, timeouts, mips);
     }
 
     /// <summary>Name the page in the guest's mailbox and wait (bounded) until every vCPU has read it.</summary>

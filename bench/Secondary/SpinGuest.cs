@@ -33,9 +33,10 @@ internal sealed unsafe class SpinGuest : IDisposable
     /// one word of each of that many pages from this guest-physical address on, over and over
     /// (with some register arithmetic between the reads), so that they stay in its TLB.</param>
     public SpinGuest(VmMemory memory, int vcpus, ulong touchBase = 0, int touchPages = 0)
-        : this(memory, vcpus, a => EmitLoop(a, touchBase, touchPages), follow: false) { }
+        : this(memory, vcpus, a => EmitLoop(a, touchBase, touchPages), follow: false, vcpuNice: 0) { }
 
-    private SpinGuest(VmMemory memory, int vcpus, Action<Assembler> emitLoop, bool follow)
+    /// <param name="vcpuNice">The vCPU threads' nice value (<see cref="VmConfig.VcpuNice"/>; 0: as they are).</param>
+    private SpinGuest(VmMemory memory, int vcpus, Action<Assembler> emitLoop, bool follow, int vcpuNice)
     {
         _vcpus = vcpus;
         _lastRead = new ulong*[vcpus];
@@ -48,7 +49,7 @@ internal sealed unsafe class SpinGuest : IDisposable
         a.Assemble(new StreamCodeWriter(ms), Load);
         byte[] code = ms.ToArray();
         var image = new ElfImage(code, Load, [new ElfSegment(0, new Gpa(Load), 0, (ulong)code.Length, 0x20000, true)]);
-        _vm = VirtualMachine.Create(new VmConfig(memory.Access.RamBytes, vcpus), image, Stream.Null, _ => memory);
+        _vm = VirtualMachine.Create(new VmConfig(memory.Access.RamBytes, vcpus, VcpuNice: vcpuNice), image, Stream.Null, _ => memory);
         if (follow)
         {
             // Host pointers to the mailbox and to the vCPUs' cells (the image is loaded by
@@ -72,7 +73,7 @@ internal sealed unsafe class SpinGuest : IDisposable
     /// reads, and after each read store the address they read in their own cell
     /// (<see cref="AllHold"/>): the page about to be invalidated stays in their TLBs.
     /// </summary>
-    public static SpinGuest Following(VmMemory memory, int vcpus) => new(memory, vcpus, a =>
+    public static SpinGuest Following(VmMemory memory, int vcpus, int vcpuNice = 0) => new(memory, vcpus, a =>
     {
         var loop = a.CreateLabel();
         a.mov(rbx, Mailbox);
@@ -86,7 +87,7 @@ internal sealed unsafe class SpinGuest : IDisposable
         }
         a.mov(__qword_ptr[rax], rsi);
         a.jmp(loop);
-    }, follow: true);
+    }, follow: true, vcpuNice);
 
     /// <summary>Following guest: the guest-physical address the vCPUs read from now on.</summary>
     public ulong Target
@@ -108,8 +109,13 @@ internal sealed unsafe class SpinGuest : IDisposable
     /// <summary>How the run ended (instructions retired included), once <see cref="Dispose"/> has stopped it.</summary>
     public VmResult? Result { get; private set; }
 
+    private bool _disposed;
+
+    /// <summary>Stops the vCPUs (their count of instructions is in <see cref="Result"/> afterwards); a second call does nothing.</summary>
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         _vm.Stop(VmOutcome.Interrupted, "benchmark done");
         _runner.Join();
         _vm.Dispose();

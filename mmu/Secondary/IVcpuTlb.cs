@@ -20,6 +20,17 @@ public interface IVcpuTlb
     /// </summary>
     bool MayHold(ulong firstGfn, ulong lastGfn);
 
+    /// <summary>
+    /// <see cref="MayHold"/> for a batch's listed guest frames: false when no host pointer for any
+    /// of <paramref name="gfns"/> has been handed out since the TLB was last flushed.
+    /// </summary>
+    bool MayHoldAny(ReadOnlySpan<ulong> gfns)
+    {
+        foreach (ulong g in gfns)
+            if (MayHold(g, g)) return true;
+        return false;
+    }
+
     /// <summary>Drop the TLB entries of guest frames in [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>].</summary>
     void ShootDown(ulong firstGfn, ulong lastGfn);
 

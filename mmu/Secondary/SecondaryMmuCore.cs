@@ -222,17 +222,26 @@ public abstract unsafe partial class SecondaryMmuCore : ISecondaryMmu, IMmuNotif
         }
     }
 
-    /// <summary>TLB shootdown of guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>] (<see cref="VcpuShootdown"/>).</summary>
-    private protected void FlushVcpusLocked(ulong holders, ulong firstGfn, ulong lastGfn)
+    /// <summary>
+    /// TLB shootdown of guest frames [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>] (<see cref="VcpuShootdown"/>);
+    /// of a batch, <paramref name="gfns"/> lists its frames (empty: the whole range).
+    /// </summary>
+    private protected void FlushVcpusLocked(ulong holders, ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns = default)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "a shootdown runs under the MMU lock");
-        VcpuShootdown.FlushLocked(_vcpus, Events, ref _shootdowns, holders, firstGfn, lastGfn);
+        VcpuShootdown.FlushLocked(_vcpus, Events, ref _shootdowns, holders, firstGfn, lastGfn, gfns);
     }
 
     void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn)
     {
         Debug.Assert(_mmuLock.IsHeldByCurrentThread, "a walk flushes with the MMU lock held");
         FlushVcpusLocked(holders, firstGfn, lastGfn);
+    }
+
+    void IRemoteTlbFlush.FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns)
+    {
+        Debug.Assert(_mmuLock.IsHeldByCurrentThread, "a walk flushes with the MMU lock held");
+        FlushVcpusLocked(holders, firstGfn, lastGfn, gfns);
     }
 
     /// <summary>An entry that mapped <paramref name="frame"/> is gone: the protocol takes back what it held (a pin, under pin).</summary>

@@ -27,7 +27,7 @@ namespace ToyVmm.Mmu.Secondary;
 //     handler.OnLockBatch(first, last, gfns)        -- once (default: OnLock(first, last))
 //     for each slot, each run of listed pages consecutive in it:
 //         holders |= handler.Handle(slot, runFirstGfn, runLastGfn)
-//     flush once on return, over [first, last], as above
+//     flush once on return, over [first, last] listing gfns, as above
 // so a batch of n pages is one lock hold, n zaps and one shootdown.
 
 /// <summary>What a notifier walk does to the guest frames of each slot it meets (KVM's handler and on_lock).</summary>
@@ -64,6 +64,14 @@ public interface IRemoteTlbFlush
 {
     /// <summary>Return once no vCPU in <paramref name="holders"/> can use a translation of the range. Called with the MMU lock held.</summary>
     void FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn);
+
+    /// <summary>
+    /// The flush of a batch: as above, for the listed guest frames <paramref name="gfns"/> (sorted,
+    /// in [<paramref name="firstGfn"/>, <paramref name="lastGfn"/>]), so that a vCPU's filter can be
+    /// asked about each listed frame rather than the whole span (default: the span).
+    /// </summary>
+    void FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns) =>
+        FlushRemoteTlbsLocked(holders, firstGfn, lastGfn);
 }
 
 /// <summary>A notifier walk over host-virtual [Start, End).</summary>
@@ -159,7 +167,7 @@ public sealed class SlotRangeWalker(Lock mmuLock, SlotTable slots, IRemoteTlbFlu
                 i = j;
             }
         }
-        if (locked && walk.FlushOnReturn && holders != 0) flush.FlushRemoteTlbsLocked(holders, gfns[0], gfns[^1]);
+        if (locked && walk.FlushOnReturn && holders != 0) flush.FlushRemoteTlbsLocked(holders, gfns[0], gfns[^1], gfns);
         return new(WalkOutcome.Done, holders);
     }
 

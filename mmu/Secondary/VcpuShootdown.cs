@@ -33,15 +33,18 @@ public static class VcpuShootdown
     /// <remarks>
     /// Each vCPU in guest mode is done by the first of these (cheapest first):
     /// <code>
-    ///   1. its TLB filter says it never took a pointer into the range
-    ///      (a fill racing with the post sees the request after its fence);
+    ///   1. its TLB filter says it never took a pointer into the range (a
+    ///      batch's listed frames, one by one) (a fill racing with the post
+    ///      sees the request after its fence);
     ///   2. it acknowledges within a short spin (a running vCPU does at its
     ///      next block boundary); the spin ends early when no pending vCPU's
     ///      progress counter moves (all descheduled);
     ///   3. its entries are shot down from here, then a process-wide barrier
     ///      (membarrier: the IPI of a real TLB shootdown) shows it executing an
-    ///      instruction that touches no guest memory, or a plain access to a page
-    ///      outside the range: its next access to the range reads the cleared TLB.
+    ///      instruction that touches no guest memory, a load that checks its TLB
+    ///      entry again after it (and discards what it read through a cleared one),
+    ///      a plain store to a page outside the range or not yet begun, or between
+    ///      blocks: its next access to the range reads the cleared TLB.
     ///      This is what a vCPU the host has descheduled answers;
     ///   4. otherwise it acknowledges (spin, then block until it does; block at
     ///      once when step 2 found every pending vCPU stalled, and ask the vCPUs
@@ -49,7 +52,10 @@ public static class VcpuShootdown
     /// </code>
     /// Called with the caller's MMU lock held.
     /// </remarks>
-    public static void FlushLocked(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, ulong holders, ulong firstGfn, ulong lastGfn)
+    /// <param name="gfns">A batch's guest frames (sorted, in the range), which step 1 asks the filter about
+    /// one by one; empty: every frame of the range.</param>
+    public static void FlushLocked(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, ulong holders, ulong firstGfn, ulong lastGfn,
+        ReadOnlySpan<ulong> gfns = default)
     {
         long posted = events is null ? 0 : Stopwatch.GetTimestamp();
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
@@ -67,7 +73,7 @@ public static class VcpuShootdown
             try
             {
                 counts.Asked++;
-                if (!tlb.MayHold(firstGfn, lastGfn))
+                if (gfns.IsEmpty ? !tlb.MayHold(firstGfn, lastGfn) : !tlb.MayHoldAny(gfns))
                 {
                     vcpus[i].CompleteRemotely(t); tickets[i] = -1; counts.NotHeld++;
                     events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());

@@ -58,6 +58,7 @@ public sealed unsafe partial class Vcpu
                     s->CurOp = null;
                     return new VcpuExit(VcpuExitKind.InternalError, $"internal interpreter error at RIP 0x{rip:x}: {e.GetType().Name}: {e.Message}");
                 }
+                MarkBoundary(s);   // CurOp is null here: after a chain, or after delivering a fault
                 if (Link.HasRequests) ServiceRequests(atBoundary: true);
             }
         }
@@ -67,6 +68,19 @@ public sealed unsafe partial class Vcpu
             CodeCache.Leave(s);
             Link.ExitGuest();
         }
+    }
+
+    /// <summary>
+    /// Between blocks, with <c>CurOp</c> null and every access of the last block over: no block
+    /// (compiled code always has one) and <see cref="AccessBoundary"/>, which the next access
+    /// overwrites before it probes the TLB, so an invalidator can tell this vCPU holds no pointer
+    /// (<see cref="IsQuiescentFor"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MarkBoundary(CpuState* s)
+    {
+        s->CurBlock = null;
+        s->AccessVa = AccessBoundary;
     }
 
     private string? OnFault(GuestFault f)
@@ -104,6 +118,7 @@ public sealed unsafe partial class Vcpu
         while (true)
         {
             s->CurOp = null;
+            MarkBoundary(s);
             // A block boundary: acknowledge a code-cache grace period (CodeCache.Reclaim.cs).
             if (Volatile.Read(ref *s->CodeEpochNow) != s->CodeEpochSeen) CodeCache.Acknowledge(s);
             Block* b = FindBlock(s);

@@ -156,6 +156,7 @@ public sealed class VirtualMachine : IDisposable
                 _measurements.AttachVcpuCounter(index, () => Environment.CurrentManagedThreadId == thread
                     ? counted.InstructionsRetiredBeforeCurrent : counted.InstructionsRetired);
             }
+            if (Config.VcpuNice > 0) VcpuThreadNice.TryApplyToCurrentThread(Config.VcpuNice);
             startGate.Wait();
             var exit = vcpu.Run(Config.InstructionLimit);
             Log.VcpuExited(_logger, index, exit.Kind, exit.Message ?? "");

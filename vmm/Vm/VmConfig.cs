@@ -5,4 +5,6 @@ namespace ToyVmm.Vm;
 /// <param name="VcpuCount">vCPUs, each on its own thread.</param>
 /// <param name="InstructionLimit">Per-vCPU instruction budget; reaching it ends the VM with <see cref="VmOutcome.InstructionLimit"/>.</param>
 /// <param name="TierThreshold">The translation tier (<see cref="ToyVmm.Cpu.Vcpu.TierThreshold"/>): -1 interprets only.</param>
-public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue, int TierThreshold = -1);
+/// <param name="VcpuNice">Linux nice value of the vCPU threads (1..19, lower scheduling weight than the VMM's other
+/// threads, so that an invalidator competing with them for the cores gets one sooner); 0 leaves them as they are.</param>
+public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue, int TierThreshold = -1, int VcpuNice = 0);

@@ -12,10 +12,18 @@ public class SlotRangeWalkerTests
     {
         public readonly List<(ulong Holders, ulong First, ulong Last)> Calls = new();
         public Lock? MustHold;
+        /// <summary>The frames each batch flush listed (a range flush lists none).</summary>
+        public readonly List<ulong[]> Listed = new();
         public void FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn)
         {
             Assert.True(MustHold is null || MustHold.IsHeldByCurrentThread, "the flush runs under the MMU lock");
             Calls.Add((holders, firstGfn, lastGfn));
+        }
+
+        public void FlushRemoteTlbsLocked(ulong holders, ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns)
+        {
+            FlushRemoteTlbsLocked(holders, firstGfn, lastGfn);
+            Listed.Add(gfns.ToArray());
         }
     }
 
@@ -154,10 +162,11 @@ public class SlotRangeWalkerTests
         }
         Assert.Equal(["onlock 100-107", "slot1 100-107"], log);
         Assert.Equal([(1UL, 0x100UL, 0x107UL)], flush.Calls);
+        Assert.Empty(flush.Listed);   // a range walk lists no frames
     }
 
     [Fact]
-    public void Walk_BatchOverTwoSlots_OnLockListsTheFramesHandlerPerRunOneFlush()
+    public void Walk_BatchOverTwoSlots_OnLockListsTheFramesHandlerPerRunOneFlushListingThem()
     {
         var (walker, mmuLock, flush) = Make(adjacent: true);
         var log = new List<string>();
@@ -169,6 +178,8 @@ public class SlotRangeWalkerTests
         Assert.Equal(WalkOutcome.Done, r.Outcome);
         Assert.Equal(["onlock 1-102 [1 2 3 9 102]", "slot0 1-3", "slot0 9-9", "slot1 102-102"], log);
         Assert.Equal([(2UL, 1UL, 0x102UL)], flush.Calls);
+        // The flush gets the listed frames, so each vCPU's filter is asked about them, not the span.
+        Assert.Equal([[1UL, 2, 3, 9, 0x102]], flush.Listed);
     }
 
     [Fact]

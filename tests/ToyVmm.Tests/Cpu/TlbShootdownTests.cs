@@ -262,22 +262,95 @@ public sealed unsafe class TlbShootdownTests
     private static void Unpark(Vcpu cpu) { cpu.State->CurOp = null; cpu.State->CurBlock = null; }
 
     [Fact]
-    public void IsQuiescentFor_VcpuParkedInAPlainMovOfPageA_IsDoneForOtherPages_ButNotForPageA()
+    public void IsQuiescentFor_VcpuParkedInAPlainMovStoreToPageA1_IsDoneForOtherPages_ButNotForPageA1()
     {
         var (f, cpu, b) = RanMovsThenPush();
         using (f)
         {
             const ulong A = DataGfn;
-            Park(cpu, b, 1, CpuFixture.DataBase);
-            Assert.False(cpu.IsQuiescentFor(A, A));
-            Assert.True(cpu.IsQuiescentFor(A + 1, A + 1));
-            Assert.True(cpu.IsQuiescentFor(A + 5, A + 9));
-            cpu.ShootDown(A, A);                          // cleared from outside: the entry keeps its frame
-            Assert.False(cpu.IsQuiescentFor(A, A));
-            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);
+            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);   // published its own address: may hold page A + 1
             Assert.False(cpu.IsQuiescentFor(A + 1, A + 1));
             Assert.True(cpu.IsQuiescentFor(A, A));
+            Assert.True(cpu.IsQuiescentFor(A + 5, A + 9));
+            cpu.ShootDown(A + 1, A + 1);                  // cleared from outside: the entry keeps its frame
+            Assert.False(cpu.IsQuiescentFor(A + 1, A + 1));
+            Park(cpu, b, 2, Vcpu.AccessTranslating);      // a checked read's marker is no store's
+            Assert.False(cpu.IsQuiescentFor(A + 5, A + 5));
             Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_StoreParkedBeforeItPublished_IsDone_WhateverTheEarlierAccessTouched()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            // At op 2 (store to rbx + 0x1000) with op 1's address still published: the store has
+            // not probed yet (its registers give another address), and op 1's load is over.
+            Park(cpu, b, 2, CpuFixture.DataBase);
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Assert.True(cpu.IsQuiescentFor(A + 1, A + 1));
+            cpu.State->Regs[3] = CpuFixture.DataBase - 0x1000;   // rbx: now the store's own address is the published one
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            cpu.State->Regs[3] = CpuFixture.DataBase;
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_VcpuParkedInACheckedLoad_IsDoneEvenForThePageItReads_ButNotInsideItsSlowPath()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            Park(cpu, b, 1, CpuFixture.DataBase);         // op 1 loads page A: its load is checked afterwards
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Park(cpu, b, 1, Vcpu.AccessTranslating);      // its slow path, holding nothing it would use unchecked
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Park(cpu, b, 1, Vcpu.AccessUnknown);          // its slow path, using a page-table pointer
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_AtTheRunLoopsBoundary_IsDone_AndWithABlockOrAnotherAddressIsNot()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            // Run returned from hlt through the boundary: no op, no block, the boundary marker.
+            Assert.True(cpu.State->CurBlock == null);
+            Assert.Equal(Vcpu.AccessBoundary, cpu.State->AccessVa);
+            Assert.True(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            cpu.State->CurBlock = (Block*)b;              // compiled code: CurOp null inside a block
+            Assert.False(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            cpu.State->CurBlock = null;
+            cpu.State->AccessVa = Vcpu.AccessUnknown;     // decoding: a fetch pointer may be live
+            Assert.False(cpu.IsQuiescentFor(DataGfn, DataGfn));
+        }
+    }
+
+    [Fact]
+    public void LoadChecked_EntryShotDownBetweenTheLoadAndTheCheck_DiscardsTheValue()
+    {
+        var (f, cpu) = RanTouchingTwoPages();
+        using (f)
+        {
+            f.Write(CpuFixture.DataBase, BitConverter.GetBytes(0x1122_3344_5566_7788UL));
+            CpuState* s = cpu.State;
+            TlbEntry* e = Mem.Entry(s->TlbRead, CpuFixture.DataBase);
+            ulong tag = Mem.Tag(s, CpuFixture.DataBase, 8);
+            Assert.Equal(tag, e->Tag);
+            byte* p = (byte*)(CpuFixture.DataBase + (ulong)e->Addend);   // the pointer the parked load took
+            Assert.True(Mem.LoadChecked<S64>(e, tag, p, out ulong v));
+            Assert.Equal(0x1122_3344_5566_7788UL, v);
+            cpu.ShootDown(DataGfn, DataGfn);              // the invalidator, while the load is in flight
+            Assert.False(Mem.LoadChecked<S64>(e, tag, p, out _));
+            Assert.False(Mem.TryRead<S64>(s, CpuFixture.DataBase, out _));
         }
     }
 
@@ -287,7 +360,7 @@ public sealed unsafe class TlbShootdownTests
         var (f, cpu, b) = RanMovsThenPush();
         using (f)
         {
-            Park(cpu, b, 1, Vcpu.AccessUnknown);          // inside a slow path: two pages, or a fill
+            Park(cpu, b, 2, Vcpu.AccessUnknown);          // inside a slow path: two pages, or a fill
             Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
             Park(cpu, b, 3, CpuFixture.DataBase);         // push: not a plain mov
             Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
@@ -298,28 +371,41 @@ public sealed unsafe class TlbShootdownTests
         }
     }
 
-    [Fact]
-    public void MemAccess_HitPublishesItsAddress_AndASlowPathPublishesUnknown()
+    /// <summary>Runs <paramref name="body"/>, then a vmcall whose handler reads what the vCPU had published.</summary>
+    private static ulong PublishedAfter(Action<Assembler> body)
     {
         using var f = new CpuFixture();
-        var (exit, cpu) = f.Run(a =>
+        ulong published = 0;
+        f.Exits.OnHypercall = v => published = v.State->AccessVa;
+        var (exit, _) = f.Run(a =>
+        {
+            body(a);
+            a.vmcall();
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        return published;
+    }
+
+    [Fact]
+    public void MemAccess_HitPublishesItsAddress_ASlowStorePublishesUnknown_AndASlowLoadEndsTranslating()
+    {
+        Assert.Equal(CpuFixture.DataBase + 8, PublishedAfter(a =>
         {
             a.mov(rbx, CpuFixture.DataBase);
             a.mov(rax, __qword_ptr[rbx]);         // miss: the slow path fills the entry
             a.mov(rax, __qword_ptr[rbx + 8]);     // hit
-            a.hlt();
-        });
-        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
-        Assert.Equal(CpuFixture.DataBase + 8, cpu.State->AccessVa);
-        using var f2 = new CpuFixture();
-        var (exit2, cpu2) = f2.Run(a =>
+        }));
+        Assert.Equal(Vcpu.AccessUnknown, PublishedAfter(a =>
         {
             a.mov(rbx, CpuFixture.DataBase + 0x3000);
             a.mov(__qword_ptr[rbx], rax);         // miss
-            a.hlt();
-        });
-        Assert.Equal(VcpuExitKind.Halted, exit2.Kind);
-        Assert.Equal(Vcpu.AccessUnknown, cpu2.State->AccessVa);
+        }));
+        Assert.Equal(Vcpu.AccessTranslating, PublishedAfter(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase + 0x3000);
+            a.mov(rax, __qword_ptr[rbx]);         // miss: a checked read, done with every pointer but the filled entry's
+        }));
     }
 
     public static TheoryData<string> PlainMovForms() =>
@@ -353,39 +439,42 @@ public sealed unsafe class TlbShootdownTests
     public void PlainMov_BoundToANarrowHandler_PublishesItsAddress(string form)
     {
         using var f = new CpuFixture();
+        ulong published = 0;
+        f.Exits.OnHypercall = v => published = v.State->AccessVa;
         var (exit, cpu) = f.Run(a =>
         {
             a.mov(rbx, CpuFixture.DataBase);
             EmitPlainMov(a, form, rbx, 0);        // miss: fills the entry
             EmitPlainMov(a, form, rbx, 0x10);     // hit
+            a.vmcall();
             a.hlt();
         });
         Assert.Equal(VcpuExitKind.Halted, exit.Kind);
-        Assert.Equal(CpuFixture.DataBase + 0x10, cpu.State->AccessVa);
+        Assert.Equal(CpuFixture.DataBase + 0x10, published);
         Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
         Assert.True(b != null);
         Assert.True(Vcpu.IsNarrowHandler((nint)Block.OpsOf(b)[2].H), form);
     }
 
     [Fact]
-    public void FlushLocked_VcpuParkedInsideAnAccessToPageA_IsShotDownForPageB_AndWaitedForOnPageA()
+    public void FlushLocked_VcpuParkedInsideAStoreToPageA1_IsShotDownForPageA_AndWaitedForOnPageA1()
     {
         var (f, cpu, b) = RanMovsThenPush();
         using (f)
         {
             const ulong A = DataGfn;
             VcpuLink[] vcpus = [cpu.Link];
-            cpu.Link.EnterGuest();                        // in guest mode, descheduled inside op 1's load of page A
-            Park(cpu, b, 1, CpuFixture.DataBase);
+            cpu.Link.EnterGuest();                        // in guest mode, descheduled inside op 2's store to page A + 1
+            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);
             var counts = new ShootdownCounts();
-            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, A + 1, A + 1);
+            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, A, A);
             Assert.Equal(1, counts.ShotDown);
             Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
-            Assert.False(cpu.Maps(A + 1, HostPage(f, CpuFixture.DataBase + 0x1000)));
+            Assert.False(cpu.Maps(A, HostPage(f, CpuFixture.DataBase)));
             var onA = new ShootdownCounts();
-            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref onA, ulong.MaxValue, A, A));
+            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref onA, ulong.MaxValue, A + 1, A + 1));
             flush.Start();
-            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still read through its pointer
+            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still store through its pointer
             Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
             Unpark(cpu);
             cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
@@ -426,5 +515,38 @@ public sealed unsafe class TlbShootdownTests
         t.Join();
         Assert.True(seen);
         Assert.False(cpu.IsQuiescent);
+    }
+
+    [Fact]
+    public void FlushLocked_BatchWiderThanTheFilterLimit_AsksTheFilterAboutEachListedFrame()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            VcpuLink[] vcpus = [cpu.Link];
+            cpu.Link.EnterGuest();
+            Park(cpu, b, 3, CpuFixture.DataBase);         // at the push: never done from outside
+            // Frames A - 40 and A + 60 were never touched: the listed frames say so, the span (over 64) cannot.
+            ulong[] listed = [A - 40, A + 60];
+            var counts = new ShootdownCounts();
+            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, listed[0], listed[^1], listed);
+            Assert.Equal(1, counts.NotHeld);
+            Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
+            // A listed frame it touched (A + 1): asked, and waited for since it is parked at a push.
+            ulong[] touched = [A - 40, A + 1, A + 60];
+            var held = new ShootdownCounts();
+            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref held, ulong.MaxValue, touched[0], touched[^1], touched));
+            flush.Start();
+            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));
+            Unpark(cpu);
+            cpu.Link.TakeRequests();
+            cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+            cpu.Link.AcknowledgeFlush();
+            Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+            Assert.Equal(0, held.NotHeld);
+            Assert.Equal(1, held.Waited);
+            cpu.Link.ExitGuest();
+        }
     }
 }

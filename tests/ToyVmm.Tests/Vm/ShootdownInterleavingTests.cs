@@ -113,4 +113,66 @@ public sealed unsafe class ShootdownInterleavingTests
         Assert.Equal(1, counts.ShotDown);
         Assert.NotEqual(Value, value);
     }
+
+    /// <summary>
+    /// A vCPU descheduled inside a plain load of the page being paged out (it has taken the host
+    /// pointer, not yet checked its entry): the shootdown completes it from outside without waiting,
+    /// and when it runs again its check sees the entry cleared, discards what it read through the
+    /// stale pointer and reads the page again through the slow path (swap-in), with the checker on.
+    /// </summary>
+    [Fact]
+    public void PageOut_WhileAVcpuIsParkedInsideALoadOfThePage_CompletesFromOutside_AndTheLoadRetries()
+    {
+        using var backing = new HostBackedMemory(Ram, 1, new GuestMemoryConfig(Ram, Check: true));
+        var layout = BootLayout.Create(Ram, 1);
+        using (var writer = new GuestPhysicalWriter(backing.Mmu))
+        {
+            writer.Write(new Gpa(Code), CpuFixture.Assemble(a =>
+            {
+                a.mov(rbx, Data);                        // op 0
+                a.mov(rax, __qword_ptr[rbx]);            // op 1: the load
+                a.hlt();
+            }, Code));
+            writer.Write(new Gpa(Data), BitConverter.GetBytes(Value));
+            BootState.BuildTables(writer, layout);
+        }
+        var link = new VcpuLink(0);
+        backing.Mmu.AttachVcpu(link);
+        backing.Checker!.WatchVcpus(() => [link]);
+        using var vcpu = new Vcpu(0, backing.Mmu, link, new ToyVmm.Tests.Cpu.TestExits());
+        BootState.ApplyEntryState(vcpu, layout, Code);
+        Assert.Equal(VcpuExitKind.Halted, vcpu.Run(1_000).Kind);   // the data page is in its TLB now
+        CpuState* s = vcpu.State;
+        TlbEntry* e = Mem.Entry(s->TlbRead, Data);
+        ulong tag = Mem.Tag(s, Data, 8);
+        Assert.Equal(tag, e->Tag);
+        byte* p = (byte*)(Data + (ulong)e->Addend);   // the pointer the load has taken
+        Block* b = CodeCache.For(backing.Mmu).Lookup(Code, Code);
+        Assert.True(b != null);
+        // Back in guest mode on this thread and descheduled inside op 1, its address published.
+        link.EnterGuest();
+        s->CurBlock = b;
+        s->CurOp = Block.OpsOf(b) + 1;
+        s->AccessVa = Data;
+        try
+        {
+            var pageOut = new Thread(() => backing.Management.PageOut(new Gpa(Data), Page.Size));
+            pageOut.Start();
+            Assert.True(pageOut.Join(Patience), "the page-out must not wait for a vCPU parked in a load");
+            var counts = backing.Shootdowns;
+            Assert.Equal(1, counts.ShotDown);
+            Assert.Equal(0, counts.Waited);
+            // The vCPU runs again: its check finds the entry cleared, so the value is discarded...
+            Assert.False(Mem.LoadChecked<S64>(e, tag, p, out _));
+            // ...and the load goes through the slow path: swapped in, the guest's value.
+            Assert.Equal(Value, Mem.Read<S64>(s, Data));
+            Assert.Equal(0, backing.Checker.ViolationCount);
+        }
+        finally
+        {
+            s->CurOp = null;
+            s->CurBlock = null;
+            link.ExitGuest();
+        }
+    }
 }

@@ -8,7 +8,9 @@ namespace ToyVmm.Cpu;
 /// accesses and writes to pages holding decoded code go to the slow path in
 /// <see cref="Vcpu"/> (MemorySlow.cs). Every access first stores its address in
 /// <c>AccessVa</c> (one plain store), so that an invalidator can tell which page a
-/// vCPU parked inside a plain mov may hold (TlbShootdown.cs).
+/// vCPU parked inside a plain mov may hold; every fast-path load checks its entry's
+/// tag again after the load (<see cref="LoadChecked"/>), so that a vCPU parked inside
+/// a load holds nothing an invalidator must wait for (TlbShootdown.cs).
 /// </summary>
 internal static unsafe class Mem
 {
@@ -47,15 +49,28 @@ internal static unsafe class Mem
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbRead, va);
-        if (e->Tag == Tag(s, va, T.Bits / 8))
-        {
-            byte* p = (byte*)(va + (ulong)e->Addend);
-            if (T.Bits == 8) return *p;
-            if (T.Bits == 16) return *(ushort*)p;
-            if (T.Bits == 32) return *(uint*)p;
-            return *(ulong*)p;
-        }
+        ulong tag = Tag(s, va, T.Bits / 8);
+        if (e->Tag == tag && LoadChecked<T>(e, tag, (byte*)(va + (ulong)e->Addend), out ulong v)) return v;
         return Vcpu.Of(s).ReadSlow(va, T.Bits / 8);
+    }
+
+    /// <summary>
+    /// The load of a TLB hit, then a second look at the entry's tag: false when the entry was
+    /// shot down meanwhile (the value may come from a frame already freed and reused, and is
+    /// discarded; the caller takes the slow path, which translates afresh). The data load is an
+    /// acquire, so the tag is read after it: a load that passes the check read the frame before
+    /// the invalidator cleared the tag, so before the frame could be freed. That is what lets a
+    /// shootdown complete a vCPU parked inside a load from outside (TlbShootdown.cs,
+    /// mmu/LOCKING.md "TLB shootdown"). Only the vCPU's own fills set a tag, so it cannot come back.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool LoadChecked<T>(TlbEntry* e, ulong tag, byte* p, out ulong v) where T : struct, ISz
+    {
+        if (T.Bits == 8) v = Volatile.Read(ref *p);
+        else if (T.Bits == 16) v = Volatile.Read(ref *(ushort*)p);
+        else if (T.Bits == 32) v = Volatile.Read(ref *(uint*)p);
+        else v = Volatile.Read(ref *(ulong*)p);
+        return Volatile.Read(ref e->Tag) == tag;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -75,21 +90,14 @@ internal static unsafe class Mem
         Vcpu.Of(s).WriteSlow(va, v, T.Bits / 8);
     }
 
-    /// <summary>Fast path only: false on a TLB miss or a page-crossing access (the caller then takes its slow variant).</summary>
+    /// <summary>Fast path only: false on a TLB miss, a page-crossing access or an entry shot down during the load (the caller then takes its slow variant).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryRead<T>(CpuState* s, ulong va, out ulong v) where T : struct, ISz
     {
         s->AccessVa = va;   // before the probe: a shootdown reads it (TlbShootdown.cs)
         TlbEntry* e = Entry(s->TlbRead, va);
-        if (e->Tag == Tag(s, va, T.Bits / 8))
-        {
-            byte* p = (byte*)(va + (ulong)e->Addend);
-            if (T.Bits == 8) v = *p;
-            else if (T.Bits == 16) v = *(ushort*)p;
-            else if (T.Bits == 32) v = *(uint*)p;
-            else v = *(ulong*)p;
-            return true;
-        }
+        ulong tag = Tag(s, va, T.Bits / 8);
+        if (e->Tag == tag) return LoadChecked<T>(e, tag, (byte*)(va + (ulong)e->Addend), out v);
         v = 0;
         return false;
     }

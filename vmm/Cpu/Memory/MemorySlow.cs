@@ -73,7 +73,10 @@ public sealed unsafe partial class Vcpu
         if (ok)
         {
             NoteHeld(gfn);
-            Interlocked.MemoryBarrier();   // the filter bit before the requests
+            // The pointer is used once the requests are read: from here a shootdown must wait
+            // (a checked read publishes AccessTranslating again once it is done with it).
+            _s->AccessVa = AccessUnknown;
+            Interlocked.MemoryBarrier();   // the filter bit and AccessVa before the requests
         }
         if (!Link.HasRequests) return false;
         ServiceRequests();
@@ -86,11 +89,16 @@ public sealed unsafe partial class Vcpu
     /// <summary>Host page behind a guest-physical page, via the secondary MMU (VM error when unbacked).</summary>
     internal byte* HostPage(ulong gpa, AccessKind kind, ulong va)
     {
-        _s->AccessVa = AccessUnknown;   // before any pointer is taken (TlbShootdown.cs)
+        // AccessUnknown is published before the pointer is used (FlushedSinceTranslate), and every
+        // caller (TranslateVa) has published AccessUnknown or AccessTranslating before it came here.
         while (true)
         {
             var st = Memory.Translate(Link, new Gpa(gpa), kind, out byte* host);
-            if (FlushedSinceTranslate(st == TranslateStatus.Ok, gpa >> 12)) continue;
+            if (FlushedSinceTranslate(st == TranslateStatus.Ok, gpa >> 12))
+            {
+                if (_checkedRead) _s->AccessVa = AccessTranslating;   // the pointer is dropped: a checked read holds nothing again
+                continue;
+            }
             if (st == TranslateStatus.Ok) return host;
             if (st == TranslateStatus.HostError)
                 throw new HostFailureException($"{kind.ToString().ToLowerInvariant()} access to guest-physical address 0x{gpa:x} (guest-virtual 0x{va:x}) at RIP 0x{CurrentRip:x}");
@@ -108,15 +116,28 @@ public sealed unsafe partial class Vcpu
     /// Translates <paramref name="va"/> for <paramref name="kind"/> at the current TLB CPL, fills the
     /// matching TLB and returns the host address of the byte.
     /// </summary>
-    internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa)
+    /// <remarks>
+    /// <paramref name="checkedRead"/>: the caller is <see cref="ReadSlow"/>, which loads through
+    /// the pointer returned and then checks the filled entry's tag again. Such a translation
+    /// publishes <see cref="AccessTranslating"/> wherever it holds no pointer that it would use
+    /// before a fence and a look at the requests (<see cref="FlushedSinceTranslate"/>, the fill),
+    /// and <see cref="AccessUnknown"/> from each such look until its pointer is used (the guest
+    /// walk's table entries); any other translation publishes <see cref="AccessUnknown"/> throughout.
+    /// </remarks>
+    internal byte* TranslateVa(ulong va, AccessKind kind, out ulong gpa, bool checkedRead = false)
     {
-        _s->AccessVa = AccessUnknown;   // the slow path may hold pointers to two pages (TlbShootdown.cs)
+        // The slow path may hold pointers to two pages (TlbShootdown.cs).
+        _checkedRead = checkedRead && kind == AccessKind.Read;
+        _s->AccessVa = _checkedRead ? AccessTranslating : AccessUnknown;
         if (_shadow is not null && (_s->Cr0 & Cr0Pg) != 0) return TranslateShadow(va, kind, out gpa);
         gpa = (_s->Cr0 & Cr0Pg) != 0 ? Walk(va, kind) : va;
         while (true)
         {
             byte* page = HostPage(gpa & Mem.PageMask, kind, va);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);
+            // A checked read uses the pointer only after the fill's look at the requests and
+            // checks the entry after its load: it holds nothing a shootdown must wait for.
+            if (_checkedRead) _s->AccessVa = AccessTranslating;
             int slot = (kind == AccessKind.Write ? Mem.TlbSize : 0) + (int)((va >> 12) & Mem.TlbMask);
             TlbEntry* e = EntryOf(slot);
             // The tag last: an invalidator scanning from outside never pairs it with another page's fields.
@@ -131,28 +152,49 @@ public sealed unsafe partial class Vcpu
         }
     }
 
+    /// <summary>vCPU thread: the translation in progress is a checked read's (<see cref="TranslateVa"/>).</summary>
+    private bool _checkedRead;
+
+    /// <summary>
+    /// A load that missed the TLB or crosses a page. As the fast path (<see cref="Mem.LoadChecked"/>),
+    /// each load is followed by a second look at the tag of the entry the translation filled, and
+    /// a value read through an entry shot down meanwhile is discarded and read again: so a vCPU in
+    /// here holds no pointer a shootdown must wait for, except while it publishes
+    /// <see cref="AccessUnknown"/> (TlbShootdown.cs, mmu/LOCKING.md "TLB shootdown").
+    /// </summary>
     internal ulong ReadSlow(ulong va, int n)
     {
+        ulong cpl = _s->TlbCplBit;
         if ((va & 0xFFF) + (ulong)n <= 4096)
         {
-            byte* p = TranslateVa(va, AccessKind.Read, out _);
-            return n switch { 1 => *p, 2 => *(ushort*)p, 4 => *(uint*)p, _ => *(ulong*)p };
+            TlbEntry* e = Mem.Entry(_s->TlbRead, va);
+            while (true)
+            {
+                byte* p = TranslateVa(va, AccessKind.Read, out _, checkedRead: true);
+                ulong v = n switch
+                {
+                    1 => Volatile.Read(ref *p), 2 => Volatile.Read(ref *(ushort*)p),
+                    4 => Volatile.Read(ref *(uint*)p), _ => Volatile.Read(ref *(ulong*)p),
+                };
+                if (Volatile.Read(ref e->Tag) == ((va & Mem.PageMask) | cpl)) return v;
+            }
         }
         ulong split = 4096 - (va & 0xFFF);
-        byte* a, b;
-        // Translating the second page may take a flush request: then the first pointer is stale.
-        do
+        TlbEntry* ea = Mem.Entry(_s->TlbRead, va), eb = Mem.Entry(_s->TlbRead, va + split);
+        while (true)
         {
+            // Translating the second page may take a flush request: then the first pointer is stale.
             ulong epoch = _s->FlushEpoch;
-            a = TranslateVa(va, AccessKind.Read, out _);
-            b = TranslateVa(va + split, AccessKind.Read, out _);
-            if (_s->FlushEpoch == epoch) break;
+            byte* a = TranslateVa(va, AccessKind.Read, out _, checkedRead: true);
+            byte* b = TranslateVa(va + split, AccessKind.Read, out _, checkedRead: true);
+            if (_s->FlushEpoch != epoch) continue;
+            ulong v = 0;
+            for (int i = 0; i < n; i++)
+                v |= (ulong)((ulong)i < split ? a[i] : b[(ulong)i - split]) << (8 * i);
+            Interlocked.MemoryBarrier();   // the loads before the second look at the entries
+            if (Volatile.Read(ref ea->Tag) == ((va & Mem.PageMask) | cpl) && Volatile.Read(ref eb->Tag) == (((va + split) & Mem.PageMask) | cpl))
+                return v;
         }
-        while (true);
-        ulong v = 0;
-        for (int i = 0; i < n; i++)
-            v |= (ulong)((ulong)i < split ? a[i] : b[(ulong)i - split]) << (8 * i);
-        return v;
     }
 
     /// <summary>Test hook: runs on the vCPU thread between a slow-path write's translation and its store (the pointer is live).</summary>

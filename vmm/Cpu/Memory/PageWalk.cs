@@ -60,6 +60,8 @@ public sealed unsafe partial class Vcpu
             if (record != null) { record->EntryGpa[depth] = entryGpa; record->Entry[depth] = e; record->Depth = depth + 1; }
             ptes[depth++] = (ulong)pte;
             if ((e & PteA) == 0) Interlocked.Or(ref *pte, PteA);
+            // Done with this table's pointer: a checked read holds nothing now (MemorySlow.cs).
+            if (_checkedRead) _s->AccessVa = AccessTranslating;
             rw &= (e & PteRw) != 0;
             us &= (e & PteUs) != 0;
             if (nxe && (long)e < 0) nx = true;

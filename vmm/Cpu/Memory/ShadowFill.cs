@@ -37,10 +37,16 @@ public sealed unsafe partial class Vcpu
                 st = _shadow.FillVirtual(Link, _shadowContext, va, in walk, kind, out page, out trap);
                 gpa = walk.Gpa & Mem.PageMask;
             }
-            if (FlushedSinceTranslate(st == VirtualStatus.Ok, gpa >> 12)) continue;
+            if (FlushedSinceTranslate(st == VirtualStatus.Ok, gpa >> 12))
+            {
+                if (_checkedRead) _s->AccessVa = AccessTranslating;   // the pointer is dropped: a checked read holds nothing again
+                continue;
+            }
             if (st == VirtualStatus.Retry) continue;   // the guest tables changed under the fill: walk again
             if (st != VirtualStatus.Ok) throw ShadowError(st, gpa, va, kind);
             if (kind == AccessKind.Fetch) return page + (va & 0xFFF);
+            // A checked read uses the pointer only after the fill's look at the requests (MemorySlow.cs).
+            if (_checkedRead) _s->AccessVa = AccessTranslating;
             if (trap)
             {
                 // Not cached: the next write to this page table traps again.

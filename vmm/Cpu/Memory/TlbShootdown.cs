@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
 using ToyVmm.Mmu.Secondary;
 
@@ -26,10 +27,13 @@ namespace ToyVmm.Cpu;
 //
 // A narrower answer (IsQuiescentFor): every access through Mem stores its address
 // in AccessVa before it probes the TLB, slow paths store AccessUnknown before they
-// take a pointer. A vCPU seen at a plain mov (NarrowHandlers) whose published
+// take a pointer. A vCPU seen at a plain mov store (NarrowStores) whose published
 // address has neither TLB slot naming a frame of the range holds no pointer into
-// it (mmu/LOCKING.md "TLB shootdown" gives the argument). A remote ShootDown clears
-// the tag only, so a slot keeps naming the frame it mapped.
+// it; one seen at a checked load (CheckedLoads: mov, movzx/movsx, ALU and cmp/test
+// forms that only read memory) holds none at all, since a fast-path load checks its
+// entry's tag again after the load and retries through the slow path when it was
+// cleared (Mem.LoadChecked). mmu/LOCKING.md "TLB shootdown" gives the argument. A
+// remote ShootDown clears the tag only, so a slot keeps naming the frame it mapped.
 public sealed unsafe partial class Vcpu : IVcpuTlb
 {
     internal const int FilterWords = 128;                 // 8192 bits, indexed by gfn mod 8192
@@ -100,40 +104,117 @@ public sealed unsafe partial class Vcpu : IVcpuTlb
     internal const ulong AccessUnknown = ulong.MaxValue;
 
     /// <summary>
-    /// Handlers whose only guest-memory accesses go through <see cref="Mem"/> (each
-    /// publishes its address before it probes the TLB) or its slow paths (which
-    /// publish <see cref="AccessUnknown"/>), one access, no pointer kept past it:
-    /// a vCPU parked in one of them holds at most the pointer of the published page.
+    /// <c>AccessVa</c> of a checked read's slow path (<see cref="ReadSlow"/>) where it holds no pointer it
+    /// would use before a fence and a look at the requests, or before a second look at its entry's tag.
+    /// Done for a checked load, not for a store (a real address this high is only ever judged "not done").
+    /// </summary>
+    internal const ulong AccessTranslating = ulong.MaxValue - 1;
+
+    /// <summary>
+    /// <c>AccessVa</c> of the run loop between blocks (<c>CurOp</c> and <c>CurBlock</c> null,
+    /// <see cref="MarkBoundary"/>): every access of the last block is over, and the next one
+    /// publishes its own address (or AccessUnknown) before it takes a pointer.
+    /// </summary>
+    internal const ulong AccessBoundary = ulong.MaxValue - 2;
+
+    /// <summary>
+    /// Handlers of a plain mov store whose only guest-memory access goes through <see cref="Mem"/>
+    /// (which publishes its address before it probes the TLB) or its slow paths (which publish
+    /// <see cref="AccessUnknown"/>), one access, no pointer kept past it: a vCPU parked in one
+    /// of them holds at most the pointer of the published page.
     /// A handler rebound by a peephole (fusion, dead flags) is not in the list.
     /// </summary>
-    private static readonly nint[] NarrowHandlers =
-    [
-        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S16>,
-        (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S64>,
+    private static readonly FrozenSet<nint> NarrowStores = new nint[]
+    {
         (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S16>,
         (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MR<S64>,
         (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S16>,
         (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.MI<S64>,
-    ];
+    }.ToFrozenSet();
 
-    internal static bool IsNarrowHandler(nint handler) => Array.IndexOf(NarrowHandlers, handler) >= 0;
+    /// <summary>
+    /// Handlers whose only guest-memory access is one load through <see cref="Mem.TryRead"/>
+    /// or <see cref="Mem.Read"/> (publishing its address first; the slow path publishes
+    /// <see cref="AccessUnknown"/>), whose result reaches registers and flags only: a plain
+    /// mov load, movzx/movsx, an ALU op with a memory source (<c>add reg, [mem]</c> and the
+    /// rest), <c>cmp</c> and <c>test</c> with a memory operand either way round. A fast-path
+    /// load checks its entry's tag after the load (<see cref="Mem.LoadChecked"/>) and discards
+    /// a value read through an entry shot down meanwhile, so a vCPU parked in one holds no
+    /// pointer an invalidator must wait for.
+    /// A handler rebound by a peephole (fusion, dead flags) is not in the list.
+    /// </summary>
+    private static readonly FrozenSet<nint> CheckedLoads = BuildCheckedLoads();
+
+    private static FrozenSet<nint> BuildCheckedLoads()
+    {
+        var h = new List<nint>
+        {
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S16>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.RM<S64>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.ZxM<S16, S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.ZxM<S32, S8>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.ZxM<S64, S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.ZxM<S32, S16>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.ZxM<S64, S16>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.ZxM<S16, S16>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S16, S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S32, S8>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S64, S8>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S32, S16>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S64, S16>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S64, S32>,
+            (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S32, S32>, (nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Mov.SxM<S16, S16>,
+        };
+        AddAluSource<Ops.AddOp>(h); AddAluSource<Ops.OrOp>(h); AddAluSource<Ops.AdcOp>(h); AddAluSource<Ops.SbbOp>(h);
+        AddAluSource<Ops.AndOp>(h); AddAluSource<Ops.SubOp>(h); AddAluSource<Ops.XorOp>(h); AddAluSource<Ops.CmpOp>(h);
+        AddAluSource<Ops.TestOp>(h);
+        // cmp [mem], reg / imm and test [mem], reg / imm: the memory operand is only read.
+        AddAluReadOnlyDest<Ops.CmpOp>(h);
+        AddAluReadOnlyDest<Ops.TestOp>(h);
+        return h.ToFrozenSet();
+    }
+
+    private static void AddAluSource<O>(List<nint> h) where O : struct, Ops.IAluOp
+    {
+        h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.RM<O, S8>); h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.RM<O, S16>);
+        h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.RM<O, S32>); h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.RM<O, S64>);
+    }
+
+    /// <summary>The memory-destination forms of an ALU op that never writes its destination (<c>IAluOp.Writes</c> false).</summary>
+    private static void AddAluReadOnlyDest<O>(List<nint> h) where O : struct, Ops.IAluOp
+    {
+        if (O.Writes) throw new InvalidOperationException($"{typeof(O).Name} writes its destination: its memory form is not a load");
+        h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MR<O, S8>); h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MR<O, S16>);
+        h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MR<O, S32>); h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MR<O, S64>);
+        h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MI<O, S8>); h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MI<O, S16>);
+        h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MI<O, S32>); h.Add((nint)(delegate*<CpuState*, Op*, Op*>)&Ops.Alu.MI<O, S64>);
+    }
+
+    internal static bool IsNarrowHandler(nint handler) => NarrowStores.Contains(handler) || CheckedLoads.Contains(handler);
+
+    /// <summary>A handler whose one access is a load checked after the fact (<see cref="CheckedLoads"/>).</summary>
+    internal static bool IsCheckedLoadHandler(nint handler) => CheckedLoads.Contains(handler);
 
     /// <inheritdoc/>
     /// <remarks>
-    /// Besides a quiet op: a vCPU at a plain mov (<see cref="NarrowHandlers"/>) is done
-    /// when neither TLB slot of its published address names a frame of the range.
-    /// Read after the barrier, <c>AccessVa</c> is either the address of an access that
-    /// published before the barrier (its pointer, if still live, came from one of those
-    /// two slots, whose frame only this vCPU's own fills change, and a fill publishes
-    /// <see cref="AccessUnknown"/> first), or older than an access that published after
-    /// it, which then probes the TLB after the barrier and finds the range cleared.
+    /// Besides a quiet op: a vCPU at a checked load (<see cref="CheckedLoads"/>) that has not
+    /// published <see cref="AccessUnknown"/> is done whatever page it reads: its fast path
+    /// discards a value read through an entry cleared meanwhile, and its slow path publishes
+    /// <see cref="AccessUnknown"/> before it takes a pointer. A vCPU at a plain mov store
+    /// (<see cref="NarrowStores"/>) is done when neither TLB slot of its published address
+    /// names a frame of the range. Read after the barrier, <c>AccessVa</c> is either the
+    /// address of an access that published before the barrier (its pointer, if still live,
+    /// came from one of those two slots, whose frame only this vCPU's own fills change, and a
+    /// fill publishes <see cref="AccessUnknown"/> first), or older than an access that
+    /// published after it, which then probes the TLB after the barrier and finds the range cleared.
     /// </remarks>
     public bool IsQuiescentFor(ulong firstGfn, ulong lastGfn)
     {
         CpuState* s = _s;
         if (s == null) return true;
         Op* op = (Op*)Volatile.Read(ref *(nint*)&s->CurOp);
-        if (op == null) return false;
+        if (op == null)
+        {
+            // Between blocks, or in compiled code (which always has a block): done only at the
+            // run loop's boundary, seen there twice over.
+            bool boundary = Volatile.Read(ref *(nint*)&s->CurBlock) == 0 && Volatile.Read(ref s->AccessVa) == AccessBoundary
+                && Volatile.Read(ref *(nint*)&s->CurOp) == 0 && Volatile.Read(ref *(nint*)&s->CurBlock) == 0;
+            return boundary;
+        }
         Block* b = (Block*)Volatile.Read(ref *(nint*)&s->CurBlock);
         if (b == null) return false;
         int seq = Volatile.Read(ref b->Seq);
@@ -143,12 +224,21 @@ public sealed unsafe partial class Vcpu : IVcpuTlb
             : i < 128 && (Volatile.Read(ref b->Quiet1) >> (int)(i - 64) & 1) != 0;
         if (!quiet)
         {
-            if (!IsNarrowHandler(Volatile.Read(ref *(nint*)&op->H))) return false;
+            nint h = Volatile.Read(ref *(nint*)&op->H);
+            bool load = CheckedLoads.Contains(h);
+            if (!load && !NarrowStores.Contains(h)) return false;
             ulong va = Volatile.Read(ref s->AccessVa);
             if (va == AccessUnknown) return false;
-            ulong slot = (va >> 12) & Mem.TlbMask, span = lastGfn - firstGfn;
-            if ((Volatile.Read(ref s->TlbRead[slot].Gpa) >> 12) - firstGfn <= span) return false;
-            if ((Volatile.Read(ref s->TlbWrite[slot].Gpa) >> 12) - firstGfn <= span) return false;
+            if (!load && va == AccessTranslating) return false;
+            // A store publishes exactly its effective address, which its registers give for as long
+            // as it runs: another address was published by an access that is over, and this store's
+            // own probe comes after the barrier. Its own address: the slot it took a pointer from.
+            if (!load && Mem.Ea(s, op) == va)
+            {
+                ulong slot = (va >> 12) & Mem.TlbMask, span = lastGfn - firstGfn;
+                if ((Volatile.Read(ref s->TlbRead[slot].Gpa) >> 12) - firstGfn <= span) return false;
+                if ((Volatile.Read(ref s->TlbWrite[slot].Gpa) >> 12) - firstGfn <= span) return false;
+            }
         }
         if (Volatile.Read(ref *(nint*)&s->CurOp) != (nint)op || Volatile.Read(ref *(nint*)&s->CurBlock) != (nint)b) return false;
         return Volatile.Read(ref b->Seq) == seq;

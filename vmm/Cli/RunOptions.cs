@@ -48,7 +48,7 @@ public sealed class RunOptions
     public int TierThreshold { get; set; } = DefaultTierThreshold;
 
     /// <summary>The default of --tier-threshold.</summary>
-    public const int DefaultTierThreshold = 1024;
+    public const int DefaultTierThreshold = 4096;
 
     /// <summary>
     /// Host frame pool in bytes (--host-memory): a multiple of 4 KiB, at least 256 KiB.

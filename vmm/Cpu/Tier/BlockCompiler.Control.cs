@@ -10,6 +10,20 @@ internal sealed unsafe partial class BlockCompiler
     /// <summary>Ends the block at control transfer op <paramref name="i"/>: RIP = the pushed target, then chain as the interpreter does.</summary>
     private void EmitTransfer(int i, Action target)
     {
+        Bump("exit: chain", 1); Bump("insns compiled", i + 1);
+        if (_edges)
+        {
+            // A region's exits share one tail (SharedTails): the registers it stores are all
+            // the method holds anyway once an edge may have been taken, and the IL, so the
+            // JIT's time, shrinks by a register spill per exit.
+            SpillFlags(_pending);
+            target();
+            _il.Emit(OpCodes.Stloc, _v);
+            SetSite(i);
+            _chainUsed = true;
+            _il.Emit(OpCodes.Br, _chainTail);
+            return;
+        }
         Spill(_pending, _written);
         StoreField(StateLayout.Rip, target);
         StoreCurOp(i);

@@ -144,6 +144,7 @@ internal sealed unsafe partial class BlockCompiler
             // everything it can observe is written back (the flags here, the rest in the shared
             // tail), CurOp names the instruction.
             _il.MarkLabel(slow);
+            Bump("read slow", 1);
             SpillFlags(pending);
             SetSite(i);
             _il.Emit(OpCodes.Ldc_I4, _readReturns.Count);

@@ -53,6 +53,10 @@ internal sealed unsafe partial class BlockCompiler
             case CKind.Cmov: EmitCmov(i, info); return false;
             case CKind.Set: EmitSet(i, info); return false;
             case CKind.Shift: EmitShift(i, lg); return false;
+            case CKind.SseV2: case CKind.SseLoad: case CKind.SseStore: case CKind.GprToXmm: case CKind.XmmToGpr:
+                EmitSse(i, info);
+                return false;
+            case CKind.Div: EmitDiv(i, info); return false;
             case CKind.Jcc: EmitJcc(i, info.Cc); return true;
             case CKind.Jmp:
             {

@@ -30,7 +30,8 @@ internal sealed unsafe partial class BlockCompiler
     /// Adds the blocks reachable from the entry block through direct jumps, jcc (both ways) and
     /// direct calls, breadth first, while they are decoded, live and hot, start on the entry block's
     /// virtual page (so they are reached under the translation the entry block was found
-    /// under, at the same guest-physical page) and their first op compiles.
+    /// under, at the same guest-physical page), have no compiled code of their own and their
+    /// first op compiles.
     /// </summary>
     private void GrowRegion(CodeCache cache)
     {
@@ -45,6 +46,11 @@ internal sealed unsafe partial class BlockCompiler
                 // Along hot edges only: a successor entered at least half as often as the
                 // threshold asks, or already asked to compile (its own entries stop counting then).
                 if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 2)) continue;
+                // A block with compiled code of its own is reached through Exec.Chain, not copied:
+                // a run of blocks entered one after another from outside (the return sites of a
+                // sequence of calls) would otherwise each head a region holding all the blocks
+                // after it, and the JIT's time would grow with the square of the run.
+                if (cache.TierCompiled(b)) continue;
                 int n = PrefixLength(snap);
                 if (n == 0 || ops + n > MaxRegionOps) continue;
                 ops += n;
@@ -135,18 +141,20 @@ internal sealed unsafe partial class BlockCompiler
     /// The transfer of op <paramref name="i"/> to <paramref name="target"/>, taken: when the target
     /// is a region block, go there inside the compiled code, registers staying in locals, if
     /// chaining to it would go on (the checks of Exec.Chain: the chain limit, so the instruction
-    /// limit and the chain budget, no exit reason, the block still valid in the same slot, no link request);
-    /// the finished block is counted as retired and the lazy flags stored (every region block
+    /// limit and the chain budget, no exit reason, the block still valid in the same slot);
+    /// link requests are not polled here, as Exec.Chain does not poll them: the run loop does
+    /// after every chain, and the chain limit ends a chain within one chain budget. The finished
+    /// block is counted as retired (in a local, stored on every path out) and the lazy flags stored (every region block
     /// starts with the flags in the CpuState). Otherwise fall through to the ordinary exit, which
     /// chains or returns to the run loop.
     /// </summary>
     private void EmitEdge(int i, ulong target)
     {
         int k = RegionIndex(target);
-        if (k < 0 || _link == null) return;
+        if (k < 0 || !_edges) return;
         var exit = _il.DefineLabel();
-        var retired = _retired!;
-        LoadField(StateLayout.Retired);
+        var retired = _retNext!;
+        _il.Emit(OpCodes.Ldloc, _retired!);
         _il.Emit(OpCodes.Ldc_I8, (long)(i + 1));
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stloc, retired);
@@ -169,11 +177,10 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
         _il.Emit(OpCodes.Bne_Un, exit);
-        _il.Emit(OpCodes.Ldloc, _link);
-        _il.Emit(OpCodes.Callvirt, HasRequestsM);
-        _il.Emit(OpCodes.Brtrue, exit);
-        StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, retired));
+        _il.Emit(OpCodes.Ldloc, retired);
+        _il.Emit(OpCodes.Stloc, _retired!);
         SpillFlags(_pending);
+        Bump("in-region edge", 1); Bump("insns compiled", i + 1);
         _il.Emit(OpCodes.Br, _region[k].Label);
         _il.MarkLabel(exit);
     }

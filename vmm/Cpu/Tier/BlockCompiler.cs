@@ -27,8 +27,6 @@ internal sealed unsafe partial class BlockCompiler
     private static readonly MethodInfo ReadSlowM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.ReadSlow))!;
     private static readonly MethodInfo CondM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Cond))!;
     private static readonly MethodInfo ImulM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Imul64))!;
-    private static readonly MethodInfo LinkOfM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.LinkOf))!;
-    private static readonly MethodInfo HasRequestsM = typeof(ToyVmm.Mmu.Secondary.VcpuLink).GetProperty(nameof(ToyVmm.Mmu.Secondary.VcpuLink.HasRequests))!.GetMethod!;
     private static readonly MethodInfo ChainM = typeof(Exec).GetMethod(nameof(Exec.Chain))!;
 
     /// <summary>Ops compiled by the last <see cref="Compile"/> (the rest run interpreted).</summary>
@@ -48,15 +46,17 @@ internal sealed unsafe partial class BlockCompiler
     private LocalBuilder _fRes = null!, _fDst = null!, _fSrc = null!, _fAux = null!;
     // Scratch shared by every op (one local each: the JIT tracks a bounded number of locals).
     private LocalBuilder _d = null!, _x = null!, _cf = null!, _cin = null!, _hp = null!;
-    private LocalBuilder? _retired;
+    // With region edges: the retired count in a local (stored back on every path out, SpillAtSite),
+    // and the count an edge would make, while it checks the chain limit.
+    private LocalBuilder? _retired, _retNext;
     // Shared tails (SharedTails): where a site jumps, and what it leaves for the tail.
     private LocalBuilder _siteOp = null!, _siteBlock = null!, _siteH = null!, _site = null!, _n = null!;
-    private Label _handOverTail, _readTail;
-    private bool _handOverUsed;
+    private Label _handOverTail, _readTail, _chainTail;
+    private bool _handOverUsed, _chainUsed;
     private readonly List<Label> _readReturns = new();
     private readonly List<Action> _outOfLine = new();
     private bool[] _written = new bool[16];   // registers written so far on the path being emitted (only those are stored back)
-    private LocalBuilder? _link;        // the vCPU's link, for the request check of an in-region edge
+    private bool _edges;                // the region has edges between its blocks (EmitEdge)
 
     // The lazy flags at the point being emitted: 0 = the CpuState holds them; else
     // Flags kind << 2 | size log, with the values in _fRes/_fDst/_fSrc.
@@ -139,6 +139,7 @@ internal sealed unsafe partial class BlockCompiler
         _n = _il.DeclareLocal(typeof(int));
         _handOverTail = _il.DefineLabel();
         _readTail = _il.DefineLabel();
+        _chainTail = _il.DefineLabel();
         for (int k = 0; k < _region.Count; k++) _region[k] = _region[k].WithLabel(_il.DefineLabel());
 
         // A call with a null state only makes the JIT compile the method (off the vCPU thread).
@@ -167,12 +168,12 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Stloc, _cpl);
         if (HasRegionEdges())
         {
-            _link = _il.DeclareLocal(typeof(ToyVmm.Mmu.Secondary.VcpuLink));
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Call, LinkOfM);
-            _il.Emit(OpCodes.Stloc, _link);
+            _edges = true;
             _limit = _il.DeclareLocal(typeof(long));
             _retired = _il.DeclareLocal(typeof(long));
+            _retNext = _il.DeclareLocal(typeof(long));
+            LoadField(StateLayout.Retired);
+            _il.Emit(OpCodes.Stloc, _retired);
             // As Exec.Chain: at most a chain budget of instructions per entry from the run loop,
             // which acknowledges code-cache grace periods between entries, and a vCPU leaves
             // compiled code that often (the shootdown's quiet checks see it at a block boundary).
@@ -223,6 +224,10 @@ internal sealed unsafe partial class BlockCompiler
             case CKind.Push: case CKind.Pop: Use(4); Use(op.R); break;
             case CKind.Cdqe: Use(0); break;
             case CKind.Cdq: case CKind.Cqo: Use(0); Use(2); break;
+            case CKind.SseV2: if (op.Y == 1) { Use(op.B); Use(op.I); } break;
+            case CKind.SseLoad: case CKind.SseStore: Use(op.B); Use(op.I); break;
+            case CKind.GprToXmm: case CKind.XmmToGpr: Use(op.R2); break;
+            case CKind.Div: Use(0); Use(2); if (op.Y == 0) Use(op.R2); else { Use(op.B); Use(op.I); } break;
         }
     }
 
@@ -271,6 +276,17 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldc_I4, off);
         _il.Emit(OpCodes.Add);
         value();
+        _il.Emit(OpCodes.Stind_I8);
+    }
+
+    private void Bump(string name, long n)
+    {
+        if (!TierProfile.On) return;
+        PushPtr((nint)TierProfile.Slot(name));
+        _il.Emit(OpCodes.Dup);
+        _il.Emit(OpCodes.Ldind_I8);
+        _il.Emit(OpCodes.Ldc_I8, n);
+        _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stind_I8);
     }
 
@@ -343,6 +359,8 @@ internal sealed unsafe partial class BlockCompiler
     private void HandOver(int i, int pending, bool[] written)
     {
         _ = written;   // the shared tail stores every register the method holds
+        Bump("insns compiled", i);
+        if (TierProfile.On) Bump($"handover {(i < _region[_cur].N ? "write-refused" : "op")} at {_b->Va + _snap[i].RipOff:x} rest {_snap.Length - i}", 1);
         SpillFlags(pending);
         SetSite(i);
         if (i == 0)
@@ -378,10 +396,13 @@ internal sealed unsafe partial class BlockCompiler
     /// Registers back, then CurBlock, BlockVa and CurOp of the site (SetSite). Compiled accesses
     /// do not publish AccessVa, so AccessUnknown is published first: a vCPU seen at a plain mov
     /// op here is never taken as done by IsQuiescentFor (TlbShootdown.cs) on a stale address.
+    /// A block end names its transfer op (jmp, jcc, call, ret), never judged by its address:
+    /// it publishes nothing, as before the tail was shared.
     /// </summary>
-    private void SpillAtSite()
+    private void SpillAtSite(bool accessUnknown = true)
     {
-        StoreField(StateLayout.AccessVa, () => _il.Emit(OpCodes.Ldc_I8, unchecked((long)Vcpu.AccessUnknown)));
+        if (accessUnknown) StoreField(StateLayout.AccessVa, () => _il.Emit(OpCodes.Ldc_I8, unchecked((long)Vcpu.AccessUnknown)));
+        if (_edges) StoreField(StateLayout.Retired, () => _il.Emit(OpCodes.Ldloc, _retired!));
         for (int r = 0; r < 16; r++)
         {
             var l = _r[r];
@@ -411,11 +432,23 @@ internal sealed unsafe partial class BlockCompiler
 
     /// <summary>
     /// The shared tails, once per method after all other code: the hand-over (registers back, the
-    /// op's handler called, its result returned) and the slow read (registers back, the
-    /// interpreter's ReadSlow, then back to the site that asked through a switch on _site).
+    /// op's handler called, its result returned), the slow read (registers back, the
+    /// interpreter's ReadSlow, then back to the site that asked through a switch on _site), and
+    /// in a region with edges the block end (registers back, RIP = _v, CurOp the transfer op,
+    /// Exec.Chain from it, as the interpreter's transfer handlers end).
     /// </summary>
     private void SharedTails()
     {
+        if (_chainUsed)
+        {
+            _il.MarkLabel(_chainTail);
+            StoreField(StateLayout.Rip, () => _il.Emit(OpCodes.Ldloc, _v));
+            SpillAtSite(accessUnknown: false);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldloc, _siteOp);
+            _il.Emit(OpCodes.Call, ChainM);
+            _il.Emit(OpCodes.Ret);
+        }
         if (_handOverUsed)
         {
             _il.MarkLabel(_handOverTail);

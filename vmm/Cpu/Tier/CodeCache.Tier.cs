@@ -123,6 +123,12 @@ internal sealed unsafe partial class CodeCache
         }
     }
 
+    /// <summary>Whether <paramref name="b"/> has compiled code of its own installed in op 0.</summary>
+    public bool TierCompiled(Block* b)
+    {
+        lock (_lock) return _compiled.ContainsKey((nint)b);
+    }
+
     /// <summary>
     /// Whether <paramref name="b"/> already runs inside another block's compiled region: it is then
     /// compiled alone (for entries from elsewhere), not as the head of a region of its own.
@@ -149,6 +155,19 @@ internal sealed unsafe partial class CodeCache
         }
     }
 
+    /// <summary>
+    /// A block left the compiler's queue without being compiled (not entered for a while): it
+    /// may ask again when it is entered (its entries stay counted, so at its next entry).
+    /// </summary>
+    public void TierRequeue(Block* b, int seq)
+    {
+        lock (_lock)
+        {
+            if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq) return;
+            Volatile.Write(ref b->TierState, 0);
+        }
+    }
+
     /// <summary>The block is not compiled (its first op is not compilable): op 0 gets its own handler back.</summary>
     public void TierDecline(Block* b, int seq)
     {
@@ -157,6 +176,7 @@ internal sealed unsafe partial class CodeCache
             _compileDeclined++;
             Op* op0 = Block.OpsOf(b);
             if (Volatile.Read(ref b->Valid) == 0 || b->Seq != seq || (nint)op0->H != (nint)Tier.TierEntry.CountHandler) return;
+            if (Tier.TierProfile.On) { lock (Tier.TierProfile.Declined) Tier.TierProfile.Declined.Add(((nint)b, b->Va)); return; }
             Volatile.Write(ref *(nint*)&op0->H, (nint)b->Entry0);
         }
     }

@@ -29,6 +29,14 @@ internal enum CKind : byte
     Cmov,
     /// <summary>setcc r8 (Form RR) or m8 (Form MI); the condition is the op's X.</summary>
     Set,
+    /// <summary>SSE/SSE2 xmm = O.Do(xmm, xmm/m, imm) (Sse.V2: integer, logic, shuffle and move forms; O in OpInfo.Sse).</summary>
+    SseV2,
+    /// <summary>movd/movq/movss/movsd load (zero-extending), movd/movq/movss/movsd/movdqa/movaps/movdqu/movups store.</summary>
+    SseLoad, SseStore,
+    /// <summary>movd/movq between a general register and an xmm register.</summary>
+    GprToXmm, XmmToGpr,
+    /// <summary>div/idiv r/m32, r/m64 (Cc = 1: signed), in the forms that cannot raise #DE and need no 128-bit dividend.</summary>
+    Div,
 }
 
 /// <summary>The ALU operation of an <see cref="CKind.Alu"/> op.</summary>
@@ -38,7 +46,7 @@ internal enum CAlu : byte { Add, Sub, And, Or, Xor, Cmp, Test, Adc, Sbb }
 internal enum CForm : byte { RR, RI, RM, MR, MI }
 
 /// <summary>One compilable handler: its kind, operand size (log2 of bytes), and the details of its kind.</summary>
-internal readonly record struct OpInfo(CKind Kind, int Log, CAlu Alu = CAlu.Add, CForm Form = CForm.RR, int Cc = 0, int SrcLog = 0);
+internal readonly record struct OpInfo(CKind Kind, int Log, CAlu Alu = CAlu.Add, CForm Form = CForm.RR, int Cc = 0, int SrcLog = 0, Type? Sse = null);
 
 /// <summary>
 /// Handler address to meaning. Every op of a block carries its handler, bound at decode time
@@ -134,6 +142,11 @@ internal static unsafe class HandlerTable
                 Add(t, typeof(Mov), nameof(Mov.CmovM), [sz], new OpInfo(CKind.Cmov, lg, Form: CForm.RM));
                 Add(t, typeof(Shifts), nameof(Shifts.Shift), [sz], new OpInfo(CKind.Shift, lg));
             }
+            if (lg >= 2)
+            {
+                Add(t, typeof(MulDiv), nameof(MulDiv.Div), [sz], new OpInfo(CKind.Div, lg));
+                Add(t, typeof(MulDiv), nameof(MulDiv.Idiv), [sz], new OpInfo(CKind.Div, lg, Cc: 1));
+            }
         }
         for (int lg = 0; lg <= 3; lg++)
             Add(t, typeof(Mov), nameof(Mov.MI), [Sizes[lg]], new OpInfo(CKind.MovMI, lg));
@@ -168,6 +181,16 @@ internal static unsafe class HandlerTable
         Add(t, typeof(Control), nameof(Control.Jmp), [], new OpInfo(CKind.Jmp, 3));
         Add(t, typeof(Control), nameof(Control.Call), [], new OpInfo(CKind.Call, 3));
         Add(t, typeof(Control), nameof(Control.Ret), [], new OpInfo(CKind.Ret, 3));
+        // Every SSE operation the interpreter runs through Sse.V2: its Do is a pure function of
+        // (dst, src, imm), so compiled code calls the very same one (the floating-point forms
+        // are bound to Sse.Fp's MXCSR-honouring handlers instead and stay interpreted).
+        foreach (Type o in typeof(Sse).Assembly.GetTypes())
+            if (o.IsValueType && !o.IsGenericTypeDefinition && typeof(IV2).IsAssignableFrom(o))
+                Add(t, typeof(Sse), nameof(Sse.V2), [o], new OpInfo(CKind.SseV2, 4, Sse: o));
+        Add(t, typeof(Sse), nameof(Sse.LoadZx), [], new OpInfo(CKind.SseLoad, 4));
+        Add(t, typeof(Sse), nameof(Sse.StoreM), [], new OpInfo(CKind.SseStore, 4));
+        Add(t, typeof(Sse), nameof(Sse.GprToXmm), [], new OpInfo(CKind.GprToXmm, 4));
+        Add(t, typeof(Sse), nameof(Sse.XmmToGpr), [], new OpInfo(CKind.XmmToGpr, 4));
         return t;
     }
 

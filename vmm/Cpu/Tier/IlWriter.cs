@@ -30,6 +30,7 @@ internal sealed class IlWriter(ILGenerator il, StringBuilder? listing)
     public void Emit(OpCode op, long v) { il.Emit(op, v); Line($"{op.Name} 0x{v:x}"); }
     public void Emit(OpCode op, LocalBuilder l) { il.Emit(op, l); Line($"{op.Name} V{l.LocalIndex}"); }
     public void Emit(OpCode op, Label l) { il.Emit(op, l); Line($"{op.Name} {Name(l)}"); }
+    public void Emit(OpCode op, Type t) { il.Emit(op, t); Line($"{op.Name} {t.Name}"); }
     public void Emit(OpCode op, MethodInfo m) { il.Emit(op, m); Line($"{op.Name} {m.DeclaringType?.Name}.{m.Name}"); }
 
     public void EmitSwitch(Label[] targets) { il.Emit(OpCodes.Switch, targets); Line($"switch ({string.Join(", ", targets.Select(Name))})"); }

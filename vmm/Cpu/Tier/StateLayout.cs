@@ -24,6 +24,8 @@ internal static class StateLayout
     public static readonly int TlbCplBit = Off<CpuState>(nameof(CpuState.TlbCplBit));
     public static readonly int TlbRead = Off<CpuState>(nameof(CpuState.TlbRead));
     public static readonly int TlbWrite = Off<CpuState>(nameof(CpuState.TlbWrite));
+    public static readonly int Xmm = Off<CpuState>(nameof(CpuState.Xmm));
+    public static readonly int SseFault = Off<CpuState>(nameof(CpuState.SseFault));
 
     public static readonly int EntryTag = Off<TlbEntry>(nameof(TlbEntry.Tag));
     public static readonly int EntryAddend = Off<TlbEntry>(nameof(TlbEntry.Addend));

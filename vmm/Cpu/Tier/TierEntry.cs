@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Reflection.Emit;
 using System.Runtime.CompilerServices;
 
@@ -45,13 +45,43 @@ internal static unsafe class TierEntry
     }
 }
 
-/// <summary>The background compiler: one thread for the process, fed by <see cref="TierEntry"/>.</summary>
+/// <summary>
+/// The background compiler: one thread for the process, fed by <see cref="TierEntry"/>. It
+/// takes the hottest waiting block first (the most entries now, not when it was asked for), so
+/// a hot loop that reaches the threshold behind a queue of lukewarm blocks is compiled next,
+/// not after them: on a short run the JIT's time is spent while the guest still runs
+/// interpreted, and the order decides how much of the run the compiled code gets.
+/// </summary>
 internal static unsafe class TierCompiler
 {
     /// <summary>Whether blocks are compiled with their regions (TOYVMM_NO_REGIONS=1 compiles single blocks, for measurements).</summary>
     public static readonly bool Regions = Environment.GetEnvironmentVariable("TOYVMM_NO_REGIONS") != "1";
 
-    private static readonly BlockingCollection<(CodeCache Cache, nint Block, int Seq)> Queue = new();
+    /// <summary>
+    /// A waiting block that has not been entered for this long leaves the queue and may ask
+    /// again (its <c>TierState</c> goes back to 0): the queue holds the blocks that run now,
+    /// and a finished VM's blocks do not take the compiler's time from a running one.
+    /// </summary>
+    public static readonly long StaleTicks = System.Diagnostics.Stopwatch.Frequency / 50;   // 20 ms
+
+    /// <summary>
+    /// A waiting block is compiled once its entries times its instructions reach its threshold
+    /// times this many: a block shorter than this waits proportionally more entries. The JIT's
+    /// cost per method is mostly fixed (a few hundred microseconds even for two instructions),
+    /// and only instructions run compiled, not entries, pay it back.
+    /// </summary>
+    public const int WorthOps = 16;
+
+    private sealed class Waiting(CodeCache cache, nint block, int seq, int hits, long since)
+    {
+        public CodeCache Cache = cache;
+        public nint Block = block;
+        public int Seq = seq;
+        public int Hits = hits;         // entries when last looked at
+        public long Since = since;      // when Hits last changed
+    }
+
+    private static readonly List<Waiting> Queue = new();   // guarded by Queue
     private static int _started;
 
     public static void Enqueue(CodeCache cache, Block* b, int seq)
@@ -61,13 +91,65 @@ internal static unsafe class TierCompiler
             var t = new Thread(Loop) { IsBackground = true, Name = "toyvmm-tier-compiler", Priority = ThreadPriority.BelowNormal };
             t.Start();
         }
-        Queue.Add((cache, (nint)b, seq));
+        lock (Queue)
+        {
+            Queue.Add(new Waiting(cache, (nint)b, seq, b->Hits, System.Diagnostics.Stopwatch.GetTimestamp()));
+            Monitor.Pulse(Queue);
+        }
     }
 
     private static void Loop()
     {
-        foreach (var (cache, b, seq) in Queue.GetConsumingEnumerable())
-            CompileOne(cache, (Block*)b, seq);
+        while (true)
+        {
+            Waiting? next;
+            lock (Queue)
+            {
+                while (Queue.Count == 0) Monitor.Wait(Queue);
+                next = TakeHottestLocked();
+                // None is worth its JIT time yet: look again when more entries have been counted.
+                if (next == null) Monitor.Wait(Queue, 2);
+            }
+            if (next != null) CompileOne(next.Cache, (Block*)next.Block, next.Seq);
+        }
+    }
+
+    /// <summary>
+    /// Removes and returns the waiting block with the most entries among those worth compiling
+    /// now (<see cref="WorthOps"/>); drops the ones not entered for <see cref="StaleTicks"/>
+    /// (they may ask again). Null when none is worth it yet.
+    /// </summary>
+    /// <remarks>
+    /// Hits are read racily from the block header: a queued block's cache is alive (the entry
+    /// holds it, and its chunks stay mapped for its life), so the read never faults; a slot
+    /// reused meanwhile only misorders the queue, and <see cref="CompileOne"/> checks the slot.
+    /// </remarks>
+    private static Waiting? TakeHottestLocked()
+    {
+        Debug.Assert(Monitor.IsEntered(Queue));
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        int best = -1;
+        for (int i = Queue.Count - 1; i >= 0; i--)
+        {
+            var w = Queue[i];
+            int hits = Volatile.Read(ref ((Block*)w.Block)->Hits);
+            if (hits != w.Hits) { w.Hits = hits; w.Since = now; }
+            else if (now - w.Since > StaleTicks)
+            {
+                w.Cache.TierRequeue((Block*)w.Block, w.Seq);
+                Queue.RemoveAt(i);
+                if (best > i) best--;
+                continue;
+            }
+            var b = (Block*)w.Block;
+            if ((long)hits * Math.Max(1, (int)b->NumOps) < (long)b->HitLimit * WorthOps) continue;
+            if (best < 0 || hits > Queue[best].Hits) best = i;
+        }
+        if (best < 0) return null;
+        var hot = Queue[best];
+        Queue[best] = Queue[^1];
+        Queue.RemoveAt(Queue.Count - 1);
+        return hot;
     }
 
     /// <summary>Compiles the block if it is still the one counted (slot sequence <paramref name="seq"/>) and swaps the code in.</summary>
@@ -79,7 +161,9 @@ internal static unsafe class TierCompiler
         // A member of another region, at a threshold above 0: compiled alone only if entered
         // often from outside that region too (the JIT's time goes to blocks that need it).
         if (member && b->HitLimit > 0 && cache.TierRecount(b, seq)) return;
+        long t0 = TierProfile.On ? TierProfile.ThreadCpu() : 0;
         DynamicMethod? m = BlockCompiler.Compile(b, ops, Regions && !member ? cache : null, out int compiled, out var members);
+        long t1 = TierProfile.On ? TierProfile.ThreadCpu() : 0;
         if (m == null)
         {
             cache.TierDecline(b, seq);
@@ -87,7 +171,15 @@ internal static unsafe class TierCompiler
         }
         var del = (CompiledBlock)m.CreateDelegate(typeof(CompiledBlock));
         del(null, null);   // JIT-compiles it here, off the vCPU thread when this is the compiler thread
-        cache.TierInstall(b, seq, m, del, EntryPoint(m), compiled, members);
+        long t2 = TierProfile.On ? TierProfile.ThreadCpu() : 0;
+        bool ok = cache.TierInstall(b, seq, m, del, EntryPoint(m), compiled, members);
+        if (TierProfile.On)
+        {
+            // Thread CPU time of the emit and of the JIT, the method's IL size, a timeline line.
+            TierProfile.EmitTicks += t1 - t0; TierProfile.CompileTicks += t2 - t1; TierProfile.Methods++;
+            int il = m.GetILGenerator().ILOffset; TierProfile.IlBytes += il;
+            TierProfile.Timeline.Add($"{(DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalMilliseconds,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} IL {il} jit {(t2 - t1) * 1000.0 / System.Diagnostics.Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
+        }
     }
 
     // DynamicMethod keeps its runtime handle internal (ldftn refuses dynamic methods); the

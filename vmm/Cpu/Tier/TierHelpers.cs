@@ -10,10 +10,6 @@ internal static unsafe class TierHelpers
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static ulong ReadSlow(CpuState* s, ulong va, int n) => Vcpu.Of(s).ReadSlow(va, n);
 
-    /// <summary>The vCPU's link (read once at the entry of a block that loops to itself).</summary>
-    public static ToyVmm.Mmu.Secondary.VcpuLink LinkOf(CpuState* s) =>
-        Unsafe.As<ToyVmm.Mmu.Secondary.VcpuLink>(System.Runtime.InteropServices.GCHandle.FromIntPtr(s->LinkHandle).Target)!;
-
     /// <summary>64-bit imul: the low half; <paramref name="aux"/> = 3 (CF and OF) when the signed product does not fit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Imul64(long a, long b, out ulong aux)

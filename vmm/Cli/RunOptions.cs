@@ -42,7 +42,7 @@ public sealed class RunOptions
     public CpuMode Cpu { get; set; } = DefaultCpu;
 
     /// <summary>The default of --cpu.</summary>
-    public const CpuMode DefaultCpu = CpuMode.Interpreter;
+    public const CpuMode DefaultCpu = CpuMode.Tiered;
 
     /// <summary>Entries of a block before it is compiled (--tier-threshold; 0 compiles every block at its first execution).</summary>
     public int TierThreshold { get; set; } = DefaultTierThreshold;

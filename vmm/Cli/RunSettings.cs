@@ -126,7 +126,7 @@ public static class RunSettings
             "stop the VM when a vCPU has run about N instructions (exit status 6)",
             static (b, v) => Whole(v, long.MaxValue, n => b.Options.MaxInstructions = (long)n)),
         new("--cpu", [], SettingKind.Value, "MODE",
-            "interpreter (default) or tiered: blocks entered often enough are compiled to IL and run by the .NET JIT",
+            "tiered (default): blocks entered often enough are compiled to IL and run by the .NET JIT; or interpreter: every block interpreted",
             static (b, v) =>
             {
                 switch (v)

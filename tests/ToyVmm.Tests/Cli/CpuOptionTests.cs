@@ -14,11 +14,20 @@ public class CpuOptionTests : IDisposable
         CommandLine.Parse(args, new CliEnvironment(_dir, env));
 
     [Fact]
-    public void Parse_NoCpuOption_InterpreterWithTheDefaultThreshold()
+    public void Parse_NoCpuOption_TieredWithTheDefaultThreshold()
     {
         var o = Parse(new(), "run", "g.elf").Options!;
-        Assert.Equal(CpuMode.Interpreter, o.Cpu);
+        Assert.Equal(CpuMode.Tiered, o.Cpu);
         Assert.Equal(RunOptions.DefaultTierThreshold, o.TierThreshold);
+        Assert.Contains(RunOutputs.Settings(o), s => s.Key == "cpu" && s.Value == "tiered");
+        Assert.Contains(RunOutputs.Settings(o), s => s.Key == "tierThreshold" && s.Value == RunOptions.DefaultTierThreshold.ToString());
+    }
+
+    [Fact]
+    public void Parse_CpuInterpreter_ThresholdOff()
+    {
+        var o = Parse(new(), "run", "g.elf", "--cpu", "interpreter").Options!;
+        Assert.Equal(CpuMode.Interpreter, o.Cpu);
         Assert.Contains(RunOutputs.Settings(o), s => s.Key == "cpu" && s.Value == "interpreter");
         Assert.Contains(RunOutputs.Settings(o), s => s.Key == "tierThreshold" && s.Value == "off");
     }

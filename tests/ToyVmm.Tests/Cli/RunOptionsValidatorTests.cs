@@ -173,7 +173,7 @@ public class RunOptionsTests
             FlatMemory = true, Check = true, Protocol = ToyVmm.Mmu.Notifiers.NotifierProtocol.Broken2008, SwapFile = "s", Mmu = ToyVmm.Vm.SecondaryMmuKind.Shadow,
             PageOutIntervalMs = 4, PageOut = [new HostShrink(4096, TimeSpan.Zero)], Stats = true, ReportPath = "r",
             TracePath = "t", TraceLimit = 1234, PlotDirectory = "p", Seed = 77, Quiet = true, ConfigPath = "c", Verbose = true,
-            Cpu = CpuMode.Tiered, TierThreshold = 5,
+            Cpu = CpuMode.Interpreter, TierThreshold = 5,
         };
         var target = new RunOptions();
         source.CopyTo(target);

@@ -17,13 +17,7 @@ internal sealed unsafe partial class BlockCompiler
         int lg = info.Log;
         bool signed = info.Cc == 1;
         var refuse = _il.DefineLabel();
-        int pending = _pending;
-        bool[] written = (bool[])_written.Clone();
-        AddOutOfLine(() =>
-        {
-            _il.MarkLabel(refuse);
-            HandOver(i, pending, written);
-        });
+        HandOverAt(refuse, i);
         // _x = the divisor, as wide as the operand (sign-extended to 64 bits for idiv)
         if (op.Y == 0) LdReg(op.R2, lg);
         else { Ea(i); Read(i, lg); _il.Emit(OpCodes.Ldloc, _v); }

@@ -137,7 +137,6 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Stloc, _v);
         _il.MarkLabel(done);
         int pending = _pending;
-        bool[] written = (bool[])_written.Clone();
         AddOutOfLine(() =>
         {
             // The interpreter's slow path (walk, translate, fill, may fault or service requests):
@@ -169,13 +168,7 @@ internal sealed unsafe partial class BlockCompiler
         HostAddr();
         value();
         StoreIndirect(log);
-        int pending = _pending;
-        bool[] written = (bool[])_written.Clone();
-        AddOutOfLine(() =>
-        {
-            _il.MarkLabel(slow);
-            HandOver(i, pending, written);
-        });
+        HandOverAt(slow, i);
     }
 
     /// <summary>
@@ -188,8 +181,7 @@ internal sealed unsafe partial class BlockCompiler
     private void Rmw(int i, int log, Action compute)
     {
         var slow = _il.DefineLabel();
-        int pending = _pending;
-        bool[] written = (bool[])_written.Clone();
+        HandOverAt(slow, i);
         ProbeWritable(log, slow);
         HostAddr();
         _il.Emit(OpCodes.Stloc, _hp);
@@ -202,11 +194,6 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Ldloc, _hp);
         _il.Emit(OpCodes.Ldloc, _v);
         StoreIndirect(log);
-        AddOutOfLine(() =>
-        {
-            _il.MarkLabel(slow);
-            HandOver(i, pending, written);
-        });
     }
 
     /// <summary>Host pointer on the stack: load the guest operand of 1 &lt;&lt; <paramref name="log"/> bytes, zero-extended.</summary>

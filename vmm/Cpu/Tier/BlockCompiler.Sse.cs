@@ -25,13 +25,7 @@ internal sealed unsafe partial class BlockCompiler
         ref Op op = ref _snap[i];
         int r = op.R, r2 = op.R2, width = op.X;
         var refuse = _il.DefineLabel();
-        int pending = _pending;
-        bool[] written = (bool[])_written.Clone();
-        AddOutOfLine(() =>
-        {
-            _il.MarkLabel(refuse);
-            HandOver(i, pending, written);
-        });
+        HandOverAt(refuse, i);
         // CR0.EM/TS, CR4.OSFXSR: the interpreter's handler raises #UD or #NM.
         _il.Emit(OpCodes.Ldarg_0);
         _il.Emit(OpCodes.Ldc_I4, StateLayout.SseFault);

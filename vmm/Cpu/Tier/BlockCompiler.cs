@@ -192,7 +192,7 @@ internal sealed unsafe partial class BlockCompiler
             bool ended = false;
             int nk = _region[k].N;
             for (int i = 0; i < nk && !ended; i++) ended = EmitOp(i);
-            if (!ended) HandOver(nk, _pending, _written);
+            if (!ended) HandOver(nk, _pending);
         }
         foreach (var a in _outOfLine) a();
         SharedTails();
@@ -352,13 +352,28 @@ internal sealed unsafe partial class BlockCompiler
     }
 
     /// <summary>
+    /// Out of line, at <paramref name="refused"/>: hand op <paramref name="i"/> to the interpreter
+    /// with the lazy flags pending now (a fast path that refuses branches there before any of
+    /// the op has happened).
+    /// </summary>
+    private void HandOverAt(Label refused, int i)
+    {
+        int pending = _pending;
+        AddOutOfLine(() =>
+        {
+            _il.MarkLabel(refused);
+            HandOver(i, pending);
+        });
+    }
+
+    /// <summary>
     /// Leave the compiled code at op <paramref name="i"/>: the interpreter runs it and the rest of
     /// the block. The lazy flags are stored here; the registers, CurOp and the call are one shared
     /// tail per method (SharedTails), which keeps the IL, and so the JIT's time, small.
     /// </summary>
-    private void HandOver(int i, int pending, bool[] written)
+    private void HandOver(int i, int pending)
     {
-        _ = written;   // the shared tail stores every register the method holds
+        // The shared tail stores every register the method holds.
         Bump("insns compiled", i);
         if (TierProfile.On) Bump($"handover {(i < _region[_cur].N ? "write-refused" : "op")} at {_b->Va + _snap[i].RipOff:x} rest {_snap.Length - i}", 1);
         SpillFlags(pending);

@@ -39,14 +39,8 @@ public sealed class GuestMemoryManager(IHostMadvise host, ISecondaryMmu mmu) : I
         // Each page to its slot's host page; pages no slot covers are skipped, as a range's are.
         var hvas = new Hva[pages.Length];
         int n = 0;
-        var slots = mmu.Slots.Current;
         foreach (var page in pages)
-            foreach (var slot in slots)
-                if (page.Value >= slot.GpaStart.Value && page.Value < slot.GpaEnd.Value)
-                {
-                    hvas[n++] = slot.ToHva(page);
-                    break;
-                }
+            if (mmu.Slots.Find(page) is { } slot) hvas[n++] = slot.ToHva(page);
         return n == 0 ? 0 : host.PageOutPages(hvas.AsSpan(0, n));
     }
 

@@ -62,7 +62,7 @@ internal static unsafe class TierCompiler
     /// again (its <c>TierState</c> goes back to 0): the queue holds the blocks that run now,
     /// and a finished VM's blocks do not take the compiler's time from a running one.
     /// </summary>
-    public static readonly long StaleTicks = System.Diagnostics.Stopwatch.Frequency / 50;   // 20 ms
+    public static readonly long StaleTicks = Stopwatch.Frequency / 50;   // 20 ms
 
     /// <summary>
     /// A waiting block is compiled once its entries times its instructions reach its threshold
@@ -93,7 +93,7 @@ internal static unsafe class TierCompiler
         }
         lock (Queue)
         {
-            Queue.Add(new Waiting(cache, (nint)b, seq, b->Hits, System.Diagnostics.Stopwatch.GetTimestamp()));
+            Queue.Add(new Waiting(cache, (nint)b, seq, b->Hits, Stopwatch.GetTimestamp()));
             Monitor.Pulse(Queue);
         }
     }
@@ -127,7 +127,7 @@ internal static unsafe class TierCompiler
     private static Waiting? TakeHottestLocked()
     {
         Debug.Assert(Monitor.IsEntered(Queue));
-        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        long now = Stopwatch.GetTimestamp();
         int best = -1;
         for (int i = Queue.Count - 1; i >= 0; i--)
         {
@@ -178,7 +178,7 @@ internal static unsafe class TierCompiler
             // Thread CPU time of the emit and of the JIT, the method's IL size, a timeline line.
             TierProfile.EmitTicks += t1 - t0; TierProfile.CompileTicks += t2 - t1; TierProfile.Methods++;
             int il = m.GetILGenerator().ILOffset; TierProfile.IlBytes += il;
-            TierProfile.Timeline.Add($"{(DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalMilliseconds,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} IL {il} jit {(t2 - t1) * 1000.0 / System.Diagnostics.Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
+            TierProfile.Timeline.Add($"{(DateTime.Now - Process.GetCurrentProcess().StartTime).TotalMilliseconds,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} IL {il} jit {(t2 - t1) * 1000.0 / Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
         }
     }
 

@@ -1,0 +1,300 @@
+using Iced.Intel;
+using ToyVmm.Cpu;
+using ToyVmm.Mmu.Secondary;
+using Xunit;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace ToyVmm.Tests.Cpu;
+
+/// <summary>
+/// How an invalidator judges, from outside, a vCPU the host has descheduled: what each access
+/// publishes, which handlers count as narrow stores or checked loads, the run loop's boundary,
+/// and a flush completed from outside or waited for (TlbShootdown.cs, mmu/LOCKING.md).
+/// </summary>
+public sealed unsafe partial class TlbShootdownTests
+{
+    /// <summary>A vCPU that read page A (DataGfn) and wrote page A + 1, then halted; its block and the block's ops.</summary>
+    private static (CpuFixture f, Vcpu cpu, nint block) RanMovsThenPush()
+    {
+        var f = new CpuFixture();
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);              // op 0: quiet
+            a.mov(rax, __qword_ptr[rbx]);                 // op 1: plain load of page A
+            a.mov(__qword_ptr[rbx + 0x1000], rax);        // op 2: plain store to page A + 1
+            a.push(rax);                                  // op 3: a stack access
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+        Assert.True(b != null);
+        return (f, cpu, (nint)b);
+    }
+
+    /// <summary>Leave the vCPU as if the host had descheduled it at op <paramref name="op"/> of <paramref name="block"/> after it published <paramref name="accessVa"/>.</summary>
+    private static void Park(Vcpu cpu, nint block, int op, ulong accessVa)
+    {
+        CpuState* s = cpu.State;
+        s->CurBlock = (Block*)block;
+        s->CurOp = Block.OpsOf((Block*)block) + op;
+        s->AccessVa = accessVa;
+    }
+
+    private static void Unpark(Vcpu cpu) { cpu.State->CurOp = null; cpu.State->CurBlock = null; }
+
+    [Fact]
+    public void IsQuiescentFor_VcpuParkedInAPlainMovStoreToPageA1_IsDoneForOtherPages_ButNotForPageA1()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);   // published its own address: may hold page A + 1
+            Assert.False(cpu.IsQuiescentFor(A + 1, A + 1));
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Assert.True(cpu.IsQuiescentFor(A + 5, A + 9));
+            cpu.ShootDown(A + 1, A + 1);                  // cleared from outside: the entry keeps its frame
+            Assert.False(cpu.IsQuiescentFor(A + 1, A + 1));
+            Park(cpu, b, 2, Vcpu.AccessTranslating);      // a checked read's marker is no store's
+            Assert.False(cpu.IsQuiescentFor(A + 5, A + 5));
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_StoreParkedBeforeItPublished_IsDone_WhateverTheEarlierAccessTouched()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            // At op 2 (store to rbx + 0x1000) with op 1's address still published: the store has
+            // not probed yet (its registers give another address), and op 1's load is over.
+            Park(cpu, b, 2, CpuFixture.DataBase);
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Assert.True(cpu.IsQuiescentFor(A + 1, A + 1));
+            cpu.State->Regs[3] = CpuFixture.DataBase - 0x1000;   // rbx: now the store's own address is the published one
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            cpu.State->Regs[3] = CpuFixture.DataBase;
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_VcpuParkedInACheckedLoad_IsDoneEvenForThePageItReads_ButNotInsideItsSlowPath()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            Park(cpu, b, 1, CpuFixture.DataBase);         // op 1 loads page A: its load is checked afterwards
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Park(cpu, b, 1, Vcpu.AccessTranslating);      // its slow path, holding nothing it would use unchecked
+            Assert.True(cpu.IsQuiescentFor(A, A));
+            Park(cpu, b, 1, Vcpu.AccessUnknown);          // its slow path, using a page-table pointer
+            Assert.False(cpu.IsQuiescentFor(A, A));
+            Unpark(cpu);
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_AtTheRunLoopsBoundary_IsDone_AndWithABlockOrAnotherAddressIsNot()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            // Run returned from hlt through the boundary: no op, no block, the boundary marker.
+            Assert.True(cpu.State->CurBlock == null);
+            Assert.Equal(Vcpu.AccessBoundary, cpu.State->AccessVa);
+            Assert.True(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            cpu.State->CurBlock = (Block*)b;              // compiled code: CurOp null inside a block
+            Assert.False(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            cpu.State->CurBlock = null;
+            cpu.State->AccessVa = Vcpu.AccessUnknown;     // decoding: a fetch pointer may be live
+            Assert.False(cpu.IsQuiescentFor(DataGfn, DataGfn));
+        }
+    }
+
+    [Fact]
+    public void LoadChecked_EntryShotDownBetweenTheLoadAndTheCheck_DiscardsTheValue()
+    {
+        var (f, cpu) = RanTouchingTwoPages();
+        using (f)
+        {
+            f.Write(CpuFixture.DataBase, BitConverter.GetBytes(0x1122_3344_5566_7788UL));
+            CpuState* s = cpu.State;
+            TlbEntry* e = Mem.Entry(s->TlbRead, CpuFixture.DataBase);
+            ulong tag = Mem.Tag(s, CpuFixture.DataBase, 8);
+            Assert.Equal(tag, e->Tag);
+            byte* p = (byte*)(CpuFixture.DataBase + (ulong)e->Addend);   // the pointer the parked load took
+            Assert.True(Mem.LoadChecked<S64>(e, tag, p, out ulong v));
+            Assert.Equal(0x1122_3344_5566_7788UL, v);
+            cpu.ShootDown(DataGfn, DataGfn);              // the invalidator, while the load is in flight
+            Assert.False(Mem.LoadChecked<S64>(e, tag, p, out _));
+            Assert.False(Mem.TryRead<S64>(s, CpuFixture.DataBase, out _));
+        }
+    }
+
+    [Fact]
+    public void IsQuiescentFor_SlowPathStackOpOrNoBlock_IsNotDone_AndAQuietOpIs()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            Park(cpu, b, 2, Vcpu.AccessUnknown);          // inside a slow path: two pages, or a fill
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+            Park(cpu, b, 3, CpuFixture.DataBase);         // push: not a plain mov
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+            Park(cpu, b, 0, CpuFixture.DataBase);         // quiet: done whatever it published
+            Assert.True(cpu.IsQuiescentFor(DataGfn, DataGfn));
+            Unpark(cpu);
+            Assert.False(cpu.IsQuiescentFor(DataGfn + 5, DataGfn + 5));
+        }
+    }
+
+    /// <summary>Runs <paramref name="body"/>, then a vmcall whose handler reads what the vCPU had published.</summary>
+    private static ulong PublishedAfter(Action<Assembler> body)
+    {
+        using var f = new CpuFixture();
+        ulong published = 0;
+        f.Exits.OnHypercall = v => published = v.State->AccessVa;
+        var (exit, _) = f.Run(a =>
+        {
+            body(a);
+            a.vmcall();
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        return published;
+    }
+
+    [Fact]
+    public void MemAccess_HitPublishesItsAddress_ASlowStorePublishesUnknown_AndASlowLoadEndsTranslating()
+    {
+        Assert.Equal(CpuFixture.DataBase + 8, PublishedAfter(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            a.mov(rax, __qword_ptr[rbx]);         // miss: the slow path fills the entry
+            a.mov(rax, __qword_ptr[rbx + 8]);     // hit
+        }));
+        Assert.Equal(Vcpu.AccessUnknown, PublishedAfter(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase + 0x3000);
+            a.mov(__qword_ptr[rbx], rax);         // miss
+        }));
+        Assert.Equal(Vcpu.AccessTranslating, PublishedAfter(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase + 0x3000);
+            a.mov(rax, __qword_ptr[rbx]);         // miss: a checked read, done with every pointer but the filled entry's
+        }));
+    }
+
+    public static TheoryData<string> PlainMovForms() =>
+        ["mov rax, m", "mov eax, m", "mov ax, m", "mov al, m", "mov m, rax", "mov m, eax", "mov m, ax", "mov m, al", "mov m, imm32", "mov m, imm8"];
+
+    private static void EmitPlainMov(Assembler a, string form, AssemblerRegister64 b, int disp)
+    {
+        switch (form)
+        {
+            case "mov rax, m": a.mov(rax, __qword_ptr[b + disp]); break;
+            case "mov eax, m": a.mov(eax, __dword_ptr[b + disp]); break;
+            case "mov ax, m": a.mov(ax, __word_ptr[b + disp]); break;
+            case "mov al, m": a.mov(al, __byte_ptr[b + disp]); break;
+            case "mov m, rax": a.mov(__qword_ptr[b + disp], rax); break;
+            case "mov m, eax": a.mov(__dword_ptr[b + disp], eax); break;
+            case "mov m, ax": a.mov(__word_ptr[b + disp], ax); break;
+            case "mov m, al": a.mov(__byte_ptr[b + disp], al); break;
+            case "mov m, imm32": a.mov(__dword_ptr[b + disp], 7); break;
+            case "mov m, imm8": a.mov(__byte_ptr[b + disp], 7); break;
+            default: throw new ArgumentException(form);
+        }
+    }
+
+    /// <summary>
+    /// The narrow answer trusts what a plain mov publishes: each form the decoder binds to a
+    /// handler in the narrow list must publish the address it accesses (a handler that probed
+    /// the TLB without publishing would make IsQuiescentFor unsound).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(PlainMovForms))]
+    public void PlainMov_BoundToANarrowHandler_PublishesItsAddress(string form)
+    {
+        using var f = new CpuFixture();
+        ulong published = 0;
+        f.Exits.OnHypercall = v => published = v.State->AccessVa;
+        var (exit, cpu) = f.Run(a =>
+        {
+            a.mov(rbx, CpuFixture.DataBase);
+            EmitPlainMov(a, form, rbx, 0);        // miss: fills the entry
+            EmitPlainMov(a, form, rbx, 0x10);     // hit
+            a.vmcall();
+            a.hlt();
+        });
+        Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+        Assert.Equal(CpuFixture.DataBase + 0x10, published);
+        Block* b = CodeCache.For(f.Memory).Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+        Assert.True(b != null);
+        Assert.True(Vcpu.IsNarrowHandler((nint)Block.OpsOf(b)[2].H), form);
+    }
+
+    [Fact]
+    public void FlushLocked_VcpuParkedInsideAStoreToPageA1_IsShotDownForPageA_AndWaitedForOnPageA1()
+    {
+        var (f, cpu, b) = RanMovsThenPush();
+        using (f)
+        {
+            const ulong A = DataGfn;
+            VcpuLink[] vcpus = [cpu.Link];
+            cpu.Link.EnterGuest();                        // in guest mode, descheduled inside op 2's store to page A + 1
+            Park(cpu, b, 2, CpuFixture.DataBase + 0x1000);
+            var counts = new ShootdownCounts();
+            VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, A, A);
+            Assert.Equal(1, counts.ShotDown);
+            Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
+            Assert.False(cpu.Maps(A, HostPage(f, CpuFixture.DataBase)));
+            var onA = new ShootdownCounts();
+            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref onA, ulong.MaxValue, A + 1, A + 1));
+            flush.Start();
+            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still store through its pointer
+            Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
+            Unpark(cpu);
+            cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
+            cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+            cpu.Link.AcknowledgeFlush();
+            Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+            Assert.Equal(1, onA.Waited);
+            cpu.Link.ExitGuest();
+        }
+    }
+
+    [Fact]
+    public void IsQuiescent_RegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
+    {
+        using var f = new CpuFixture();
+        f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
+        {
+            var l = a.CreateLabel();
+            a.Label(ref l);
+            a.add(rax, 1);
+            a.jmp(l);
+        }));
+        var cpu = f.NewVcpu();
+        Assert.False(cpu.IsQuiescent);   // not in a block
+        bool seen = false;
+        var t = new Thread(() =>
+        {
+            while (cpu.Link.Mode != VcpuMode.InGuest) Thread.Yield();
+            for (int i = 0; i < 100_000 && !seen; i++)
+            {
+                Interlocked.MemoryBarrierProcessWide();
+                seen = cpu.IsQuiescent;
+            }
+            cpu.Link.RequestStop();
+        });
+        t.Start();
+        Assert.Equal(VcpuExitKind.StopRequested, cpu.Run().Kind);
+        t.Join();
+        Assert.True(seen);
+        Assert.False(cpu.IsQuiescent);
+    }
+}

@@ -15,7 +15,8 @@ namespace ToyVmm.Bench.Secondary;
 /// <see cref="InvalidateOnePageBenchmarks"/> gives means per iteration; the
 /// targets are stated as percentiles, which only a per-operation histogram shows.
 /// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow] [vcpu-nice]</c> (the secondary MMU, EPT by
-/// default; the vCPU threads' nice value, <see cref="VmConfig.VcpuNice"/>, 0 by default).
+/// default; the vCPU threads' nice value, <see cref="VmConfig.VcpuNice"/>, 0 by default). The set-ups with
+/// vCPUs run twice: unpinned, then with the vCPU threads pinned to CPUs (<see cref="VmConfig.PinVcpus"/>).
 /// </summary>
 /// <remarks>
 /// "Held" is read off the shootdown itself: the invalidation posted a flush to a
@@ -69,14 +70,15 @@ public static unsafe class InvalidateLatencyProbe
                           $"{Environment.ProcessorCount} cores, load average {LoadAverage()}");
         Console.WriteLine("held: a running vCPU held the page when the invalidation started (its shootdown found the page in the vCPU's TLB filter)");
         Console.WriteLine($"  {"page",-10} {"count",7} {"p50",9} {"p90",9} {"p99",9} {"p99.9",9} {"max",10} {"start p50",10} {"end p50",9}");
-        Row? target = null;
-        foreach (var (running, guest) in new[]
+        var targets = new List<(bool Pinned, Row Row)>();
+        foreach (var (running, guest, pin) in new[]
                  {
-                     (0, Guest.None), (1, Guest.OtherPage), (2, Guest.OtherPage),
-                     (1, Guest.PageToInvalidate), (2, Guest.PageToInvalidate),
+                     (0, Guest.None, false), (1, Guest.OtherPage, false), (2, Guest.OtherPage, false),
+                     (1, Guest.PageToInvalidate, false), (2, Guest.PageToInvalidate, false),
+                     (2, Guest.OtherPage, true), (1, Guest.PageToInvalidate, true), (2, Guest.PageToInvalidate, true),
                  })
         {
-            var (held, notHeld, timeouts, mips) = Measure(running, samples, guest, mmu, nice);
+            var (held, notHeld, timeouts, mips, steps) = Measure(running, samples, guest, mmu, nice, pin);
             string what = guest switch
             {
                 Guest.None => "no vCPU running",
@@ -84,20 +86,37 @@ public static unsafe class InvalidateLatencyProbe
                 _ => $"{running} vCPU{(running > 1 ? "s" : "")} running, reading the page about to be invalidated" +
                      (timeouts > 0 ? $" ({timeouts} invalidations started before every vCPU had read it)" : ""),
             };
+            if (pin) what = $"{running} pinned vCPU{(running > 1 ? "s" : "")} ({PinnedCpus(running)})" + what[(what.IndexOf(" running", StringComparison.Ordinal))..];
             Console.WriteLine(what + (mips > 0 ? $" (guest {mips:F1} MIPS)" : "") + ":");
             Print("held", held);
             Print("not held", notHeld);
-            if (running == 2 && guest == Guest.PageToInvalidate) target = held;
+            if (steps.Length > 0) Console.WriteLine($"  {"",-10} a vCPU's flush done, p50 after its post (all invalidations of the set-up): {steps}");
+            if (running == 2 && guest == Guest.PageToInvalidate) targets.Add((pin, held));
         }
-        if (target is { } t && t.All.TotalCount > 0)
+        foreach (var (pinned, t) in targets)
         {
+            string which = pinned ? "2 pinned vCPUs running" : "2 vCPUs running";
+            if (t.All.TotalCount == 0)
+            {
+                Console.WriteLine($"target, {which}, page held: no invalidation found the page held");
+                continue;
+            }
             long p50 = t.All.GetValueAtPercentile(50), p999 = t.All.GetValueAtPercentile(99.9);
-            Console.WriteLine($"target, 2 vCPUs running, page held: p50 {Fmt(p50)} (<= 1 us: {(p50 <= 1_000 ? "met" : "missed")}), " +
+            Console.WriteLine($"target, {which}, page held: p50 {Fmt(p50)} (<= 1 us: {(p50 <= 1_000 ? "met" : "missed")}), " +
                               $"p99.9 {Fmt(p999)} (<= 20 us: {(p999 <= 20_000 ? "met" : "missed")}) over {t.All.TotalCount} invalidations");
         }
-        else Console.WriteLine("target, 2 vCPUs running, page held: no invalidation found the page held");
         return 0;
     }
+
+    /// <summary>Where the pinned set-up's vCPUs go (round-robin over the CPUs this process may use), and whether the barrier aimed at a CPU is there.</summary>
+    private static string PinnedCpus(int running)
+    {
+        int n = Environment.ProcessorCount;
+        string where = string.Join(", ", Enumerable.Range(0, running).Select(i => $"vCPU {i} on the {Ordinal(i % n)} allowed CPU"));
+        return TargetedBarrier.IsAvailable ? where : $"{where}; {TargetedBarrier.Unavailable}";
+    }
+
+    private static string Ordinal(int i) => i switch { 0 => "1st", 1 => "2nd", 2 => "3rd", _ => $"{i + 1}th" };
 
     private static void Print(string name, Row row)
     {
@@ -122,12 +141,21 @@ public static unsafe class InvalidateLatencyProbe
     }
 
     /// <returns>Also the guest's MIPS over the measuring (all vCPUs together; 0 without a guest).</returns>
-    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu, int nice)
+    /// <returns>Also the p50 time from a vCPU flush's post to its completion, per step of the shootdown (empty without any).</returns>
+    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips, string Steps) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu,
+        int nice, bool pin)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3), Mmu: mmu));
         // OtherPage: the mailbox is never changed, so the vCPUs keep reading the mailbox's own page.
-        var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running, nice);
-        try { return MeasureWith(memory, guest, running, samples, kind); }
+        var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running, nice, pin);
+        try
+        {
+            var (held, notHeld, timeouts, mips) = MeasureWith(memory, guest, running, samples, kind);
+            var waits = memory.Snapshot().Total.ShootdownWaits;
+            string steps = string.Join(", ", waits.Where(w => w.Value.TotalCount > 0)
+                .Select(w => $"{w.Key} {Fmt(w.Value.GetValueAtPercentile(50))} ({w.Value.TotalCount})"));
+            return (held, notHeld, timeouts, mips, steps);
+        }
         finally { guest?.Dispose(); }
     }
 
@@ -196,12 +224,14 @@ public static unsafe class InvalidateLatencyProbe
     {
         Asked = a.Asked - b.Asked, NotHeld = a.NotHeld - b.NotHeld, Acknowledged = a.Acknowledged - b.Acknowledged,
         ShotDown = a.ShotDown - b.ShotDown, Waited = a.Waited - b.Waited,
+        TargetedBarriers = a.TargetedBarriers - b.TargetedBarriers, ProcessWideBarriers = a.ProcessWideBarriers - b.ProcessWideBarriers,
     };
 
     private static void Add(ref ShootdownCounts sum, ShootdownCounts d)
     {
         sum.Asked += d.Asked; sum.NotHeld += d.NotHeld; sum.Acknowledged += d.Acknowledged;
         sum.ShotDown += d.ShotDown; sum.Waited += d.Waited;
+        sum.TargetedBarriers += d.TargetedBarriers; sum.ProcessWideBarriers += d.ProcessWideBarriers;
     }
 
     private static ulong PageGfn(int i) => (32UL << 20 >> Page.Shift) + (ulong)i;

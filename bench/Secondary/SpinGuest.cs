@@ -33,10 +33,11 @@ internal sealed unsafe class SpinGuest : IDisposable
     /// one word of each of that many pages from this guest-physical address on, over and over
     /// (with some register arithmetic between the reads), so that they stay in its TLB.</param>
     public SpinGuest(VmMemory memory, int vcpus, ulong touchBase = 0, int touchPages = 0)
-        : this(memory, vcpus, a => EmitLoop(a, touchBase, touchPages), follow: false, vcpuNice: 0) { }
+        : this(memory, vcpus, a => EmitLoop(a, touchBase, touchPages), follow: false, vcpuNice: 0, pin: false) { }
 
     /// <param name="vcpuNice">The vCPU threads' nice value (<see cref="VmConfig.VcpuNice"/>; 0: as they are).</param>
-    private SpinGuest(VmMemory memory, int vcpus, Action<Assembler> emitLoop, bool follow, int vcpuNice)
+    /// <param name="pin">Pin the vCPU threads to CPUs (<see cref="VmConfig.PinVcpus"/>).</param>
+    private SpinGuest(VmMemory memory, int vcpus, Action<Assembler> emitLoop, bool follow, int vcpuNice, bool pin)
     {
         _vcpus = vcpus;
         _lastRead = new ulong*[vcpus];
@@ -49,7 +50,7 @@ internal sealed unsafe class SpinGuest : IDisposable
         a.Assemble(new StreamCodeWriter(ms), Load);
         byte[] code = ms.ToArray();
         var image = new ElfImage(code, Load, [new ElfSegment(0, new Gpa(Load), 0, (ulong)code.Length, 0x20000, true)]);
-        _vm = VirtualMachine.Create(new VmConfig(memory.Access.RamBytes, vcpus, VcpuNice: vcpuNice), image, Stream.Null, _ => memory);
+        _vm = VirtualMachine.Create(new VmConfig(memory.Access.RamBytes, vcpus, VcpuNice: vcpuNice, PinVcpus: pin), image, Stream.Null, _ => memory);
         if (follow)
         {
             // Host pointers to the mailbox and to the vCPUs' cells (the image is loaded by
@@ -73,7 +74,7 @@ internal sealed unsafe class SpinGuest : IDisposable
     /// reads, and after each read store the address they read in their own cell
     /// (<see cref="AllHold"/>): the page about to be invalidated stays in their TLBs.
     /// </summary>
-    public static SpinGuest Following(VmMemory memory, int vcpus, int vcpuNice = 0) => new(memory, vcpus, a =>
+    public static SpinGuest Following(VmMemory memory, int vcpus, int vcpuNice = 0, bool pin = false) => new(memory, vcpus, a =>
     {
         var loop = a.CreateLabel();
         a.mov(rbx, Mailbox);
@@ -87,7 +88,7 @@ internal sealed unsafe class SpinGuest : IDisposable
         }
         a.mov(__qword_ptr[rax], rsi);
         a.jmp(loop);
-    }, follow: true, vcpuNice);
+    }, follow: true, vcpuNice, pin);
 
     /// <summary>Following guest: the guest-physical address the vCPUs read from now on.</summary>
     public ulong Target

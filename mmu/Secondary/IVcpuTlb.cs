@@ -59,6 +59,15 @@ public interface IVcpuTlb
     /// </summary>
     long Progress => -1;
 
+    /// <summary>
+    /// Ask the vCPU, if it is running guest code, to leave its chain of blocks at the next
+    /// block boundary, where its run loop polls the link's requests, instead of at the end of
+    /// its chain budget: a flush just posted is then acknowledged within a block. Only a
+    /// hint: a kick that is lost (the vCPU starts a new chain at that moment) costs the
+    /// chain budget, never safety, since the request stays posted.
+    /// </summary>
+    void Kick() { }
+
     /// <summary>For the invariant checker: does a live TLB entry map <paramref name="gfn"/> to <paramref name="hostPage"/>?</summary>
     bool Maps(ulong gfn, nint hostPage);
 }

@@ -17,11 +17,16 @@ public struct ShootdownCounts
     public long ShotDown;
     /// <summary>Step 4: the invalidator waited for the acknowledgement.</summary>
     public long Waited;
+    /// <summary>Step 3's barriers aimed at one pinned vCPU's CPU (<see cref="TargetedBarrier"/>).</summary>
+    public long TargetedBarriers;
+    /// <summary>Step 3's process-wide barriers.</summary>
+    public long ProcessWideBarriers;
 
     public override readonly string ToString() => Asked == 0
         ? "no vCPU in guest mode had to flush"
         : $"{Asked} vCPU flushes: {Pct(NotHeld)} never held the range, {Pct(Acknowledged)} acknowledged at once, " +
-          $"{Pct(ShotDown)} shot down from outside, {Pct(Waited)} waited for";
+          $"{Pct(ShotDown)} shot down from outside, {Pct(Waited)} waited for" +
+          (TargetedBarriers + ProcessWideBarriers == 0 ? "" : $"; barriers: {TargetedBarriers} aimed at a CPU, {ProcessWideBarriers} process-wide");
 
     private readonly string Pct(long n) => $"{100.0 * n / Asked:F0}%";
 }

@@ -69,6 +69,7 @@ public sealed class VcpuLink
 
     private IVcpuTlb? _tlb;
     private int _tlbPins;       // invalidators and checkers using _tlb; detach waits for 0
+    private int _pinnedCpu = -1; // the one CPU the vCPU thread may run on, -1 when not pinned; written by the vCPU thread only
 
     public VcpuLink(int index) => Index = index;
 
@@ -96,6 +97,26 @@ public sealed class VcpuLink
 
     /// <summary>Times the vCPU has entered guest mode (a vCPU that re-entered took its requests before touching memory).</summary>
     public long GuestEntries => Volatile.Read(ref _entries);
+
+    /// <summary>
+    /// The one CPU the vCPU's thread is allowed to run on (it pinned itself with
+    /// <c>sched_setaffinity</c>), or -1 when it is not pinned. A shootdown orders a pinned vCPU
+    /// with a barrier aimed at that CPU alone (<see cref="TargetedBarrier"/>), and knows that a
+    /// vCPU pinned to the CPU the invalidator runs on is not running now
+    /// (mmu/LOCKING.md "The barrier aimed at a pinned vCPU's CPU").
+    /// </summary>
+    public int PinnedCpu => Volatile.Read(ref _pinnedCpu);
+
+    /// <summary>
+    /// vCPU thread: its thread now runs on <paramref name="cpu"/> only (before it first enters
+    /// guest mode), or -1: it no longer may be assumed to (its affinity was changed from outside),
+    /// so shootdowns go back to the process-wide barrier for it.
+    /// </summary>
+    public void SetPinnedCpu(int cpu)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(cpu, -1);
+        Volatile.Write(ref _pinnedCpu, cpu);
+    }
 
     /// <summary>vCPU: attach the TLB that invalidators may inspect and shoot down from outside.</summary>
     public void AttachTlb(IVcpuTlb tlb) => Volatile.Write(ref _tlb, tlb);

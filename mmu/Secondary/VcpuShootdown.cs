@@ -36,11 +36,15 @@ public static class VcpuShootdown
     ///   1. its TLB filter says it never took a pointer into the range (a
     ///      batch's listed frames, one by one) (a fill racing with the post
     ///      sees the request after its fence);
-    ///   2. it acknowledges within a short spin (a running vCPU does at its
+    ///   2. (a vCPU pinned to the CPU this thread runs on is not running: it goes
+    ///      to step 3 at once, before the others' spin; every pending vCPU is
+    ///      kicked out of its chain of blocks when the flush is posted)
+    ///      it acknowledges within a short spin (a running vCPU does at its
     ///      next block boundary); the spin ends early when no pending vCPU's
     ///      progress counter moves (all descheduled);
     ///   3. its entries are shot down from here, then a process-wide barrier
-    ///      (membarrier: the IPI of a real TLB shootdown) shows it executing an
+    ///      (membarrier: the IPI of a real TLB shootdown; aimed at the vCPUs' CPUs
+    ///      alone when every one judged is pinned) shows it executing an
     ///      instruction that touches no guest memory, a load that checks its TLB
     ///      entry again after it (and discards what it read through a cleared one),
     ///      a plain store to a page outside the range or not yet begun, or between
@@ -61,6 +65,7 @@ public static class VcpuShootdown
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         Span<long> progress = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         int pending = 0;
+        bool anyPinned = false;
         for (int i = 0; i < vcpus.Length; i++)
         {
             ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
@@ -78,11 +83,33 @@ public static class VcpuShootdown
                     vcpus[i].CompleteRemotely(t); tickets[i] = -1; counts.NotHeld++;
                     events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());
                 }
-                else { pending++; progress[i] = tlb.Progress; }
+                else
+                {
+                    pending++; progress[i] = tlb.Progress;
+                    // A running vCPU leaves its chain at the next block and acknowledges there.
+                    tlb.Kick();
+                    anyPinned |= vcpus[i].PinnedCpu >= 0;
+                }
             }
             finally { vcpus[i].UnpinTlb(); }
         }
         if (pending == 0) return;
+        // 2a. A vCPU pinned to the CPU this thread runs on is not running now (unless it is
+        // this very thread, the vCPU's own hypercall): it cannot acknowledge before this thread
+        // gives up the core, so step 3 is tried for it at once, with the barrier aimed at this
+        // CPU, which interrupts nobody. The CPU is a hint only (this thread may move right
+        // after): what completes a flush is still the barrier and the quiescence check.
+        // One not done here is inside an access, and stays there until it runs again: step 3
+        // does not look at it a second time, step 4 waits for it.
+        Span<bool> local = vcpus.Length <= 64 ? stackalloc bool[vcpus.Length] : new bool[vcpus.Length];
+        if (anyPinned && TargetedBarrier.CurrentCpu() is int here and >= 0)
+        {
+            int me = Environment.CurrentManagedThreadId;
+            for (int i = 0; i < vcpus.Length; i++)
+                local[i] = tickets[i] >= 0 && vcpus[i].PinnedCpu == here && vcpus[i].ThreadId != me;
+            pending -= ShootDownAndCheck(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted);
+            if (pending == 0) return;
+        }
         // 2. A running vCPU acknowledges at its next block boundary, a few hundred
         // nanoseconds away: poll at that grain. Stop early once every vCPU still
         // pending has stopped making progress (descheduled: it cannot answer before
@@ -120,34 +147,7 @@ public static class VcpuShootdown
             if (allStalled || spun) break;   // the last look decides how step 4 waits
         }
         // 3. Shoot the entries down from here; a quiescent vCPU is then done.
-        bool shot = false;
-        for (int i = 0; i < vcpus.Length; i++)
-        {
-            if (tickets[i] < 0) continue;
-            var tlb = vcpus[i].PinTlb();
-            if (tlb is null) continue;
-            try { tlb.ShootDown(firstGfn, lastGfn); shot = true; }
-            finally { vcpus[i].UnpinTlb(); }
-        }
-        if (shot)
-        {
-            Interlocked.MemoryBarrierProcessWide();
-            for (int i = 0; i < vcpus.Length; i++)
-            {
-                if (tickets[i] < 0) continue;
-                var tlb = vcpus[i].PinTlb();
-                if (tlb is null) continue;
-                try
-                {
-                    if (tlb.IsQuiescentFor(firstGfn, lastGfn))
-                    {
-                        vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; counts.ShotDown++;
-                        events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.ShotDown, posted, Stopwatch.GetTimestamp());
-                    }
-                }
-                finally { vcpus[i].UnpinTlb(); }
-            }
-        }
+        ShootDownAndCheck(vcpus, events, ref counts, tickets, local, false, firstGfn, lastGfn, posted);
         // 4. The rest are inside an access (or have no remote TLB): wait for them.
         // A stalled vCPU is waited for by blocking at once, which hands it this core;
         // the vCPUs still running are asked to yield theirs once, in case it is queued
@@ -162,5 +162,73 @@ public static class VcpuShootdown
             vcpus[i].WaitForFlush(tickets[i], spin: !allStalled);
             events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Waited, posted, Stopwatch.GetTimestamp());
         }
+    }
+
+    /// <summary>
+    /// Step 3 for the pending vCPUs (those whose <paramref name="mask"/> entry is <paramref name="want"/>, when it is not empty):
+    /// clear their entries of the range from here, run the barrier, and complete each one
+    /// seen quiescent for the range. The barrier is aimed at the pinned vCPUs' CPUs, one call
+    /// per distinct CPU, when every vCPU concerned is pinned and the targeted barrier is
+    /// available; otherwise (or when a targeted call is refused) it is process-wide.
+    /// </summary>
+    /// <returns>The vCPUs completed.</returns>
+    private static int ShootDownAndCheck(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, Span<long> tickets,
+        ReadOnlySpan<bool> mask, bool want, ulong firstGfn, ulong lastGfn, long posted)
+    {
+        bool shot = false, pinned = true;
+        Span<int> cpus = stackalloc int[8];
+        int ncpus = 0;
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0 || !mask.IsEmpty && mask[i] != want) continue;
+            var tlb = vcpus[i].PinTlb();
+            if (tlb is null) continue;
+            try { tlb.ShootDown(firstGfn, lastGfn); shot = true; }
+            finally { vcpus[i].UnpinTlb(); }
+            // Pinned before it first entered guest mode, so a vCPU in guest mode runs only there
+            // (as long as nobody else changes its affinity: mmu/LOCKING.md).
+            int cpu = vcpus[i].PinnedCpu;
+            if (cpu < 0) { pinned = false; continue; }
+            if (cpus[..ncpus].Contains(cpu)) continue;
+            if (ncpus == cpus.Length) pinned = false; else cpus[ncpus++] = cpu;
+        }
+        if (!shot) return 0;
+        Barrier(ref counts, pinned ? cpus[..ncpus] : default);
+        int done = 0;
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0 || !mask.IsEmpty && mask[i] != want) continue;
+            var tlb = vcpus[i].PinTlb();
+            if (tlb is null) continue;
+            try
+            {
+                if (tlb.IsQuiescentFor(firstGfn, lastGfn))
+                {
+                    vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; counts.ShotDown++; done++;
+                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.ShotDown, posted, Stopwatch.GetTimestamp());
+                }
+            }
+            finally { vcpus[i].UnpinTlb(); }
+        }
+        return done;
+    }
+
+    /// <summary>
+    /// The barrier of step 3: aimed at each of <paramref name="cpus"/> (the pinned CPUs of every
+    /// vCPU step 3 judges), or process-wide when <paramref name="cpus"/> is empty, the targeted
+    /// barrier unavailable, or a targeted call refused (mmu/LOCKING.md "The barrier aimed at a
+    /// pinned vCPU's CPU").
+    /// </summary>
+    private static void Barrier(ref ShootdownCounts counts, ReadOnlySpan<int> cpus)
+    {
+        if (!cpus.IsEmpty && TargetedBarrier.IsAvailable)
+        {
+            bool all = true;
+            foreach (int cpu in cpus)
+                if (!TargetedBarrier.TryOn(cpu)) { all = false; break; }
+            if (all) { counts.TargetedBarriers += cpus.Length; return; }
+        }
+        Interlocked.MemoryBarrierProcessWide();
+        counts.ProcessWideBarriers++;
     }
 }

@@ -53,7 +53,7 @@ internal sealed class MultiVmRunner(RunOptions o, ILogger logger, GuestConsoleOu
             return ExitCodes.HostOutOfMemory;
         }
 
-        var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue);
+        var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue, PinVcpus: o.PinVcpus);
         long traceLimit = o.TracePath is null ? 0 : o.TraceLimit;
         var outputLock = new Lock();
         var consoles = new LinePrefixingStream[paths.Count];

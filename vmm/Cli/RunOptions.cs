@@ -62,6 +62,9 @@ public sealed class RunOptions
     /// <summary>Run the MMU invariant checker (--check); a violation stops the VM (exit 7).</summary>
     public bool Check { get; set; }
 
+    /// <summary>Pin each vCPU thread to one CPU (--pin-vcpus, <see cref="ToyVmm.Vm.VmConfig.PinVcpus"/>).</summary>
+    public bool PinVcpus { get; set; }
+
     /// <summary>The fault/invalidate protocol (--notifier-protocol sequence|broken-2008).</summary>
     public ToyVmm.Mmu.Notifiers.NotifierProtocol Protocol { get; set; }
 
@@ -123,6 +126,7 @@ public sealed class RunOptions
         target.HostMemoryBytes = HostMemoryBytes;
         target.FlatMemory = FlatMemory;
         target.Check = Check;
+        target.PinVcpus = PinVcpus;
         target.Protocol = Protocol;
         target.Mmu = Mmu;
         target.SwapFile = SwapFile;

@@ -111,7 +111,7 @@ public sealed class VmRunner : BackgroundService
 
         ulong framePoolBytes = o.HostMemoryBytes != 0 ? o.HostMemoryBytes : o.MemoryBytes + (o.MemoryBytes >> 3);
         var config = new VmConfig(o.MemoryBytes, o.Vcpus, o.MaxInstructions > 0 ? o.MaxInstructions : long.MaxValue,
-            TierThreshold: o.Cpu == CpuMode.Tiered ? o.TierThreshold : -1);
+            TierThreshold: o.Cpu == CpuMode.Tiered ? o.TierThreshold : -1, PinVcpus: o.PinVcpus);
         HostBackedMemory? backing = null;
         // Flat memory has no host to measure, but phases and instructions are still counted.
         MeasurementHub? flatHub = null;

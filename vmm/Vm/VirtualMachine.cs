@@ -111,6 +111,17 @@ public sealed class VirtualMachine : IDisposable
             _memory.Access.AttachVcpu(_links[i]);
         }
 
+        // --pin-vcpus: the CPUs this thread may run on, which the vCPU threads inherit; each
+        // pins itself to one of them, round-robin by index. The barrier aimed at a CPU is
+        // registered for here, before any vCPU runs (TargetedBarrier).
+        int[] cpus = [];
+        if (Config.PinVcpus)
+        {
+            cpus = VcpuThreadAffinity.AllowedCpus(out string? why);
+            if (cpus.Length == 0) ReportPinning($"{why}; the vCPUs run unpinned");
+            else if (!TargetedBarrier.IsAvailable) ReportPinning($"{TargetedBarrier.Unavailable}; TLB shootdowns use the process-wide barrier");
+        }
+
         // Every thread builds its vCPU and sets the entry state, then waits here so that
         // all vCPUs start at e_entry together (GUEST-ABI.md).
         using var startGate = new ManualResetEventSlim(false);
@@ -118,7 +129,7 @@ public sealed class VirtualMachine : IDisposable
         for (int i = 0; i < threads.Length; i++)
         {
             int index = i;
-            threads[i] = new Thread(() => VcpuThread(index, startGate), VcpuThreadStackBytes)
+            threads[i] = new Thread(() => VcpuThread(index, startGate, cpus), VcpuThreadStackBytes)
             {
                 Name = $"vcpu{index}",
                 IsBackground = true,
@@ -138,7 +149,7 @@ public sealed class VirtualMachine : IDisposable
         return result with { InstructionsRetired = retired };
     }
 
-    private void VcpuThread(int index, ManualResetEventSlim startGate)
+    private void VcpuThread(int index, ManualResetEventSlim startGate, int[] cpus)
     {
         Vcpu? vcpu = null;
         try
@@ -157,8 +168,12 @@ public sealed class VirtualMachine : IDisposable
                     ? counted.InstructionsRetiredBeforeCurrent : counted.InstructionsRetired);
             }
             if (Config.VcpuNice > 0) VcpuThreadNice.TryApplyToCurrentThread(Config.VcpuNice);
+            if (cpus.Length > 0) PinCurrentThread(index, cpus[index % cpus.Length]);
             startGate.Wait();
             var exit = vcpu.Run(Config.InstructionLimit);
+            if (vcpu.MovedOffPinnedCpu is int moved)
+                ReportPinning($"vCPU {index}'s thread was found on CPU {moved}, not its CPU {cpus[index % cpus.Length]} " +
+                              "(its affinity was changed from outside: taskset, a cpuset, a CPU taken offline); it ran with the process-wide barrier from then on");
             Log.VcpuExited(_logger, index, exit.Kind, exit.Message ?? "");
             if (index == 0 && vcpu.TierThreshold >= 0)
             {
@@ -198,6 +213,26 @@ public sealed class VirtualMachine : IDisposable
             _measurements?.DetachVcpuCounter(index);
             _retired[index] = vcpu?.InstructionsRetired ?? 0;
         }
+    }
+
+    /// <summary>vCPU thread, before it first enters guest mode: pin it to <paramref name="cpu"/> and say so on its link; unpinned when refused.</summary>
+    private void PinCurrentThread(int index, int cpu)
+    {
+        if (VcpuThreadAffinity.TryPinCurrentThread(cpu) is string refused)
+        {
+            ReportPinning($"{refused}; vCPU {index} runs unpinned, with the process-wide barrier");
+            return;
+        }
+        _links[index].SetPinnedCpu(cpu);
+        Log.VcpuPinned(_logger, index, cpu);
+    }
+
+    private int _pinningReported;   // 0 until the first pinning problem is reported
+
+    /// <summary>The first problem with --pin-vcpus is reported; the rest would say the same of other vCPUs.</summary>
+    private void ReportPinning(string detail)
+    {
+        if (Interlocked.Exchange(ref _pinningReported, 1) == 0) Log.PinningDegraded(_logger, detail);
     }
 
     /// <summary>The vCPUs' links (null entries before <see cref="Run"/>).</summary>

@@ -7,4 +7,8 @@ namespace ToyVmm.Vm;
 /// <param name="TierThreshold">The translation tier (<see cref="ToyVmm.Cpu.Vcpu.TierThreshold"/>): -1 interprets only.</param>
 /// <param name="VcpuNice">Linux nice value of the vCPU threads (1..19, lower scheduling weight than the VMM's other
 /// threads, so that an invalidator competing with them for the cores gets one sooner); 0 leaves them as they are.</param>
-public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue, int TierThreshold = -1, int VcpuNice = 0);
+/// <param name="PinVcpus">Pin each vCPU thread to one CPU of the process's allowed set, round-robin by vCPU index
+/// (<see cref="VcpuThreadAffinity"/>), so that TLB shootdowns order a vCPU with a barrier aimed at its CPU alone. Where the
+/// affinity cannot be set the vCPU runs unpinned (reported once) with the process-wide barrier.</param>
+public sealed record VmConfig(ulong RamBytes, int VcpuCount, long InstructionLimit = long.MaxValue, int TierThreshold = -1, int VcpuNice = 0,
+    bool PinVcpus = false);

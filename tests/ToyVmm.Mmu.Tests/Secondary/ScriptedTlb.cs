@@ -12,6 +12,8 @@ internal sealed class ScriptedTlb : IVcpuTlb
     public bool IsQuiescent => Quiescent;
     /// <summary>What <see cref="Progress"/> answers: -1 (cannot tell) unless the test sets a counter.</summary>
     public long ProgressValue = -1;
-    public long Progress => Interlocked.Read(ref ProgressValue);
+    public long Progress { get { Interlocked.Increment(ref ProgressReads); return Interlocked.Read(ref ProgressValue); } }
+    /// <summary>How often the invalidator read <see cref="Progress"/> (once when it posts; again at each look of its spin).</summary>
+    public long ProgressReads;
     public bool Maps(ulong gfn, nint hostPage) => MapsAnswer;
 }

@@ -28,6 +28,18 @@ public class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void Parse_PinVcpus_IsASwitch_OffUnlessGiven_AndFromTheEnvironmentToo()
+    {
+        Assert.False(Parse("run", "g.elf").Options!.PinVcpus);
+        Assert.True(Parse("run", "g.elf", "--pin-vcpus", "--vcpus", "2").Options!.PinVcpus);
+        var env = new CliEnvironment(_dir, new Dictionary<string, string> { ["TOYVMM_PIN_VCPUS"] = "true" });
+        Assert.True(CommandLine.Parse(["run", "g.elf"], env).Options!.PinVcpus);
+        var copy = new RunOptions();
+        Parse("run", "g.elf", "--pin-vcpus").Options!.CopyTo(copy);
+        Assert.True(copy.PinVcpus);
+    }
+
+    [Fact]
     public void Parse_OneGuest_HasNoMoreGuests()
     {
         Assert.Empty(Parse("run", "a.elf").Options!.MoreGuests);
@@ -226,6 +238,7 @@ public class CommandLineTests : IDisposable
     [InlineData("--pageout: 'every=5ms,pick=coldest': pick: 'coldest'", "run", "g.elf", "--pageout", "every=5ms", "--pageout", "every=5ms,pick=coldest")]
     [InlineData("--verbose takes no value", "run", "g.elf", "--verbose=yes")]
     [InlineData("--check takes no value", "run", "g.elf", "--check=false")]
+    [InlineData("--pin-vcpus takes no value", "run", "g.elf", "--pin-vcpus=yes")]
     [InlineData("unknown option '--memroy'", "run", "a.elf", "b.elf", "--memroy", "8M")]
     [InlineData("unexpected argument 'now'", "version", "now")]
     [InlineData("--config missing.json: the file does not exist", "run", "g.elf", "--config", "missing.json")]

@@ -46,6 +46,7 @@ public sealed unsafe partial class Vcpu
     /// </summary>
     internal void ServiceRequests(bool atBoundary = false)
     {
+        if (Link.PinnedCpu >= 0) CheckStillPinned();
         int r = Link.TakeRequests();
         if ((r & VcpuLink.FlushRequest) != 0)
         {
@@ -143,6 +144,7 @@ public sealed unsafe partial class Vcpu
             // The tag last: an invalidator scanning from outside never pairs it with another page's fields.
             e->Addend = (long)page - (long)(va & Mem.PageMask);
             e->Gpa = gpa & Mem.PageMask;
+            NoteSlotGfn(slot, e->Gpa >> 12);   // before the tag: ShootDown finds the slot by it
             e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
             Volatile.Write(ref e->Tag, (va & Mem.PageMask) | _s->TlbCplBit);
             IndexFill(slot, e->Gpa >> 12);

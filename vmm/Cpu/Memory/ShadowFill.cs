@@ -58,6 +58,7 @@ public sealed unsafe partial class Vcpu
             TlbEntry* e = EntryOf(slot);
             e->Addend = (long)page - (long)(va & Mem.PageMask);
             e->Gpa = gpa;
+            NoteSlotGfn(slot, e->Gpa >> 12);   // before the tag: ShootDown finds the slot by it
             e->Code = kind == AccessKind.Write ? _code.CodeFlag(gpa >> 12) : NoCode;
             Volatile.Write(ref e->Tag, (va & Mem.PageMask) | _s->TlbCplBit);
             IndexFill(slot, e->Gpa >> 12);

@@ -1,5 +1,8 @@
 using System.Collections.Frozen;
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Cpu;
@@ -58,24 +61,111 @@ public sealed unsafe partial class Vcpu : IVcpuTlb
         }
     }
 
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Finds the range's entries through the slots' guest-frame column (<see cref="_slotGfn"/>,
+    /// 4 KiB, scanned 8 slots at a time) rather than by reading both 512-entry arrays (32 KiB,
+    /// in the other core's cache when the vCPU ran there), then checks each candidate's entry as
+    /// before. A fill writes the slot's column value before the entry's tag and before the fence
+    /// that precedes its look at the requests, so the invalidator, which posted its flush first,
+    /// sees the column value of every fill whose entry it could see (the fill path's argument,
+    /// mmu/LOCKING.md "TLB shootdown"); a stale column value only makes a candidate that the
+    /// entry's own frame then rules out.
+    /// </remarks>
     public void ShootDown(ulong firstGfn, ulong lastGfn)
     {
         CpuState* s = _s;
         if (s == null) return;
-        DropEntries(s->TlbRead, firstGfn, lastGfn);
-        DropEntries(s->TlbWrite, firstGfn, lastGfn);
+        ulong span = lastGfn - firstGfn;
+        if (span >= uint.MaxValue)
+        {
+            DropEntries(s->TlbRead, firstGfn, lastGfn);
+            DropEntries(s->TlbWrite, firstGfn, lastGfn);
+            return;
+        }
+        // The column holds frames mod 2^32: a frame of the range always matches (a frame
+        // outside it may too, and is ruled out by its entry).
+        uint first = (uint)firstGfn, width = (uint)span;
+        ref uint column = ref MemoryMarshal.GetArrayDataReference(_slotGfn);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vFirst = Vector256.Create(first);
+            var vWidth = Vector256.Create(width);
+            for (int i = 0; i < 2 * Mem.TlbSize; i += Vector256<uint>.Count)
+            {
+                var hit = Vector256.LessThanOrEqual(Vector256.LoadUnsafe(ref column, (nuint)i) - vFirst, vWidth);
+                if (hit == Vector256<uint>.Zero) continue;
+                for (uint m = hit.ExtractMostSignificantBits(); m != 0; m &= m - 1)
+                    DropSlot(EntryOf(i + BitOperations.TrailingZeroCount(m)), firstGfn, span);
+            }
+            return;
+        }
+        for (int i = 0; i < 2 * Mem.TlbSize; i++)
+            if (Volatile.Read(ref Unsafe.Add(ref column, i)) - first <= width) DropSlot(EntryOf(i), firstGfn, span);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DropSlot(TlbEntry* e, ulong firstGfn, ulong span)
+    {
+        if ((Volatile.Read(ref e->Gpa) >> 12) - firstGfn <= span && Volatile.Read(ref e->Tag) != TlbEntry.Invalid)
+            Volatile.Write(ref e->Tag, TlbEntry.Invalid);
     }
 
     private static void DropEntries(TlbEntry* tlb, ulong firstGfn, ulong lastGfn)
     {
         ulong span = lastGfn - firstGfn;
-        for (int i = 0; i < Mem.TlbSize; i++)
-        {
-            TlbEntry* e = tlb + i;
-            if ((Volatile.Read(ref e->Gpa) >> 12) - firstGfn <= span && Volatile.Read(ref e->Tag) != TlbEntry.Invalid)
-                Volatile.Write(ref e->Tag, TlbEntry.Invalid);
-        }
+        for (int i = 0; i < Mem.TlbSize; i++) DropSlot(tlb + i, firstGfn, span);
     }
+
+    /// <summary>vCPU thread: the CPU its thread was found on, off the one it is pinned to (null: never seen off it).</summary>
+    public int? MovedOffPinnedCpu { get; private set; }
+
+    /// <summary>
+    /// vCPU thread, whenever it services requests (on entering guest mode, and at each flush):
+    /// a pinned vCPU found running on another CPU had its affinity changed from outside, which
+    /// voids the barrier aimed at its CPU; it unpins itself on its link, so later shootdowns use
+    /// the process-wide barrier. A tripwire, not a proof: a move and a shootdown between two
+    /// looks go unseen (mmu/LOCKING.md "The barrier aimed at a pinned vCPU's CPU").
+    /// </summary>
+    private void CheckStillPinned()
+    {
+        int pinned = Link.PinnedCpu;
+        if (pinned < 0) return;
+        int now = TargetedBarrier.CurrentCpu();
+        if (now < 0 || now == pinned) return;
+        Link.SetPinnedCpu(-1);
+        MovedOffPinnedCpu = now;
+    }
+
+    /// <summary>
+    /// Any thread: end the vCPU's chain of blocks at the next block boundary (its chain limit
+    /// to 0), where the run loop polls the requests. A racing store of the vCPU's own (the start
+    /// of a new chain) may overwrite it; the request is then seen at that chain's end.
+    /// Compiled regions read the limit on entry and see it at their next exit to the chain.
+    /// </summary>
+    public void Kick()
+    {
+        CpuState* s = _s;
+        if (s != null) Volatile.Write(ref s->ChainLimit, 0);
+    }
+
+    /// <summary>
+    /// The guest frame (mod 2^32) each TLB slot was last filled for, slot k &lt; 512 for
+    /// TlbRead[k] and 512 + k for TlbWrite[k]; written by the vCPU's fills before the entry's
+    /// tag, read by <see cref="ShootDown"/> from other threads. uint.MaxValue: none yet.
+    /// </summary>
+    private readonly uint[] _slotGfn = NewSlotGfnColumn();
+
+    private static uint[] NewSlotGfnColumn()
+    {
+        var c = new uint[2 * Mem.TlbSize];
+        Array.Fill(c, uint.MaxValue);
+        return c;
+    }
+
+    /// <summary>vCPU thread, in a fill, before the entry's tag: <paramref name="slot"/> is being filled for <paramref name="gfn"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void NoteSlotGfn(int slot, ulong gfn) => Volatile.Write(ref _slotGfn[slot], (uint)gfn);
 
     public bool IsQuiescent
     {

@@ -19,3 +19,21 @@ public sealed class EptMmuContractTests(ITestOutputHelper output) : SecondaryMmu
         return entry.IsPresent ? new MappedPage(entry.Frame, entry.IsDirty) : null;
     }
 }
+
+/// <summary>The secondary-MMU contract run against the EPT-like MMU with the vCPU pinned to a CPU (<see cref="VcpuLink.PinnedCpu"/>).</summary>
+public sealed class EptMmuPinnedContractTests(ITestOutputHelper output) : SecondaryMmuContractTests(output)
+{
+    protected override int PinnedVcpuCpu => PinnedThread.FirstCpu;
+
+    protected override ISecondaryMmu CreateMmu(IHostMemory host, ulong ramBytes, Hva ramBase, IMmuInvariantChecker checker, IMmuEventSink events) =>
+        new EptMmu(host, ramBytes, ramBase) { Checker = checker, Events = events };
+
+    protected override void SetAfterGetUserPage(ISecondaryMmu mmu, Action<Gpa, Hfn>? hook) =>
+        ((EptMmu)mmu).AfterGetUserPageHook = hook;
+
+    protected override MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa)
+    {
+        var entry = ((EptMmu)mmu).Table.Lookup(gpa.PageNumber);
+        return entry.IsPresent ? new MappedPage(entry.Frame, entry.IsDirty) : null;
+    }
+}

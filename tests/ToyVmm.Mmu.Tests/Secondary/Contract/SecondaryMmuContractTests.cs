@@ -111,7 +111,15 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
         Assert.Equal(protocol, _binding.Notifiers.Protocol.Kind);   // the MMU follows its host's protocol
         _manager = new GuestMemoryManager(madvise, _mmu);
         _mmu.AttachVcpu(_vcpu);
+        if (PinnedVcpuCpu >= 0) _vcpu.SetPinnedCpu(PinnedVcpuCpu);
     }
+
+    /// <summary>
+    /// The CPU the fixture's vCPU is said to be pinned to (-1: not pinned). The pinned runs of the
+    /// contract put it on the first CPU this process may use, which the invalidating test thread
+    /// may or may not be running on: both ways of ordering a pinned vCPU are then taken.
+    /// </summary>
+    protected virtual int PinnedVcpuCpu => -1;
 
     /// <summary>Clear the PTEs of a guest page whatever references are held (reclaim's unmap), through the host's notifier order.</summary>
     private void Evict(Gpa gpa)

@@ -21,3 +21,18 @@ public sealed class ShadowMmuContractTests(ITestOutputHelper output) : Secondary
     protected override MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa) =>
         ((ShadowMmu)mmu).TryLookup(gpa, out var frame, out bool dirty) ? new MappedPage(frame, dirty) : null;
 }
+
+/// <summary>The secondary-MMU contract run against the shadow MMU with the vCPU pinned to a CPU (<see cref="VcpuLink.PinnedCpu"/>).</summary>
+public sealed class ShadowMmuPinnedContractTests(ITestOutputHelper output) : SecondaryMmuContractTests(output)
+{
+    protected override int PinnedVcpuCpu => PinnedThread.FirstCpu;
+
+    protected override ISecondaryMmu CreateMmu(IHostMemory host, ulong ramBytes, Hva ramBase, IMmuInvariantChecker checker, IMmuEventSink events) =>
+        new ShadowMmu(host, ramBytes, ramBase) { Checker = checker, Events = events };
+
+    protected override void SetAfterGetUserPage(ISecondaryMmu mmu, Action<Gpa, Hfn>? hook) =>
+        ((ShadowMmu)mmu).AfterGetUserPageHook = hook;
+
+    protected override MappedPage? Lookup(ISecondaryMmu mmu, Gpa gpa) =>
+        ((ShadowMmu)mmu).TryLookup(gpa, out var frame, out bool dirty) ? new MappedPage(frame, dirty) : null;
+}

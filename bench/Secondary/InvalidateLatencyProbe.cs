@@ -14,9 +14,9 @@ namespace ToyVmm.Bench.Secondary;
 /// running vCPU held the page when it started. BenchmarkDotNet's
 /// <see cref="InvalidateOnePageBenchmarks"/> gives means per iteration; the
 /// targets are stated as percentiles, which only a per-operation histogram shows.
-/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow] [vcpu-nice]</c> (the secondary MMU, EPT by
-/// default; the vCPU threads' nice value, <see cref="VmConfig.VcpuNice"/>, 0 by default). The set-ups with
-/// vCPUs run twice: unpinned, then with the vCPU threads pinned to CPUs (<see cref="VmConfig.PinVcpus"/>).
+/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow] [vcpu-nice] [all|unpinned|pinned]</c> (the secondary
+/// MMU, EPT by default; the vCPU threads' nice value, <see cref="VmConfig.VcpuNice"/>, 0 by default; which set-ups, all
+/// by default: the set-ups with vCPUs run unpinned, then with the vCPU threads pinned to CPUs, <see cref="VmConfig.PinVcpus"/>).
 /// </summary>
 /// <remarks>
 /// "Held" is read off the shootdown itself: the invalidation posted a flush to a
@@ -66,6 +66,12 @@ public static unsafe class InvalidateLatencyProbe
             Console.Error.WriteLine($"invalidate-latency: the vCPU threads' nice value is 0 to 19, not '{args[2]}'");
             return 2;
         }
+        string setups = args.Length > 3 ? args[3] : "all";
+        if (setups is not ("all" or "unpinned" or "pinned"))
+        {
+            Console.Error.WriteLine($"invalidate-latency: the set-ups are all, unpinned or pinned, not '{args[3]}'");
+            return 2;
+        }
         Console.WriteLine($"invalidate latency probe, {mmu.ToString().ToLowerInvariant()} MMU, vCPU threads at nice {nice}: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
                           $"{Environment.ProcessorCount} cores, load average {LoadAverage()}");
         Console.WriteLine("held: a running vCPU held the page when the invalidation started (its shootdown found the page in the vCPU's TLB filter)");
@@ -78,6 +84,7 @@ public static unsafe class InvalidateLatencyProbe
                      (2, Guest.OtherPage, true), (1, Guest.PageToInvalidate, true), (2, Guest.PageToInvalidate, true),
                  })
         {
+            if (pin ? setups == "unpinned" : setups == "pinned") continue;
             var (held, notHeld, timeouts, mips, steps) = Measure(running, samples, guest, mmu, nice, pin);
             string what = guest switch
             {

@@ -107,7 +107,7 @@ public static class VcpuShootdown
             int me = Environment.CurrentManagedThreadId;
             for (int i = 0; i < vcpus.Length; i++)
                 local[i] = tickets[i] >= 0 && vcpus[i].PinnedCpu == here && vcpus[i].ThreadId != me;
-            pending -= ShootDownAndCheck(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted);
+            pending -= ShootDownAndCheckLocked(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted);
             if (pending == 0) return;
         }
         // 2. A running vCPU acknowledges at its next block boundary, a few hundred
@@ -147,7 +147,7 @@ public static class VcpuShootdown
             if (allStalled || spun) break;   // the last look decides how step 4 waits
         }
         // 3. Shoot the entries down from here; a quiescent vCPU is then done.
-        ShootDownAndCheck(vcpus, events, ref counts, tickets, local, false, firstGfn, lastGfn, posted);
+        ShootDownAndCheckLocked(vcpus, events, ref counts, tickets, local, false, firstGfn, lastGfn, posted);
         // 4. The rest are inside an access (or have no remote TLB): wait for them.
         // A stalled vCPU is waited for by blocking at once, which hands it this core;
         // the vCPUs still running are asked to yield theirs once, in case it is queued
@@ -172,7 +172,7 @@ public static class VcpuShootdown
     /// available; otherwise (or when a targeted call is refused) it is process-wide.
     /// </summary>
     /// <returns>The vCPUs completed.</returns>
-    private static int ShootDownAndCheck(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, Span<long> tickets,
+    private static int ShootDownAndCheckLocked(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, Span<long> tickets,
         ReadOnlySpan<bool> mask, bool want, ulong firstGfn, ulong lastGfn, long posted)
     {
         bool shot = false, pinned = true;

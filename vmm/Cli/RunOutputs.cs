@@ -77,6 +77,7 @@ public sealed partial class RunOutputs
         new("hostMemory", o.FlatMemory ? "none" : SizeParser.Format(HostMemoryOf(o))),
         new("pageout", o.PageOut.Count == 0 ? "none" : string.Join("; ", o.PageOut.Select(PageOutScheduleParser.Format))),
         new("check", o.Check ? "on" : "off"),
+        new("pinVcpus", o.PinVcpus ? "on" : "off"),
         new("notifierProtocol", Mmu.Notifiers.NotifierProtocols.NameOf(o.Protocol)),
         new("mmu", o.FlatMemory ? "none" : o.Mmu == Vm.SecondaryMmuKind.Shadow ? "shadow" : "ept"),
         new("swapFile", o.SwapFile ?? "temporary"),

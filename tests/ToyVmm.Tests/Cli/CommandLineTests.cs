@@ -37,6 +37,7 @@ public class CommandLineTests : IDisposable
         var copy = new RunOptions();
         Parse("run", "g.elf", "--pin-vcpus").Options!.CopyTo(copy);
         Assert.True(copy.PinVcpus);
+        Assert.Contains(RunOutputs.Settings(copy), s => s.Key == "pinVcpus" && s.Value == "on");   // the report says how the run was made
     }
 
     [Fact]

@@ -170,7 +170,7 @@ public class RunOptionsTests
         var source = new RunOptions
         {
             GuestPath = "g.elf", MoreGuests = ["h.elf"], MemoryBytes = 8UL << 20, Vcpus = 3, MaxInstructions = 9, HostMemoryBytes = 1UL << 20,
-            FlatMemory = true, Check = true, Protocol = ToyVmm.Mmu.Notifiers.NotifierProtocol.Broken2008, SwapFile = "s", Mmu = ToyVmm.Vm.SecondaryMmuKind.Shadow,
+            FlatMemory = true, Check = true, PinVcpus = true, Protocol = ToyVmm.Mmu.Notifiers.NotifierProtocol.Broken2008, SwapFile = "s", Mmu = ToyVmm.Vm.SecondaryMmuKind.Shadow,
             PageOutIntervalMs = 4, PageOut = [new HostShrink(4096, TimeSpan.Zero)], Stats = true, ReportPath = "r",
             TracePath = "t", TraceLimit = 1234, PlotDirectory = "p", Seed = 77, Quiet = true, ConfigPath = "c", Verbose = true,
             Cpu = CpuMode.Interpreter, TierThreshold = 5,

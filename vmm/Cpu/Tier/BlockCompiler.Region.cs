@@ -121,6 +121,40 @@ internal sealed unsafe partial class BlockCompiler
         }
     }
 
+    /// <summary>
+    /// Whether region block <paramref name="k"/> replaces the lazy flags before anything can
+    /// observe them: its compiled prefix reaches an op that sets every flag from its operands
+    /// alone (a register add/sub/and/or/xor/cmp/test, neg, imul or shift by an immediate) through
+    /// ops that neither read the flags nor can leave the compiled code (no memory access, no
+    /// hand-over, no block end, where a fault, the interpreter or the next block would read
+    /// them). An edge into such a block need not store the flags it holds: they are dead.
+    /// </summary>
+    private bool FlagsDeadAt(int k)
+    {
+        var r = _region[k];
+        for (int i = 0; i < r.N; i++)
+        {
+            HandlerTable.TryGet((nint)r.Snap[i].H, out var info);
+            bool register = info.Form != CForm.MI;
+            switch (info.Kind)
+            {
+                case CKind.MovRR: case CKind.MovRI: case CKind.MovRI64: case CKind.Lea: case CKind.ZxR: case CKind.SxR:
+                case CKind.Cdqe: case CKind.Cdq: case CKind.Cqo: case CKind.Nop:
+                    continue;
+                case CKind.Not when register:
+                    continue;
+                case CKind.Alu when info.Form is CForm.RR or CForm.RI && info.Alu is not (CAlu.Adc or CAlu.Sbb):
+                case CKind.Neg when register:
+                case CKind.Imul when info.Form == CForm.RR:
+                case CKind.Shift:
+                    return true;
+                default:
+                    return false;
+            }
+        }
+        return false;
+    }
+
     /// <summary>Emits the ops of region block <paramref name="k"/> from now on.</summary>
     private void SetBlock(int k)
     {
@@ -140,12 +174,13 @@ internal sealed unsafe partial class BlockCompiler
     /// <summary>
     /// The transfer of op <paramref name="i"/> to <paramref name="target"/>, taken: when the target
     /// is a region block, go there inside the compiled code, registers staying in locals, if
-    /// chaining to it would go on (the checks of Exec.Chain: the chain limit, so the instruction
-    /// limit and the chain budget, no exit reason, the block still valid in the same slot);
-    /// link requests are not polled here, as Exec.Chain does not poll them: the run loop does
-    /// after every chain, and the chain limit ends a chain within one chain budget. The finished
+    /// the region may go on: within its own limit (the instruction limit, and RegionBudget
+    /// instructions per entry), no exit reason, no link request pending (a flush is taken at the
+    /// next edge: the run loop, reached through the exit, services it), the block still valid
+    /// in the same slot. The finished
     /// block is counted as retired (in a local, stored on every path out) and the lazy flags stored (every region block
-    /// starts with the flags in the CpuState). Otherwise fall through to the ordinary exit, which
+    /// starts with the flags in the CpuState) unless the target replaces them before anything
+    /// can read them (<see cref="FlagsDeadAt"/>). Otherwise fall through to the ordinary exit, which
     /// chains or returns to the run loop.
     /// </summary>
     private void EmitEdge(int i, ulong target)
@@ -166,20 +201,28 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Brtrue, exit);
+        _il.Emit(OpCodes.Ldloc, _link!);
+        _il.Emit(OpCodes.Callvirt, HasRequestsM);
+        _il.Emit(OpCodes.Brtrue, exit);
         // Valid before Seq: a reused slot changes Seq before its new block becomes valid.
         Block* b = _region[k].B;
         PushPtr((nint)b + StateLayout.BlockValid);
         _il.Emit(OpCodes.Volatile);
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Brfalse, exit);
-        PushPtr((nint)b + StateLayout.BlockSeq);
-        _il.Emit(OpCodes.Volatile);
-        _il.Emit(OpCodes.Ldind_I4);
-        _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
-        _il.Emit(OpCodes.Bne_Un, exit);
+        // The entry block's slot cannot have been reused: this vCPU entered it through its op 0
+        // and has passed no block boundary since, which a reuse waits for (CodeCache.Reclaim.cs).
+        if (k != 0)
+        {
+            PushPtr((nint)b + StateLayout.BlockSeq);
+            _il.Emit(OpCodes.Volatile);
+            _il.Emit(OpCodes.Ldind_I4);
+            _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
+            _il.Emit(OpCodes.Bne_Un, exit);
+        }
         _il.Emit(OpCodes.Ldloc, retired);
         _il.Emit(OpCodes.Stloc, _retired!);
-        SpillFlags(_pending);
+        if (!FlagsDeadAt(k)) SpillFlags(_pending);
         Bump("in-region edge", 1); Bump("insns compiled", i + 1);
         _il.Emit(OpCodes.Br, _region[k].Label);
         _il.MarkLabel(exit);

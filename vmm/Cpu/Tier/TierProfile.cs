@@ -20,6 +20,8 @@ internal static unsafe class TierProfile
     private static readonly Dictionary<string, int> Index = new();
     public static long CompileTicks, EmitTicks, Methods, IlBytes;
     public static readonly Stopwatch Clock = Stopwatch.StartNew();
+    /// <summary>Timeline lines give milliseconds since this <see cref="Clock"/> reading (a driver sets it when a run starts).</summary>
+    public static long MarkTicks;
     public static readonly List<string> Timeline = new();
     public static readonly List<(nint B, ulong Va)> Declined = new();
 

@@ -62,6 +62,10 @@ public static class TierScenario
 
     private static readonly Dictionary<bool, (List<double> Wall, List<double> Cpu)> Results = new();
 
+    /// <summary>TOYVMM_BENCH_TIER_THRESHOLD=N: the tiered runs at threshold N instead of the default (for measuring it).</summary>
+    private static readonly int Threshold =
+        int.TryParse(Environment.GetEnvironmentVariable("TOYVMM_BENCH_TIER_THRESHOLD"), out int t) && t > 0 ? t : ToyVmm.Cli.RunOptions.DefaultTierThreshold;
+
     /// <summary>TOYVMM_BENCH_TIERED_ONLY=1: tiered runs only (a profile of the tier without the interpreter's runs).</summary>
     private static readonly bool TieredOnly = Environment.GetEnvironmentVariable("TOYVMM_BENCH_TIERED_ONLY") == "1";
 
@@ -69,7 +73,7 @@ public static class TierScenario
     {
         var image = ElfLoader.LoadFile(elf, Ram);
         using var console = new MemoryStream();
-        int tier = tiered ? ToyVmm.Cli.RunOptions.DefaultTierThreshold : -1;
+        int tier = tiered ? Threshold : -1;
         using var vm = VirtualMachine.Create(new VmConfig(Ram, 1, TierThreshold: tier), image, console, null);
         var proc = Process.GetCurrentProcess();
         proc.Refresh();

@@ -20,6 +20,22 @@ internal sealed unsafe partial class BlockCompiler
         Truncate(log);
     }
 
+    /// <summary>
+    /// Pushes register operand <paramref name="r"/> of 2^log bytes with whatever lies above it, for
+    /// a consumer that truncates or sign-extends anyway (the result of add/sub/logic, imul): the
+    /// zero extension of each operand would cost the JIT a register copy per operand.
+    /// </summary>
+    private void LdRegWide(int r, int log)
+    {
+        if (log == 3 || r >= 16) { LdReg(r, log); return; }
+        if (log == 0)
+        {
+            _il.Emit(OpCodes.Ldloc, _r[r >> 3]!);
+            if ((r & 7) != 0) { _il.Emit(OpCodes.Ldc_I4, 8 * (r & 7)); _il.Emit(OpCodes.Shr_Un); }
+        }
+        else _il.Emit(OpCodes.Ldloc, _r[r]!);
+    }
+
     /// <summary>Zero-extends the int64 on the stack from 2^log bytes.</summary>
     private void Truncate(int log)
     {

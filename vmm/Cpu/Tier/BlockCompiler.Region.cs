@@ -43,9 +43,11 @@ internal sealed unsafe partial class BlockCompiler
             {
                 if ((t & ~0xFFFUL) != page || RegionIndex(t) >= 0) continue;
                 Op[]? snap = cache.TierSnapshotAt(gpaPage | (t & 0xFFF), t, out Block* b, out int seq);
-                // Along hot edges only: a successor entered at least half as often as the
-                // threshold asks, or already asked to compile (its own entries stop counting then).
-                if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 2)) continue;
+                // Along hot edges only: a successor entered at least an eighth as often as the
+                // threshold asks (the blocks of an enclosing loop, entered once per round of the
+                // inner one: each edge left out is a chain between methods per round), or already
+                // asked to compile (its own entries stop counting then).
+                if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 8)) continue;
                 // A block with compiled code of its own is reached through Exec.Chain, not copied:
                 // a run of blocks entered one after another from outside (the return sites of a
                 // sequence of calls) would otherwise each head a region holding all the blocks

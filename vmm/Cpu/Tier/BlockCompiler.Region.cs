@@ -30,13 +30,14 @@ internal sealed unsafe partial class BlockCompiler
     /// Adds the blocks reachable from the entry block through direct jumps, jcc (both ways) and
     /// direct calls, breadth first, while they are decoded, live and hot, start on the entry block's
     /// virtual page (so they are reached under the translation the entry block was found
-    /// under, at the same guest-physical page), have no compiled code of their own and their
-    /// first op compiles.
+    /// under, at the same guest-physical page), and their first op compiles; a block with
+    /// compiled code of its own only when it is in a loop with the entry block (KeepLoopsOnly).
     /// </summary>
     private void GrowRegion(CodeCache cache)
     {
         ulong page = _region[0].B->Va & ~0xFFFUL, gpaPage = _region[0].B->Gpa & ~0xFFFUL;
         int ops = _region[0].N;
+        var ownCode = new HashSet<ulong>();   // region blocks with compiled code of their own
         for (int k = 0; k < _region.Count && _region.Count < MaxRegionBlocks; k++)
         {
             foreach (ulong t in Successors(_region[k]))
@@ -48,18 +49,51 @@ internal sealed unsafe partial class BlockCompiler
                 // inner one: each edge left out is a chain between methods per round), or already
                 // asked to compile (its own entries stop counting then).
                 if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 8)) continue;
-                // A block with compiled code of its own is reached through Exec.Chain, not copied:
-                // a run of blocks entered one after another from outside (the return sites of a
-                // sequence of calls) would otherwise each head a region holding all the blocks
-                // after it, and the JIT's time would grow with the square of the run.
-                if (cache.TierCompiled(b)) continue;
                 int n = PrefixLength(snap);
                 if (n == 0 || ops + n > MaxRegionOps) continue;
                 ops += n;
+                if (cache.TierCompiled(b)) ownCode.Add(b->Va);
                 _region.Add(new RegionBlock(b, snap, seq, n));
                 if (_region.Count == MaxRegionBlocks) break;
             }
         }
+        if (ownCode.Count > 0) KeepLoopsOnly(ownCode);
+    }
+
+    /// <summary>
+    /// A block with compiled code of its own stays in the region only if it leads back to the
+    /// entry block through region blocks (it is in a loop with it): a loop whose blocks were
+    /// compiled at different times then still runs inside one method, instead of a chain
+    /// between methods every round. Any other is reached through the chain, not copied: a run of
+    /// blocks entered one after another from outside (the return sites of a sequence of calls)
+    /// would otherwise each head a region holding all the blocks after it, and the JIT's time
+    /// would grow with the square of the run. Blocks no longer reached from the entry block go too.
+    /// </summary>
+    private void KeepLoopsOnly(HashSet<ulong> ownCode)
+    {
+        int count = _region.Count;
+        var toEntry = new bool[count];
+        toEntry[0] = true;
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            for (int k = 1; k < count; k++)
+                if (!toEntry[k] && Successors(_region[k]).Any(t => RegionIndex(t) is int j && j >= 0 && toEntry[j]))
+                    changed = toEntry[k] = true;
+        }
+        var keep = new bool[count];
+        for (int k = 0; k < count; k++) keep[k] = toEntry[k] || !ownCode.Contains(_region[k].B->Va);
+        // Reached from the entry block through kept blocks only.
+        var reached = new bool[count];
+        var work = new Queue<int>();
+        reached[0] = true;
+        work.Enqueue(0);
+        while (work.Count > 0)
+            foreach (ulong t in Successors(_region[work.Dequeue()]))
+                if (RegionIndex(t) is int j && j >= 0 && keep[j] && !reached[j]) { reached[j] = true; work.Enqueue(j); }
+        var kept = _region.Where((_, k) => reached[k]).ToList();
+        _region.Clear();
+        _region.AddRange(kept);
     }
 
     /// <summary>Direct successors of a region block's compiled prefix (none when it ends by handing over).</summary>

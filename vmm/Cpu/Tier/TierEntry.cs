@@ -186,7 +186,7 @@ internal static unsafe class TierCompiler
             // Thread CPU time of the emit and of the JIT, the method's IL size, a timeline line.
             TierProfile.EmitTicks += t1 - t0; TierProfile.CompileTicks += t2 - t1; TierProfile.Methods++;
             int il = m.GetILGenerator().ILOffset; TierProfile.IlBytes += il;
-            TierProfile.Timeline.Add($"{(TierProfile.Clock.ElapsedTicks - TierProfile.MarkTicks) * 1000.0 / Stopwatch.Frequency,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} IL {il} jit {(t2 - t1) * 1000.0 / Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
+            TierProfile.Timeline.Add($"{(TierProfile.Clock.ElapsedTicks - TierProfile.MarkTicks) * 1000.0 / Stopwatch.Frequency,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} [{string.Join(" ", members.Select(x => ((Block*)x)->Va.ToString("x")))}]{(member ? " member" : "")} IL {il} jit {(t2 - t1) * 1000.0 / Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
         }
     }
 

@@ -14,6 +14,7 @@ internal sealed class PageOutTimeTap(IMmuEventSink inner) : IMmuEventSink
 {
     private int _thread = -1;
     private long _lastCpuNs;
+    private bool _chargeCpu;
     public long InvalidateTicks, SwapWriteTicks, Invalidations, SwapWrites;
 
     /// <summary>
@@ -27,18 +28,21 @@ internal sealed class PageOutTimeTap(IMmuEventSink inner) : IMmuEventSink
     public readonly long[] Shootdowns = new long[4];
 
     /// <summary>Watch the calling thread from now on, with every sum at zero.</summary>
-    public void WatchThisThread()
+    /// <param name="chargeCpu">Fill <see cref="CpuNsByStep"/>: a read of the thread's CPU clock (a system call) at each event.</param>
+    public void WatchThisThread(bool chargeCpu)
     {
         _thread = Environment.CurrentManagedThreadId;
+        _chargeCpu = chargeCpu;
         InvalidateTicks = SwapWriteTicks = Invalidations = SwapWrites = 0;
         Array.Clear(ShootdownTicks);
         Array.Clear(Shootdowns);
         Array.Clear(CpuNsByStep);
-        _lastCpuNs = HostLatencyProbe.ThreadCpuNs();
+        _lastCpuNs = chargeCpu ? HostLatencyProbe.ThreadCpuNs() : 0;
     }
 
     private void Charge(int step)
     {
+        if (!_chargeCpu) return;
         long now = HostLatencyProbe.ThreadCpuNs();
         CpuNsByStep[step] += now - _lastCpuNs;
         _lastCpuNs = now;

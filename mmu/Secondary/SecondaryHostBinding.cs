@@ -36,7 +36,10 @@ public sealed unsafe class SecondaryHostBinding(HostAddressSpace space) : IHostM
 
     public void PutUserPage(Hfn frame, PageRelease how) => Space.Host.ReleasePage(frame, how);
 
-    public byte* FrameAddress(Hfn frame) => Space.Host.PagePointer(frame);
+    /// <summary>The host's frames, read once: a frame's address is asked for at every TLB miss.</summary>
+    private readonly FramePool _frames = space.Host.Frames;
+
+    public byte* FrameAddress(Hfn frame) => _frames.PagePointer(frame);
 
     public void SetPageDirty(Hfn frame) => Space.Host.SetPageDirty(frame);
 

@@ -52,6 +52,11 @@ namespace ToyVmm.Mmu.Secondary;
 public abstract unsafe partial class SecondaryMmuCore : ISecondaryMmu, IMmuNotifierSubscriber, IRemoteTlbFlush, IDisposable
 {
     private protected readonly IHostMemory _host;
+    /// <summary>
+    /// The host as its sealed binding when it is one, else null: the TLB-miss path asks it for a
+    /// frame's address with a direct call instead of an interface call (a virtual-stub dispatch per miss).
+    /// </summary>
+    private readonly SecondaryHostBinding? _binding;
     private protected readonly Lock _mmuLock = new();
     private readonly Lock _slotLock = new();
     /// <summary>Guest frame -> host frame: EPT's one table, the shadow MMU's direct role. Written under _mmuLock, read lock-free.</summary>
@@ -73,6 +78,7 @@ public abstract unsafe partial class SecondaryMmuCore : ISecondaryMmu, IMmuNotif
     private protected SecondaryMmuCore(IHostMemory host, ulong ramBytes, Hva ramHva)
     {
         _host = host;
+        _binding = host as SecondaryHostBinding;
         _seq = new InvalidateSequence(_mmuLock);
         _protocol = host.Notifiers.Protocol;
         _walker = new SlotRangeWalker(_mmuLock, _slots, this);
@@ -140,7 +146,7 @@ public abstract unsafe partial class SecondaryMmuCore : ISecondaryMmu, IMmuNotif
             // SAFETY: the entry is present, so the frame stays allocated until an
             // invalidation zaps it, and that invalidation waits for this vCPU to
             // acknowledge a flush before the host frees the frame.
-            hostPage = _host.FrameAddress(entry.Frame);
+            hostPage = _binding is { } binding ? binding.FrameAddress(entry.Frame) : _host.FrameAddress(entry.Frame);
             return TranslateStatus.Ok;
         }
         var install = new DirectInstall(this);

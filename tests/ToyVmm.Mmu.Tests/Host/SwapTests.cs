@@ -122,6 +122,41 @@ public class SwapTests
         AssertConsistent(host, "after recovery");
     }
 
+    /// <summary>
+    /// One page-out batch whose slots form two runs, the second run's write failing: the
+    /// first run's pages go out and are freed, the second run's stay in the swap cache, and
+    /// every page keeps its contents (each outcome is the page's own, not its neighbour's).
+    /// </summary>
+    [Fact]
+    public void PageOut_OneOfTwoRunsFails_OnlyThatRunsPagesStay()
+    {
+        using var host = NewHost(frames: 128);
+        var inj = new Injector();
+        host.Swap.FaultInjector = inj;
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(16 * Page.Size, HostProtection.ReadWrite);
+        Hva At(ulong i) => a.Add(i * Page.Size);
+        for (ulong i = 0; i < 16; i++) WritePage(mm, At(i), 11, i + 1);
+        // Pages 0..7 take slots 0..7; dropping 0..3 frees slots 0..3 while pages 4..7 keep 4..7.
+        Assert.Equal(8, mm.PageOut(a, 8 * Page.Size).Written);
+        mm.DontNeed(a, 4 * Page.Size);
+        for (ulong i = 0; i < 4; i++) WritePage(mm, At(i), 12, i + 1);
+        // The batch: pages 0..3 (slots 0..3) and 8..15 (slots 8..15), two runs.
+        inj.Write = (first, _) => first == 8 ? new IOException("Input/output error") : null;
+
+        var r = mm.PageOut(a, 16 * Page.Size);
+
+        Assert.Equal(4, r.Written);
+        Assert.Equal(8, r.Failed);
+        for (ulong i = 0; i < 4; i++) Assert.True(mm.QueryPte(At(i)).IsSwap, $"page {i} went out");
+        for (ulong i = 0; i < 4; i++) Assert.Equal(i, mm.QueryPte(At(i)).SwapSlot);
+        AssertConsistent(host, "after a half-failed batch");
+        inj.Write = null;
+        for (ulong i = 0; i < 4; i++) AssertPage(mm, At(i), 12, i + 1, "a page of the written run");
+        for (ulong i = 4; i < 16; i++) AssertPage(mm, At(i), 11, i + 1, "a page of the failed run or paged out before");
+        AssertConsistent(host, "after reading every page back");
+    }
+
     [Fact]
     public void SwapIn_CorruptSlot_ReportsChecksumMismatch()
     {

@@ -11,6 +11,7 @@ internal sealed unsafe partial class BlockCompiler
     private void EmitTransfer(int i, Action target)
     {
         Bump("exit: chain", 1); Bump("insns compiled", i + 1);
+        if (TierProfile.On) Bump($"exit: chain at {_b->Va + _snap[i].RipOff:x} ({Info(i).Kind}, region of {_region[0].B->Va:x})", 1);
         if (_edges)
         {
             // A region's exits share one tail (SharedTails): the registers it stores are all

@@ -20,6 +20,22 @@ internal sealed unsafe partial class BlockCompiler
         Truncate(log);
     }
 
+    /// <summary>
+    /// Pushes register operand <paramref name="r"/> of 2^log bytes with whatever lies above it, for
+    /// a consumer that truncates or sign-extends anyway (the result of add/sub/logic, imul): the
+    /// zero extension of each operand would cost the JIT a register copy per operand.
+    /// </summary>
+    private void LdRegWide(int r, int log)
+    {
+        if (log == 3 || r >= 16) { LdReg(r, log); return; }
+        if (log == 0)
+        {
+            _il.Emit(OpCodes.Ldloc, _r[r >> 3]!);
+            if ((r & 7) != 0) { _il.Emit(OpCodes.Ldc_I4, 8 * (r & 7)); _il.Emit(OpCodes.Shr_Un); }
+        }
+        else _il.Emit(OpCodes.Ldloc, _r[r]!);
+    }
+
     /// <summary>Zero-extends the int64 on the stack from 2^log bytes.</summary>
     private void Truncate(int log)
     {
@@ -80,37 +96,38 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Stloc, _va);
     }
 
-    /// <summary>e = the TLB entry for va; branches to <paramref name="slow"/> unless it maps va for 2^log bytes within the page.</summary>
+    /// <summary>
+    /// e = the TLB entry for va; branches to <paramref name="slow"/> unless it maps va for 2^log
+    /// bytes within the page. The probe of Mem.Entry and Mem.Tag: the index scaled in one shift
+    /// and mask, and the page crossing folded into the tag compare (the tag asked for is the page
+    /// of the access's last byte, which the entry of its first page cannot hold).
+    /// </summary>
     private void Probe(LocalBuilder tlb, int log, Label slow)
     {
+        int entryLog = System.Numerics.BitOperations.Log2((uint)StateLayout.EntrySize);
         _il.Emit(OpCodes.Ldloc, tlb);
         _il.Emit(OpCodes.Ldloc, _va);
-        _il.Emit(OpCodes.Ldc_I4, 12);
+        _il.Emit(OpCodes.Ldc_I4, 12 - entryLog);
         _il.Emit(OpCodes.Shr_Un);
-        _il.Emit(OpCodes.Ldc_I8, (long)Mem.TlbMask);
+        _il.Emit(OpCodes.Ldc_I8, (long)(Mem.TlbMask << entryLog));
         _il.Emit(OpCodes.And);
-        _il.Emit(OpCodes.Ldc_I4, 5);
-        _il.Emit(OpCodes.Shl);
         _il.Emit(OpCodes.Conv_I);
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Stloc, _e);
-        // tag == (va & PageMask) | cpl bit
+        // tag == ((va + bytes - 1) & PageMask) | cpl bit
         _il.Emit(OpCodes.Ldloc, _e);
         _il.Emit(OpCodes.Ldind_I8);
         _il.Emit(OpCodes.Ldloc, _va);
+        if (log > 0)
+        {
+            _il.Emit(OpCodes.Ldc_I8, (long)((1 << log) - 1));
+            _il.Emit(OpCodes.Add);
+        }
         _il.Emit(OpCodes.Ldc_I8, unchecked((long)Mem.PageMask));
         _il.Emit(OpCodes.And);
         _il.Emit(OpCodes.Ldloc, _cpl);
         _il.Emit(OpCodes.Or);
         _il.Emit(OpCodes.Bne_Un, slow);
-        if (log > 0)
-        {
-            _il.Emit(OpCodes.Ldloc, _va);
-            _il.Emit(OpCodes.Ldc_I8, 0xFFFL);
-            _il.Emit(OpCodes.And);
-            _il.Emit(OpCodes.Ldc_I8, (long)(4096 - (1 << log)));
-            _il.Emit(OpCodes.Bgt_Un, slow);
-        }
     }
 
     /// <summary>Host address va + e->Addend on the stack.</summary>

@@ -42,7 +42,7 @@ internal sealed unsafe partial class BlockCompiler
             case CKind.Not: case CKind.Neg: case CKind.Inc: case CKind.Dec: EmitUnary(i, info); return false;
             case CKind.Imul:
                 if (info.Form == CForm.RM) { Ea(i); Read(i, lg); EmitImul(i, lg, () => _il.Emit(OpCodes.Ldloc, _v)); }
-                else { int r2 = op.R2; EmitImul(i, lg, () => LdReg(r2, lg)); }
+                else { int r2 = op.R2; EmitImul(i, lg, () => LdRegWide(r2, lg)); }
                 return false;
             case CKind.ZxR: LdReg(op.R2, info.SrcLog); StReg(op.R, lg); return false;
             case CKind.Cdqe: LdReg(0, 2); SignExtend(2); StReg(0, 3); return false;
@@ -80,9 +80,10 @@ internal sealed unsafe partial class BlockCompiler
         var x = _x;
         switch (info.Form)
         {
-            case CForm.RR: LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, d); LdReg(op.R2, lg); _il.Emit(OpCodes.Stloc, x); break;
-            case CForm.RI: LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, d); PushImm(op.Imm, lg); _il.Emit(OpCodes.Stloc, x); break;
-            case CForm.RM: Ea(i); Read(i, lg); LdReg(op.R, lg); _il.Emit(OpCodes.Stloc, d); _il.Emit(OpCodes.Ldloc, _v); _il.Emit(OpCodes.Stloc, x); break;
+            // Register operands wide: AluResult truncates the result and the flags' operands.
+            case CForm.RR: LdRegWide(op.R, lg); _il.Emit(OpCodes.Stloc, d); LdRegWide(op.R2, lg); _il.Emit(OpCodes.Stloc, x); break;
+            case CForm.RI: LdRegWide(op.R, lg); _il.Emit(OpCodes.Stloc, d); PushImm(op.Imm, lg); _il.Emit(OpCodes.Stloc, x); break;
+            case CForm.RM: Ea(i); Read(i, lg); LdRegWide(op.R, lg); _il.Emit(OpCodes.Stloc, d); _il.Emit(OpCodes.Ldloc, _v); _il.Emit(OpCodes.Stloc, x); break;
             default:
                 Ea(i);
                 if (info.Form == CForm.MR) LdReg(op.R, lg); else PushImm(op.Imm, lg);
@@ -108,9 +109,10 @@ internal sealed unsafe partial class BlockCompiler
     }
 
     /// <summary>
-    /// The ALU operation on _d and _x (zero-extended 2^lg-byte values): the result in _fRes, the
-    /// lazy flags in the flag locals as Flags.Set / SetLogic store them (adc/sbb: the carry in
-    /// in _fAux, read from the flags before them).
+    /// The ALU operation on _d and _x (2^lg-byte values, with anything above them: only their low
+    /// 2^lg bytes count): the result in _fRes, the lazy flags in the flag locals as Flags.Set /
+    /// SetLogic store them, zero-extended (adc/sbb: the carry in in _fAux, read from the flags
+    /// before them).
     /// </summary>
     private void AluResult(CAlu alu, int lg)
     {
@@ -134,8 +136,10 @@ internal sealed unsafe partial class BlockCompiler
         if (kind != Flags.Logic)
         {
             _il.Emit(OpCodes.Ldloc, _d);
+            Truncate(lg);
             _il.Emit(OpCodes.Stloc, _fDst);
             _il.Emit(OpCodes.Ldloc, _x);
+            Truncate(lg);
             _il.Emit(OpCodes.Stloc, _fSrc);
         }
         if (carry)
@@ -275,7 +279,7 @@ internal sealed unsafe partial class BlockCompiler
     private void EmitImul(int i, int lg, Action source)
     {
         ref Op op = ref _snap[i];
-        if (op.X == 1) { _il.Emit(OpCodes.Ldc_I8, (long)op.Imm); Truncate(lg); } else LdReg(op.R, lg);
+        if (op.X == 1) { _il.Emit(OpCodes.Ldc_I8, (long)op.Imm); Truncate(lg); } else LdRegWide(op.R, lg);
         SignExtend(lg);
         source();
         SignExtend(lg);

@@ -30,34 +30,70 @@ internal sealed unsafe partial class BlockCompiler
     /// Adds the blocks reachable from the entry block through direct jumps, jcc (both ways) and
     /// direct calls, breadth first, while they are decoded, live and hot, start on the entry block's
     /// virtual page (so they are reached under the translation the entry block was found
-    /// under, at the same guest-physical page), have no compiled code of their own and their
-    /// first op compiles.
+    /// under, at the same guest-physical page), and their first op compiles; a block with
+    /// compiled code of its own only when it is in a loop with the entry block (KeepLoopsOnly).
     /// </summary>
     private void GrowRegion(CodeCache cache)
     {
         ulong page = _region[0].B->Va & ~0xFFFUL, gpaPage = _region[0].B->Gpa & ~0xFFFUL;
         int ops = _region[0].N;
+        var ownCode = new HashSet<ulong>();   // region blocks with compiled code of their own
         for (int k = 0; k < _region.Count && _region.Count < MaxRegionBlocks; k++)
         {
             foreach (ulong t in Successors(_region[k]))
             {
                 if ((t & ~0xFFFUL) != page || RegionIndex(t) >= 0) continue;
                 Op[]? snap = cache.TierSnapshotAt(gpaPage | (t & 0xFFF), t, out Block* b, out int seq);
-                // Along hot edges only: a successor entered at least half as often as the
-                // threshold asks, or already asked to compile (its own entries stop counting then).
-                if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 2)) continue;
-                // A block with compiled code of its own is reached through Exec.Chain, not copied:
-                // a run of blocks entered one after another from outside (the return sites of a
-                // sequence of calls) would otherwise each head a region holding all the blocks
-                // after it, and the JIT's time would grow with the square of the run.
-                if (cache.TierCompiled(b)) continue;
+                // Along hot edges only: a successor entered at least an eighth as often as the
+                // threshold asks (the blocks of an enclosing loop, entered once per round of the
+                // inner one: each edge left out is a chain between methods per round), or already
+                // asked to compile (its own entries stop counting then).
+                if (snap == null || (b->TierState == 0 && b->Hits < _region[0].B->HitLimit / 8)) continue;
                 int n = PrefixLength(snap);
                 if (n == 0 || ops + n > MaxRegionOps) continue;
                 ops += n;
+                if (cache.TierCompiled(b)) ownCode.Add(b->Va);
                 _region.Add(new RegionBlock(b, snap, seq, n));
                 if (_region.Count == MaxRegionBlocks) break;
             }
         }
+        if (ownCode.Count > 0) KeepLoopsOnly(ownCode);
+    }
+
+    /// <summary>
+    /// A block with compiled code of its own stays in the region only if it leads back to the
+    /// entry block through region blocks (it is in a loop with it): a loop whose blocks were
+    /// compiled at different times then still runs inside one method, instead of a chain
+    /// between methods every round. Any other is reached through the chain, not copied: a run of
+    /// blocks entered one after another from outside (the return sites of a sequence of calls)
+    /// would otherwise each head a region holding all the blocks after it, and the JIT's time
+    /// would grow with the square of the run. Blocks no longer reached from the entry block go too.
+    /// </summary>
+    private void KeepLoopsOnly(HashSet<ulong> ownCode)
+    {
+        int count = _region.Count;
+        var toEntry = new bool[count];
+        toEntry[0] = true;
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            for (int k = 1; k < count; k++)
+                if (!toEntry[k] && Successors(_region[k]).Any(t => RegionIndex(t) is int j && j >= 0 && toEntry[j]))
+                    changed = toEntry[k] = true;
+        }
+        var keep = new bool[count];
+        for (int k = 0; k < count; k++) keep[k] = toEntry[k] || !ownCode.Contains(_region[k].B->Va);
+        // Reached from the entry block through kept blocks only.
+        var reached = new bool[count];
+        var work = new Queue<int>();
+        reached[0] = true;
+        work.Enqueue(0);
+        while (work.Count > 0)
+            foreach (ulong t in Successors(_region[work.Dequeue()]))
+                if (RegionIndex(t) is int j && j >= 0 && keep[j] && !reached[j]) { reached[j] = true; work.Enqueue(j); }
+        var kept = _region.Where((_, k) => reached[k]).ToList();
+        _region.Clear();
+        _region.AddRange(kept);
     }
 
     /// <summary>Direct successors of a region block's compiled prefix (none when it ends by handing over).</summary>
@@ -121,6 +157,40 @@ internal sealed unsafe partial class BlockCompiler
         }
     }
 
+    /// <summary>
+    /// Whether region block <paramref name="k"/> replaces the lazy flags before anything can
+    /// observe them: its compiled prefix reaches an op that sets every flag from its operands
+    /// alone (a register add/sub/and/or/xor/cmp/test, neg, imul or shift by an immediate) through
+    /// ops that neither read the flags nor can leave the compiled code (no memory access, no
+    /// hand-over, no block end, where a fault, the interpreter or the next block would read
+    /// them). An edge into such a block need not store the flags it holds: they are dead.
+    /// </summary>
+    private bool FlagsDeadAt(int k)
+    {
+        var r = _region[k];
+        for (int i = 0; i < r.N; i++)
+        {
+            HandlerTable.TryGet((nint)r.Snap[i].H, out var info);
+            bool register = info.Form != CForm.MI;
+            switch (info.Kind)
+            {
+                case CKind.MovRR: case CKind.MovRI: case CKind.MovRI64: case CKind.Lea: case CKind.ZxR: case CKind.SxR:
+                case CKind.Cdqe: case CKind.Cdq: case CKind.Cqo: case CKind.Nop:
+                    continue;
+                case CKind.Not when register:
+                    continue;
+                case CKind.Alu when info.Form is CForm.RR or CForm.RI && info.Alu is not (CAlu.Adc or CAlu.Sbb):
+                case CKind.Neg when register:
+                case CKind.Imul when info.Form == CForm.RR:
+                case CKind.Shift:
+                    return true;
+                default:
+                    return false;
+            }
+        }
+        return false;
+    }
+
     /// <summary>Emits the ops of region block <paramref name="k"/> from now on.</summary>
     private void SetBlock(int k)
     {
@@ -140,12 +210,13 @@ internal sealed unsafe partial class BlockCompiler
     /// <summary>
     /// The transfer of op <paramref name="i"/> to <paramref name="target"/>, taken: when the target
     /// is a region block, go there inside the compiled code, registers staying in locals, if
-    /// chaining to it would go on (the checks of Exec.Chain: the chain limit, so the instruction
-    /// limit and the chain budget, no exit reason, the block still valid in the same slot);
-    /// link requests are not polled here, as Exec.Chain does not poll them: the run loop does
-    /// after every chain, and the chain limit ends a chain within one chain budget. The finished
+    /// the region may go on: within its own limit (the instruction limit, and RegionBudget
+    /// instructions per entry), no exit reason, no link request pending (a flush is taken at the
+    /// next edge: the run loop, reached through the exit, services it), the block still valid
+    /// in the same slot. The finished
     /// block is counted as retired (in a local, stored on every path out) and the lazy flags stored (every region block
-    /// starts with the flags in the CpuState). Otherwise fall through to the ordinary exit, which
+    /// starts with the flags in the CpuState) unless the target replaces them before anything
+    /// can read them (<see cref="FlagsDeadAt"/>). Otherwise fall through to the ordinary exit, which
     /// chains or returns to the run loop.
     /// </summary>
     private void EmitEdge(int i, ulong target)
@@ -166,20 +237,28 @@ internal sealed unsafe partial class BlockCompiler
         _il.Emit(OpCodes.Add);
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Brtrue, exit);
+        _il.Emit(OpCodes.Ldloc, _link!);
+        _il.Emit(OpCodes.Callvirt, HasRequestsM);
+        _il.Emit(OpCodes.Brtrue, exit);
         // Valid before Seq: a reused slot changes Seq before its new block becomes valid.
         Block* b = _region[k].B;
         PushPtr((nint)b + StateLayout.BlockValid);
         _il.Emit(OpCodes.Volatile);
         _il.Emit(OpCodes.Ldind_I4);
         _il.Emit(OpCodes.Brfalse, exit);
-        PushPtr((nint)b + StateLayout.BlockSeq);
-        _il.Emit(OpCodes.Volatile);
-        _il.Emit(OpCodes.Ldind_I4);
-        _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
-        _il.Emit(OpCodes.Bne_Un, exit);
+        // The entry block's slot cannot have been reused: this vCPU entered it through its op 0
+        // and has passed no block boundary since, which a reuse waits for (CodeCache.Reclaim.cs).
+        if (k != 0)
+        {
+            PushPtr((nint)b + StateLayout.BlockSeq);
+            _il.Emit(OpCodes.Volatile);
+            _il.Emit(OpCodes.Ldind_I4);
+            _il.Emit(OpCodes.Ldc_I4, _region[k].Seq);
+            _il.Emit(OpCodes.Bne_Un, exit);
+        }
         _il.Emit(OpCodes.Ldloc, retired);
         _il.Emit(OpCodes.Stloc, _retired!);
-        SpillFlags(_pending);
+        if (!FlagsDeadAt(k)) SpillFlags(_pending);
         Bump("in-region edge", 1); Bump("insns compiled", i + 1);
         _il.Emit(OpCodes.Br, _region[k].Label);
         _il.MarkLabel(exit);

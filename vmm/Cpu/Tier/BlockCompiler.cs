@@ -27,7 +27,21 @@ internal sealed unsafe partial class BlockCompiler
     private static readonly MethodInfo ReadSlowM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.ReadSlow))!;
     private static readonly MethodInfo CondM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Cond))!;
     private static readonly MethodInfo ImulM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Imul64))!;
-    private static readonly MethodInfo ChainM = typeof(Exec).GetMethod(nameof(Exec.Chain))!;
+    private static readonly MethodInfo ChainM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Chain))!;
+    private static readonly MethodInfo LimitM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.Limit))!;
+    private static readonly MethodInfo LinkOfM = typeof(TierHelpers).GetMethod(nameof(TierHelpers.LinkOf))!;
+    private static readonly MethodInfo HasRequestsM = typeof(ToyVmm.Mmu.Secondary.VcpuLink).GetProperty(nameof(ToyVmm.Mmu.Secondary.VcpuLink.HasRequests))!.GetMethod!;
+
+    /// <summary>
+    /// Instructions compiled code may run per entry from the run loop, through its regions' edges
+    /// and its chains to other blocks (the interpreter's chains stop at <see cref="Vcpu.ChainBudget"/>).
+    /// Returning to the run loop every chain budget cost compiled loops about a fifth of their
+    /// speed (bench/RESULTS.md, "The tier's own budget"); compiled code polls the link's requests
+    /// instead (at every region edge, and at every chain past the chain budget), so a flush is
+    /// still acknowledged within one pass of a region; this bounds the time between code-cache
+    /// grace-period acknowledgements (a few microseconds of compiled code).
+    /// </summary>
+    public const int RegionBudget = 16 * Vcpu.ChainBudget;
 
     /// <summary>Ops compiled by the last <see cref="Compile"/> (the rest run interpreted).</summary>
     public int CompiledOps { get; private set; }
@@ -38,7 +52,8 @@ internal sealed unsafe partial class BlockCompiler
     private Op[] _snap;
     private int _cur;
     private readonly List<RegionBlock> _region = new();
-    private LocalBuilder? _limit;       // the chain limit (Execute's, as Exec.Chain reads it): in-region edges stop there
+    private LocalBuilder? _limit;       // in-region edges stop there: TierHelpers.Limit
+    private LocalBuilder? _link;        // the vCPU's link: in-region edges poll its requests
     private IlWriter _il = null!;
     private readonly System.Text.StringBuilder? _listing;
     private readonly LocalBuilder?[] _r = new LocalBuilder?[16];
@@ -174,10 +189,15 @@ internal sealed unsafe partial class BlockCompiler
             _retNext = _il.DeclareLocal(typeof(long));
             LoadField(StateLayout.Retired);
             _il.Emit(OpCodes.Stloc, _retired);
-            // As Exec.Chain: at most a chain budget of instructions per entry from the run loop,
-            // which acknowledges code-cache grace periods between entries, and a vCPU leaves
-            // compiled code that often (the shootdown's quiet checks see it at a block boundary).
-            LoadField(StateLayout.ChainLimit);
+            // At most RegionBudget instructions past the run loop's entry, never past the
+            // instruction limit (TierHelpers.Limit); the run loop, reached after that, acknowledges
+            // code-cache grace periods. Link requests are polled at every edge (EmitEdge).
+            _link = _il.DeclareLocal(typeof(ToyVmm.Mmu.Secondary.VcpuLink));
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Call, LinkOfM);
+            _il.Emit(OpCodes.Stloc, _link);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Call, LimitM);
             _il.Emit(OpCodes.Stloc, _limit);
             // Once an in-region edge has been taken, a register written anywhere in the region
             // may differ from the CpuState at any point: every exit stores them all.

@@ -47,7 +47,7 @@ internal static unsafe class TierEntry
 
 /// <summary>
 /// The background compiler: one thread for the process, fed by <see cref="TierEntry"/>. It
-/// takes the hottest waiting block first (the most entries now, not when it was asked for), so
+/// takes the hottest waiting block first (the most instructions run now, not when it was asked for), so
 /// a hot loop that reaches the threshold behind a queue of lukewarm blocks is compiled next,
 /// not after them: on a short run the JIT's time is spent while the guest still runs
 /// interpreted, and the order decides how much of the run the compiled code gets.
@@ -79,6 +79,7 @@ internal static unsafe class TierCompiler
         public int Seq = seq;
         public int Hits = hits;         // entries when last looked at
         public long Since = since;      // when Hits last changed
+        public long Queued = since;     // when it was asked for (the profile's timeline)
     }
 
     private static readonly List<Waiting> Queue = new();   // guarded by Queue
@@ -110,13 +111,18 @@ internal static unsafe class TierCompiler
                 // None is worth its JIT time yet: look again when more entries have been counted.
                 if (next == null) Monitor.Wait(Queue, 2);
             }
-            if (next != null) CompileOne(next.Cache, (Block*)next.Block, next.Seq);
+            if (next == null) continue;
+            if (TierProfile.On)
+                lock (TierProfile.Timeline)
+                    TierProfile.Timeline.Add($"{(next.Queued - TierProfile.MarkTicks - TierProfile.ClockStart) * 1000.0 / Stopwatch.Frequency,8:F1} ms  queued {((Block*)next.Block)->Va:x}, taken after {(Stopwatch.GetTimestamp() - next.Queued) * 1000.0 / Stopwatch.Frequency:F1} ms");
+            CompileOne(next.Cache, (Block*)next.Block, next.Seq);
         }
     }
 
     /// <summary>
-    /// Removes and returns the waiting block with the most entries among those worth compiling
-    /// now (<see cref="WorthOps"/>); drops the ones not entered for <see cref="StaleTicks"/>
+    /// Removes and returns the waiting block that has run the most instructions (entries times
+    /// its ops: a two-instruction block entered as often as a twenty-instruction one has run a
+    /// tenth of its work) among those worth compiling now (<see cref="WorthOps"/>); drops the ones not entered for <see cref="StaleTicks"/>
     /// (they may ask again). Null when none is worth it yet.
     /// </summary>
     /// <remarks>
@@ -129,6 +135,7 @@ internal static unsafe class TierCompiler
         Debug.Assert(Monitor.IsEntered(Queue));
         long now = Stopwatch.GetTimestamp();
         int best = -1;
+        long bestWork = 0;
         for (int i = Queue.Count - 1; i >= 0; i--)
         {
             var w = Queue[i];
@@ -142,8 +149,9 @@ internal static unsafe class TierCompiler
                 continue;
             }
             var b = (Block*)w.Block;
-            if ((long)hits * Math.Max(1, (int)b->NumOps) < (long)b->HitLimit * WorthOps) continue;
-            if (best < 0 || hits > Queue[best].Hits) best = i;
+            long work = (long)hits * Math.Max(1, (int)b->NumOps);
+            if (work < (long)b->HitLimit * WorthOps) continue;
+            if (best < 0 || work > bestWork) { best = i; bestWork = work; }
         }
         if (best < 0) return null;
         var hot = Queue[best];
@@ -178,7 +186,7 @@ internal static unsafe class TierCompiler
             // Thread CPU time of the emit and of the JIT, the method's IL size, a timeline line.
             TierProfile.EmitTicks += t1 - t0; TierProfile.CompileTicks += t2 - t1; TierProfile.Methods++;
             int il = m.GetILGenerator().ILOffset; TierProfile.IlBytes += il;
-            TierProfile.Timeline.Add($"{(DateTime.Now - Process.GetCurrentProcess().StartTime).TotalMilliseconds,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} IL {il} jit {(t2 - t1) * 1000.0 / Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
+            TierProfile.Timeline.Add($"{(TierProfile.Clock.ElapsedTicks - TierProfile.MarkTicks) * 1000.0 / Stopwatch.Frequency,8:F1} ms  va {b->Va:x} hits {b->Hits} ops {compiled} blocks {members.Count + 1} [{string.Join(" ", members.Select(x => ((Block*)x)->Va.ToString("x")))}]{(member ? " member" : "")} IL {il} jit {(t2 - t1) * 1000.0 / Stopwatch.Frequency:F2} ms {(ok ? "" : "NOT INSTALLED")}");
         }
     }
 

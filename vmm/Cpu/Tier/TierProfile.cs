@@ -19,7 +19,10 @@ internal static unsafe class TierProfile
     private static readonly List<string> Names = new();
     private static readonly Dictionary<string, int> Index = new();
     public static long CompileTicks, EmitTicks, Methods, IlBytes;
+    public static readonly long ClockStart = Stopwatch.GetTimestamp();
     public static readonly Stopwatch Clock = Stopwatch.StartNew();
+    /// <summary>Timeline lines give milliseconds since this <see cref="Clock"/> reading (a driver sets it when a run starts).</summary>
+    public static long MarkTicks;
     public static readonly List<string> Timeline = new();
     public static readonly List<(nint B, ulong Va)> Declined = new();
 

@@ -35,9 +35,10 @@ public sealed unsafe class BlockListingTests(Xunit.Abstractions.ITestOutputHelpe
         string? listing = BlockCompiler.Listing(b, ops);
         Assert.NotNull(listing);
         output.WriteLine(listing);
-        Assert.Contains("call Exec.Chain", listing);
-        Assert.Contains("bge L", listing);                               // the self-loop's chain-limit check
-        Assert.DoesNotContain("HasRequests", listing);                   // requests: polled by the run loop, as after Exec.Chain
+        Assert.Contains("call TierHelpers.Chain", listing);
+        Assert.Contains("bge L", listing);                               // the self-loop's limit check
+        Assert.Contains("call TierHelpers.Limit", listing);              // the compiled code's own budget per run-loop entry
+        Assert.Contains("HasRequests", listing);                         // link requests: polled at every in-region edge
         Assert.Contains("call TierHelpers.ReadSlow", listing);           // the TLB miss, out of line
         Assert.Equal(4, BlockCompiler.PrefixLength(ops));
     }

@@ -174,6 +174,123 @@ public sealed class RegionTests
         Assert.Equal(states[0], states[1]);
     }
 
+    // In-region edges into blocks that start with register moves: into one that then sets every
+    // flag (the edge need not store the flags), into one that then reads CF (adc: the edge must
+    // store them), and into one whose load faults (#PF pushes them: the edge must store them).
+    // The ALU ops are 8- and 32-bit on registers with bits above the operand set. Entry 40 of
+    // the pointer table is unmapped, so the 41st round faults.
+    [Fact]
+    public void Run_EdgesIntoBlocksThatReplaceOrReadTheFlags_SameStateAsInterpreted()
+    {
+        string[] states = new string[2];
+        for (int t = 0; t < 2; t++)
+        {
+            using var f = Fixture(t == 1);
+            for (int i = 0; i < 64; i++)
+            {
+                f.W64(Data + 0x1000 + (ulong)i * 8, i == 40 ? Unmapped : Data + 0x2000 + (ulong)i * 8);
+                f.W64(Data + 0x2000 + (ulong)i * 8, unchecked((ulong)i * 0x9E37_79B9_7F4A_7C15UL));
+            }
+            f.Write(Handler, CpuFixture.Assemble(a => { a.mov(r8, cr2); a.pop(r9); a.mov(r12, __qword_ptr[rsp]); a.mov(r15, __qword_ptr[rsp + 16]); a.hlt(); }, Handler));
+            ExceptionTests.Gate(f, Idt, 14, Handler);
+            var (exit, cpu) = f.Run(a =>
+            {
+                var loop = a.CreateLabel();
+                var odd = a.CreateLabel();
+                var join = a.CreateLabel();
+                var tail = a.CreateLabel();
+                a.mov(rbx, Data + 0x1000);
+                a.xor(ecx, ecx);
+                a.mov(rax, 0xFFFF_FFFF_8000_0001UL);
+                a.mov(rdx, 0x1234_5678_9ABC_DEF0UL);
+                a.Label(ref loop);
+                a.test(cl, 1);
+                a.jne(odd);
+                a.sub(rax, rcx);                      // flags: sub
+                a.add(ah, dl);                        // 8-bit, high byte
+                a.jmp(join);
+                a.Label(ref odd);
+                a.xor(rdx, rax);                      // flags: logic
+                a.jmp(join);
+                a.Label(ref join);
+                a.mov(r10, rax);                      // bits above 32 set
+                a.lea(r11, __[rcx + rcx * 2]);
+                a.add(r10d, r11d);                    // replaces every flag: edges in need not store them
+                a.imul(r11d, r10d);
+                a.cmp(r10d, 0x8000_0040);
+                a.jb(tail);
+                a.mov(r12, rcx);                      // entered with cmp's flags pending
+                a.adc(r13, 0);                        // reads CF: the edge must have stored it
+                a.Label(ref tail);
+                a.mov(r14, rcx);
+                a.mov(rsi, __qword_ptr[rbx + rcx * 8]);
+                a.mov(rdi, __qword_ptr[rsi]);         // faults at i = 40: #PF pushes the flags
+                a.add(rax, rdi);
+                a.sub(edx, edi);
+                a.add(ecx, 1);
+                a.cmp(ecx, 64);
+                a.jne(loop);
+                a.hlt();
+            }, setup: v => v.SetIdtr(Idt, 0xFFF));
+            Assert.Equal(VcpuExitKind.Halted, exit.Kind);
+            Assert.Equal(Unmapped, cpu.GetGpr(Gpr.R8));
+            Assert.Equal(40UL, cpu.GetGpr(Gpr.Rcx));
+            states[t] = State(cpu);
+            if (t == 1) Assert.True(cpu.TierStats.RegionBlocks >= 3, $"region blocks {cpu.TierStats.RegionBlocks}");
+        }
+        Assert.Equal(states[0], states[1]);
+    }
+
+    // A loop whose two halves lie on different pages: two methods, each ending in a chain to
+    // the other, so compiled code runs on past the run loop's chain budget (TierHelpers.Chain).
+    // The instruction limit still stops it within a chain budget, as interpreted, and a stop
+    // request posted from another thread stops a loop that would never end.
+    [Fact]
+    public void Run_LoopAcrossTwoPages_StopsAtTheInstructionLimitAndOnAStopRequest()
+    {
+        static void TwoPageLoop(Iced.Intel.Assembler a, uint rounds)
+        {
+            var loop = a.CreateLabel();
+            var far = a.CreateLabel();
+            a.xor(ecx, ecx);
+            a.xor(eax, eax);
+            a.Label(ref loop);
+            a.add(rax, rcx);
+            a.xor(rax, 0x55);
+            a.jmp(far);
+            a.db(new byte[4096]);                     // the second half on the next page
+            a.Label(ref far);
+            a.add(ecx, 1);
+            a.imul(edx, ecx, 3);
+            a.cmp(ecx, rounds);
+            a.jne(loop);
+            a.hlt();
+        }
+        string[] states = new string[2];
+        for (int t = 0; t < 2; t++)
+        {
+            using var f = Fixture(t == 1);
+            var (exit, cpu) = f.Run(a => TwoPageLoop(a, 1_000_000), limit: 200_003);
+            Assert.Equal(VcpuExitKind.InstructionLimit, exit.Kind);
+            Assert.InRange(cpu.InstructionsRetired, 200_003, 200_003 + Vcpu.ChainBudget);
+            states[t] = State(cpu);
+            if (t == 1) Assert.True(cpu.TierStats.BlocksCompiled >= 2, $"blocks compiled {cpu.TierStats.BlocksCompiled}");
+        }
+        Assert.Equal(states[0], states[1]);
+
+        using var g = Fixture(compiled: true);
+        g.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a => TwoPageLoop(a, 0)));   // 2^32 rounds: only a stop ends it
+        var vcpu = g.NewVcpu();
+        var stopper = new Thread(() =>
+        {
+            while (vcpu.InstructionsRetired < 1_000_000) Thread.Yield();
+            vcpu.Link.RequestStop();
+        });
+        stopper.Start();
+        Assert.Equal(VcpuExitKind.StopRequested, vcpu.Run().Kind);
+        stopper.Join();
+    }
+
     // The loop rewrites the immediate of an instruction in its second block every round: the
     // write invalidates that block, the in-region edge into it then leaves the compiled code,
     // and every round runs the new immediate.

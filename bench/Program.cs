@@ -4,7 +4,7 @@ using ToyVmm.Bench.Scenario;
 // `scenario [runs] [guest...]`: the cpusuite comparison, then memory guests under pressure and what measuring costs (make bench).
 // `cpusuite [runs] [guest...]`: the cpusuite guests natively, under qemu-user, interpreted and tiered on flat
 //   memory, EPT and EPT under pressure, wall and CPU MIPS, ratios, time to first instruction; `tiers` is an alias.
-// `interp [runs] [guest...]`: the interpreter alone on the cpusuite guests, wall and CPU-time MIPS.
+// `interp [runs] [guest...]`: the interpreter alone on the cpusuite guests, wall and CPU-time MIPS (`tier`, interpreted runs only).
 // `tier [runs] [guest...]`: interpreted and tiered alternating in-process on flat memory, wall and CPU-time MIPS.
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
@@ -19,7 +19,7 @@ if (args.Length > 0 && args[0] == "scenario")
 if (args.Length > 0 && args[0] is "cpusuite" or "tiers")
     return CpuSuiteScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "interp")
-    return InterpreterScenario.Run(args[1..]);
+    return ToyVmm.Bench.Cpu.TierScenario.Run(args[1..], interpreterOnly: true);
 if (args.Length > 0 && args[0] == "tier")
     return ToyVmm.Bench.Cpu.TierScenario.Run(args[1..]);
 if (args.Length > 0 && args[0] == "soak")

@@ -8,7 +8,7 @@ namespace ToyVmm.Bench.Cpu;
 /// <summary>
 /// <c>tier [runs] [guest...]</c>: the cpusuite guests in-process on flat memory, one vCPU,
 /// interpreted and tiered (default threshold) alternating run by run after one warm-up run of
-/// each, so the VMM's own code is compiled; per run and as medians, wall-clock MIPS and
+/// each, so the VMM's own code is compiled (<c>interp</c>: the interpreted runs only); per run and as medians, wall-clock MIPS and
 /// process-CPU MIPS (user + system of this process over <c>VirtualMachine.Run</c>: the vCPU and
 /// the tier's compiler thread). Each run is a fresh VM, so every tiered run compiles its blocks
 /// again. Shorter than <c>cpusuite</c>, for comparing two builds run alternately
@@ -20,15 +20,18 @@ public static class TierScenario
 {
     private const ulong Ram = 64UL << 20;
 
-    public static int Run(string[] args)
+    /// <param name="interpreterOnly">The <c>interp</c> command: the interpreted runs only.</param>
+    public static int Run(string[] args, bool interpreterOnly = false)
     {
+        string command = interpreterOnly ? "interp" : "tier";
         if (!CpuSuiteArgs.TryParse(args, out var parsed, out string? error))
         {
-            Console.Error.WriteLine($"tier: {error}");
+            Console.Error.WriteLine($"{command}: {error}");
             return 2;
         }
+        bool[] tiers = interpreterOnly ? [false] : TieredOnly ? [true] : [false, true];
         string root = ScenarioTools.RepoRoot();
-        Console.WriteLine($"# tier: load average {ScenarioTools.LoadAverage()}");
+        Console.WriteLine($"# {command}: load average {ScenarioTools.LoadAverage()}");
         foreach (var guest in parsed.Guests)
         {
             string elf = Path.Combine(root, "guest", "build", guest + ".elf");
@@ -37,19 +40,19 @@ public static class TierScenario
                 Console.Error.WriteLine($"{guest}: not built (run make -C guest)");
                 return 1;
             }
-            if (!TieredOnly) TimeGuest(elf, tiered: false);   // warm-up of the VMM's own code
-            TimeGuest(elf, tiered: true);
-            foreach (bool tiered in new[] { false, true })
+            foreach (bool tiered in tiers)
+            {
+                TimeGuest(elf, tiered);   // warm-up of the VMM's own code
                 Results[tiered] = (new List<double>(), new List<double>());
+            }
             for (int i = 0; i < parsed.Runs; i++)
-                foreach (bool tiered in new[] { false, true })
+                foreach (bool tiered in tiers)
                 {
-                    if (!tiered && TieredOnly) continue;
                     var (w, c, n) = TimeGuest(elf, tiered);
                     Results[tiered].Wall.Add(n / w / 1e6);
                     Results[tiered].Cpu.Add(n / c / 1e6);
                 }
-            foreach (bool tiered in TieredOnly ? new[] { true } : new[] { false, true })
+            foreach (bool tiered in tiers)
             {
                 var (wall, cpu) = Results[tiered];
                 Console.WriteLine($"{guest} {(tiered ? "tiered" : "interpreter"),-11}: wall MIPS median {ScenarioTools.Median(wall),6:F0} [{string.Join(" ", wall.Select(x => x.ToString("F0")))}]" +

@@ -141,7 +141,7 @@ public sealed unsafe partial class Vcpu : IVcpuTlb
     /// Any thread: end the vCPU's chain of blocks at the next block boundary (its chain limit
     /// to 0), where the run loop polls the requests. A racing store of the vCPU's own (the start
     /// of a new chain) may overwrite it; the request is then seen at that chain's end.
-    /// Compiled regions read the limit on entry and see it at their next exit to the chain.
+    /// Compiled regions need no kick: they poll the requests at every edge themselves.
     /// </summary>
     public void Kick()
     {

@@ -10,6 +10,7 @@ using ToyVmm.Bench.Scenario;
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest [VCPUS...]`: page-out and reclaim throughput with 1 and 2 vCPUs running (or the counts given), and their MIPS meanwhile.
 // `invalidate-latency [samples] [ept|shadow] [nice] [all|unpinned|pinned]`: per-invalidation percentiles with 0, 1, 2 vCPUs running (unpinned, then pinned), page held or not.
+// `reclaimer-idle [seconds] [runs]`: the background reclaimer thread's CPU and run-queue time with nothing to do beside 2 spinning threads.
 // `mmu-memory [ept|shadow|both] [pages...]`: managed bytes per mapped page of each secondary MMU's structures.
 // `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).
@@ -51,6 +52,8 @@ if (args.Length > 0 && args[0] == "reclaim-under-guest")
 }
 if (args.Length > 0 && args[0] == "invalidate-latency")
     return ToyVmm.Bench.Secondary.InvalidateLatencyProbe.Run(args[1..]);
+if (args.Length > 0 && args[0] == "reclaimer-idle")
+    return ToyVmm.Bench.Host.ReclaimerIdleProbe.Run(args[1..]);
 if (args.Length > 0 && args[0] == "mmu-memory")
     return ToyVmm.Bench.Secondary.MmuMemoryProbe.Run(args[1..]);
 if (args.Length > 0 && args[0] == "grant-latency")

@@ -17,7 +17,6 @@ public sealed partial class HostMemory : IDisposable
     private readonly Lock _spacesLock = new();
     private HostAddressSpace?[] _spaces = new HostAddressSpace?[16];   // by id; replaced (grown) under _spacesLock, read lock-free
     private int _nextSpaceId = 1;                                     // guarded by _spacesLock
-    private readonly SemaphoreSlim _reclaimWake = new(0, 1);
 
     public HostMemory(HostMemoryOptions options)
     {
@@ -170,15 +169,11 @@ public sealed partial class HostMemory : IDisposable
 
     // ---- background reclaim --------------------------------------------------
 
-    internal void WakeReclaimer()
-    {
-        if (_reclaimWake.CurrentCount == 0)
-        {
-            try { _reclaimWake.Release(); } catch (SemaphoreFullException) { }
-        }
-    }
+    /// <summary>What the background reclaimer blocks on; the allocator and a shrink signal it.</summary>
+    internal ReclaimerWake ReclaimerWake { get; } = new();
 
-    internal bool WaitForWake(int timeoutMs, CancellationToken stop) => _reclaimWake.Wait(timeoutMs, stop);
+    /// <summary>Owe the background reclaimer a round to the high watermark (cheap while one is owed already).</summary>
+    internal void WakeReclaimer() => ReclaimerWake.Signal();
 
     /// <summary>
     /// Shrink the frame pool by <paramref name="bytes"/> (rounded down to frames)
@@ -198,6 +193,5 @@ public sealed partial class HostMemory : IDisposable
         foreach (var mm in Spaces().ToList()) mm.Dispose();
         Swap.Dispose();
         Frames.Dispose();
-        _reclaimWake.Dispose();
     }
 }

@@ -24,7 +24,10 @@ public sealed class HostStats
     /// <summary>Invalidations reclaim ran: one per run of nearby pages, not one per page.</summary>
     public long ReclaimRuns;
     public long DirectReclaims;
+    /// <summary>Rounds of the background reclaimer (woken below high, or retrying).</summary>
     public long BackgroundReclaimWakeups;
+    /// <summary>Background reclaimer rounds that stopped below the high watermark for a reason that may pass (then retried after a back-off).</summary>
+    public long BackgroundReclaimStalls;
     public long Invalidations;
     public long InvalidateRetries;
     public long OutOfMemory;

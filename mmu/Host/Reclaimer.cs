@@ -58,8 +58,26 @@ internal sealed class Reclaimer
         return freed;
     }
 
+    /// <summary>
+    /// What one pass did: frames freed, pages taken off the inactive list, and how many of
+    /// those came back because they are dirty and swap has no slot for them (full or disabled).
+    /// </summary>
+    internal readonly record struct Pass(int Freed, int Taken, int Unswappable)
+    {
+        /// <summary>
+        /// Pages were taken and every one came back for want of swap: trying again frees
+        /// nothing until swap gets a free slot or pages are freed or cleaned. Anything else
+        /// that frees nothing (a page lock held, a reference held, a refused non-blocking
+        /// start, an empty list while another reclaimer holds pages isolated) may pass.
+        /// </summary>
+        public bool OnlyUnswappable => Taken > 0 && Unswappable == Taken;
+    }
+
     /// <summary>One pass: age the active list if the inactive one is short, then reclaim a batch from the inactive tail.</summary>
-    public int ShrinkOnce(int priority, bool mayBlock)
+    public int ShrinkOnce(int priority, bool mayBlock) => ShrinkPass(priority, mayBlock).Freed;
+
+    /// <summary><see cref="ShrinkOnce"/>, saying why nothing was freed when nothing was (the background reclaimer's retry decision).</summary>
+    public Pass ShrinkPass(int priority, bool mayBlock)
     {
         int batchSize = _host.Options.ReclaimBatch;
         var lru = _host.Lru;
@@ -89,16 +107,16 @@ internal sealed class Reclaimer
             }
             else batch.Add(f);
         }
-        if (mapped.Count > 0) UnmapMapped(mapped, checkYoung: priority == 0, mayBlock, batch);
+        int unswappable = mapped.Count > 0 ? UnmapMapped(mapped, checkYoung: priority == 0, mayBlock, batch) : 0;
         if (batch.Count == 0)
         {
             if (isolated.Count > 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
-            return 0;
+            return new Pass(0, isolated.Count, unswappable);
         }
         var outcome = FinishBatch(batch, isolated: true);
         if (outcome.Freed == 0) _host.Stats.Count(ref _host.Stats.ReclaimScansFailed);
         events?.PageOutBatch(outcome.Written + outcome.Dropped, started, Stopwatch.GetTimestamp());
-        return outcome.Freed;
+        return new Pass(outcome.Freed, isolated.Count, unswappable);
     }
 
     /// <summary>
@@ -106,9 +124,10 @@ internal sealed class Reclaimer
     /// rmap: grouped by address space and sorted by page (the owner value orders both),
     /// each group reclaimed with one lock hold and one invalidation per run of nearby
     /// pages (<see cref="HostAddressSpace.ReclaimBatch"/>). Unmapped frames join
-    /// <paramref name="batch"/>; the rest are unlocked and put back.
+    /// <paramref name="batch"/>; the rest are unlocked and put back. Returns how many came
+    /// back because swap had no slot for them (<see cref="ReclaimUnmap.NoSwap"/>).
     /// </summary>
-    private void UnmapMapped(List<(ulong Owner, uint Frame)> mapped, bool checkYoung, bool mayBlock, List<uint> batch)
+    private int UnmapMapped(List<(ulong Owner, uint Frame)> mapped, bool checkYoung, bool mayBlock, List<uint> batch)
     {
         mapped.Sort((a, b) => a.Owner.CompareTo(b.Owner));
         int n = mapped.Count;
@@ -131,17 +150,20 @@ internal sealed class Reclaimer
             else mm.ReclaimBatch(frames[start..end], vpns[start..end], checkYoung, mayBlock, results[start..end]);
             start = end;
         }
+        int unswappable = 0;
         for (int i = 0; i < n; i++)
         {
             var r = results[i];
             if (r is ReclaimUnmap.Young or ReclaimUnmap.Busy or ReclaimUnmap.NoSwap or ReclaimUnmap.WouldBlock)
             {
+                if (r == ReclaimUnmap.NoSwap) unswappable++;
                 _frames.UnlockPage(frames[i]);
                 PutBack(frames[i], active: r == ReclaimUnmap.Young);
             }
             else batch.Add(frames[i]);
         }
         mapped.Clear();
+        return unswappable;
     }
 
     private void PutBack(uint f, bool active)

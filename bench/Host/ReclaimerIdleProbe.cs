@@ -62,6 +62,8 @@ public static class ReclaimerIdleProbe
     private static (double CpuMs, double WaitMs, long Voluntary, long Involuntary, long Rounds, double SpinnersCpuMs)? Measure(int seconds)
     {
         using var host = new HostMemory(new HostMemoryOptions { HostMemoryBytes = 64UL << 20, SwapBytes = 16UL << 20 });
+        // A stopped reclaimer's thread may outlive its service briefly: look only at new ones.
+        var earlier = Tasks("toyvmm-reclaim");
         var svc = new HostReclaimerService(host);
         svc.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
         using var stop = new CancellationTokenSource();
@@ -76,7 +78,7 @@ public static class ReclaimerIdleProbe
         }) { IsBackground = true, Name = "spin-" + i }).ToList();
         try
         {
-            int tid = FindTask("toyvmm-reclaim");
+            int tid = FindTask("toyvmm-reclaim", earlier);
             if (tid < 0)
             {
                 Console.Error.WriteLine("reclaimer-idle: the reclaimer thread (toyvmm-reclaim) was not found under /proc/self/task");
@@ -110,22 +112,31 @@ public static class ReclaimerIdleProbe
 
     private static int CurrentTid() => int.Parse(Path.GetFileName(new DirectoryInfo("/proc/thread-self").ResolveLinkTarget(false)!.FullName));
 
-    private static int FindTask(string name)
+    /// <summary>A thread named <paramref name="name"/> that is not one of <paramref name="earlier"/>, waiting up to 30 s for it; -1 when none.</summary>
+    private static int FindTask(string name, HashSet<int> earlier)
     {
         var sw = Stopwatch.StartNew();
-        while (sw.ElapsedMilliseconds < 5000)
+        while (sw.ElapsedMilliseconds < 30_000)
         {
-            foreach (var dir in Directory.EnumerateDirectories("/proc/self/task"))
-            {
-                try
-                {
-                    if (File.ReadAllText(Path.Combine(dir, "comm")).Trim() == name) return int.Parse(Path.GetFileName(dir));
-                }
-                catch (IOException) { }   // the thread ended meanwhile
-            }
+            foreach (int tid in Tasks(name))
+                if (!earlier.Contains(tid)) return tid;
             Thread.Sleep(10);
         }
         return -1;
+    }
+
+    private static HashSet<int> Tasks(string name)
+    {
+        var found = new HashSet<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            try
+            {
+                if (File.ReadAllText(Path.Combine(dir, "comm")).Trim() == name) found.Add(int.Parse(Path.GetFileName(dir)));
+            }
+            catch (IOException) { }   // the thread ended meanwhile
+        }
+        return found;
     }
 
     private static (long RunNs, long WaitNs, long Voluntary, long Involuntary) Read(int tid)

@@ -6,13 +6,14 @@ namespace ToyVmm.Mmu.Host;
 
 /// <summary>
 /// The background reclaimer's wake-up: one pending flag and a monitor the reclaimer
-/// thread blocks on at once. No spin phase: <see cref="SemaphoreSlim.Wait(int)"/> and
-/// <see cref="ManualResetEventSlim.Wait(int)"/> (default spin count) spin and then call
-/// <see cref="Thread.Yield"/> and <c>Thread.Sleep(0)</c> before they block, and on a machine with no
-/// idle core each yield leaves the thread runnable until its next turn: the reclaimer
-/// stole CPU from vCPU threads while it had nothing to do (bench/RESULTS.md, "The
-/// background reclaimer's wait"). <see cref="Monitor.Wait(object, int)"/> parks the thread
-/// on its event straight away.
+/// thread blocks on at once. No spin phase: before it blocks, <see cref="SemaphoreSlim.Wait(int)"/>
+/// spins <c>SpinWait.SpinOnce</c> up to 4 x 35 times and <see cref="ManualResetEventSlim.Wait(int)"/>
+/// (default spin count) 35 times, all but the first 10 of them <see cref="Thread.Yield"/> or
+/// <c>Thread.Sleep(0)</c>; on a machine with no idle core each yield leaves the thread
+/// runnable until its next turn. Behind a 50 ms timed wait the reclaimer was runnable
+/// nearly all the time while it had nothing to do, taking turns from vCPU threads
+/// (bench/RESULTS.md, "The background reclaimer's wait"). <see cref="Monitor.Wait(object, int)"/>
+/// parks the thread on its event straight away.
 /// </summary>
 /// <remarks>
 /// Why no wake is lost: <see cref="Signal"/> sets <c>_pending</c>, then takes the gate to

@@ -61,7 +61,7 @@ public class NonBlockingInvalidationTests
             bool signalled = false;
             while (!signalled && written < pages + spare)
             {
-                signalled = host.FreeFrames <= 32;
+                signalled = host.FreeFrames <= host.Watermarks.Low;
                 WritePage(mm, a.Add(written * Page.Size), 22, written + 1);
                 written++;
             }

@@ -55,6 +55,10 @@ public sealed partial class HostReclaimerService : BackgroundService
     public long Looks => Volatile.Read(ref _looks);
     private long _looks;
 
+    /// <summary>The reclaimer thread's kernel thread id (Linux); 0 before it starts, -1 where there is none to read.</summary>
+    internal int OsThreadId => Volatile.Read(ref _osThreadId);
+    private int _osThreadId;
+
     /// <summary>How the last round ended; null before the first look.</summary>
     internal RoundEnd? LastRoundEnd
     {
@@ -80,6 +84,7 @@ public sealed partial class HostReclaimerService : BackgroundService
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
+            Volatile.Write(ref _osThreadId, CurrentOsThreadId());
             try { Run(stoppingToken); done.SetResult(); }
             catch (OperationCanceledException) { done.SetResult(); }
             catch (Exception e) { LogFailed(e); done.SetException(e); }
@@ -90,6 +95,18 @@ public sealed partial class HostReclaimerService : BackgroundService
         };
         thread.Start();
         return done.Task;
+    }
+
+    /// <summary>The calling thread's kernel id from /proc/thread-self (a link to &lt;pid&gt;/task/&lt;tid&gt;), or -1.</summary>
+    private static int CurrentOsThreadId()
+    {
+        try
+        {
+            string? target = OperatingSystem.IsLinux() ? new DirectoryInfo("/proc/thread-self").LinkTarget : null;
+            return int.TryParse(Path.GetFileName(target), out int tid) ? tid : -1;
+        }
+        catch (IOException) { return -1; }
+        catch (UnauthorizedAccessException) { return -1; }
     }
 
     private void Run(CancellationToken stop)

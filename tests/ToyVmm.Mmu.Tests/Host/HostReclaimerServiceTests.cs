@@ -28,15 +28,35 @@ public class HostReclaimerServiceTests
         try
         {
             Assert.True(SpinWait.SpinUntil(() => svc.LastRoundEnd is not null, Patience), "the reclaimer's first look");
+            // Where the kernel says what the thread is doing (Linux): once it sleeps, it must
+            // never be seen runnable again. A wait that spins and yields before it blocks is
+            // runnable through its spin, and on a loaded machine for most of the time.
+            int tid = svc.OsThreadId;
+            string stat = $"/proc/self/task/{tid}/stat";
+            bool kernelView = tid > 0 && File.Exists(stat);
+            if (kernelView) Assert.True(SpinWait.SpinUntil(() => KernelState(stat) == 'S', Patience), "the reclaimer thread goes to sleep");
             long looks = svc.Looks;
-            Thread.Sleep(QuietWindowMs);
+            var seen = new HashSet<char>();
+            for (var window = System.Diagnostics.Stopwatch.StartNew(); window.ElapsedMilliseconds < QuietWindowMs;)
+            {
+                if (kernelView) seen.Add(KernelState(stat));
+                Thread.Sleep(1);
+            }
             Assert.Equal(looks, svc.Looks);   // nothing signalled, nothing owed: no look
+            Assert.DoesNotContain('R', seen);
             Assert.Equal(0, svc.Rounds);
             host.WakeReclaimer();
             Assert.True(SpinWait.SpinUntil(() => svc.Looks > looks, Patience), "a signal is answered");
             Assert.Equal(0, svc.Rounds);      // free is above high: the look runs no pass
         }
         finally { await svc.StopAsync(CancellationToken.None); }
+    }
+
+    /// <summary>The state letter of /proc/.../stat: after the ')' that closes the thread's name.</summary>
+    private static char KernelState(string statPath)
+    {
+        string line = File.ReadAllText(statPath);
+        return line[line.LastIndexOf(')') + 2];
     }
 
     [Fact]

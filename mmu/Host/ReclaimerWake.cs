@@ -1,8 +1,8 @@
 namespace ToyVmm.Mmu.Host;
 
 // Lock order: _gate is a leaf, held only to pulse or to enter Monitor.Wait; nothing is
-// taken under it. Signal is called from the allocator with no lock held (or with
-// only page locks: a free may run under none, see FrameAllocator).
+// taken under it. Signal is called by FrameAllocator.Allocate and Shrink, with no host
+// lock held; being a leaf, it would be safe under any.
 
 /// <summary>
 /// The background reclaimer's wake-up: one pending flag and a monitor the reclaimer

@@ -55,17 +55,19 @@ public class NonBlockingInvalidationTests
             // The writes may have ended after the reclaimer's last round reached high and fewer
             // than high - low allocations followed: free then sits between the watermarks and no
             // round is owed (that is the watermarks' hysteresis), so waiting for high would wait
-            // for nothing. Write on until an allocation finds free at or below low (the
-            // allocator's signal): then a round to high is owed, or one is running, whatever
-            // the interleaving was. Only this thread allocates; only a round raises free.
-            bool signalled = false;
-            while (!signalled && written < pages + spare)
+            // for nothing. Write on until an allocation provably found free at or below low:
+            // only this thread allocates, so free after it below low means free at its check
+            // was at most low, and it signalled. A round answering that signal may still reach
+            // high between the allocation's check and its taking the frame (leaving high - 1),
+            // so signal once more after the last allocation: the round owed then starts after it.
+            int low = host.Watermarks.Low, free;
+            while ((free = host.FreeFrames) >= low && written < pages + spare)
             {
-                signalled = host.FreeFrames <= host.Watermarks.Low;
                 WritePage(mm, a.Add(written * Page.Size), 22, written + 1);
                 written++;
             }
-            Assert.True(signalled, $"free stayed above low over {spare} allocations: {host.FreeFrames}");
+            Assert.True(free < low, $"free stayed at or above low over {spare} allocations: {free}");
+            host.WakeReclaimer();
             // Bounded wait for the reclaimer to bring the pool back over its high watermark.
             // Generous (60 s): on a loaded 2-core machine the reclaimer thread may get a
             // small share of a core; the loop ends as soon as the pool is back.

@@ -161,6 +161,11 @@ internal sealed class FrameAllocator
             if (priority < 2) priority++;
         }
 
+        // Signal again after taking the frame: a round answering the signal above may have
+        // reached high between that check and the pop, leaving high - 1 with nothing owed.
+        // A signal sent now is taken after this pop, so the round it owes sees this frame gone.
+        if (FreeCount <= Low) _host.WakeReclaimer();
+
         ref FrameMeta m = ref _frames.Meta(frame);
         Debug.Assert(m.RefCount == 0 && m.MapCount == 0 && m.Owner == 0, "a free frame has no references, mappings or owner");
         m.RefCount = 1;

@@ -116,7 +116,7 @@ public sealed partial class HostReclaimerService : BackgroundService
         bool first = true;   // the start is a look: the pool may already be short
         while (!stop.IsCancellationRequested)
         {
-            if (first) first = false;
+            if (first) { first = false; wake.Take(); }
             else if (backOffMs == 0) wake.WaitForSignal(stop);
             else wake.Sleep(backOffMs, stop);
             Interlocked.Increment(ref _looks);

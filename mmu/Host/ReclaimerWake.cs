@@ -37,6 +37,9 @@ internal sealed class ReclaimerWake
         lock (_gate) Monitor.Pulse(_gate);
     }
 
+    /// <summary>Take a pending signal without waiting: the look that follows answers it (the reclaimer's first look).</summary>
+    public void Take() => Interlocked.Exchange(ref _pending, 0);
+
     /// <summary>Whether a signal is pending (not taken by a wait yet).</summary>
     public bool IsPending => Volatile.Read(ref _pending) != 0;
 

@@ -75,9 +75,16 @@ public class ReclaimTests
         try
         {
             var mm = host.CreateAddressSpace();
-            var a = mm.Map(240 * Page.Size, HostProtection.ReadWrite);
-            for (ulong i = 0; i < 240; i++) WritePage(mm, a.Add(i * Page.Size), 3, 1);
-            for (int wait = 0; wait < 500 && host.FreeFrames < 64; wait++) await Task.Delay(10);
+            var a = mm.Map(480 * Page.Size, HostProtection.ReadWrite);
+            // Write until an allocation leaves free at or below low (it signals after taking its
+            // frame): a round that reached high earlier and fewer than high - low writes after it
+            // would leave free between the watermarks with nothing owed (the hysteresis).
+            ulong written = 0;
+            int free;
+            while (((free = host.FreeFrames) > 32 || written < 240) && written < 480) WritePage(mm, a.Add(written++ * Page.Size), 3, 1);
+            Assert.True(free <= 32, $"free {free} after {written} writes");
+            // Bounded (60 s) for a loaded machine; ends as soon as the pool is back.
+            for (int wait = 0; wait < 6000 && host.FreeFrames < 64; wait++) await Task.Delay(10);
             Assert.True(host.FreeFrames >= 64, $"free {host.FreeFrames}, rounds {svc.Rounds}");
             Assert.True(host.Stats.BackgroundReclaimWakeups > 0);
         }

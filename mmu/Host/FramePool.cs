@@ -31,12 +31,23 @@ public sealed unsafe partial class FramePool : IDisposable
 
     public int Count { get; }
 
+    /// <summary>The pool's alignment: a transparent huge page's size, so that every whole 2 MiB of it can be one.</summary>
     private const nuint HugePageBytes = 2u << 20;
-    private const int MadvHugePage = 14;
+    private const int MadvHugePage = 14;   // MADV_HUGEPAGE (Linux)
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(void* addr, nuint length, int advice);
 
+    /// <summary>
+    /// Ask Linux to back the pool with transparent huge pages (its default setting gives them
+    /// only to ranges that ask). The kernel's copy of a frame into the swap file's page cache,
+    /// the swap checksum and the vCPUs' reads and writes of guest memory all reach frames
+    /// through the pool's mapping; with 4 KiB pages each frame costs a TLB miss, and in a
+    /// virtual machine a miss is a nested page walk (bench/RESULTS.md "Page-out: the write
+    /// straight from the pool, huge pages for the frames"). Frames are handed out lowest
+    /// first, so the pages in use stay dense and a huge page rarely holds unused frames.
+    /// Advice only: a refusal (another OS, THP disabled) changes nothing but the speed.
+    /// </summary>
     private static void AdviseHugePages(byte* block, nuint bytes)
     {
         if (!OperatingSystem.IsLinux()) return;

@@ -208,8 +208,8 @@ public sealed unsafe partial class SwapSpace
                 if (n == 0) throw new IOException("the swap file took no bytes of a write");
                 offset += n;
                 // Skip the buffers written whole; a buffer written in part goes on from where it stopped.
-                while (n > 0 && n >= (nint)vectors[first].Length) n -= (nint)vectors[first++].Length;
-                if (n > 0)
+                while (first < count && n > 0 && n >= (nint)vectors[first].Length) n -= (nint)vectors[first++].Length;
+                if (n > 0 && first < count)   // never more than it was given
                 {
                     vectors[first].Base += n;
                     vectors[first].Length -= (nuint)n;

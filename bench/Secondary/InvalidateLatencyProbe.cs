@@ -144,11 +144,37 @@ public static unsafe class InvalidateLatencyProbe
         return 0;
     }
 
+    /// <summary>
+    /// Pinned set-ups: the probe invalidates from a thread pinned (<see cref="ThreadCpuPin"/>) to the CPU of vCPU 0,
+    /// the 1st allowed CPU, as a host would pin its reclaimer beside the vCPUs it serves; where the pin is refused
+    /// it runs unpinned and says so.
+    /// </summary>
+    private static T OnPinnedThread<T>(Func<T> body)
+    {
+        int[] cpus = ToyVmm.Vm.VcpuThreadAffinity.AllowedCpus(out _);
+        T result = default!;
+        Exception? failed = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                string? refused = cpus.Length == 0 ? "no allowed CPU could be read" : ThreadCpuPin.TryPin(cpus[0]);
+                if (refused is not null) Console.WriteLine($"  (the probe's thread runs unpinned: {refused})");
+                result = body();
+            }
+            catch (Exception e) { failed = e; }
+        }) { Name = "invalidate-latency probe" };
+        t.Start();
+        t.Join();
+        if (failed is not null) throw new InvalidOperationException("the pinned probe failed", failed);
+        return result;
+    }
+
     /// <summary>Where the pinned set-up's vCPUs go (round-robin over the CPUs this process may use), and whether the barrier aimed at a CPU is there.</summary>
     private static string PinnedCpus(int running)
     {
         int n = Environment.ProcessorCount;
-        string where = string.Join(", ", Enumerable.Range(0, running).Select(i => $"vCPU {i} on the {Ordinal(i % n)} allowed CPU"));
+        string where = string.Join(", ", Enumerable.Range(0, running).Select(i => $"vCPU {i} on the {Ordinal(i % n)} allowed CPU")) + ", the probe on the 1st";
         return TargetedBarrier.IsAvailable ? where : $"{where}; {TargetedBarrier.Unavailable}";
     }
 
@@ -186,7 +212,8 @@ public static unsafe class InvalidateLatencyProbe
         var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running, nice, pin);
         try
         {
-            var (held, notHeld, timeouts, mips) = MeasureWith(memory, guest, running, samples, kind, start);
+            var (held, notHeld, timeouts, mips) = pin ? OnPinnedThread(() => MeasureWith(memory, guest, running, samples, kind, start))
+                : MeasureWith(memory, guest, running, samples, kind, start);
             var waits = memory.Snapshot().Total.ShootdownWaits;
             string steps = string.Join(", ", waits.Where(w => w.Value.TotalCount > 0)
                 .Select(w => $"{w.Key} {Fmt(w.Value.GetValueAtPercentile(50))} ({w.Value.TotalCount})"));
@@ -273,13 +300,14 @@ public static unsafe class InvalidateLatencyProbe
         Asked = a.Asked - b.Asked, NotHeld = a.NotHeld - b.NotHeld, Acknowledged = a.Acknowledged - b.Acknowledged,
         ShotDown = a.ShotDown - b.ShotDown, Waited = a.Waited - b.Waited,
         TargetedBarriers = a.TargetedBarriers - b.TargetedBarriers, ProcessWideBarriers = a.ProcessWideBarriers - b.ProcessWideBarriers,
+        SameCpu = a.SameCpu - b.SameCpu,
     };
 
     private static void Add(ref ShootdownCounts sum, ShootdownCounts d)
     {
         sum.Asked += d.Asked; sum.NotHeld += d.NotHeld; sum.Acknowledged += d.Acknowledged;
         sum.ShotDown += d.ShotDown; sum.Waited += d.Waited;
-        sum.TargetedBarriers += d.TargetedBarriers; sum.ProcessWideBarriers += d.ProcessWideBarriers;
+        sum.TargetedBarriers += d.TargetedBarriers; sum.ProcessWideBarriers += d.ProcessWideBarriers; sum.SameCpu += d.SameCpu;
     }
 
     private static ulong PageGfn(int i) => (32UL << 20 >> Page.Shift) + (ulong)i;

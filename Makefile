@@ -16,7 +16,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: all guests vmm run test test-long bench bench-qemu soak fuzz clean FORCE
+.PHONY: all guests vmm run test test-long bench bench-qemu tick-stall soak fuzz clean FORCE
 
 all: guests vmm
 
@@ -87,16 +87,26 @@ test-long: all
 
 # Scenarios (the cpusuite guests natively, under qemu-user, interpreted and tiered on flat memory,
 # EPT and EPT under pressure, in one table; memory guests under pressure), per-operation invalidation
-# latency, per-fault secondary fault latency, page-out and reclaim with 2 vCPUs
-# running, then the BenchmarkDotNet micro-benchmarks with short jobs. BENCH_FILTER
-# narrows the last part.
+# latency (after tick-stall, the machine's own answer time between its CPUs), per-fault secondary
+# fault latency, page-out and reclaim with 2 vCPUs running, then the BenchmarkDotNet
+# micro-benchmarks with short jobs. BENCH_FILTER narrows the last part.
 BENCH_FILTER ?= *
-bench: all bench-qemu
+bench: all bench-qemu tick-stall
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- scenario
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- invalidate-latency
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- secondary-fault-latency
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- reclaim-under-guest
 	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
+
+# How long one CPU takes to answer a word another writes, by when the writer starts (at the
+# scheduler's tick, or woken by its own timer): the machine's floor under the one-page
+# invalidation's figures, with no ToyVmm code in it (bench/machine/tick-stall.c).
+tick-stall: out/tick-stall
+	out/tick-stall
+
+out/tick-stall: bench/machine/tick-stall.c
+	@mkdir -p out
+	$(CC) -O2 -Wall -Wextra -Werror -pthread -o $@ $<
 
 # qemu-user is the translator yardstick of `scenario`'s cpusuite table (the cpusuite guests' native twins under
 # qemu-x86_64): installed with apt-get when missing; when it cannot be, the scenario leaves that

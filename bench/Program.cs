@@ -9,7 +9,7 @@ using ToyVmm.Bench.Scenario;
 // `host-latency`: per-operation percentiles of the host's faults and page-outs.
 // `secondary-fault-latency`: per-fault percentiles of EPT misses by host fault kind.
 // `reclaim-under-guest [VCPUS...]`: page-out and reclaim throughput with 1 and 2 vCPUs running (or the counts given), and their MIPS meanwhile.
-// `invalidate-latency [samples] [ept|shadow] [nice] [all|unpinned|pinned]`: per-invalidation percentiles with 0, 1, 2 vCPUs running (unpinned, then pinned), page held or not.
+// `invalidate-latency [samples] [ept|shadow] [nice] [all|unpinned|pinned] [both|woken|tick]`: per-invalidation percentiles with 0, 1, 2 vCPUs running (unpinned, then pinned), page held or not; the probe woken by its timer or back at a tick.
 // `mmu-memory [ept|shadow|both] [pages...]`: managed bytes per mapped page of each secondary MMU's structures.
 // `grant-latency [samples]`: recall, attacher-fault and per-attacher percentiles of grants.
 // `soak [seconds]`: every guest under every safe configuration until the time is up (make soak).

@@ -14,9 +14,10 @@ namespace ToyVmm.Bench.Secondary;
 /// running vCPU held the page when it started. BenchmarkDotNet's
 /// <see cref="InvalidateOnePageBenchmarks"/> gives means per iteration; the
 /// targets are stated as percentiles, which only a per-operation histogram shows.
-/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow] [vcpu-nice] [all|unpinned|pinned]</c> (the secondary
+/// Run: <c>ToyVmm.Bench invalidate-latency [samples] [ept|shadow] [vcpu-nice] [all|unpinned|pinned] [both|woken|tick]</c> (the secondary
 /// MMU, EPT by default; the vCPU threads' nice value, <see cref="VmConfig.VcpuNice"/>, 0 by default; which set-ups, all
-/// by default: the set-ups with vCPUs run unpinned, then with the vCPU threads pinned to CPUs, <see cref="VmConfig.PinVcpus"/>).
+/// by default: the set-ups with vCPUs run unpinned, then with the vCPU threads pinned to CPUs, <see cref="VmConfig.PinVcpus"/>;
+/// how the probe waits for the vCPUs to read the page, both by default: asleep on its own timer, or yielding its core).
 /// </summary>
 /// <remarks>
 /// "Held" is read off the shootdown itself: the invalidation posted a flush to a
@@ -26,6 +27,15 @@ namespace ToyVmm.Bench.Secondary;
 /// invalidation is that invalidation's. With the following guest the probe names
 /// the next page in the guest's mailbox and waits until every vCPU has read it
 /// before it invalidates (untimed), so the page is in their TLBs at the start.
+/// <para>
+/// How it waits decides when the invalidation starts, and on a host with fewer cores than
+/// busy threads that matters more than anything the MMU does. Waiting "woken", it sleeps on a
+/// high-resolution timer and invalidates as soon as it wakes to find the page held: it
+/// preempts a vCPU at a moment of its own, as a reclaimer woken by an allocation does.
+/// Waiting at the "tick", it yields its core to the vCPUs and spins: it gets the core back
+/// only at the scheduler's tick, when the other CPU is often in its own tick's interrupt for
+/// tens of microseconds (bench/RESULTS.md "An invalidation's start against the scheduler's tick").
+/// </para>
 /// </remarks>
 public static unsafe class InvalidateLatencyProbe
 {
@@ -36,6 +46,9 @@ public static unsafe class InvalidateLatencyProbe
     private static readonly long HoldWaitTicks = Stopwatch.Frequency / 200;   // 5 ms
 
     private enum Guest { None, OtherPage, PageToInvalidate }
+
+    /// <summary>How the probe waits for the vCPUs to read the next page, and so when its invalidation starts.</summary>
+    private enum Start { Woken, Tick }
 
     private sealed class Row
     {
@@ -72,25 +85,41 @@ public static unsafe class InvalidateLatencyProbe
             Console.Error.WriteLine($"invalidate-latency: the set-ups are all, unpinned or pinned, not '{args[3]}'");
             return 2;
         }
+        string startArg = args.Length > 4 ? args[4] : "both";
+        Start[] starts = startArg switch
+        {
+            "both" => [Start.Woken, Start.Tick],
+            "woken" => [Start.Woken],
+            "tick" => [Start.Tick],
+            _ => [],
+        };
+        if (starts.Length == 0)
+        {
+            Console.Error.WriteLine($"invalidate-latency: the probe waits for the page to be held woken, tick or both, not '{startArg}'");
+            return 2;
+        }
         Console.WriteLine($"invalidate latency probe, {mmu.ToString().ToLowerInvariant()} MMU, vCPU threads at nice {nice}: {samples} one-page invalidations per set-up after {WarmUp} unrecorded, " +
                           $"{Environment.ProcessorCount} cores, load average {LoadAverage()}");
+        Console.WriteLine("woken: the probe sleeps on its own timer until the running vCPUs have read the page, and invalidates as it wakes" +
+                          (TimerSleep.IsPrecise ? "" : " (1 ms sleeps here: no high-resolution timer)"));
+        Console.WriteLine("tick: it yields its core to the vCPUs and spins until they have, so it starts when the scheduler gives the core back, at a tick");
         Console.WriteLine("held: a running vCPU held the page when the invalidation started (its shootdown found the page in the vCPU's TLB filter)");
         Console.WriteLine($"  {"page",-10} {"count",7} {"p50",9} {"p90",9} {"p99",9} {"p99.9",9} {"max",10} {"start p50",10} {"end p50",9}");
-        var targets = new List<(bool Pinned, Row Row)>();
-        foreach (var (running, guest, pin) in new[]
+        var targets = new List<(bool Pinned, Start Start, Row Row)>();
+        foreach (var (running, guest, pin, start) in new[]
                  {
                      (0, Guest.None, false), (1, Guest.OtherPage, false), (2, Guest.OtherPage, false),
                      (1, Guest.PageToInvalidate, false), (2, Guest.PageToInvalidate, false),
                      (2, Guest.OtherPage, true), (1, Guest.PageToInvalidate, true), (2, Guest.PageToInvalidate, true),
-                 })
+                 }.SelectMany(s => s.Item2 == Guest.PageToInvalidate ? starts.Select(w => (s.Item1, s.Item2, s.Item3, w)) : [(s.Item1, s.Item2, s.Item3, Start.Woken)]))
         {
             if (pin ? setups == "unpinned" : setups == "pinned") continue;
-            var (held, notHeld, timeouts, mips, steps) = Measure(running, samples, guest, mmu, nice, pin);
+            var (held, notHeld, timeouts, mips, steps) = Measure(running, samples, guest, mmu, nice, pin, start);
             string what = guest switch
             {
                 Guest.None => "no vCPU running",
                 Guest.OtherPage => $"{running} vCPU{(running > 1 ? "s" : "")} running, reading another page (every page lists {(running > 1 ? "them" : "it")} as TLB holder)",
-                _ => $"{running} vCPU{(running > 1 ? "s" : "")} running, reading the page about to be invalidated" +
+                _ => $"{running} vCPU{(running > 1 ? "s" : "")} running, reading the page about to be invalidated, probe {(start == Start.Woken ? "woken" : "back at a tick")}" +
                      (timeouts > 0 ? $" ({timeouts} invalidations started before every vCPU had read it)" : ""),
             };
             if (pin) what = $"{running} pinned vCPU{(running > 1 ? "s" : "")} ({PinnedCpus(running)})" + what[(what.IndexOf(" running", StringComparison.Ordinal))..];
@@ -98,11 +127,11 @@ public static unsafe class InvalidateLatencyProbe
             Print("held", held);
             Print("not held", notHeld);
             if (steps.Length > 0) Console.WriteLine($"  {"",-10} a vCPU's flush done, p50 after its post (all invalidations of the set-up): {steps}");
-            if (running == 2 && guest == Guest.PageToInvalidate) targets.Add((pin, held));
+            if (running == 2 && guest == Guest.PageToInvalidate) targets.Add((pin, start, held));
         }
-        foreach (var (pinned, t) in targets)
+        foreach (var (pinned, start, t) in targets)
         {
-            string which = pinned ? "2 pinned vCPUs running" : "2 vCPUs running";
+            string which = (pinned ? "2 pinned vCPUs running" : "2 vCPUs running") + (start == Start.Woken ? ", probe woken" : ", probe back at a tick");
             if (t.All.TotalCount == 0)
             {
                 Console.WriteLine($"target, {which}, page held: no invalidation found the page held");
@@ -115,11 +144,37 @@ public static unsafe class InvalidateLatencyProbe
         return 0;
     }
 
+    /// <summary>
+    /// Pinned set-ups: the probe invalidates from a thread pinned (<see cref="ThreadCpuPin"/>) to the CPU of vCPU 0,
+    /// the 1st allowed CPU, as a host would pin its reclaimer beside the vCPUs it serves; where the pin is refused
+    /// it runs unpinned and says so.
+    /// </summary>
+    private static T OnPinnedThread<T>(Func<T> body)
+    {
+        int[] cpus = ToyVmm.Vm.VcpuThreadAffinity.AllowedCpus(out _);
+        T result = default!;
+        Exception? failed = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                string? refused = cpus.Length == 0 ? "no allowed CPU could be read" : ThreadCpuPin.TryPin(cpus[0]);
+                if (refused is not null) Console.WriteLine($"  (the probe's thread runs unpinned: {refused})");
+                result = body();
+            }
+            catch (Exception e) { failed = e; }
+        }) { Name = "invalidate-latency probe" };
+        t.Start();
+        t.Join();
+        if (failed is not null) throw new InvalidOperationException("the pinned probe failed", failed);
+        return result;
+    }
+
     /// <summary>Where the pinned set-up's vCPUs go (round-robin over the CPUs this process may use), and whether the barrier aimed at a CPU is there.</summary>
     private static string PinnedCpus(int running)
     {
         int n = Environment.ProcessorCount;
-        string where = string.Join(", ", Enumerable.Range(0, running).Select(i => $"vCPU {i} on the {Ordinal(i % n)} allowed CPU"));
+        string where = string.Join(", ", Enumerable.Range(0, running).Select(i => $"vCPU {i} on the {Ordinal(i % n)} allowed CPU")) + ", the probe on the 1st";
         return TargetedBarrier.IsAvailable ? where : $"{where}; {TargetedBarrier.Unavailable}";
     }
 
@@ -150,14 +205,15 @@ public static unsafe class InvalidateLatencyProbe
     /// <returns>Also the guest's MIPS over the measuring (all vCPUs together; 0 without a guest).</returns>
     /// <returns>Also the p50 time from a vCPU flush's post to its completion, per step of the shootdown (empty without any).</returns>
     private static (Row Held, Row NotHeld, int Timeouts, double GuestMips, string Steps) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu,
-        int nice, bool pin)
+        int nice, bool pin, Start start)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3), Mmu: mmu));
         // OtherPage: the mailbox is never changed, so the vCPUs keep reading the mailbox's own page.
         var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running, nice, pin);
         try
         {
-            var (held, notHeld, timeouts, mips) = MeasureWith(memory, guest, running, samples, kind);
+            var (held, notHeld, timeouts, mips) = pin ? OnPinnedThread(() => MeasureWith(memory, guest, running, samples, kind, start))
+                : MeasureWith(memory, guest, running, samples, kind, start);
             var waits = memory.Snapshot().Total.ShootdownWaits;
             string steps = string.Join(", ", waits.Where(w => w.Value.TotalCount > 0)
                 .Select(w => $"{w.Key} {Fmt(w.Value.GetValueAtPercentile(50))} ({w.Value.TotalCount})"));
@@ -166,8 +222,10 @@ public static unsafe class InvalidateLatencyProbe
         finally { guest?.Dispose(); }
     }
 
-    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips) MeasureWith(HostBackedMemory memory, SpinGuest? guest, int running, int samples, Guest kind)
+    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips) MeasureWith(HostBackedMemory memory, SpinGuest? guest, int running, int samples, Guest kind,
+        Start start)
     {
+        var pause = new Random(12345);
         long started = Stopwatch.GetTimestamp();
         // Fill through links with the running vCPUs' indices, so that every page lists
         // them as TLB holders and each zap must ask all of them (the worst case).
@@ -185,7 +243,7 @@ public static unsafe class InvalidateLatencyProbe
             for (int i = 0; i < Pages && done < samples; i++, done++)
             {
                 ulong gpa = PageGfn(i) << Page.Shift;
-                if (kind == Guest.PageToInvalidate && !WaitUntilHeld(guest!, gpa) && done >= 0) timeouts++;
+                if (kind == Guest.PageToInvalidate && !WaitUntilHeld(guest!, gpa, start, pause) && done >= 0) timeouts++;
                 var hva = memory.RamHva.Add(gpa);
                 var r = new InvalidateRange(hva, hva.Add(Page.Size), InvalidateEvent.Clear, MayBlock: true);
                 var before = memory.Shootdowns;
@@ -214,10 +272,20 @@ public static unsafe class InvalidateLatencyProbe
     }
 
     /// <summary>Name the page in the guest's mailbox and wait (bounded) until every vCPU has read it.</summary>
-    private static bool WaitUntilHeld(SpinGuest guest, ulong gpa)
+    /// <param name="pause">Woken: the sleeps' lengths, 50-300 us, drawn here so that the wake-ups keep no rhythm of their own.</param>
+    private static bool WaitUntilHeld(SpinGuest guest, ulong gpa, Start start, Random pause)
     {
         guest.Target = gpa;
         long deadline = Stopwatch.GetTimestamp() + HoldWaitTicks;
+        if (start == Start.Woken)
+        {
+            do
+            {
+                if (Stopwatch.GetTimestamp() > deadline) return false;
+                TimerSleep.Microseconds(pause.Next(50, 300));
+            } while (!guest.AllHold(gpa));
+            return true;
+        }
         var spin = new SpinWait();
         while (!guest.AllHold(gpa))
         {
@@ -232,13 +300,14 @@ public static unsafe class InvalidateLatencyProbe
         Asked = a.Asked - b.Asked, NotHeld = a.NotHeld - b.NotHeld, Acknowledged = a.Acknowledged - b.Acknowledged,
         ShotDown = a.ShotDown - b.ShotDown, Waited = a.Waited - b.Waited,
         TargetedBarriers = a.TargetedBarriers - b.TargetedBarriers, ProcessWideBarriers = a.ProcessWideBarriers - b.ProcessWideBarriers,
+        SameCpu = a.SameCpu - b.SameCpu,
     };
 
     private static void Add(ref ShootdownCounts sum, ShootdownCounts d)
     {
         sum.Asked += d.Asked; sum.NotHeld += d.NotHeld; sum.Acknowledged += d.Acknowledged;
         sum.ShotDown += d.ShotDown; sum.Waited += d.Waited;
-        sum.TargetedBarriers += d.TargetedBarriers; sum.ProcessWideBarriers += d.ProcessWideBarriers;
+        sum.TargetedBarriers += d.TargetedBarriers; sum.ProcessWideBarriers += d.ProcessWideBarriers; sum.SameCpu += d.SameCpu;
     }
 
     private static ulong PageGfn(int i) => (32UL << 20 >> Page.Shift) + (ulong)i;

@@ -21,12 +21,15 @@ public struct ShootdownCounts
     public long TargetedBarriers;
     /// <summary>Step 3's process-wide barriers.</summary>
     public long ProcessWideBarriers;
+    /// <summary>Step 3 run with no barrier, for vCPUs pinned to the CPU the invalidator's thread is pinned to (<see cref="ThreadCpuPin"/>).</summary>
+    public long SameCpu;
 
     public override readonly string ToString() => Asked == 0
         ? "no vCPU in guest mode had to flush"
         : $"{Asked} vCPU flushes: {Pct(NotHeld)} never held the range, {Pct(Acknowledged)} acknowledged at once, " +
           $"{Pct(ShotDown)} shot down from outside, {Pct(Waited)} waited for" +
-          (TargetedBarriers + ProcessWideBarriers == 0 ? "" : $"; barriers: {TargetedBarriers} aimed at a CPU, {ProcessWideBarriers} process-wide");
+          (TargetedBarriers + ProcessWideBarriers == 0 ? "" : $"; barriers: {TargetedBarriers} aimed at a CPU, {ProcessWideBarriers} process-wide") +
+          (SameCpu == 0 ? "" : $"; {SameCpu} judged on the invalidator's own pinned CPU without a barrier");
 
     private readonly string Pct(long n) => $"{100.0 * n / Asked:F0}%";
 }

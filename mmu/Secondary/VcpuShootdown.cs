@@ -37,8 +37,8 @@ public static class VcpuShootdown
     ///      batch's listed frames, one by one) (a fill racing with the post
     ///      sees the request after its fence);
     ///   2. (a vCPU pinned to the CPU this thread runs on is not running: it goes
-    ///      to step 3 at once, before the others' spin; every pending vCPU is
-    ///      kicked out of its chain of blocks when the flush is posted)
+    ///      to step 3 at once, before the others' spin; every vCPU posted to is
+    ///      kicked out of its chain of blocks once every post is out)
     ///      it acknowledges within a short spin (a running vCPU does at its
     ///      next block boundary); the spin ends early when no pending vCPU's
     ///      progress counter moves (all descheduled);
@@ -64,50 +64,52 @@ public static class VcpuShootdown
         long posted = events is null ? 0 : Stopwatch.GetTimestamp();
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         Span<long> progress = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
-        int pending = 0;
+        // Every post goes out first, and every vCPU in guest mode is kicked out of its chain,
+        // before this thread reads anything of theirs: a running vCPU's answer then travels
+        // while this thread looks at its own CPU's vCPUs and at the others' filters. On a host
+        // whose cores trade a cache line in a few hundred nanoseconds, doing it vCPU by vCPU
+        // put a run of line transfers ahead of the post each running vCPU waits for.
         bool anyPinned = false;
         for (int i = 0; i < vcpus.Length; i++)
         {
             ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
-            long t = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush(firstGfn, lastGfn) : -1;
-            tickets[i] = t;
+            tickets[i] = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush(firstGfn, lastGfn) : -1;
             progress[i] = -1;
-            if (t < 0) continue;
+            anyPinned |= tickets[i] >= 0 && vcpus[i].PinnedCpu >= 0;
+        }
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0) continue;
             var tlb = vcpus[i].PinTlb();
-            if (tlb is null) { pending++; counts.Asked++; continue; }
-            try
-            {
-                counts.Asked++;
-                if (gfns.IsEmpty ? !tlb.MayHold(firstGfn, lastGfn) : !tlb.MayHoldAny(gfns))
-                {
-                    vcpus[i].CompleteRemotely(t); tickets[i] = -1; counts.NotHeld++;
-                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());
-                }
-                else
-                {
-                    pending++; progress[i] = tlb.Progress;
-                    // A running vCPU leaves its chain at the next block and acknowledges there.
-                    tlb.Kick();
-                    anyPinned |= vcpus[i].PinnedCpu >= 0;
-                }
-            }
+            if (tlb is null) continue;
+            try { tlb.Kick(); }   // a hint: a running vCPU leaves its chain at the next block and acknowledges there
             finally { vcpus[i].UnpinTlb(); }
         }
+        // The CPU this thread runs on, when some vCPU is pinned: a vCPU pinned there is not
+        // running now (unless it is this very thread, the vCPU's own hypercall). Read with
+        // sched_getcpu it is a hint only (this thread may move right after), and what completes
+        // a flush is still the barrier and the quiescence check of step 3. This thread pinned
+        // there itself (ThreadCpuPin) cannot move: no barrier is needed for those vCPUs at all.
+        int own = anyPinned ? ThreadCpuPin.Current : -1;
+        int here = own >= 0 ? own : anyPinned ? TargetedBarrier.CurrentCpu() : -1;
+        int me = here >= 0 ? Environment.CurrentManagedThreadId : 0;
+        Span<bool> local = vcpus.Length <= 64 ? stackalloc bool[vcpus.Length] : new bool[vcpus.Length];
+        for (int i = 0; i < vcpus.Length; i++)
+            local[i] = here >= 0 && tickets[i] >= 0 && vcpus[i].PinnedCpu == here && vcpus[i].ThreadId != me;
+        // 1. The filters, this CPU's vCPUs first (their lines are in this core's cache).
+        int pending = Filter(vcpus, events, ref counts, tickets, progress, local, true, firstGfn, lastGfn, gfns, posted);
+        int pendingLocal = pending;
+        pending += Filter(vcpus, events, ref counts, tickets, progress, local, false, firstGfn, lastGfn, gfns, posted);
         if (pending == 0) return;
-        // 2a. A vCPU pinned to the CPU this thread runs on is not running now (unless it is
-        // this very thread, the vCPU's own hypercall): it cannot acknowledge before this thread
-        // gives up the core, so step 3 is tried for it at once, with the barrier aimed at this
-        // CPU, which interrupts nobody. The CPU is a hint only (this thread may move right
-        // after): what completes a flush is still the barrier and the quiescence check.
+        // 2a. A vCPU pinned to this CPU cannot acknowledge before this thread gives up the
+        // core, so step 3 is tried for it at once, with the barrier aimed at this CPU, which
+        // interrupts nobody (while the running vCPUs answer the posts), or with none when this
+        // thread is pinned there too (mmu/LOCKING.md "An invalidator pinned beside the vCPU").
         // One not done here is inside an access, and stays there until it runs again: step 3
         // does not look at it a second time, step 4 waits for it.
-        Span<bool> local = vcpus.Length <= 64 ? stackalloc bool[vcpus.Length] : new bool[vcpus.Length];
-        if (anyPinned && TargetedBarrier.CurrentCpu() is int here and >= 0)
+        if (pendingLocal > 0)
         {
-            int me = Environment.CurrentManagedThreadId;
-            for (int i = 0; i < vcpus.Length; i++)
-                local[i] = tickets[i] >= 0 && vcpus[i].PinnedCpu == here && vcpus[i].ThreadId != me;
-            pending -= ShootDownAndCheckLocked(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted);
+            pending -= ShootDownAndCheckLocked(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted, barrier: own < 0);
             if (pending == 0) return;
         }
         // 2. A running vCPU acknowledges at its next block boundary, a few hundred
@@ -165,6 +167,39 @@ public static class VcpuShootdown
     }
 
     /// <summary>
+    /// Step 1 for the posted vCPUs whose <paramref name="local"/> entry is <paramref name="want"/>: one
+    /// whose TLB filter says it never took a pointer into the range is done; the others stay
+    /// pending, with their progress counter read as of now.
+    /// </summary>
+    /// <returns>The vCPUs left pending.</returns>
+    private static int Filter(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, Span<long> tickets, Span<long> progress,
+        ReadOnlySpan<bool> local, bool want, ulong firstGfn, ulong lastGfn, ReadOnlySpan<ulong> gfns, long posted)
+    {
+        int pending = 0;
+        for (int i = 0; i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0 || local[i] != want) continue;
+            counts.Asked++;
+            var tlb = vcpus[i].PinTlb();
+            if (tlb is null) { pending++; continue; }
+            try
+            {
+                if (gfns.IsEmpty ? !tlb.MayHold(firstGfn, lastGfn) : !tlb.MayHoldAny(gfns))
+                {
+                    vcpus[i].CompleteRemotely(tickets[i]); tickets[i] = -1; counts.NotHeld++;
+                    events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.NeverHeld, posted, Stopwatch.GetTimestamp());
+                }
+                else
+                {
+                    pending++; progress[i] = tlb.Progress;
+                }
+            }
+            finally { vcpus[i].UnpinTlb(); }
+        }
+        return pending;
+    }
+
+    /// <summary>
     /// Step 3 for the pending vCPUs (those whose <paramref name="mask"/> entry is <paramref name="want"/>, when it is not empty):
     /// clear their entries of the range from here, run the barrier, and complete each one
     /// seen quiescent for the range. The barrier is aimed at the pinned vCPUs' CPUs, one call
@@ -172,8 +207,10 @@ public static class VcpuShootdown
     /// available; otherwise (or when a targeted call is refused) it is process-wide.
     /// </summary>
     /// <returns>The vCPUs completed.</returns>
+    /// <param name="barrier">False only for vCPUs pinned to the CPU this thread has pinned itself to: none of them
+    /// can be running, and each one's last stores were made on this CPU, so no barrier is needed to judge them.</param>
     private static int ShootDownAndCheckLocked(VcpuLink[] vcpus, IMmuEventSink? events, ref ShootdownCounts counts, Span<long> tickets,
-        ReadOnlySpan<bool> mask, bool want, ulong firstGfn, ulong lastGfn, long posted)
+        ReadOnlySpan<bool> mask, bool want, ulong firstGfn, ulong lastGfn, long posted, bool barrier = true)
     {
         bool shot = false, pinned = true;
         Span<int> cpus = stackalloc int[8];
@@ -193,7 +230,8 @@ public static class VcpuShootdown
             if (ncpus == cpus.Length) pinned = false; else cpus[ncpus++] = cpu;
         }
         if (!shot) return 0;
-        Barrier(ref counts, pinned ? cpus[..ncpus] : default);
+        if (barrier) Barrier(ref counts, pinned ? cpus[..ncpus] : default);
+        else counts.SameCpu += ncpus;
         int done = 0;
         for (int i = 0; i < vcpus.Length; i++)
         {

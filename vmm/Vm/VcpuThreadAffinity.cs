@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ToyVmm.Mmu.Secondary;
 
 namespace ToyVmm.Vm;
 
@@ -13,9 +14,6 @@ internal static unsafe partial class VcpuThreadAffinity
 {
     [LibraryImport("libc", EntryPoint = "sched_getaffinity", SetLastError = true)]
     private static partial int SchedGetAffinity(int pid, nuint size, ulong* mask);
-
-    [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
-    private static partial int SchedSetAffinity(int pid, nuint size, ulong* mask);
 
     /// <summary>Bits of CPU mask tried, smallest first (EINVAL: the kernel's mask is larger).</summary>
     private static readonly int[] MaskBits = [1024, 8192];
@@ -53,22 +51,9 @@ internal static unsafe partial class VcpuThreadAffinity
     }
 
     /// <summary>
-    /// Allow the calling thread to run on <paramref name="cpu"/> only. Returns null when done,
-    /// or why not (the call refused: a CPU outside the cgroup's set, a seccomp filter ...).
+    /// Allow the calling thread to run on <paramref name="cpu"/> only (<see cref="ThreadCpuPin.TryPin"/>,
+    /// which also tells a shootdown run on this thread where it is). Returns null when done, or why
+    /// not (the call refused: a CPU outside the cgroup's set, a seccomp filter ...).
     /// </summary>
-    public static string? TryPinCurrentThread(int cpu)
-    {
-        if (!OperatingSystem.IsLinux()) return "pinning vCPU threads needs Linux";
-        if (cpu < 0 || cpu >= MaskBits[^1]) return $"CPU {cpu} is out of range";
-        int bits = cpu < MaskBits[0] ? MaskBits[0] : MaskBits[^1];
-        var mask = new ulong[bits / 64];
-        mask[cpu / 64] = 1UL << (cpu % 64);
-        try
-        {
-            fixed (ulong* m = mask)
-                return SchedSetAffinity(0, (nuint)(bits / 8), m) == 0 ? null : $"sched_setaffinity to CPU {cpu} refused (errno {Marshal.GetLastPInvokeError()})";
-        }
-        catch (EntryPointNotFoundException) { return "libc has no sched_setaffinity"; }
-        catch (DllNotFoundException) { return "libc not found"; }
-    }
+    public static string? TryPinCurrentThread(int cpu) => ThreadCpuPin.TryPin(cpu);
 }

@@ -33,6 +33,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
             ShotDown = after.ShotDown - before.ShotDown,
             TargetedBarriers = after.TargetedBarriers - before.TargetedBarriers,
             ProcessWideBarriers = after.ProcessWideBarriers - before.ProcessWideBarriers,
+            SameCpu = after.SameCpu - before.SameCpu,
         };
     }
 

@@ -20,8 +20,8 @@ public enum VcpuMode
 /// <c>vcpu_enter_guest</c>):
 /// <code>
 ///   invalidator                        vCPU
-///   _requests |= Flush   (interlocked)  _mode = InGuest     (interlocked)
-///   read _mode                          read _requests
+///   Requests |= Flush    (interlocked)  Mode = InGuest      (interlocked)
+///   read Mode                           read Requests
 /// </code>
 /// Both sides write then read with a full fence between, so at least one side
 /// sees the other: either the invalidator sees InGuest and waits for the
@@ -47,56 +47,104 @@ public sealed class VcpuLink
     /// <summary>Ranges kept per vCPU before a post degrades to a whole-TLB flush.</summary>
     public const int MaxPendingRanges = 8;
 
-    private int _mode;          // VcpuMode; written by the vCPU thread only.
-    private int _threadId;      // the managed thread that last entered guest mode; written by it only.
-    private int _requests;      // bit set of *Request; set by anyone, cleared by the vCPU.
-    private long _flushAcks;    // incremented by the vCPU after each flush it performs.
-    private long _yields;       // incremented by the vCPU each time it yields on request.
-    private long _entries;      // incremented by the vCPU each time it enters guest mode.
-    private int _waiters;       // invalidators blocked in WaitForFlush; the vCPU wakes them.
-    private readonly SemaphoreSlim _wake = new(0);
-
-    // Posted flushes: guarded by _postLock (posters and the vCPU's take).
-    private readonly Lock _postLock = new();
-    private readonly (ulong First, ulong Last)[] _pending = new (ulong, ulong)[MaxPendingRanges];
-    private int _pendingCount;
-    private bool _pendingAll;
-    private long _postedGen;
-    private long _flushedGen;   // written by the vCPU (acknowledge), read by waiters
+    /// <summary>
+    /// The fields a flush's round trip touches, in two groups of cache lines kept apart: what the
+    /// posters write and the vCPU reads at every block (<see cref="Shared.Requests"/> and the
+    /// post), and what the vCPU writes and the posters read (its mode and acknowledgement). A post
+    /// then costs one line's transfer to the vCPU and its answer one line's transfer back; with the
+    /// fields spread over the object and a separate lock and range array, as before, each round
+    /// trip moved half a dozen lines between the cores, a few hundred nanoseconds apiece on a
+    /// host whose cores trade a line in about 130 ns each way (bench/RESULTS.md).
+    /// </summary>
+    private Shared _lines = new() { PinnedCpu = -1 };
     private long _remoteGen;    // written by invalidators under the MMU lock, read by the checker
-    private long _takenGen;     // vCPU thread only: generation of the ranges taken, not yet acknowledged
-    private bool _taken;        // vCPU thread only
-
+    private long _yields;       // incremented by the vCPU each time it yields on request.
+    private readonly SemaphoreSlim _wake = new(0);
     private IVcpuTlb? _tlb;
-    private int _tlbPins;       // invalidators and checkers using _tlb; detach waits for 0
-    private int _pinnedCpu = -1; // the one CPU the vCPU thread may run on, -1 when not pinned; written by the vCPU thread only
+
+    /// <summary>A posted range of guest frames.</summary>
+    private struct PendingRange
+    {
+        public ulong First, Last;
+    }
+
+    [System.Runtime.CompilerServices.InlineArray(MaxPendingRanges)]
+    private struct PendingRanges
+    {
+        private PendingRange _first;
+    }
+
+    /// <remarks>
+    /// The object and so this struct are only 8-byte aligned: 64 bytes of padding before, between
+    /// and after the two groups keep any line from holding fields of both, or of other objects.
+    /// </remarks>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 432)]
+    private struct Shared
+    {
+        // Written by posters (and cleared by the vCPU as it takes them); read by the vCPU.
+        [System.Runtime.InteropServices.FieldOffset(64)] public int Requests;   // bit set of *Request; set by anyone, cleared by the vCPU
+        [System.Runtime.InteropServices.FieldOffset(68)] public int PostLock;   // 1 while a poster or the vCPU's take holds the post below
+        [System.Runtime.InteropServices.FieldOffset(72)] public long PostedGen; // guarded by PostLock
+        [System.Runtime.InteropServices.FieldOffset(80)] public int PendingCount;   // guarded by PostLock
+        [System.Runtime.InteropServices.FieldOffset(84)] public bool PendingAll;    // guarded by PostLock
+        [System.Runtime.InteropServices.FieldOffset(88)] public int TlbPins;        // invalidators and checkers using the TLB; detach waits for 0
+        [System.Runtime.InteropServices.FieldOffset(96)] public PendingRanges Pending;   // guarded by PostLock; 128 bytes
+        // Written by the vCPU; read by posters and waiters.
+        [System.Runtime.InteropServices.FieldOffset(288)] public int Mode;        // VcpuMode
+        [System.Runtime.InteropServices.FieldOffset(292)] public int ThreadId;    // the managed thread that last entered guest mode
+        [System.Runtime.InteropServices.FieldOffset(296)] public long FlushedGen; // the newest generation acknowledged
+        [System.Runtime.InteropServices.FieldOffset(304)] public long FlushAcks;  // flushes performed
+        [System.Runtime.InteropServices.FieldOffset(312)] public long Entries;    // guest-mode entries
+        [System.Runtime.InteropServices.FieldOffset(320)] public long TakenGen;   // vCPU thread only: generation of the ranges taken, not yet acknowledged
+        [System.Runtime.InteropServices.FieldOffset(328)] public bool Taken;      // vCPU thread only
+        [System.Runtime.InteropServices.FieldOffset(332)] public int Waiters;     // invalidators blocked in WaitForFlush (they write it only to block); the vCPU reads it after each ack
+        [System.Runtime.InteropServices.FieldOffset(336)] public int PinnedCpu;   // the one CPU the vCPU thread may run on, -1 when not pinned
+    }
+
+    /// <summary>Take the post (posters, and the vCPU's take): held for a few stores at a time.</summary>
+    private void EnterPost()
+    {
+        if (Interlocked.CompareExchange(ref _lines.PostLock, 1, 0) == 0) return;
+        var spin = new SpinWait();
+        do spin.SpinOnce(); while (Volatile.Read(ref _lines.PostLock) != 0 || Interlocked.CompareExchange(ref _lines.PostLock, 1, 0) != 0);
+    }
+
+    private void ExitPost() => Volatile.Write(ref _lines.PostLock, 0);
 
     public VcpuLink(int index) => Index = index;
 
     public int Index { get; }
 
-    public VcpuMode Mode => (VcpuMode)Volatile.Read(ref _mode);
+    public VcpuMode Mode => (VcpuMode)Volatile.Read(ref _lines.Mode);
 
     /// <summary>The managed thread id of the vCPU's thread (0 before it first entered guest mode); lets the checker name vCPUs.</summary>
-    public int ThreadId => Volatile.Read(ref _threadId);
+    public int ThreadId => Volatile.Read(ref _lines.ThreadId);
 
     /// <summary>True when any request is pending; the vCPU polls this at block boundaries.</summary>
-    public bool HasRequests => Volatile.Read(ref _requests) != 0;
+    public bool HasRequests => Volatile.Read(ref _lines.Requests) != 0;
 
     /// <summary>Flushes the vCPU has performed in answer to requests.</summary>
-    public long FlushAcks => Volatile.Read(ref _flushAcks);
+    public long FlushAcks => Volatile.Read(ref _lines.FlushAcks);
 
     /// <summary>Newest flush generation posted.</summary>
-    public long PostedGeneration { get { lock (_postLock) return _postedGen; } }
+    public long PostedGeneration
+    {
+        get
+        {
+            EnterPost();
+            try { return _lines.PostedGen; }
+            finally { ExitPost(); }
+        }
+    }
 
     /// <summary>Newest generation the vCPU has flushed and acknowledged.</summary>
-    public long FlushedGeneration => Volatile.Read(ref _flushedGen);
+    public long FlushedGeneration => Volatile.Read(ref _lines.FlushedGen);
 
     /// <summary>Newest generation an invalidator completed without the vCPU (its TLB could not hold the range, or was shot down while quiescent).</summary>
     public long RemoteGeneration => Volatile.Read(ref _remoteGen);
 
     /// <summary>Times the vCPU has entered guest mode (a vCPU that re-entered took its requests before touching memory).</summary>
-    public long GuestEntries => Volatile.Read(ref _entries);
+    public long GuestEntries => Volatile.Read(ref _lines.Entries);
 
     /// <summary>
     /// The one CPU the vCPU's thread is allowed to run on (it pinned itself with
@@ -105,7 +153,7 @@ public sealed class VcpuLink
     /// vCPU pinned to the CPU the invalidator runs on is not running now
     /// (mmu/LOCKING.md "The barrier aimed at a pinned vCPU's CPU").
     /// </summary>
-    public int PinnedCpu => Volatile.Read(ref _pinnedCpu);
+    public int PinnedCpu => Volatile.Read(ref _lines.PinnedCpu);
 
     /// <summary>
     /// vCPU thread: its thread now runs on <paramref name="cpu"/> only (before it first enters
@@ -115,7 +163,7 @@ public sealed class VcpuLink
     public void SetPinnedCpu(int cpu)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(cpu, -1);
-        Volatile.Write(ref _pinnedCpu, cpu);
+        Volatile.Write(ref _lines.PinnedCpu, cpu);
     }
 
     /// <summary>vCPU: attach the TLB that invalidators may inspect and shoot down from outside.</summary>
@@ -126,19 +174,19 @@ public sealed class VcpuLink
     {
         Volatile.Write(ref _tlb, null);
         var spin = new SpinWait();
-        while (Volatile.Read(ref _tlbPins) != 0) spin.SpinOnce();
+        while (Volatile.Read(ref _lines.TlbPins) != 0) spin.SpinOnce();
     }
 
     /// <summary>Use the attached TLB from another thread; pair with <see cref="UnpinTlb"/>. Null when none.</summary>
     public IVcpuTlb? PinTlb()
     {
-        Interlocked.Increment(ref _tlbPins);   // full fence; pairs with DetachTlb's write then read
+        Interlocked.Increment(ref _lines.TlbPins);   // full fence; pairs with DetachTlb's write then read
         var tlb = Volatile.Read(ref _tlb);
-        if (tlb is null) Interlocked.Decrement(ref _tlbPins);
+        if (tlb is null) Interlocked.Decrement(ref _lines.TlbPins);
         return tlb;
     }
 
-    public void UnpinTlb() => Interlocked.Decrement(ref _tlbPins);
+    public void UnpinTlb() => Interlocked.Decrement(ref _lines.TlbPins);
 
     /// <summary>
     /// vCPU thread: enter guest mode. The caller must call <see cref="TakeRequests"/>
@@ -147,20 +195,20 @@ public sealed class VcpuLink
     public void EnterGuest()
     {
         int thread = Environment.CurrentManagedThreadId;
-        if (_threadId != thread) Volatile.Write(ref _threadId, thread);
-        Volatile.Write(ref _entries, _entries + 1);
-        Interlocked.Exchange(ref _mode, (int)VcpuMode.InGuest);
+        if (_lines.ThreadId != thread) Volatile.Write(ref _lines.ThreadId, thread);
+        Volatile.Write(ref _lines.Entries, _lines.Entries + 1);
+        Interlocked.Exchange(ref _lines.Mode, (int)VcpuMode.InGuest);
     }
 
     /// <summary>vCPU thread: leave guest mode before anything that can block.</summary>
     public void ExitGuest()
     {
-        Interlocked.Exchange(ref _mode, (int)VcpuMode.OutsideGuest);
+        Interlocked.Exchange(ref _lines.Mode, (int)VcpuMode.OutsideGuest);
         WakeWaiters();
     }
 
     /// <summary>vCPU thread: take and clear all pending requests.</summary>
-    public int TakeRequests() => Interlocked.Exchange(ref _requests, 0);
+    public int TakeRequests() => Interlocked.Exchange(ref _lines.Requests, 0);
 
     /// <summary>
     /// vCPU thread, after <see cref="TakeRequests"/> returned <see cref="FlushRequest"/>:
@@ -169,16 +217,18 @@ public sealed class VcpuLink
     /// </summary>
     public int TakeFlushRanges(Span<(ulong First, ulong Last)> ranges)
     {
-        lock (_postLock)
+        EnterPost();
+        try
         {
-            _takenGen = _postedGen;
-            _taken = true;
-            int n = _pendingAll || ranges.Length < _pendingCount ? -1 : _pendingCount;
-            if (n > 0) _pending.AsSpan(0, n).CopyTo(ranges);
-            _pendingCount = 0;
-            _pendingAll = false;
+            _lines.TakenGen = _lines.PostedGen;
+            _lines.Taken = true;
+            int n = _lines.PendingAll || ranges.Length < _lines.PendingCount ? -1 : _lines.PendingCount;
+            for (int i = 0; i < n; i++) ranges[i] = (_lines.Pending[i].First, _lines.Pending[i].Last);
+            _lines.PendingCount = 0;
+            _lines.PendingAll = false;
             return n;
         }
+        finally { ExitPost(); }
     }
 
     /// <summary>
@@ -187,23 +237,23 @@ public sealed class VcpuLink
     /// </summary>
     public void AcknowledgeFlush()
     {
-        if (!_taken) TakeFlushRanges([]);
-        _taken = false;
-        Volatile.Write(ref _flushedGen, _takenGen);
-        Interlocked.Increment(ref _flushAcks);   // full fence; pairs with the waiter's _waiters increment
+        if (!_lines.Taken) TakeFlushRanges([]);
+        _lines.Taken = false;
+        Volatile.Write(ref _lines.FlushedGen, _lines.TakenGen);
+        Interlocked.Increment(ref _lines.FlushAcks);   // full fence; pairs with the waiter's _waiters increment
         WakeWaiters();
     }
 
     private void WakeWaiters()
     {
-        if (Volatile.Read(ref _waiters) != 0) _wake.Release();
+        if (Volatile.Read(ref _lines.Waiters) != 0) _wake.Release();
     }
 
     /// <summary>Any thread: ask the vCPU to stop at its next block boundary.</summary>
-    public void RequestStop() => Interlocked.Or(ref _requests, StopRequest);
+    public void RequestStop() => Interlocked.Or(ref _lines.Requests, StopRequest);
 
     /// <summary>Any thread: ask the vCPU to yield its core once at its next boundary (<see cref="YieldRequest"/>).</summary>
-    public void RequestYield() => Interlocked.Or(ref _requests, YieldRequest);
+    public void RequestYield() => Interlocked.Or(ref _lines.Requests, YieldRequest);
 
     /// <summary>Yield requests the vCPU has carried out.</summary>
     public long Yields => Volatile.Read(ref _yields);
@@ -227,19 +277,21 @@ public sealed class VcpuLink
     public long RequestFlush(ulong firstGfn, ulong lastGfn)
     {
         long gen;
-        lock (_postLock)
+        EnterPost();
+        try
         {
-            gen = ++_postedGen;
-            if (firstGfn == 0 && lastGfn == ulong.MaxValue || _pendingCount == MaxPendingRanges) _pendingAll = true;
-            else if (!_pendingAll) _pending[_pendingCount++] = (firstGfn, lastGfn);
+            gen = ++_lines.PostedGen;
+            if (firstGfn == 0 && lastGfn == ulong.MaxValue || _lines.PendingCount == MaxPendingRanges) _lines.PendingAll = true;
+            else if (!_lines.PendingAll) _lines.Pending[_lines.PendingCount++] = new PendingRange { First = firstGfn, Last = lastGfn };
         }
-        Interlocked.Or(ref _requests, FlushRequest);   // full fence; pairs with EnterGuest
+        finally { ExitPost(); }
+        Interlocked.Or(ref _lines.Requests, FlushRequest);   // full fence; pairs with EnterGuest
         return Mode == VcpuMode.InGuest ? gen : -1;
     }
 
     /// <summary>True when the post of <paramref name="ticket"/> needs no more waiting.</summary>
     public bool IsFlushed(long ticket) =>
-        ticket < 0 || Volatile.Read(ref _flushedGen) >= ticket || Mode != VcpuMode.InGuest;
+        ticket < 0 || Volatile.Read(ref _lines.FlushedGen) >= ticket || Mode != VcpuMode.InGuest;
 
     /// <summary>
     /// Invalidator, under the secondary MMU's lock: the post of <paramref name="ticket"/>
@@ -267,11 +319,11 @@ public sealed class VcpuLink
         // Then block, so that with more runnable threads than cores the waiter gives
         // its core to the very vCPU it waits for; the acknowledgement (or ExitGuest)
         // wakes it. The timeout only bounds a wake-up lost to a stale semaphore count.
-        Interlocked.Increment(ref _waiters);
+        Interlocked.Increment(ref _lines.Waiters);
         try
         {
             while (!IsFlushed(ticket)) _wake.Wait(1);
         }
-        finally { Interlocked.Decrement(ref _waiters); }
+        finally { Interlocked.Decrement(ref _lines.Waiters); }
     }
 }

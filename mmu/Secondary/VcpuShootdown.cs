@@ -64,38 +64,37 @@ public static class VcpuShootdown
         long posted = events is null ? 0 : Stopwatch.GetTimestamp();
         Span<long> tickets = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
         Span<long> progress = vcpus.Length <= 64 ? stackalloc long[vcpus.Length] : new long[vcpus.Length];
-        // Every post goes out first, and every vCPU in guest mode is kicked out of its chain,
-        // before this thread reads anything of theirs: a running vCPU's answer then travels
-        // while this thread looks at its own CPU's vCPUs and at the others' filters. On a host
-        // whose cores trade a cache line in a few hundred nanoseconds, doing it vCPU by vCPU
-        // put a run of line transfers ahead of the post each running vCPU waits for.
-        bool anyPinned = false;
-        for (int i = 0; i < vcpus.Length; i++)
-        {
-            ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
-            tickets[i] = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush(firstGfn, lastGfn) : -1;
-            progress[i] = -1;
-            anyPinned |= tickets[i] >= 0 && vcpus[i].PinnedCpu >= 0;
-        }
-        for (int i = 0; i < vcpus.Length; i++)
-        {
-            if (tickets[i] < 0) continue;
-            var tlb = vcpus[i].PinTlb();
-            if (tlb is null) continue;
-            try { tlb.Kick(); }   // a hint: a running vCPU leaves its chain at the next block and acknowledges there
-            finally { vcpus[i].UnpinTlb(); }
-        }
         // The CPU this thread runs on, when some vCPU is pinned: a vCPU pinned there is not
         // running now (unless it is this very thread, the vCPU's own hypercall). Read with
         // sched_getcpu it is a hint only (this thread may move right after), and what completes
         // a flush is still the barrier and the quiescence check of step 3. This thread pinned
         // there itself (ThreadCpuPin) cannot move: no barrier is needed for those vCPUs at all.
+        bool anyPinned = false;
+        for (int i = 0; i < vcpus.Length; i++) anyPinned |= vcpus[i].PinnedCpu >= 0;
         int own = anyPinned ? ThreadCpuPin.Current : -1;
         int here = own >= 0 ? own : anyPinned ? TargetedBarrier.CurrentCpu() : -1;
         int me = here >= 0 ? Environment.CurrentManagedThreadId : 0;
         Span<bool> local = vcpus.Length <= 64 ? stackalloc bool[vcpus.Length] : new bool[vcpus.Length];
         for (int i = 0; i < vcpus.Length; i++)
-            local[i] = here >= 0 && tickets[i] >= 0 && vcpus[i].PinnedCpu == here && vcpus[i].ThreadId != me;
+            local[i] = here >= 0 && vcpus[i].PinnedCpu == here && vcpus[i].ThreadId != me;
+        // Every post goes out, each vCPU that may be running kicked out of its chain right after
+        // its own post, before this thread reads anything else of theirs: a running vCPU's answer
+        // then travels while this thread looks at its own CPU's vCPUs and at the others' filters.
+        // On a host whose cores trade a cache line in a few hundred nanoseconds, doing it vCPU
+        // by vCPU put a run of line transfers ahead of the post each running vCPU waits for.
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < vcpus.Length; i++)
+            {
+                if (local[i] != (pass == 1)) continue;
+                ulong bit = EptEntry.VcpuBit(vcpus[i].Index);
+                tickets[i] = bit == 0 || (holders & bit) != 0 ? vcpus[i].RequestFlush(firstGfn, lastGfn) : -1;
+                progress[i] = -1;
+                if (tickets[i] < 0 || local[i]) continue;
+                var tlb = vcpus[i].PinTlb();
+                if (tlb is null) continue;
+                try { tlb.Kick(); }   // a hint: a running vCPU leaves its chain at the next block and acknowledges there
+                finally { vcpus[i].UnpinTlb(); }
+            }
         // 1. The filters, this CPU's vCPUs first (their lines are in this core's cache).
         int pending = Filter(vcpus, events, ref counts, tickets, progress, local, true, firstGfn, lastGfn, gfns, posted);
         int pendingLocal = pending;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace ToyVmm.Mmu.Host;
@@ -7,7 +8,7 @@ namespace ToyVmm.Mmu.Host;
 // or read are page-locked by the caller, which keeps their contents stable
 // and the slot's checksum single-writer.
 
-public sealed partial class SwapSpace
+public sealed unsafe partial class SwapSpace
 {
     private FileStream? _stream;          // owns the handle; disposed in Dispose
     private SafeFileHandle? _handle;
@@ -131,30 +132,94 @@ public sealed partial class SwapSpace
     /// with one vectored write, then record their checksums. Throws
     /// <see cref="SwapIoException"/> when the device fails; the slots then hold no good copy.
     /// </summary>
+    /// <param name="scratch">Room for the frames' buffers where the write goes through
+    /// <see cref="RandomAccess"/> (not Linux); on Linux the frames go straight into a
+    /// <c>pwritev</c> from the stack.</param>
     internal void WriteRun(uint firstSlot, ReadOnlySpan<uint> frames, List<ReadOnlyMemory<byte>> scratch)
     {
         if (_handle is null) throw new SwapIoException("swap is disabled");
-        for (int i = 0; i < frames.Length; i++) ClearWritten(firstSlot + (uint)i);
+        SetWrittenRun(firstSlot, frames.Length, written: false);
         var injected = FaultInjector?.BeforeWrite(firstSlot, frames.Length);
         if (injected is not null) throw new SwapIoException($"swap write failed: {injected.Message} (slots {firstSlot}..{firstSlot + frames.Length - 1})", injected);
-        scratch.Clear();
-        for (int i = 0; i < frames.Length; i++) scratch.Add(FrameBytes(frames[i]));
         try
         {
             GrowTo(((long)firstSlot + frames.Length) << Page.Shift);
-            RandomAccess.Write(_handle, scratch, (long)firstSlot << Page.Shift);
+            if (OperatingSystem.IsLinux()) WriteGathered(_handle, frames, (long)firstSlot << Page.Shift);
+            else
+            {
+                scratch.Clear();
+                for (int i = 0; i < frames.Length; i++) scratch.Add(FrameBytes(frames[i]));
+                RandomAccess.Write(_handle, scratch, (long)firstSlot << Page.Shift);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new SwapIoException($"swap write failed: {e.Message} (slots {firstSlot}..{firstSlot + frames.Length - 1})", e);
         }
+        var checksums = ChunkOf(firstSlot).Checksum;
         for (int i = 0; i < frames.Length; i++)
         {
             uint slot = firstSlot + (uint)i;
-            ChecksumOf(slot) = SwapChecksum.Compute(_frames.PageSpan(new Hfn(frames[i])), slot);
-            SetWritten(slot);
+            if ((slot & SlotChunk.Mask) == 0) checksums = ChunkOf(slot).Checksum;
+            checksums[slot & SlotChunk.Mask] = SwapChecksum.Compute(_frames.PageSpan(new Hfn(frames[i])), slot);
+        }
+        SetWrittenRun(firstSlot, frames.Length, written: true);
+    }
+
+    /// <summary>Most buffers one <c>pwritev</c> is given (Linux's IOV_MAX is 1024).</summary>
+    private const int MaxIoVectors = 64;
+
+    private struct IoVector
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    [LibraryImport("libc", EntryPoint = "pwritev", SetLastError = true)]
+    private static partial nint PWriteV(SafeFileHandle fd, IoVector* vectors, int count, long offset);
+
+    /// <summary>
+    /// The frames' pages written at <paramref name="offset"/> with <c>pwritev</c> straight from
+    /// the pool: the vector is built on the stack from the frames' addresses (no buffer objects to
+    /// make, pin and release per page, as <see cref="RandomAccess"/> needs), a short write goes on
+    /// from where it stopped, and a failure is the errno's <see cref="IOException"/> (its HResult
+    /// the errno, so that <see cref="SwapIoException.OutOfSpace"/> sees ENOSPC).
+    /// </summary>
+    private void WriteGathered(SafeFileHandle handle, ReadOnlySpan<uint> frames, long offset)
+    {
+        IoVector* vectors = stackalloc IoVector[MaxIoVectors];
+        int done = 0;
+        while (done < frames.Length)
+        {
+            int count = Math.Min(MaxIoVectors, frames.Length - done);
+            for (int i = 0; i < count; i++)
+                vectors[i] = new IoVector { Base = _frames.PagePointer(new Hfn(frames[done + i])), Length = (nuint)Page.Size };
+            // SAFETY: the frames are page-locked by the caller and live in the pool's native block, which never moves.
+            int first = 0;
+            while (first < count)
+            {
+                nint n = PWriteV(handle, vectors + first, count - first, offset);
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Eintr) continue;
+                    throw new IOException(Marshal.GetPInvokeErrorMessage(errno), errno);
+                }
+                if (n == 0) throw new IOException("the swap file took no bytes of a write");
+                offset += n;
+                // Skip the buffers written whole; a buffer written in part goes on from where it stopped.
+                while (first < count && n > 0 && n >= (nint)vectors[first].Length) n -= (nint)vectors[first++].Length;
+                if (n > 0 && first < count)   // never more than it was given
+                {
+                    vectors[first].Base += n;
+                    vectors[first].Length -= (nuint)n;
+                }
+            }
+            done += count;
         }
     }
+
+    private const int Eintr = 4;
 
     /// <summary>
     /// Make the file at least <paramref name="end"/> bytes long before a write that ends

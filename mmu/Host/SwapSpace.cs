@@ -277,6 +277,20 @@ public sealed partial class SwapSpace : IDisposable
     }
 
     private bool IsWritten(uint slot) => (Volatile.Read(ref _written[slot / 64]) & (1UL << (int)(slot % 64))) != 0;
-    private void SetWritten(uint slot) => Interlocked.Or(ref _written[slot / 64], 1UL << (int)(slot % 64));
     private void ClearWritten(uint slot) => Interlocked.And(ref _written[slot / 64], ~(1UL << (int)(slot % 64)));
+
+    /// <summary>Set or clear the written bits of <paramref name="count"/> slots from <paramref name="first"/>: one interlocked operation per word of the bitmap, not per slot.</summary>
+    private void SetWrittenRun(uint first, int count, bool written)
+    {
+        ulong slot = first, end = first + (ulong)count;
+        while (slot < end)
+        {
+            int bit = (int)(slot % 64);
+            int bits = (int)Math.Min((ulong)(64 - bit), end - slot);
+            ulong mask = (bits == 64 ? ~0UL : (1UL << bits) - 1) << bit;
+            if (written) Interlocked.Or(ref _written[slot / 64], mask);
+            else Interlocked.And(ref _written[slot / 64], ~mask);
+            slot += (ulong)bits;
+        }
+    }
 }

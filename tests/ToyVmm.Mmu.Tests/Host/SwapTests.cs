@@ -34,6 +34,35 @@ public class SwapTests
     }
 
     /// <summary>
+    /// Slot runs that start off the 64-slot words of the written bitmap and one that crosses
+    /// from one 4096-slot bookkeeping chunk into the next: every slot of every run is marked
+    /// written and has its checksum in its own chunk, so every page reads back what it held.
+    /// </summary>
+    [Fact]
+    public void PageOut_RunsCrossingBitmapWordsAndABookkeepingChunk_EveryPageReadsBack()
+    {
+        const ulong Pages = 4160, Step = 520;
+        using var host = NewHost(frames: 1024);
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map((Pages + 3) * Page.Size, HostProtection.ReadWrite);
+        // Three pages first, so that every later 64-page batch's run starts at a slot 3 past a word.
+        for (ulong i = 0; i < 3; i++) WritePage(mm, a.Add(i * Page.Size), 9, 1);
+        Assert.Equal(3, mm.PageOut(a, 3 * Page.Size).Written);
+        for (ulong from = 3; from < Pages + 3; from += Step)
+        {
+            ulong n = Math.Min(Step, Pages + 3 - from);
+            for (ulong i = from; i < from + n; i++) WritePage(mm, a.Add(i * Page.Size), 9, 1);
+            Assert.Equal((long)n, mm.PageOut(a.Add(from * Page.Size), n * Page.Size).Written);
+        }
+        Assert.Equal(4095u, mm.QueryPte(a.Add(4095 * Page.Size)).SwapSlot);
+        Assert.Equal(4096u, mm.QueryPte(a.Add(4096 * Page.Size)).SwapSlot);   // the run of slots 4091..4154 crosses into the second chunk
+        AssertConsistent(host, "after page-out");
+        for (ulong i = 0; i < Pages + 3; i++) AssertPage(mm, a.Add(i * Page.Size), 9, 1, $"page {i} after swap-in");
+        Assert.Equal(0, host.Stats.SwapChecksumErrors);
+        AssertConsistent(host, "after swap-in");
+    }
+
+    /// <summary>
     /// A batch gets consecutive slots; once swap-ins have freed slots, the next page-out
     /// reuses the lowest of them first, and every page still reads back what it held.
     /// </summary>

@@ -267,24 +267,50 @@ public sealed unsafe partial class TlbShootdownTests
         }
     }
 
-    [Fact]
-    public void IsQuiescent_RegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
+    /// <summary>
+    /// A vCPU about to run <c>add rax, 1; add rbx, 1; jmp</c> (ops 0, 1, 2) forever, on a code cache
+    /// of the given tier whatever TOYVMM_TIER_DEFAULT says: interpreted, or compiled with regions
+    /// at the loop's second round, on the vCPU thread.
+    /// </summary>
+    private static Vcpu RegisterLoop(CpuFixture f, bool compiled)
     {
-        using var f = new CpuFixture();
+        var cache = CodeCache.For(f.Memory);
+        cache.TierSynchronous = true;
+        cache.TierThreshold = compiled ? 2 : -1;
         f.Write(CpuFixture.CodeBase, CpuFixture.Assemble(a =>
         {
             var l = a.CreateLabel();
             a.Label(ref l);
             a.add(rax, 1);
+            a.add(rbx, 1);
             a.jmp(l);
         }));
-        var cpu = f.NewVcpu();
+        return f.NewVcpu();
+    }
+
+    /// <summary>Bounds a wait on another thread so that a broken protocol fails the test instead of hanging it (not a time asserted).</summary>
+    private static readonly TimeSpan Bound = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// The interpreter runs a register loop at quiet ops: after a process-wide barrier the vCPU is
+    /// seen quiescent (step 3 completes its flush from outside). Sampled until it is seen, or
+    /// until the vCPU has retired a million instructions and a thousand samples were taken
+    /// (bounded by progress, not by tries: under load the sampler may run while the vCPU waits
+    /// for a core, stopped before its first block). Stopped, it is not quiescent.
+    /// </summary>
+    [Fact]
+    public void IsQuiescent_InterpretedRegisterLoopSeenAfterAProcessWideBarrier_IsQuiet_AndAStoppedVcpuIsNot()
+    {
+        using var f = new CpuFixture();
+        var cpu = RegisterLoop(f, compiled: false);
         Assert.False(cpu.IsQuiescent);   // not in a block
         bool seen = false;
         var t = new Thread(() =>
         {
             while (cpu.Link.Mode != VcpuMode.InGuest) Thread.Yield();
-            for (int i = 0; i < 100_000 && !seen; i++)
+            long from = cpu.Progress;
+            var bound = System.Diagnostics.Stopwatch.StartNew();
+            for (int tries = 0; !seen && (tries < 1000 || cpu.Progress - from < 1_000_000) && bound.Elapsed < Bound; tries++)
             {
                 Interlocked.MemoryBarrierProcessWide();
                 seen = cpu.IsQuiescent;
@@ -294,7 +320,66 @@ public sealed unsafe partial class TlbShootdownTests
         t.Start();
         Assert.Equal(VcpuExitKind.StopRequested, cpu.Run().Kind);
         t.Join();
+        Assert.Equal(0, CodeCache.For(f.Memory).TierStats.BlocksCompiled);
         Assert.True(seen);
+        Assert.False(cpu.IsQuiescent);
+    }
+
+    /// <summary>
+    /// Compiled code keeps <c>CurOp</c> null while it runs (it publishes no op and no address), so
+    /// the same loop compiled is not quiescent inside its method: it is seen quiet only at op 0
+    /// before the method's first store (entered from the run loop or a chain) or at the jmp
+    /// after its last (leaving for the run loop), never at the op between, which only the
+    /// interpreted rounds before the compile name. Its flush is done instead by its own
+    /// acknowledgement: a region polls the link's requests at every edge and leaves for the run
+    /// loop, no kick needed (step 2), and it runs on. Stopped, it is not quiescent.
+    /// </summary>
+    [Fact]
+    public void IsQuiescent_CompiledRegisterLoop_IsQuietOnlyOnEnteringOrLeavingItsMethod_AndAcknowledgesAFlushItself()
+    {
+        using var f = new CpuFixture();
+        var cpu = RegisterLoop(f, compiled: true);
+        var cache = CodeCache.For(f.Memory);
+        nint block = 0;
+        int samples = 0, atOp1 = 0;
+        long ticket = -1, acksBefore = 0, progressAtAck = -1, progressAfterAck = -1;
+        bool flushed = false;
+        var t = new Thread(() =>
+        {
+            var bound = System.Diagnostics.Stopwatch.StartNew();
+            while (cpu.Link.Mode != VcpuMode.InGuest) Thread.Yield();
+            // Compiled and past the rounds interpreted before (the run loop's entries count
+            // Progress: compiled regions store it when they leave).
+            while (cache.TierStats.BlocksCompiled == 0 && bound.Elapsed < Bound) Thread.Yield();
+            long compiledAt = cpu.Progress;
+            while (cpu.Progress - compiledAt < 100_000 && bound.Elapsed < Bound) Thread.Yield();
+            Block* b = cache.Lookup(CpuFixture.CodeBase, CpuFixture.CodeBase);
+            block = (nint)b;
+            long from = cpu.Progress;
+            for (; (samples < 1000 || cpu.Progress - from < 1_000_000) && bound.Elapsed < Bound; samples++)
+            {
+                Interlocked.MemoryBarrierProcessWide();
+                Op* op = (Op*)Volatile.Read(ref *(nint*)&cpu.State->CurOp);
+                if (cpu.IsQuiescent && op == Block.OpsOf(b) + 1 && Volatile.Read(ref *(nint*)&cpu.State->CurOp) == (nint)op) atOp1++;
+            }
+            acksBefore = cpu.Link.FlushAcks;
+            ticket = cpu.Link.RequestFlush(DataGfn, DataGfn);
+            while (!(flushed = cpu.Link.IsFlushed(ticket)) && bound.Elapsed < Bound) Thread.Yield();
+            progressAtAck = cpu.Progress;
+            while ((progressAfterAck = cpu.Progress) == progressAtAck && bound.Elapsed < Bound) Thread.Yield();
+            cpu.Link.RequestStop();
+        });
+        t.Start();
+        Assert.Equal(VcpuExitKind.StopRequested, cpu.Run().Kind);
+        t.Join();
+        Assert.True(block != 0);
+        Assert.NotEqual((nint)ToyVmm.Cpu.Tier.TierEntry.CountHandler, (nint)Block.OpsOf((Block*)block)->H);   // op 0 runs the compiled method
+        Assert.True(samples >= 1000);
+        Assert.Equal(0, atOp1);
+        Assert.True(ticket > 0);                                      // posted while it ran in guest mode
+        Assert.True(flushed);
+        Assert.True(cpu.Link.FlushAcks > acksBefore);                 // by the vCPU itself
+        Assert.True(progressAfterAck > progressAtAck);                // and it ran on
         Assert.False(cpu.IsQuiescent);
     }
 }

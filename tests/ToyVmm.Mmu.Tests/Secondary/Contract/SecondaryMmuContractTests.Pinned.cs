@@ -18,6 +18,16 @@ public abstract unsafe partial class SecondaryMmuContractTests
     /// <summary>A CPU this process may use other than <paramref name="cpu"/>, or -1 on a one-CPU machine.</summary>
     private static int OtherCpu(int cpu) => PinnedThread.AllowedCpus().FirstOrDefault(c => c != cpu, -1);
 
+    /// <summary>A vCPU in guest mode holding page 4, seen quiescent, its progress counter at <paramref name="progress"/>, pinned to <paramref name="cpu"/>.</summary>
+    private ScriptedTlb QuiescentVcpuHoldingPage4PinnedTo(int cpu, long progress)
+    {
+        var tlb = RunningVcpuHoldingPage4(HostKind.Real);
+        tlb.Quiescent = true;
+        tlb.ProgressValue = progress;
+        _vcpu.SetPinnedCpu(cpu);
+        return tlb;
+    }
+
     /// <summary>Page 4 paged out on a thread pinned to <paramref name="cpu"/>; the shootdown's counts over it.</summary>
     private ShootdownCounts PageOutPage4On(int cpu, ScriptedTlb tlb, Action? onTheInvalidator = null)
     {
@@ -42,10 +52,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
     {
         int cpu = PinnedThread.FirstCpu;
         if (cpu < 0) return;   // not Linux: nothing is pinned
-        var tlb = RunningVcpuHoldingPage4(HostKind.Real);
-        tlb.Quiescent = true;
-        tlb.ProgressValue = 7;
-        _vcpu.SetPinnedCpu(cpu);
+        var tlb = QuiescentVcpuHoldingPage4PinnedTo(cpu, progress: 7);
         var d = PageOutPage4On(cpu, tlb);
         if (!KeepsCounts) return;
         Assert.Equal(1, d.ShotDown);
@@ -62,10 +69,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
     {
         int cpu = PinnedThread.FirstCpu, other = OtherCpu(cpu);
         if (other < 0) return;   // one CPU: no other CPU to pin it to
-        var tlb = RunningVcpuHoldingPage4(HostKind.Real);
-        tlb.Quiescent = true;
-        tlb.ProgressValue = 42;   // never moves: the spin ends once it has looked
-        _vcpu.SetPinnedCpu(other);
+        var tlb = QuiescentVcpuHoldingPage4PinnedTo(other, progress: 42);   // never moves: the spin ends once it has looked
         var d = PageOutPage4On(cpu, tlb);
         if (!KeepsCounts) return;
         Assert.Equal(1, d.ShotDown);
@@ -78,10 +82,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
     {
         int cpu = PinnedThread.FirstCpu;
         if (cpu < 0) return;
-        var tlb = RunningVcpuHoldingPage4(HostKind.Real);
-        tlb.Quiescent = true;
-        tlb.ProgressValue = 42;
-        _vcpu.SetPinnedCpu(cpu);
+        var tlb = QuiescentVcpuHoldingPage4PinnedTo(cpu, progress: 42);
         // The vCPU's own thread invalidates (a hypercall's page-out): it runs, on this CPU.
         var d = PageOutPage4On(cpu, tlb, onTheInvalidator: () => _vcpu.EnterGuest());
         if (!KeepsCounts) return;
@@ -90,14 +91,26 @@ public abstract unsafe partial class SecondaryMmuContractTests
     }
 
     [Fact]
-    public void Invalidation_PinnedVcpuInsideAnAccessOnTheInvalidatorsCpu_IsWaitedForUntilItAcknowledges()
+    public void Invalidation_PinnedVcpuInsideAnAccessOnTheInvalidatorsCpu_IsWaitedForUntilItAcknowledges() =>
+        AssertPinnedVcpuInsideAnAccessIsWaitedFor(pinInvalidator: false);
+
+    /// <summary>
+    /// A vCPU pinned to the invalidator's CPU, inside an access (not quiescent): the page-out is shot
+    /// down from outside but waits until the vCPU acknowledges, with the invalidator's thread pinned
+    /// there by the test alone or, <paramref name="pinInvalidator"/>, through <see cref="ThreadCpuPin"/>.
+    /// </summary>
+    private void AssertPinnedVcpuInsideAnAccessIsWaitedFor(bool pinInvalidator)
     {
         int cpu = PinnedThread.FirstCpu;
         if (cpu < 0) return;
         var tlb = RunningVcpuHoldingPage4(HostKind.Real);   // not quiescent: it may hold a pointer into the page
         _vcpu.SetPinnedCpu(cpu);
         Exception? failed = null;
-        var pageOut = PinnedThread.Start(cpu, () => _manager.PageOut(new Gpa(0x4000), 4096), e => failed = e);
+        var pageOut = PinnedThread.Start(cpu, () =>
+        {
+            if (pinInvalidator) Assert.Null(ThreadCpuPin.TryPin(cpu));
+            _manager.PageOut(new Gpa(0x4000), 4096);
+        }, e => failed = e);
         Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));
         Assert.True(_vcpu.RemoteGeneration < _vcpu.PostedGeneration);
         lock (tlb.ShotDown) Assert.NotEmpty(tlb.ShotDown);

@@ -16,10 +16,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
     {
         int cpu = PinnedThread.FirstCpu;
         if (cpu < 0) return;   // not Linux: nothing is pinned
-        var tlb = RunningVcpuHoldingPage4(HostKind.Real);
-        tlb.Quiescent = true;
-        tlb.ProgressValue = 7;
-        _vcpu.SetPinnedCpu(cpu);
+        var tlb = QuiescentVcpuHoldingPage4PinnedTo(cpu, progress: 7);
         var d = PageOutPage4On(cpu, tlb, onTheInvalidator: () => Assert.Null(ThreadCpuPin.TryPin(cpu)));
         Assert.Equal(_vcpu.PostedGeneration, _vcpu.RemoteGeneration);
         if (!KeepsCounts) return;
@@ -28,40 +25,15 @@ public abstract unsafe partial class SecondaryMmuContractTests
     }
 
     [Fact]
-    public void Invalidation_PinnedVcpuInsideAnAccess_OnTheCpuTheInvalidatorPinnedItselfTo_IsWaitedForUntilItAcknowledges()
-    {
-        int cpu = PinnedThread.FirstCpu;
-        if (cpu < 0) return;
-        var tlb = RunningVcpuHoldingPage4(HostKind.Real);   // not quiescent: it may hold a pointer into the page
-        _vcpu.SetPinnedCpu(cpu);
-        Exception? failed = null;
-        var pageOut = PinnedThread.Start(cpu, () =>
-        {
-            Assert.Null(ThreadCpuPin.TryPin(cpu));
-            _manager.PageOut(new Gpa(0x4000), 4096);
-        }, e => failed = e);
-        Assert.False(pageOut.Join(TimeSpan.FromMilliseconds(100)));
-        Assert.True(_vcpu.RemoteGeneration < _vcpu.PostedGeneration);
-        lock (tlb.ShotDown) Assert.NotEmpty(tlb.ShotDown);
-        _vcpu.TakeRequests();
-        _vcpu.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
-        _vcpu.AcknowledgeFlush();
-        Assert.True(pageOut.Join(Patience));
-        Assert.Null(failed);
-        _vcpu.ExitGuest();
-        Assert.False(Maps(new Gpa(0x4000), out _));
-        AssertNoViolation();
-    }
+    public void Invalidation_PinnedVcpuInsideAnAccess_OnTheCpuTheInvalidatorPinnedItselfTo_IsWaitedForUntilItAcknowledges() =>
+        AssertPinnedVcpuInsideAnAccessIsWaitedFor(pinInvalidator: true);
 
     [Fact]
     public void Invalidation_InvalidatorMovedOffItsPinnedCpuFromOutside_ForgetsThePin_AndJudgesTheVcpuAfterABarrier()
     {
         int cpu = PinnedThread.FirstCpu, other = OtherCpu(cpu);
         if (other < 0) return;   // one CPU: nowhere to move it
-        var tlb = RunningVcpuHoldingPage4(HostKind.Real);
-        tlb.Quiescent = true;
-        tlb.ProgressValue = 42;   // never moves: the spin ends once it has looked
-        _vcpu.SetPinnedCpu(cpu);
+        var tlb = QuiescentVcpuHoldingPage4PinnedTo(cpu, progress: 42);   // never moves: the spin ends once it has looked
         int? movedTo = null;
         var d = PageOutPage4On(cpu, tlb, onTheInvalidator: () =>
         {

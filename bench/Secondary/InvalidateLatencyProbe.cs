@@ -34,7 +34,7 @@ namespace ToyVmm.Bench.Secondary;
 /// preempts a vCPU at a moment of its own, as a reclaimer woken by an allocation does.
 /// Waiting at the "tick", it yields its core to the vCPUs and spins: it gets the core back
 /// only at the scheduler's tick, when the other CPU is often in its own tick's interrupt for
-/// tens of microseconds (bench/RESULTS.md "An invalidation's start against the scheduler's tick").
+/// tens of microseconds (bench/RESULTS.md "One-page invalidation: when it starts ...").
 /// </para>
 /// </remarks>
 public static unsafe class InvalidateLatencyProbe

@@ -7,7 +7,7 @@ namespace ToyVmm.Bench.Secondary;
 /// thread's timer slack cut to 1 us: the thread blocks, and wakes at the moment its own timer
 /// fires, not at the scheduler's tick. The invalidation probe waits this way to start its
 /// invalidations the way a reclaimer woken by an allocation starts (bench/RESULTS.md
-/// "An invalidation's start against the scheduler's tick").
+/// "One-page invalidation: when it starts ...").
 /// </summary>
 internal static partial class TimerSleep
 {

@@ -38,7 +38,8 @@ public static class VcpuShootdown
     ///      sees the request after its fence);
     ///   2. (a vCPU pinned to the CPU this thread runs on is not running: it goes
     ///      to step 3 at once, before the others' spin; every vCPU posted to is
-    ///      kicked out of its chain of blocks once every post is out)
+    ///      kicked out of its chain of blocks right after its post; one on another
+    ///      CPU that answered while step 2a ran is done before step 1 reads its filter)
     ///      it acknowledges within a short spin (a running vCPU does at its
     ///      next block boundary); the spin ends early when no pending vCPU's
     ///      progress counter moves (all descheduled);
@@ -95,22 +96,33 @@ public static class VcpuShootdown
                 try { tlb.Kick(); }   // a hint: a running vCPU leaves its chain at the next block and acknowledges there
                 finally { vcpus[i].UnpinTlb(); }
             }
-        // 1. The filters, this CPU's vCPUs first (their lines are in this core's cache).
-        int pending = Filter(vcpus, events, ref counts, tickets, progress, local, true, firstGfn, lastGfn, gfns, posted);
-        int pendingLocal = pending;
+        // 1 and 2a for this CPU's vCPUs first (their lines are in this core's cache). A vCPU
+        // pinned to this CPU cannot acknowledge before this thread gives up the core, so step 3
+        // is tried for it at once, with the barrier aimed at this CPU, which interrupts nobody
+        // (while the running vCPUs answer the posts), or with none when this thread is pinned
+        // there too (mmu/LOCKING.md "An invalidator pinned beside the vCPU"). One not done here
+        // is inside an access, and stays there until it runs again: step 3 does not look at it
+        // a second time, step 4 waits for it.
+        int pending = 0;
+        bool localWork = false;
+        if (here >= 0)
+        {
+            pending = Filter(vcpus, events, ref counts, tickets, progress, local, true, firstGfn, lastGfn, gfns, posted);
+            localWork = pending > 0;
+            if (localWork) pending -= ShootDownAndCheckLocked(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted, barrier: own < 0);
+        }
+        // 1 for the others, but after 2a only those that have not acknowledged meanwhile: a
+        // running vCPU answers within a few hundred nanoseconds, and its filter and progress
+        // counter are lines of the other core's, whose reads would only stand between its
+        // answer and us. (With no 2a, the posts are too fresh for an answer: not looked for.)
+        for (int i = 0; localWork && i < vcpus.Length; i++)
+        {
+            if (tickets[i] < 0 || local[i] || !vcpus[i].IsFlushed(tickets[i])) continue;
+            tickets[i] = -1; counts.Asked++; counts.Acknowledged++;
+            events?.ShootdownCompleted(vcpus[i].Index, ShootdownStep.Acknowledged, posted, Stopwatch.GetTimestamp());
+        }
         pending += Filter(vcpus, events, ref counts, tickets, progress, local, false, firstGfn, lastGfn, gfns, posted);
         if (pending == 0) return;
-        // 2a. A vCPU pinned to this CPU cannot acknowledge before this thread gives up the
-        // core, so step 3 is tried for it at once, with the barrier aimed at this CPU, which
-        // interrupts nobody (while the running vCPUs answer the posts), or with none when this
-        // thread is pinned there too (mmu/LOCKING.md "An invalidator pinned beside the vCPU").
-        // One not done here is inside an access, and stays there until it runs again: step 3
-        // does not look at it a second time, step 4 waits for it.
-        if (pendingLocal > 0)
-        {
-            pending -= ShootDownAndCheckLocked(vcpus, events, ref counts, tickets, local, true, firstGfn, lastGfn, posted, barrier: own < 0);
-            if (pending == 0) return;
-        }
         // 2. A running vCPU acknowledges at its next block boundary, a few hundred
         // nanoseconds away: poll at that grain. Stop early once every vCPU still
         // pending has stopped making progress (descheduled: it cannot answer before

@@ -41,6 +41,7 @@ public abstract unsafe partial class SecondaryMmuContractTests
         return new ShootdownCounts
         {
             ShotDown = after.ShotDown - before.ShotDown,
+            Acknowledged = after.Acknowledged - before.Acknowledged,
             TargetedBarriers = after.TargetedBarriers - before.TargetedBarriers,
             ProcessWideBarriers = after.ProcessWideBarriers - before.ProcessWideBarriers,
             SameCpu = after.SameCpu - before.SameCpu,

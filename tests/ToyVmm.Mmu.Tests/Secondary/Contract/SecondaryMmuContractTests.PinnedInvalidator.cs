@@ -49,4 +49,34 @@ public abstract unsafe partial class SecondaryMmuContractTests
         Assert.Equal(0, d.SameCpu);
         Assert.Equal(1, d.TargetedBarriers + d.ProcessWideBarriers);
     }
+
+    [Fact]
+    public void Invalidation_VcpuOnAnotherCpuAcknowledgingWhileTheInvalidatorJudgesItsOwnCpus_IsDoneWithoutItsFilterOrProgressRead()
+    {
+        int cpu = PinnedThread.FirstCpu, other = OtherCpu(cpu);
+        if (other < 0) return;   // one CPU: no other CPU to pin it to
+        var tlb = QuiescentVcpuHoldingPage4PinnedTo(cpu, progress: 7);
+        var remote = new VcpuLink(1);
+        var remoteTlb = new ScriptedTlb { ProgressValue = 42 };   // inside an access: only its own answer can do it
+        remote.AttachTlb(remoteTlb);
+        remote.SetPinnedCpu(other);
+        _mmu.AttachVcpu(remote);
+        _checker.WatchVcpus(() => [_vcpu, remote]);
+        Assert.Equal(TranslateStatus.Ok, _mmu.Translate(remote, new Gpa(0x4000), AccessKind.Read, out _));
+        remote.EnterGuest();
+        // The vCPU on the other CPU answers its post while the invalidator shoots its own CPU's vCPU down.
+        tlb.OnShootDown = () =>
+        {
+            remote.TakeRequests();
+            remote.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+            remote.AcknowledgeFlush();
+        };
+        var d = PageOutPage4On(cpu, tlb, onTheInvalidator: () => Assert.Null(ThreadCpuPin.TryPin(cpu)));
+        remote.ExitGuest();
+        Assert.Equal(remote.PostedGeneration, remote.FlushedGeneration);
+        Assert.Equal(0, Interlocked.Read(ref remoteTlb.MayHoldCalls));
+        Assert.Equal(0, Interlocked.Read(ref remoteTlb.ProgressReads));
+        AssertNoViolation();
+        if (KeepsCounts) Assert.Equal((1L, 1L, 0L, 1L), (d.ShotDown, d.Acknowledged, d.TargetedBarriers + d.ProcessWideBarriers, d.SameCpu));
+    }
 }

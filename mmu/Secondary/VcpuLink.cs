@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace ToyVmm.Mmu.Secondary;
 
 /// <summary>Where a vCPU stands with respect to guest memory (KVM's <c>vcpu->mode</c>).</summary>
@@ -68,7 +71,7 @@ public sealed class VcpuLink
         public ulong First, Last;
     }
 
-    [System.Runtime.CompilerServices.InlineArray(MaxPendingRanges)]
+    [InlineArray(MaxPendingRanges)]
     private struct PendingRanges
     {
         private PendingRange _first;
@@ -78,27 +81,27 @@ public sealed class VcpuLink
     /// The object and so this struct are only 8-byte aligned: 64 bytes of padding before, between
     /// and after the two groups keep any line from holding fields of both, or of other objects.
     /// </remarks>
-    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 432)]
+    [StructLayout(LayoutKind.Explicit, Size = 432)]
     private struct Shared
     {
         // Written by posters (and cleared by the vCPU as it takes them); read by the vCPU.
-        [System.Runtime.InteropServices.FieldOffset(64)] public int Requests;   // bit set of *Request; set by anyone, cleared by the vCPU
-        [System.Runtime.InteropServices.FieldOffset(68)] public int PostLock;   // 1 while a poster or the vCPU's take holds the post below
-        [System.Runtime.InteropServices.FieldOffset(72)] public long PostedGen; // guarded by PostLock
-        [System.Runtime.InteropServices.FieldOffset(80)] public int PendingCount;   // guarded by PostLock
-        [System.Runtime.InteropServices.FieldOffset(84)] public bool PendingAll;    // guarded by PostLock
-        [System.Runtime.InteropServices.FieldOffset(88)] public int TlbPins;        // invalidators and checkers using the TLB; detach waits for 0
-        [System.Runtime.InteropServices.FieldOffset(96)] public PendingRanges Pending;   // guarded by PostLock; 128 bytes
+        [FieldOffset(64)] public int Requests;   // bit set of *Request; set by anyone, cleared by the vCPU
+        [FieldOffset(68)] public int PostLock;   // 1 while a poster or the vCPU's take holds the post below
+        [FieldOffset(72)] public long PostedGen; // guarded by PostLock
+        [FieldOffset(80)] public int PendingCount;   // guarded by PostLock
+        [FieldOffset(84)] public bool PendingAll;    // guarded by PostLock
+        [FieldOffset(88)] public int TlbPins;        // invalidators and checkers using the TLB; detach waits for 0
+        [FieldOffset(96)] public PendingRanges Pending;   // guarded by PostLock; 128 bytes
         // Written by the vCPU; read by posters and waiters.
-        [System.Runtime.InteropServices.FieldOffset(288)] public int Mode;        // VcpuMode
-        [System.Runtime.InteropServices.FieldOffset(292)] public int ThreadId;    // the managed thread that last entered guest mode
-        [System.Runtime.InteropServices.FieldOffset(296)] public long FlushedGen; // the newest generation acknowledged
-        [System.Runtime.InteropServices.FieldOffset(304)] public long FlushAcks;  // flushes performed
-        [System.Runtime.InteropServices.FieldOffset(312)] public long Entries;    // guest-mode entries
-        [System.Runtime.InteropServices.FieldOffset(320)] public long TakenGen;   // vCPU thread only: generation of the ranges taken, not yet acknowledged
-        [System.Runtime.InteropServices.FieldOffset(328)] public bool Taken;      // vCPU thread only
-        [System.Runtime.InteropServices.FieldOffset(332)] public int Waiters;     // invalidators blocked in WaitForFlush (they write it only to block); the vCPU reads it after each ack
-        [System.Runtime.InteropServices.FieldOffset(336)] public int PinnedCpu;   // the one CPU the vCPU thread may run on, -1 when not pinned
+        [FieldOffset(288)] public int Mode;        // VcpuMode
+        [FieldOffset(292)] public int ThreadId;    // the managed thread that last entered guest mode
+        [FieldOffset(296)] public long FlushedGen; // the newest generation acknowledged
+        [FieldOffset(304)] public long FlushAcks;  // flushes performed
+        [FieldOffset(312)] public long Entries;    // guest-mode entries
+        [FieldOffset(320)] public long TakenGen;   // vCPU thread only: generation of the ranges taken, not yet acknowledged
+        [FieldOffset(328)] public bool Taken;      // vCPU thread only
+        [FieldOffset(332)] public int Waiters;     // invalidators blocked in WaitForFlush (they write it only to block); the vCPU reads it after each ack
+        [FieldOffset(336)] public int PinnedCpu;   // the one CPU the vCPU thread may run on, -1 when not pinned
     }
 
     /// <summary>Take the post (posters, and the vCPU's take): held for a few stores at a time.</summary>

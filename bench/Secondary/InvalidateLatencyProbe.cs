@@ -123,7 +123,9 @@ public static unsafe class InvalidateLatencyProbe
                      (timeouts > 0 ? $" ({timeouts} invalidations started before every vCPU had read it)" : ""),
             };
             if (pin) what = $"{running} pinned vCPU{(running > 1 ? "s" : "")} ({PinnedCpus(running)})" + what[(what.IndexOf(" running", StringComparison.Ordinal))..];
-            Console.WriteLine(what + (mips > 0 ? $" (guest {mips:F1} MIPS)" : "") + ":");
+            long? trip = CrossCpuRoundTrip.MedianNs();
+            Console.WriteLine(what + (mips > 0 ? $" (guest {mips:F1} MIPS)" : "") +
+                              (trip is long t ? $" (right after: the machine's round trip between two CPUs {t} ns)" : "") + ":");
             Print("held", held);
             Print("not held", notHeld);
             if (steps.Length > 0) Console.WriteLine($"  {"",-10} a vCPU's flush done, p50 after its post (all invalidations of the set-up): {steps}");

@@ -88,7 +88,8 @@ test-long: all
 # Scenarios (the cpusuite guests natively, under qemu-user, interpreted and tiered on flat memory,
 # EPT and EPT under pressure, in one table; memory guests under pressure), per-operation invalidation
 # latency (after tick-stall, the machine's own answer time between its CPUs), per-fault secondary
-# fault latency, page-out and reclaim with 2 vCPUs running, then the BenchmarkDotNet
+# fault latency, page-out and reclaim with 2 vCPUs running, the idle background reclaimer's
+# share of a busy machine (none), then the BenchmarkDotNet
 # micro-benchmarks with short jobs. BENCH_FILTER narrows the last part.
 BENCH_FILTER ?= *
 bench: all bench-qemu tick-stall
@@ -96,6 +97,7 @@ bench: all bench-qemu tick-stall
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- invalidate-latency
 	DOTNET_TieredCompilation=0 $(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- secondary-fault-latency
 	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- reclaim-under-guest
+	$(DOTNET) run --project bench/ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- reclaimer-idle
 	cd bench && $(DOTNET) run --project ToyVmm.Bench.csproj -c $(CONFIG) --no-build -- --filter '$(BENCH_FILTER)' --job short
 
 # How long one CPU takes to answer a word another writes, by when the writer starts (at the

@@ -37,9 +37,9 @@ internal static class CrossCpuRoundTrip
             if (ThreadCpuPin.TryPin(cpus[1]) is not null) { Volatile.Write(ref pinned, false); Volatile.Write(ref box.W.Pong, -1); return; }
             for (long i = 1; i <= trips; i++)
             {
-                var spin = new SpinWait();
-                while (Volatile.Read(ref box.W.Ping) != i)
-                    if (Volatile.Read(ref box.W.Ping) < 0) return; else if (spin.Count < 1_000_000) spin.SpinOnce(sleep1Threshold: -1);
+                long ping;
+                while ((ping = Volatile.Read(ref box.W.Ping)) != i)
+                    if (ping < 0) return;   // the asker gave up
                 Volatile.Write(ref box.W.Pong, i);
             }
         }) { IsBackground = true, Name = "round-trip answerer" };

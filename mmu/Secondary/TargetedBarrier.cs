@@ -27,9 +27,6 @@ public static partial class TargetedBarrier
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
     private static partial long Syscall3(long number, long a, long b, long c);
 
-    [LibraryImport("libc", EntryPoint = "sched_getcpu")]
-    private static partial int SchedGetCpu();
-
     private static readonly Lazy<bool> Registered = new(Register);
     private static int _refusals;
 
@@ -69,9 +66,7 @@ public static partial class TargetedBarrier
     /// </summary>
     public static int CurrentCpu()
     {
-        if (!IsAvailable) return -1;
-        int cpu = SchedGetCpu();
-        return cpu < 0 ? -1 : cpu;
+        return IsAvailable ? ThreadCpuPin.CpuNow() : -1;
     }
 
     /// <summary>

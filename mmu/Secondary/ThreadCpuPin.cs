@@ -22,6 +22,14 @@ public static unsafe partial class ThreadCpuPin
     [LibraryImport("libc", EntryPoint = "sched_getcpu")]
     private static partial int SchedGetCpu();
 
+    /// <summary>The CPU the calling thread runs on now (<c>sched_getcpu</c>), or -1 where it cannot be told.</summary>
+    internal static int CpuNow()
+    {
+        if (!OperatingSystem.IsLinux()) return -1;
+        try { return Math.Max(-1, SchedGetCpu()); }
+        catch (EntryPointNotFoundException) { return -1; }
+    }
+
     /// <summary>Bits of CPU mask tried, smallest first (EINVAL: the kernel's mask is larger).</summary>
     private static readonly int[] MaskBits = [1024, 8192];
 
@@ -66,7 +74,7 @@ public static unsafe partial class ThreadCpuPin
         {
             int cpu = _cpuPlusOne - 1;
             if (cpu < 0) return -1;
-            int now = SchedGetCpu();
+            int now = CpuNow();
             if (now == cpu) return cpu;
             _cpuPlusOne = 0;
             _movedTo = now + 1;

@@ -59,16 +59,7 @@ public sealed unsafe partial class TlbShootdownTests
                 (counts.TargetedBarriers, counts.ProcessWideBarriers, counts.SameCpu));
             Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
             Assert.False(cpu.Maps(A, HostPage(f, CpuFixture.DataBase)));
-            var onA1 = new ShootdownCounts();
-            var flush = new Thread(() => OnCpu(here, () => VcpuShootdown.FlushLocked(vcpus, null, ref onA1, ulong.MaxValue, A + 1, A + 1)));
-            flush.Start();
-            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still store through its pointer
-            Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
-            Unpark(cpu);
-            cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
-            cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
-            cpu.Link.AcknowledgeFlush();
-            Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+            var onA1 = FlushOfA1WaitsUntilTheParkedVcpuAcknowledges(cpu, A, flush => OnCpu(here, flush));
             Assert.Equal(1, onA1.Waited);
             Assert.Equal(0, onA1.ShotDown);
             cpu.Link.ExitGuest();

@@ -237,6 +237,27 @@ public sealed unsafe partial class TlbShootdownTests
         Assert.True(Vcpu.IsNarrowHandler((nint)Block.OpsOf(b)[2].H), form);
     }
 
+    /// <summary>
+    /// The vCPU parked inside its store to page <paramref name="a"/> + 1: a flush of that page,
+    /// run through <paramref name="onThread"/> on a thread of its own, must not finish while the
+    /// vCPU may still store through its pointer, and finishes once it runs again and acknowledges.
+    /// </summary>
+    private static ShootdownCounts FlushOfA1WaitsUntilTheParkedVcpuAcknowledges(Vcpu cpu, ulong a, Action<Action> onThread)
+    {
+        var counts = new ShootdownCounts();
+        VcpuLink[] vcpus = [cpu.Link];
+        var flush = new Thread(() => onThread(() => VcpuShootdown.FlushLocked(vcpus, null, ref counts, ulong.MaxValue, a + 1, a + 1)));
+        flush.Start();
+        Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still store through its pointer
+        Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
+        Unpark(cpu);
+        cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
+        cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
+        cpu.Link.AcknowledgeFlush();
+        Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+        return counts;
+    }
+
     [Fact]
     public void FlushLocked_VcpuParkedInsideAStoreToPageA1_IsShotDownForPageA_AndWaitedForOnPageA1()
     {
@@ -252,16 +273,7 @@ public sealed unsafe partial class TlbShootdownTests
             Assert.Equal(1, counts.ShotDown);
             Assert.Equal(cpu.Link.PostedGeneration, cpu.Link.RemoteGeneration);
             Assert.False(cpu.Maps(A, HostPage(f, CpuFixture.DataBase)));
-            var onA = new ShootdownCounts();
-            var flush = new Thread(() => VcpuShootdown.FlushLocked(vcpus, null, ref onA, ulong.MaxValue, A + 1, A + 1));
-            flush.Start();
-            Assert.False(flush.Join(TimeSpan.FromMilliseconds(100)));   // it may still store through its pointer
-            Assert.True(cpu.Link.RemoteGeneration < cpu.Link.PostedGeneration);
-            Unpark(cpu);
-            cpu.Link.TakeRequests();                      // the vCPU runs again and acknowledges
-            cpu.Link.TakeFlushRanges(new (ulong, ulong)[VcpuLink.MaxPendingRanges]);
-            cpu.Link.AcknowledgeFlush();
-            Assert.True(flush.Join(TimeSpan.FromSeconds(20)));
+            var onA = FlushOfA1WaitsUntilTheParkedVcpuAcknowledges(cpu, A, flush => flush());
             Assert.Equal(1, onA.Waited);
             cpu.Link.ExitGuest();
         }

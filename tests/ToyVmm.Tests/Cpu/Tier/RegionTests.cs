@@ -123,6 +123,19 @@ public sealed class RegionTests
         Assert.Equal(states[0], states[1]);
     }
 
+    /// <summary>
+    /// The table of 64 pointers at Data + 0x1000 to the words at Data + 0x2000 (word i holds
+    /// <paramref name="value"/>(i)), entry 40 unmapped: the 41st round through it faults.
+    /// </summary>
+    private static void WritePointerTable(CpuFixture f, Func<int, ulong> value)
+    {
+        for (int i = 0; i < 64; i++)
+        {
+            f.W64(Data + 0x1000 + (ulong)i * 8, i == 40 ? Unmapped : Data + 0x2000 + (ulong)i * 8);
+            f.W64(Data + 0x2000 + (ulong)i * 8, value(i));
+        }
+    }
+
     // A loop whose second block loads through a table of pointers; entry 40 is unmapped, so the
     // 41st round faults in a block entered through an in-region edge.
     [Fact]
@@ -132,11 +145,7 @@ public sealed class RegionTests
         for (int t = 0; t < 2; t++)
         {
             using var f = Fixture(t == 1);
-            for (int i = 0; i < 64; i++)
-            {
-                f.W64(Data + 0x1000 + (ulong)i * 8, i == 40 ? Unmapped : Data + 0x2000 + (ulong)i * 8);
-                f.W64(Data + 0x2000 + (ulong)i * 8, (ulong)(i * 7 + 1));
-            }
+            WritePointerTable(f, i => (ulong)(i * 7 + 1));
             f.Write(Handler, CpuFixture.Assemble(a => { a.mov(r8, cr2); a.pop(r9); a.mov(r12, __qword_ptr[rsp]); a.hlt(); }, Handler));
             ExceptionTests.Gate(f, Idt, 14, Handler);
             var (exit, cpu) = f.Run(a =>
@@ -186,11 +195,7 @@ public sealed class RegionTests
         for (int t = 0; t < 2; t++)
         {
             using var f = Fixture(t == 1);
-            for (int i = 0; i < 64; i++)
-            {
-                f.W64(Data + 0x1000 + (ulong)i * 8, i == 40 ? Unmapped : Data + 0x2000 + (ulong)i * 8);
-                f.W64(Data + 0x2000 + (ulong)i * 8, unchecked((ulong)i * 0x9E37_79B9_7F4A_7C15UL));
-            }
+            WritePointerTable(f, i => unchecked((ulong)i * 0x9E37_79B9_7F4A_7C15UL));
             f.Write(Handler, CpuFixture.Assemble(a => { a.mov(r8, cr2); a.pop(r9); a.mov(r12, __qword_ptr[rsp]); a.mov(r15, __qword_ptr[rsp + 16]); a.hlt(); }, Handler));
             ExceptionTests.Gate(f, Idt, 14, Handler);
             var (exit, cpu) = f.Run(a =>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using ToyVmm.Mmu.Metrics;
 using ToyVmm.Mmu.Notifiers;
@@ -270,9 +271,14 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
         var (first, last, pages) = GrantPagesOf(r);
         lock (_mutex)
         {
-            int i = _inProgress.FindIndex(p => p.First == first && p.Last == last
-                && (p.Pages is null ? pages is null : pages is not null && p.Pages.AsSpan().SequenceEqual(pages)));
-            if (i >= 0) _inProgress.RemoveAt(i);   // none: the recall was refused, or met no page
+            // A loop, not FindIndex: a lambda over the range would allocate its closure on every end.
+            for (int i = 0; i < _inProgress.Count; i++)
+            {
+                var p = _inProgress[i];
+                if (p.First != first || p.Last != last || (p.Pages is null ? pages is not null : pages is null || !p.Pages.AsSpan().SequenceEqual(pages))) continue;
+                _inProgress.RemoveAt(i);
+                break;
+            }   // none found: the recall was refused, or met no page
         }
     }
 
@@ -327,9 +333,12 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
         bool mayBlock = asked.MayBlock;
         long began = Stopwatch.GetTimestamp();
         var (first, last, pages) = GrantPagesOf(sub);
-        var drop = new List<Hfn>();
+        // The frames to give back once the mutex is released, at most one per page of the range;
+        // pooled, so that a recall allocates nothing (bar a batch's page list).
+        var drop = ArrayPool<Hfn>.Shared.Rent(pages?.Length ?? (int)(last - first + 1));
+        int dropped = 0;
         if (mayBlock) _mutex.Enter();
-        else if (!_mutex.TryEnter()) return false;       // "would block": the host backs off and retries
+        else if (!_mutex.TryEnter()) { ArrayPool<Hfn>.Shared.Return(drop); return false; }   // "would block": the host backs off and retries
         try
         {
             PruneFaultersLocked();
@@ -338,34 +347,35 @@ public sealed unsafe class Grant : IMmuNotifierSubscriber
             foreach (var view in _views)
             {
                 // Each attacher's start zaps its entries of the range and waits for its vCPUs' flushes.
-                if (!view.Notifiers.InvalidateRangeStart(sub)) return false;
+                if (!view.Notifiers.InvalidateRangeStart(sub)) { ArrayPool<Hfn>.Shared.Return(drop); return false; }
                 view.Notifiers.InvalidateRangeEnd(sub);
             }
             if (pages is null)
             {
-                for (ulong i = first; i <= last; i++) DropLocked(i, drop);
+                for (ulong i = first; i <= last; i++) DropLocked(i, drop, ref dropped);
             }
             else
             {
-                foreach (ulong i in pages) DropLocked(i, drop);
+                foreach (ulong i in pages) DropLocked(i, drop, ref dropped);
             }
             if (untilEnd) _inProgress.Add((first, last, pages));
             _counts.Recalls++;
-            _counts.RecalledPages += drop.Count;
+            _counts.RecalledPages += dropped;
         }
         finally { _mutex.Exit(); }
         // The host's PTE (and its caller) still hold the page: these puts free nothing.
-        foreach (var f in drop) OwnerHost.PutUserPage(f, PageRelease.Unused);
-        RecallTimed?.Invoke(drop.Count, Attachers, Stopwatch.GetTimestamp() - began);
+        foreach (var f in drop.AsSpan(0, dropped)) OwnerHost.PutUserPage(f, PageRelease.Unused);
+        ArrayPool<Hfn>.Shared.Return(drop);
+        RecallTimed?.Invoke(dropped, Attachers, Stopwatch.GetTimestamp() - began);
         return true;
     }
 
-    /// <summary>Take grant page <paramref name="page"/>'s frame out of the PFN table; its reference goes to <paramref name="drop"/>.</summary>
-    private void DropLocked(ulong page, List<Hfn> drop)
+    /// <summary>Take grant page <paramref name="page"/>'s frame out of the PFN table; its reference goes to <paramref name="drop"/>[<paramref name="dropped"/>++].</summary>
+    private void DropLocked(ulong page, Hfn[] drop, ref int dropped)
     {
         Debug.Assert(_mutex.IsHeldByCurrentThread, "the PFN table is the mutex's");
         if (_pfns[page] == 0) return;
-        drop.Add(new Hfn((uint)(_pfns[page] - 1)));
+        drop[dropped++] = new Hfn((uint)(_pfns[page] - 1));
         _pfns[page] = 0;
     }
 

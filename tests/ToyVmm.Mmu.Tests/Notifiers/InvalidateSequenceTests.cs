@@ -97,4 +97,28 @@ public class InvalidateSequenceTests
             Assert.False(s.FaultMustRetryLocked(10, s.Sequence));
         }
     }
+
+    [Fact]
+    public void ManyInProgress_EndedInAnyOrder_EachCoversItsPagesUntilItsOwnEnd()
+    {
+        var s = new InvalidateSequence(_lock);
+        ulong[] firsts = [100, 10, 70, 40, 130, 160, 190, 220, 250];   // more than the first array holds
+        lock (_lock)
+        {
+            foreach (ulong f in firsts) s.BeginLocked(f, f + 9);
+            Assert.Equal(firsts.Length, s.InProgressLocked);
+            int left = firsts.Length;
+            foreach (int k in new[] { 4, 0, 8, 2, 6, 1, 7, 3, 5 })
+            {
+                s.EndLocked(firsts[k], firsts[k] + 9);
+                Assert.Equal(--left, s.InProgressLocked);
+                for (int j = 0; j < firsts.Length; j++)
+                {
+                    bool ended = Array.IndexOf(new[] { 4, 0, 8, 2, 6, 1, 7, 3, 5 }, j) <= Array.IndexOf(new[] { 4, 0, 8, 2, 6, 1, 7, 3, 5 }, k);
+                    Assert.Equal(!ended, s.FaultMustRetryLocked(firsts[j] + 5, s.Sequence));
+                    Assert.Equal(!ended, s.FaultLikelyToRetry(firsts[j] + 5));
+                }
+            }
+        }
+    }
 }

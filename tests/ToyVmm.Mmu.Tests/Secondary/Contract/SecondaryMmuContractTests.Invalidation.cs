@@ -50,6 +50,29 @@ public abstract unsafe partial class SecondaryMmuContractTests
         AssertNoViolation();
     }
 
+    /// <summary>
+    /// A one-page invalidation, start and end through the host's notifiers, allocates nothing once
+    /// warm: an allocation that has to refill the thread's allocation context was seen to stall an
+    /// invalidation for tens of microseconds (bench/RESULTS.md).
+    /// </summary>
+    [Fact]
+    public void Invalidation_OnePageStartAndEnd_AllocatesNothing()
+    {
+        Make(checking: false);
+        var range = new InvalidateRange(HvaOf(3), HvaOf(4), InvalidateEvent.Clear, MayBlock: true);
+        long allocated = 0;
+        for (int i = 0; i < 64; i++)
+        {
+            Touch(3);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            _mm.Notifiers.InvalidateRangeStart(range);
+            _mm.Notifiers.InvalidateRangeEnd(range);
+            if (i > 0) allocated += GC.GetAllocatedBytesForCurrentThread() - before;   // the first one's records allocate their cells
+        }
+        Assert.Equal(0, allocated);
+        Assert.False(Maps(Gpa.FromPageNumber(3), out _));
+    }
+
     [Fact]
     public void Aging_ThroughTheNotifiers_ReportsClearsAndSetsAgainOnAccess()
     {

@@ -37,16 +37,7 @@ public sealed class ConsoleAndSignalProcessTests : IDisposable
         return path;
     }
 
-    private static ProcessStartInfo Toyvmm(params string[] args)
-    {
-        string dir = AppContext.BaseDirectory;
-        string apphost = Path.Combine(dir, "toyvmm");
-        var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
-        psi.UseShellExecute = false;
-        return psi;
-    }
+    private static ProcessStartInfo Toyvmm(params string[] args) => ToyvmmProcess.StartInfo(args);
 
     private static void WaitBounded(Process p)
     {

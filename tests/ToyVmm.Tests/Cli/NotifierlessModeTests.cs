@@ -20,13 +20,8 @@ public class NotifierlessModeTests(ITestOutputHelper output) : IDisposable
     /// <summary>Runs the toyvmm program (its messages go to standard error, as a user sees them) in an empty folder.</summary>
     private Task<(int Code, string Messages, string Console)> Run(params string[] args) => Task.Run(() =>
     {
-        string dir = AppContext.BaseDirectory;
-        string apphost = Path.Combine(dir, "toyvmm");
-        var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
-        foreach (var a in (string[])["run", .. args, "--quiet", "--seed", "1"]) psi.ArgumentList.Add(a);
+        var psi = ToyvmmProcess.StartInfo(["run", .. args, "--quiet", "--seed", "1"]);
         psi.WorkingDirectory = _dir;
-        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
-        psi.UseShellExecute = false;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

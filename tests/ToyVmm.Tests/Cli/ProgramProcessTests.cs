@@ -26,14 +26,9 @@ public class ProgramProcessTests : IDisposable
     /// <summary>Runs toyvmm in <paramref name="workingDirectory"/> with <paramref name="variables"/> added to its environment.</summary>
     private static (int Code, string Stdout, string Stderr) ToyvmmIn(string? workingDirectory, Dictionary<string, string>? variables, params string[] args)
     {
-        string dir = AppContext.BaseDirectory;
-        string apphost = Path.Combine(dir, "toyvmm");
-        var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        var psi = ToyvmmProcess.StartInfo(args);
         if (workingDirectory != null) psi.WorkingDirectory = workingDirectory;
         foreach (var (name, value) in variables ?? []) psi.Environment[name] = value;
-        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
-        psi.UseShellExecute = false;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

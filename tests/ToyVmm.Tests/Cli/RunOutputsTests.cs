@@ -117,12 +117,7 @@ public class RunOutputsTests : IDisposable
         /// <param name="interruptAfter">When not null: send SIGINT once standard output holds this text.</param>
         public static (int Code, string Stdout, string Stderr) Run(string? interruptAfter, params string[] args)
         {
-            string dir = AppContext.BaseDirectory;
-            string apphost = Path.Combine(dir, "toyvmm");
-            var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            psi.RedirectStandardOutput = psi.RedirectStandardError = true;
-            psi.UseShellExecute = false;
+            var psi = ToyvmmProcess.StartInfo(args);
             using var p = Process.Start(psi)!;
             var stderr = p.StandardError.ReadToEndAsync();
             var stdout = new System.Text.StringBuilder();

@@ -67,12 +67,7 @@ public class LargeSparseGuestTests(ITestOutputHelper output)
     [Trait("Category", "Long")]
     public async Task Program_64GiBGuestTouching1Percent_PeakMemoryWithinFramesPlusTables()
     {
-        string dir = AppContext.BaseDirectory;
-        string apphost = Path.Combine(dir, "toyvmm");
-        var psi = File.Exists(apphost) ? new ProcessStartInfo(apphost) : new ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(dir, "toyvmm.dll") } };
-        foreach (var a in new[] { "run", GuestFiles.Elf("sparse"), "--memory", "64G", "--host-memory", "1G", "--quiet" }) psi.ArgumentList.Add(a);
-        psi.RedirectStandardOutput = psi.RedirectStandardError = true;
-        psi.UseShellExecute = false;
+        var psi = ToyvmmProcess.StartInfo("run", GuestFiles.Elf("sparse"), "--memory", "64G", "--host-memory", "1G", "--quiet");
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

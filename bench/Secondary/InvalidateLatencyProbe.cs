@@ -114,7 +114,8 @@ public static unsafe class InvalidateLatencyProbe
                  }.SelectMany(s => s.Item2 == Guest.PageToInvalidate ? starts.Select(w => (s.Item1, s.Item2, s.Item3, w)) : [(s.Item1, s.Item2, s.Item3, Start.Woken)]))
         {
             if (pin ? setups == "unpinned" : setups == "pinned") continue;
-            var (held, notHeld, timeouts, mips, steps) = Measure(running, samples, guest, mmu, nice, pin, start);
+            var (m, steps) = Measure(running, samples, guest, mmu, nice, pin, start);
+            var (held, notHeld, timeouts, mips) = (m.Held, m.NotHeld, m.Timeouts, m.GuestMips);
             string what = guest switch
             {
                 Guest.None => "no vCPU running",
@@ -129,6 +130,14 @@ public static unsafe class InvalidateLatencyProbe
             Print("held", held);
             Print("not held", notHeld);
             if (steps.Length > 0) Console.WriteLine($"  {"",-10} a vCPU's flush done, p50 after its post (all invalidations of the set-up): {steps}");
+            if (m.Control is { } c)
+            {
+                Console.WriteLine($"  {"",-10} the machine alone, timed right after in the same set-up, one per wake-up as each invalidation (no MMU work):");
+                PrintControl("local", c.Local, $"{MachineControl.LocalWorkNs} ns of work on the probe's CPU");
+                PrintControl("bare post", c.Post, "a flush of a page no vCPU holds, posted to the vCPU on the other CPU, until it answers");
+                PrintControl("barrier", c.Barrier, "the barrier aimed at that vCPU's CPU while it runs");
+            }
+            if (m.Collections > 0) Console.WriteLine($"  {"",-10} garbage collections during the recorded invalidations: {m.Collections}, {m.CollectionPause.TotalMicroseconds:F0} us paused");
             if (running == 2 && guest == Guest.PageToInvalidate) targets.Add((pin, start, held));
         }
         foreach (var (pinned, start, t) in targets)
@@ -196,6 +205,13 @@ public static unsafe class InvalidateLatencyProbe
         Console.WriteLine($"  {"",-10} {row.Steps}");
     }
 
+    private static void PrintControl(string name, HistogramBase h, string what)
+    {
+        if (h.TotalCount == 0) return;
+        Console.WriteLine($"  {name,-10} {h.TotalCount,7} {Fmt(h.GetValueAtPercentile(50)),9} {Fmt(h.GetValueAtPercentile(90)),9} " +
+                          $"{Fmt(h.GetValueAtPercentile(99)),9} {Fmt(h.GetValueAtPercentile(99.9)),9} {Fmt(h.GetMaxValue()),10}   {what}");
+    }
+
     private static string Fmt(long ns) => ns < 10_000 ? $"{ns} ns" : ns < 10_000_000 ? $"{ns / 1000.0:F1} us" : $"{ns / 1e6:F1} ms";
 
     private static string LoadAverage()
@@ -206,7 +222,7 @@ public static unsafe class InvalidateLatencyProbe
 
     /// <returns>Also the guest's MIPS over the measuring (all vCPUs together; 0 without a guest).</returns>
     /// <returns>Also the p50 time from a vCPU flush's post to its completion, per step of the shootdown (empty without any).</returns>
-    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips, string Steps) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu,
+    private static (Measured Rows, string Steps) Measure(int running, int samples, Guest kind, SecondaryMmuKind mmu,
         int nice, bool pin, Start start)
     {
         using var memory = new HostBackedMemory(Ram, Math.Max(1, running), new GuestMemoryConfig(Ram + (Ram >> 3), Mmu: mmu));
@@ -214,19 +230,23 @@ public static unsafe class InvalidateLatencyProbe
         var guest = kind == Guest.None ? null : SpinGuest.Following(memory.Memory, running, nice, pin);
         try
         {
-            var (held, notHeld, timeouts, mips) = pin ? OnPinnedThread(() => MeasureWith(memory, guest, running, samples, kind, start))
+            var rows = pin ? OnPinnedThread(() => MeasureWith(memory, guest, running, samples, kind, start))
                 : MeasureWith(memory, guest, running, samples, kind, start);
             var waits = memory.Snapshot().Total.ShootdownWaits;
             string steps = string.Join(", ", waits.Where(w => w.Value.TotalCount > 0)
                 .Select(w => $"{w.Key} {Fmt(w.Value.GetValueAtPercentile(50))} ({w.Value.TotalCount})"));
-            return (held, notHeld, timeouts, mips, steps);
+            return (rows, steps);
         }
         finally { guest?.Dispose(); }
     }
 
-    private static (Row Held, Row NotHeld, int Timeouts, double GuestMips) MeasureWith(HostBackedMemory memory, SpinGuest? guest, int running, int samples, Guest kind,
-        Start start)
+    private static Measured MeasureWith(HostBackedMemory memory, SpinGuest? guest, int running, int samples, Guest kind, Start start)
     {
+        // Woken, with the vCPUs and this thread pinned: the machine's controls after the invalidations.
+        int here = ThreadCpuPin.Current;
+        VcpuLink[] others = guest is null || here < 0 ? [] : [.. guest.Links.Where(l => l.PinnedCpu >= 0 && l.PinnedCpu != here)];
+        int[] otherCpus = [.. others.Select(l => l.PinnedCpu).Distinct()];
+        var control = kind == Guest.PageToInvalidate && start == Start.Woken && others.Length > 0 ? new MachineControl() : null;
         var pause = new Random(12345);
         long started = Stopwatch.GetTimestamp();
         // Fill through links with the running vCPUs' indices, so that every page lists
@@ -237,6 +257,8 @@ public static unsafe class InvalidateLatencyProbe
         var notHeld = new Row();
         int timeouts = 0;
         int done = -WarmUp;
+        int gcs = 0;
+        TimeSpan gcPause = default;
         while (done < samples)
         {
             for (int i = 0; i < Pages; i++)
@@ -248,6 +270,7 @@ public static unsafe class InvalidateLatencyProbe
                 if (kind == Guest.PageToInvalidate && !WaitUntilHeld(guest!, gpa, start, pause) && done >= 0) timeouts++;
                 var hva = memory.RamHva.Add(gpa);
                 var r = new InvalidateRange(hva, hva.Add(Page.Size), InvalidateEvent.Clear, MayBlock: true);
+                if (done == 0) { gcs = GC.CollectionCount(0); gcPause = GC.GetTotalPauseDuration(); }
                 var before = memory.Shootdowns;
                 long t0 = Stopwatch.GetTimestamp();
                 notifiers.InvalidateRangeStart(r);
@@ -263,6 +286,19 @@ public static unsafe class InvalidateLatencyProbe
                 Add(ref row.Steps, d);
             }
         }
+        gcs = GC.CollectionCount(0) - gcs;
+        gcPause = GC.GetTotalPauseDuration() - gcPause;
+        // The controls right after, one per wake-up as each invalidation was (run between the
+        // invalidations, they would space those out and leave them colder caches).
+        for (int i = 0; control is not null && i < samples; i++)
+        {
+            TimerSleep.Microseconds(pause.Next(50, 300));
+            control.RunLocalWork();
+            TimerSleep.Microseconds(pause.Next(50, 300));
+            control.RunBarePost(others, PageGfn(Pages + 1));
+            TimerSleep.Microseconds(pause.Next(50, 300));
+            control.RunBareBarrier(otherCpus);
+        }
         double mips = 0;
         if (guest is not null)
         {
@@ -270,8 +306,11 @@ public static unsafe class InvalidateLatencyProbe
             double us = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             mips = (guest.Result?.InstructionsRetired ?? 0) / us;
         }
-        return (held, notHeld, timeouts, mips);
+        return new Measured(held, notHeld, timeouts, mips, gcs, gcPause, control);
     }
+
+    /// <summary>One set-up's figures: the rows, the waits that timed out, the guest's speed, the collections, the controls (woken and pinned only).</summary>
+    private sealed record Measured(Row Held, Row NotHeld, int Timeouts, double GuestMips, int Collections, TimeSpan CollectionPause, MachineControl? Control);
 
     /// <summary>Name the page in the guest's mailbox and wait (bounded) until every vCPU has read it.</summary>
     /// <param name="pause">Woken: the sleeps' lengths, 50-300 us, drawn here so that the wake-ups keep no rhythm of their own.</param>

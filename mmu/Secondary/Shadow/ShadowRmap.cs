@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
 namespace ToyVmm.Mmu.Secondary.Shadow;
@@ -13,6 +14,9 @@ namespace ToyVmm.Mmu.Secondary.Shadow;
 /// keeps the others in a spill list. The words live in chunks of 512 (one per 512
 /// guest frames, made when the first frame in it is mapped, dropped with its last),
 /// so a densely mapped guest pays 8 bytes a frame (bench/RESULTS.md, the EPT-vs-shadow table).
+/// A dropped chunk (all zeros) is kept for the next one made, up to <see cref="MaxSpareChunks"/>:
+/// a frame alone in its chunk, zapped and faulted in again, would otherwise cost a 4 KiB
+/// allocation on every fault.
 /// </summary>
 internal sealed class ShadowRmap
 {
@@ -26,7 +30,11 @@ internal sealed class ShadowRmap
         public int Live;
     }
 
+    /// <summary>Dropped chunks kept for reuse (64 KiB at most).</summary>
+    private const int MaxSpareChunks = 16;
+
     private readonly Dictionary<ulong, Chunk> _chunks = new();
+    private readonly Stack<Chunk> _spare = new();
     private readonly Dictionary<ulong, List<long>> _spill = new();   // gfn -> its leaves beyond the one in its word
     private readonly List<ShadowPage?> _pages = [null];              // id -> leaf shadow page (id 0: none)
     private readonly Stack<int> _freeIds = new();
@@ -63,7 +71,7 @@ internal sealed class ShadowRmap
         if (!_chunks.TryGetValue(gfn >> ChunkShift, out var chunk))
         {
             if (!create) return ref Unsafe.NullRef<ulong>();
-            _chunks[gfn >> ChunkShift] = chunk = new Chunk();
+            _chunks[gfn >> ChunkShift] = chunk = _spare.Count != 0 ? _spare.Pop() : new Chunk();
         }
         return ref chunk.Words[(int)(gfn & (ChunkWords - 1))];
     }
@@ -77,7 +85,13 @@ internal sealed class ShadowRmap
             Count--;
             var chunk = _chunks[gfn >> ChunkShift];
             word = 0;
-            if (--chunk.Live == 0) _chunks.Remove(gfn >> ChunkShift);
+            if (--chunk.Live == 0)
+            {
+                _chunks.Remove(gfn >> ChunkShift);
+                // Every word is zero again (Live counts the others): ready for reuse as it is.
+                Debug.Assert(Array.TrueForAll(chunk.Words, w => w == 0), "a dropped chunk holds no entry");
+                if (_spare.Count < MaxSpareChunks) _spare.Push(chunk);
+            }
             return;
         }
         word = value;

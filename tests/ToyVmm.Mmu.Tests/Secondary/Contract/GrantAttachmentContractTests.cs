@@ -42,6 +42,12 @@ public abstract class GrantAttachmentContractTests(ITestOutputHelper output) : S
     /// <summary>The owner's start recalls and returns: the attacher's own sequence never has the owner's invalidation in flight.</summary>
     protected override bool SlotChangesWaitForHostInvalidations => false;
 
+    /// <summary>
+    /// A fault through a grant makes its faulter record (GrantFaulter, XPMEM's list of ongoing
+    /// faults), which stays on the grant's list until a later fault or recall prunes it.
+    /// </summary>
+    protected override int FaultAllocationBound => 64;
+
     private const ulong GrantBytes = 2UL << 30;
 
     /// <summary>The attacher's MMU, disposed with the grant it maps.</summary>

@@ -23,6 +23,38 @@ public abstract unsafe partial class SecondaryMmuContractTests
         AssertNoViolation();
     }
 
+    /// <summary>
+    /// A secondary fault on a page the host holds (after its entry was zapped), and a zero-fill
+    /// fault on a page the host gave back, allocate nothing once warm (at most
+    /// <see cref="FaultAllocationBound"/>): the vCPU thread's allocation context would otherwise
+    /// run out now and then in the middle of a fault. The page is alone in its 512-frame block,
+    /// so a structure kept per block and dropped with its last entry is dropped every time.
+    /// </summary>
+    [Fact]
+    public void Fault_PresentAndZeroFill_AllocateNothing()
+    {
+        Make(checking: false);
+        var range = new InvalidateRange(HvaOf(3), HvaOf(4), InvalidateEvent.Clear, MayBlock: true);
+        var gpa = Gpa.FromPageNumber(3);
+        long present = 0, zeroFill = 0;
+        int failed = 0, measured = 0;
+        for (int i = 0; i < 64; i++)
+        {
+            _mm.Notifiers.InvalidateRangeStart(range);   // zap the entry; the host keeps the page
+            _mm.Notifiers.InvalidateRangeEnd(range);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            if (_mmu.Translate(_vcpu, gpa, AccessKind.Write, out _) != TranslateStatus.Ok) failed++;
+            if (i > 1) present += GC.GetAllocatedBytesForCurrentThread() - before;   // the first of each kind allocates its counts (i = 0 has two zero-fills)
+            Evict(gpa);                                  // the host drops the page: the next touch zero-fills
+            before = GC.GetAllocatedBytesForCurrentThread();
+            if (_mmu.Translate(_vcpu, gpa, AccessKind.Write, out _) != TranslateStatus.Ok) failed++;
+            if (i > 1) { zeroFill += GC.GetAllocatedBytesForCurrentThread() - before; measured++; }
+        }
+        Assert.Equal(0, failed);
+        Assert.True(present <= (long)FaultAllocationBound * measured, $"present-page faults allocated {present} bytes over {measured}");
+        Assert.True(zeroFill <= (long)FaultAllocationBound * measured, $"zero-fill faults allocated {zeroFill} bytes over {measured}");
+    }
+
     [Fact]
     public void Translate_WriteThenHostRead_SeesTheGuestWrite()
     {

@@ -79,6 +79,9 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
     /// </summary>
     protected virtual bool SlotChangesWaitForHostInvalidations => true;
 
+    /// <summary>Bytes a secondary fault may allocate once warm (0: nothing, the MMUs' own faults).</summary>
+    protected virtual int FaultAllocationBound => 0;
+
     private bool Maps(Gpa gpa, out Hfn frame)
     {
         var m = Lookup(_mmu, gpa);

@@ -123,4 +123,24 @@ public sealed class ShadowRmapTests
         var b = LeafPage(map, 2);
         Assert.Equal(id, b.Id);
     }
+
+    [Fact]
+    public void AddDirect_AfterAChunkWasDropped_ReusesItEmptyAndFindsOnlyTheNewFrames()
+    {
+        var map = new ShadowRmap();
+        var a = LeafPage(map, 1);
+        map.AddDirect(3);                   // chunk 0
+        map.AddLeaf(3, a, 4);
+        map.Remove(3, out _);               // its last frame: chunk 0 is dropped, kept as a spare
+        Assert.Equal(0, map.Count);
+
+        map.AddDirect(512 * 7 + 9);         // chunk 7, made from the spare
+        Assert.Equal(1, map.Count);
+        Assert.False(map.TryGet(3, out _));
+        Assert.False(map.TryGet(512 * 7 + 3, out _));   // the spare's old word came back empty
+        Assert.True(map.TryGet(512 * 7 + 9, out var head));
+        Assert.True(head.Direct);
+        Assert.Equal(0, head.LeafCount);
+        Assert.Equal([512UL * 7 + 9], map.KeysIn(0, ulong.MaxValue - 1));
+    }
 }

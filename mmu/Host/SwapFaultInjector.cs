@@ -8,4 +8,10 @@ public interface ISwapFaultInjector
 {
     Exception? BeforeWrite(uint firstSlot, int slots);
     Exception? BeforeRead(uint slot);
+
+    /// <summary>
+    /// The most bytes one write call may take, as a kernel's short write would (Linux's vectored
+    /// write only): the swap space then goes on from where the call stopped. 0: no limit.
+    /// </summary>
+    int MaxBytesPerWriteCall => 0;
 }

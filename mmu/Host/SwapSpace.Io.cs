@@ -144,7 +144,7 @@ public sealed unsafe partial class SwapSpace
         try
         {
             GrowTo(((long)firstSlot + frames.Length) << Page.Shift);
-            if (OperatingSystem.IsLinux()) WriteGathered(_handle, frames, (long)firstSlot << Page.Shift);
+            if (OperatingSystem.IsLinux()) WriteGathered(_handle, frames, (long)firstSlot << Page.Shift, FaultInjector?.MaxBytesPerWriteCall ?? 0);
             else
             {
                 scratch.Clear();
@@ -185,7 +185,8 @@ public sealed unsafe partial class SwapSpace
     /// from where it stopped, and a failure is the errno's <see cref="IOException"/> (its HResult
     /// the errno, so that <see cref="SwapIoException.OutOfSpace"/> sees ENOSPC).
     /// </summary>
-    private void WriteGathered(SafeFileHandle handle, ReadOnlySpan<uint> frames, long offset)
+    /// <param name="maxPerCall">More than 0: each call takes at most that many bytes (a short write, for tests).</param>
+    private void WriteGathered(SafeFileHandle handle, ReadOnlySpan<uint> frames, long offset, int maxPerCall)
     {
         IoVector* vectors = stackalloc IoVector[MaxIoVectors];
         int done = 0;
@@ -198,7 +199,8 @@ public sealed unsafe partial class SwapSpace
             int first = 0;
             while (first < count)
             {
-                nint n = PWriteV(handle, vectors + first, count - first, offset);
+                nint n = maxPerCall > 0 ? PWriteVShort(handle, vectors + first, count - first, offset, maxPerCall)
+                    : PWriteV(handle, vectors + first, count - first, offset);
                 if (n < 0)
                 {
                     int errno = Marshal.GetLastPInvokeError();
@@ -217,6 +219,23 @@ public sealed unsafe partial class SwapSpace
             }
             done += count;
         }
+    }
+
+    /// <summary>
+    /// A <c>pwritev</c> that takes at most <paramref name="max"/> bytes, as the kernel may (a
+    /// signal, a quota, a device that takes less): the vectors past the limit are left out and
+    /// the one it falls in is cut for the call. The fault injector's short writes.
+    /// </summary>
+    private static nint PWriteVShort(SafeFileHandle handle, IoVector* vectors, int count, long offset, int max)
+    {
+        int whole = 0;
+        long bytes = 0;
+        while (whole < count && bytes + (long)vectors[whole].Length <= max) bytes += (long)vectors[whole++].Length;
+        if (whole == count || bytes == max) return PWriteV(handle, vectors, whole, offset);
+        nuint length = vectors[whole].Length;
+        vectors[whole].Length = (nuint)(max - bytes);
+        try { return PWriteV(handle, vectors, whole + 1, offset); }
+        finally { vectors[whole].Length = length; }
     }
 
     private const int Eintr = 4;

@@ -10,6 +10,7 @@ public class SwapTests
     {
         public Func<uint, int, Exception?>? Write;
         public Func<uint, Exception?>? Read;
+        public int MaxBytesPerWriteCall { get; init; }
         public Exception? BeforeWrite(uint firstSlot, int slots) => Write?.Invoke(firstSlot, slots);
         public Exception? BeforeRead(uint slot) => Read?.Invoke(slot);
     }
@@ -31,6 +32,31 @@ public class SwapTests
         for (ulong i = 0; i < 32; i++) AssertPage(mm, a.Add(i * Page.Size), 5, i + 1, "after swap-in");
         Assert.Equal(32, host.Stats.SwapInsFromFile);
         AssertConsistent(host, "after swap-in");
+    }
+
+    /// <summary>
+    /// The vectored write taking fewer bytes than it was given, as a kernel may: the swap space
+    /// goes on from where each call stopped, inside a page or at a page's end, and every page
+    /// reads back from the file what it held (each one checked against its checksum too).
+    /// </summary>
+    [Theory]
+    [InlineData(1000)]     // every call stops inside a page
+    [InlineData(4096)]     // one page a call, at a page's end
+    [InlineData(6000)]     // a page and a half: the next call starts mid-page
+    [InlineData(12289)]    // three pages and a byte
+    public void PageOut_ShortWrites_ResumeWhereEachStoppedAndEveryPageReadsBack(int maxPerCall)
+    {
+        if (!OperatingSystem.IsLinux()) return;   // the vectored write is Linux's; elsewhere RandomAccess writes whole
+        using var host = NewHost(frames: 128);
+        host.Swap.FaultInjector = new Injector { MaxBytesPerWriteCall = maxPerCall };
+        var mm = host.CreateAddressSpace();
+        var a = mm.Map(20 * Page.Size, HostProtection.ReadWrite);
+        for (ulong i = 0; i < 20; i++) WritePage(mm, a.Add(i * Page.Size), 13, i + 1);
+        Assert.Equal(new PageOutResult(20, 0, 0, 0), mm.PageOut(a, 20 * Page.Size));
+        AssertConsistent(host, "after short writes");
+        for (ulong i = 0; i < 20; i++) AssertPage(mm, a.Add(i * Page.Size), 13, i + 1, $"page {i} after short writes");
+        Assert.Equal(20, host.Stats.SwapInsFromFile);
+        Assert.Equal(0, host.Stats.SwapWriteErrors);
     }
 
     /// <summary>

@@ -127,7 +127,12 @@ public sealed class InvalidateSequence
     private static bool Covers(InProgress[] ranges, int count, ulong gfn)
     {
         for (int i = 0; i < count; i++)
-            if (ranges[i].Covers(gfn)) return true;
+        {
+            // A copy first: the lock-free pre-check may race with an end moving entries, and
+            // Covers on the array element itself would read its batch list twice (null the second time).
+            var r = ranges[i];
+            if (r.Covers(gfn)) return true;
+        }
         return false;
     }
 

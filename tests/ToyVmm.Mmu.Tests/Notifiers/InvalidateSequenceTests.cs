@@ -121,4 +121,47 @@ public class InvalidateSequenceTests
             }
         }
     }
+
+    /// <summary>
+    /// The fault's lock-free pre-check reads the ranges while ends move entries in place under the
+    /// lock: whatever it reads (a range, a batch, one torn between two), it answers and never throws.
+    /// Bounded: 200,000 starts and ends of one-page invalidations and batches beside the reader.
+    /// </summary>
+    [Fact]
+    public void FaultLikelyToRetry_WhileBatchesAndRangesBeginAndEnd_AnswersAndNeverThrows()
+    {
+        var s = new InvalidateSequence(_lock);
+        ulong[] batch = [3, 5, 7];
+        Exception? failed = null;
+        int done = 0;
+        var reader = new Thread(() =>
+        {
+            try
+            {
+                while (Volatile.Read(ref done) == 0)
+                    for (ulong g = 0; g < 8; g++) s.FaultLikelyToRetry(g);
+            }
+            catch (Exception e) { failed = e; }
+        });
+        reader.Start();
+        for (int i = 0; i < 100_000 && failed is null; i++)
+        {
+            lock (_lock)
+            {
+                s.BeginLocked(1, 1);
+                s.BeginLocked(3, 7, batch);
+                s.BeginLocked(2, 2);
+            }
+            lock (_lock)
+            {
+                s.EndLocked(1, 1);     // the last entry (a one-page range) moves into the hole
+                s.EndLocked(3, 7, batch);
+                s.EndLocked(2, 2);
+            }
+        }
+        Volatile.Write(ref done, 1);
+        reader.Join();
+        Assert.Null(failed);
+        lock (_lock) Assert.Equal(0, s.InProgressLocked);
+    }
 }

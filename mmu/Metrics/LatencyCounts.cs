@@ -16,6 +16,14 @@ namespace ToyVmm.Mmu.Metrics;
 /// this is one <c>lzcnt</c>, two shifts and an increment on the fault path
 /// (<c>SecondaryFaultBenchmarks</c>, <c>Measuring=Report</c>). Written by one thread;
 /// read racily (whole 64-bit counts) by snapshots and the meter.
+/// <para>
+/// The counts are kept in blocks of 1,024 (8 KiB, one power of two of values above 2 us),
+/// made at a block's first record: the whole range, 1 ns to 60 s, is 27 blocks (221 KiB),
+/// of which a kind of latency touches a handful. One set of counts is kept per recording
+/// thread, kind and phase, and a guest may declare up to a thousand phases, so the whole
+/// range made at once cost a guest's VMM gigabytes, and a 221 KiB large-object allocation in
+/// the middle of the first fault of each kind.
+/// </para>
 /// </remarks>
 internal sealed class LatencyCounts
 {
@@ -27,7 +35,9 @@ internal sealed class LatencyCounts
     /// <summary>Counts up to the highest trackable value's (values are clamped to it before they come here).</summary>
     internal static readonly int Length = IndexOf(LatencyScale.HighestTrackableNs) + 1;
 
-    private readonly long[] _counts = new long[Length];
+    private const int BlockShift = SubBucketHalfCountMagnitude, BlockSize = 1 << BlockShift;
+
+    private readonly long[]?[] _blocks = new long[]?[(Length + BlockSize - 1) >> BlockShift];   // written by the recording thread only, read racily
     private long _total;
 
     public long TotalCount => Volatile.Read(ref _total);
@@ -36,8 +46,44 @@ internal sealed class LatencyCounts
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Record(long ns)
     {
-        _counts[IndexOf(ns)]++;
+        int i = IndexOf(ns);
+        var block = _blocks[i >> BlockShift] ?? NewBlock(i >> BlockShift);
+        block[i & (BlockSize - 1)]++;
         Volatile.Write(ref _total, _total + 1);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long[] NewBlock(int b)
+    {
+        var block = new long[BlockSize];
+        Volatile.Write(ref _blocks[b], block);   // published whole: a snapshot never sees a half-made block
+        return block;
+    }
+
+    /// <summary>
+    /// The highest value the counts can hold so far: the top of the highest block made (block b
+    /// holds values below 1,024 &lt;&lt; b), 0 with none. A histogram up to it takes every count.
+    /// </summary>
+    internal long HighestHeld
+    {
+        get
+        {
+            for (int b = _blocks.Length - 1; b >= 0; b--)
+                if (Volatile.Read(ref _blocks[b]) is not null) return Math.Min(LatencyScale.HighestTrackableNs, (1024L << b) - 1);
+            return 0;
+        }
+    }
+
+    /// <summary>Blocks of counts made so far (8 KiB each).</summary>
+    internal int Blocks
+    {
+        get
+        {
+            int n = 0;
+            for (int b = 0; b < _blocks.Length; b++)
+                if (Volatile.Read(ref _blocks[b]) is not null) n++;
+            return n;
+        }
     }
 
     /// <summary>HdrHistogram's counts index of a value (GetBucketIndex, GetSubBucketIndex, CountsArrayIndex).</summary>
@@ -63,13 +109,20 @@ internal sealed class LatencyCounts
     }
 
     /// <summary>Add every count to <paramref name="histogram"/> (of the hub's configuration).</summary>
-    public void AddTo(HistogramBase histogram)
+    public void AddTo(HistogramBase histogram) => AddTo(histogram, LatencyScale.HighestTrackableNs);
+
+    /// <summary>Add every count of a value up to <paramref name="highest"/> (a histogram sized to <see cref="HighestHeld"/> as read before).</summary>
+    public void AddTo(HistogramBase histogram, long highest)
     {
-        var counts = _counts;
-        for (int i = 0; i < counts.Length; i++)
+        for (int b = 0; b < _blocks.Length; b++)
         {
-            long n = Volatile.Read(ref counts[i]);
-            if (n != 0) histogram.RecordValueWithCount(ValueAt(i), n);
+            var block = Volatile.Read(ref _blocks[b]);
+            if (block is null || ValueAt(b << BlockShift) > highest) continue;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                long n = Volatile.Read(ref block[j]);
+                if (n != 0) histogram.RecordValueWithCount(ValueAt((b << BlockShift) + j), n);
+            }
         }
     }
 }

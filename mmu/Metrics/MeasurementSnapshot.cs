@@ -5,7 +5,9 @@ namespace ToyVmm.Mmu.Metrics;
 /// <summary>
 /// Every figure of one phase (GUEST-ABI 1.1 PHASE), or of the whole run. Latency
 /// histograms count nanoseconds at 3 significant digits and are merged over every
-/// recording thread; the kinds a run never saw have empty histograms.
+/// recording thread; the kinds a run never saw have empty histograms. A phase's histograms
+/// span only the values it holds, and its empty ones are one histogram shared by the whole
+/// snapshot: read them, or add them into a histogram of your own; never record into them.
 /// </summary>
 public sealed class PhaseFigures
 {

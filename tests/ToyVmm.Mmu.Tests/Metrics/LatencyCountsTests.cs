@@ -46,4 +46,17 @@ public class LatencyCountsTests
             Assert.Equal(direct.GetValueAtPercentile(p), viaCounts.GetValueAtPercentile(p));
         Assert.Equal(direct.GetMaxValue(), viaCounts.GetMaxValue());
     }
+
+    [Fact]
+    public void Record_LatenciesOfOneKind_MakeOnlyTheBlocksTheyFallIn()
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var counts = new LatencyCounts();
+        for (long ns = 100; ns < 4_000; ns += 7) counts.Record(ns);   // 100 ns to 4 us: blocks 0 to 2
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(3, counts.Blocks);
+        Assert.InRange(allocated, 3 * 8 * 1024, 4 * 8 * 1024);   // three blocks and the block table, not the whole 221 KiB range
+        counts.Record(LatencyScale.HighestTrackableNs);
+        Assert.Equal(4, counts.Blocks);
+    }
 }

@@ -89,9 +89,10 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
         return m is not null;
     }
 
-    /// <param name="checking">False: the MMU gets a checker that looks at nothing (the invariant checker's own
-    /// bookkeeping allocates, which a test of the MMU's allocations must leave out).</param>
-    private void Make(HostKind kind = HostKind.Real, NotifierProtocol protocol = NotifierProtocol.Sequence, int frames = 256, bool checking = true)
+    /// <param name="bare">True: the MMU gets a checker and an event sink that do nothing, so that a test of
+    /// the MMU's own allocations leaves out the checker's bookkeeping and the measurement's counts (made
+    /// at the first latency of each range, LatencyCountsTests).</param>
+    private void Make(HostKind kind = HostKind.Real, NotifierProtocol protocol = NotifierProtocol.Sequence, int frames = 256, bool bare = false)
     {
         _checker = new MmuInvariantChecker();
         _checker.WatchVcpus(() => [_vcpu]);
@@ -112,7 +113,7 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
             var binding = new SecondaryHostBinding(_mm);
             (_binding, madvise) = (binding, binding);
         }
-        _mmu = CreateMmu(_binding, Ram, _ram, checking ? _checker : NoChecker.Instance, _hub);
+        _mmu = bare ? CreateMmu(_binding, Ram, _ram, NoChecker.Instance, NoEvents.Instance) : CreateMmu(_binding, Ram, _ram, _checker, _hub);
         Assert.Equal(protocol, _binding.Notifiers.Protocol.Kind);   // the MMU follows its host's protocol
         _manager = new GuestMemoryManager(madvise, _mmu);
         _mmu.AttachVcpu(_vcpu);
@@ -142,6 +143,19 @@ public abstract unsafe partial class SecondaryMmuContractTests(ITestOutputHelper
         public void OnInstall(IHostMemory host, Gpa gpa, Hva hva, Hfn frame) { }
         public void OnZap(IHostMemory host, ZappedEntry zapped) { }
         public void OnTlbFill(IHostMemory host, int vcpu, Gpa gpa, Hva hva, Hfn frame) { }
+    }
+
+    private sealed class NoEvents : IMmuEventSink
+    {
+        public static readonly NoEvents Instance = new();
+        public void FaultCompleted(int vcpu, ulong gfn, FaultKind kind, long startTicks, long endTicks) { }
+        public void FaultRetried(int vcpu) { }
+        public void InvalidateCompleted(InvalidateCause cause, ulong firstPage, ulong pages, long startTicks, long endTicks) { }
+        public void ShootdownCompleted(int vcpu, ShootdownStep step, long startTicks, long endTicks) { }
+        public void PageOutBatch(long pages, long startTicks, long endTicks) { }
+        public void SwapWritten(uint firstSlot, int pages, long startTicks, long endTicks) { }
+        public void SwapRead(uint slot, long startTicks, long endTicks) { }
+        public void Violation(ulong gfn, uint frame, int vcpu) { }
     }
 
     public void Dispose()

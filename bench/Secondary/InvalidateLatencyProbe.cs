@@ -36,6 +36,11 @@ namespace ToyVmm.Bench.Secondary;
 /// only at the scheduler's tick, when the other CPU is often in its own tick's interrupt for
 /// tens of microseconds (bench/RESULTS.md "One-page invalidation: when it starts ...").
 /// </para>
+/// <para>
+/// After the invalidations of each woken, pinned set-up the probe times the machine alone in the
+/// same conditions (<see cref="MachineControl"/>): local work, a bare post to the vCPU on the other
+/// CPU, and the barrier aimed at its CPU, the pieces a shootdown is made of with the MMU taken away.
+/// </para>
 /// </remarks>
 public static unsafe class InvalidateLatencyProbe
 {

@@ -62,14 +62,14 @@ internal sealed class LatencyCounts
 
     /// <summary>
     /// The highest value the counts can hold so far: the top of the highest block made (block b
-    /// holds values below 1,024 &lt;&lt; b), 0 with none. A histogram up to it takes every count.
+    /// holds values below <see cref="BlockSize"/> &lt;&lt; b), 0 with none. A histogram up to it takes every count.
     /// </summary>
     internal long HighestHeld
     {
         get
         {
             for (int b = _blocks.Length - 1; b >= 0; b--)
-                if (Volatile.Read(ref _blocks[b]) is not null) return Math.Min(LatencyScale.HighestTrackableNs, (1024L << b) - 1);
+                if (Volatile.Read(ref _blocks[b]) is not null) return Math.Min(LatencyScale.HighestTrackableNs, ((long)BlockSize << b) - 1);
             return 0;
         }
     }

@@ -37,8 +37,6 @@ public sealed class ConsoleAndSignalProcessTests : IDisposable
         return path;
     }
 
-    private static ProcessStartInfo Toyvmm(params string[] args) => ToyvmmProcess.StartInfo(args);
-
     private static void WaitBounded(Process p)
     {
         if (!p.WaitForExit(Bound))
@@ -53,7 +51,7 @@ public sealed class ConsoleAndSignalProcessTests : IDisposable
     public async Task Run_ReaderClosesThePipe_QuietStopWithSigpipeStatus()
     {
         if (OperatingSystem.IsWindows()) return;
-        using var p = Process.Start(Toyvmm("run", Chatty(), "--quiet"))!;
+        using var p = Process.Start(ToyvmmProcess.StartInfo("run", Chatty(), "--quiet"))!;
         var stderr = p.StandardError.ReadToEndAsync();
         Assert.Equal("line", p.StandardOutput.ReadLine());
         p.StandardOutput.Close();   // as `| head -1` does
@@ -66,7 +64,7 @@ public sealed class ConsoleAndSignalProcessTests : IDisposable
     public async Task Run_StdoutOnAFullDevice_StopsNamingTheError()
     {
         if (!File.Exists("/dev/full")) return;
-        var psi = Toyvmm();
+        var psi = ToyvmmProcess.StartInfo();
         string toyvmm = string.Join(' ', new[] { psi.FileName }.Concat(psi.ArgumentList).Select(a => $"'{a}'"));
         var sh = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", $"exec {toyvmm} run '{Chatty()}' --quiet > /dev/full" }, RedirectStandardError = true, UseShellExecute = false };
         using var p = Process.Start(sh)!;
@@ -84,7 +82,7 @@ public sealed class ConsoleAndSignalProcessTests : IDisposable
     {
         if (OperatingSystem.IsWindows()) return;
         string swap = Path.Combine(_dir, "blocked.swap");
-        using var p = Process.Start(Toyvmm("run", Chatty(), "--quiet", "--swap-file", swap))!;
+        using var p = Process.Start(ToyvmmProcess.StartInfo("run", Chatty(), "--quiet", "--swap-file", swap))!;
         var stderr = p.StandardError.ReadToEndAsync();
         // Nobody reads standard output: once the pipe is full the vCPU blocks in write().
         // Wait until the run is under way (the swap file exists), then give the pipe time to fill.
